@@ -1,0 +1,5 @@
+"""Entry point for ``python -m gateway``: the same command as ``pbx-gateway``."""
+
+from gateway.cli import main
+
+raise SystemExit(main())
