@@ -1,0 +1,119 @@
+"""Every error the gateway raises, in one tree.
+
+::
+
+    GatewayError                    code               meaning
+    ├── ConfigError                 -                  bad settings; start-up stops with one line
+    ├── BadInputError               BAD_USER_INPUT     the caller asked for something invalid
+    └── PbxError                    (per subclass)     anything about the PBX; names the endpoint
+        ├── PbxUnavailableError     PBX_UNAVAILABLE    no usable answer right now (may pass)
+        │   ├── PbxTimeoutError                        connect or read timed out
+        │   ├── PbxConnectionError                     refused, reset, DNS, TLS
+        │   ├── PbxProtocolError                       non-200, non-JSON, truncated, wrong shape
+        │   └── PbxTransientError                      errno 20010 / 30001 / 30003
+        ├── PbxAuthError            PBX_AUTH_FAILED    errno 20003: the gateway's credentials
+        ├── PbxLockedOutError       PBX_LOCKED_OUT     errno 20002: our address is locked out
+        └── PbxApiError             PBX_ERROR          any other errno (carries it)
+            └── PbxTokenError                          20004 / 20005 / 20006 (the session
+                                                       renews the token; callers rarely see it)
+
+Messages say what happened and what to do. They carry the errno, its meaning and the
+endpoint, never the token, the password or its MD5: the PBX client builds every message
+from its own strings, not from upstream text.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from gateway.pbx.errnos import errno_meaning
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway raises on purpose."""
+
+    code: ClassVar[str] = "INTERNAL_ERROR"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    @property
+    def extensions(self) -> dict[str, Any]:
+        """What goes into a GraphQL error's ``extensions`` (graphql-core reads this)."""
+        return {"code": self.code}
+
+
+class ConfigError(GatewayError):
+    """A setting is missing or malformed; the message names the variable."""
+
+    code = "CONFIG_ERROR"
+
+
+class BadInputError(GatewayError):
+    """The caller's input is invalid; nothing was sent to the PBX."""
+
+    code = "BAD_USER_INPUT"
+
+
+class PbxError(GatewayError):
+    """Something about the PBX went wrong while calling ``endpoint``."""
+
+    code = "PBX_ERROR"
+
+    def __init__(self, message: str, *, endpoint: str) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+
+
+class PbxUnavailableError(PbxError):
+    """The PBX gave no usable answer; trying again later may work."""
+
+    code = "PBX_UNAVAILABLE"
+
+
+class PbxTimeoutError(PbxUnavailableError):
+    """The PBX did not answer in time."""
+
+
+class PbxConnectionError(PbxUnavailableError):
+    """The connection to the PBX could not be made or broke."""
+
+
+class PbxProtocolError(PbxUnavailableError):
+    """The PBX (or something in between) answered with something that is not its API."""
+
+
+class PbxApiError(PbxError):
+    """The PBX answered ``Failed`` with an ``errno``."""
+
+    def __init__(self, message: str, *, endpoint: str, errno: str | None) -> None:
+        super().__init__(message, endpoint=endpoint)
+        self.errno = errno
+        self.meaning = errno_meaning(errno)
+
+    @property
+    def extensions(self) -> dict[str, Any]:
+        return {"code": self.code, "errno": self.errno}
+
+
+class PbxTransientError(PbxApiError, PbxUnavailableError):
+    """An errno that means the PBX is struggling right now (20010, 30001, 30003)."""
+
+    code = "PBX_UNAVAILABLE"
+
+
+class PbxTokenError(PbxApiError):
+    """The token was blank, unknown or timed out (20004 / 20005 / 20006)."""
+
+
+class PbxAuthError(PbxApiError):
+    """The PBX rejected the gateway's username or password (20003)."""
+
+    code = "PBX_AUTH_FAILED"
+
+
+class PbxLockedOutError(PbxApiError):
+    """The PBX has locked the gateway's address out after failed logins (20002)."""
+
+    code = "PBX_LOCKED_OUT"

@@ -1,0 +1,1 @@
+"""Everything that talks to the Yeastar PBX: transport, session (token keeper), decoding."""

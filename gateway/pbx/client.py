@@ -1,0 +1,174 @@
+"""One HTTP call to the PBX API, with every failure translated at one seam.
+
+:class:`PbxClient` sends ``POST {base}/api/v2.0.0/{endpoint}?token=...`` with a JSON body
+on the application's one shared ``httpx.AsyncClient`` and returns the decoded body of a
+``Success`` answer. Everything else becomes an error from :mod:`gateway.errors`:
+
+- httpx exceptions (timeouts, refused or reset connections, TLS) in :meth:`_send`, the
+  only place that catches them;
+- non-200 statuses, non-JSON or truncated bodies, and ``Failed`` envelopes in
+  :func:`decode_envelope`, the only place that reads ``status`` and ``errno``.
+
+A semaphore caps concurrent PBX requests: the device is a single-process embedded web
+server that closes every connection (``pbx-api.md``, Transport), so the gateway never
+sends it more than ``max_concurrency`` requests at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any, Final
+
+import httpx
+
+from gateway.errors import (
+    PbxApiError,
+    PbxAuthError,
+    PbxConnectionError,
+    PbxLockedOutError,
+    PbxProtocolError,
+    PbxTimeoutError,
+    PbxTokenError,
+    PbxTransientError,
+)
+from gateway.pbx import errnos
+from gateway.secrets import install_redaction
+
+API_PATH: Final = "/api/v2.0.0/"
+
+logger = logging.getLogger(__name__)
+
+JsonObject = dict[str, Any]
+
+
+def build_http_client(
+    *,
+    base_url: str,
+    timeout: float,
+    verify: bool | str,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> httpx.AsyncClient:
+    """The shared client: no redirects (a POST across the PBX's 80 -> 8088 redirect breaks),
+    connect timeout capped at 5 s so an unplugged PBX fails fast, TLS verified by default.
+    """
+    # httpx logs every request URL, token included, at INFO: scrub it before anyone sees it.
+    install_redaction("httpx")
+    return httpx.AsyncClient(
+        base_url=base_url,
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+        verify=verify,
+        follow_redirects=False,
+        transport=transport,
+        # Boa closes every connection anyway; keeping none avoids reusing a dead socket.
+        limits=httpx.Limits(max_keepalive_connections=0),
+        headers={"Content-Type": "application/json; charset=utf-8"},
+    )
+
+
+class PbxClient:
+    """Sends API calls and returns the decoded ``Success`` body, or raises a PbxError."""
+
+    def __init__(self, http: httpx.AsyncClient, *, max_concurrency: int) -> None:
+        self._http = http
+        self._slots = asyncio.Semaphore(max_concurrency)
+
+    @property
+    def base_url(self) -> str:
+        """The PBX's base URL (never carries a token)."""
+        return str(self._http.base_url).rstrip("/")
+
+    async def call(
+        self, endpoint: str, body: Mapping[str, Any] | None = None, *, token: str | None = None
+    ) -> JsonObject:
+        """POST ``body`` to ``endpoint`` and return the ``Success`` envelope as a dict."""
+        async with self._slots:
+            response = await self._send(endpoint, body, token)
+        return decode_envelope(endpoint, response)
+
+    async def _send(
+        self, endpoint: str, body: Mapping[str, Any] | None, token: str | None
+    ) -> httpx.Response:
+        """The one seam where httpx's exceptions become the gateway's, most specific first."""
+        params = {"token": token} if token is not None else None
+        content = b"" if body is None else json.dumps(body).encode()
+        where = f"{endpoint} at {self.base_url}"
+        try:
+            return await self._http.post(API_PATH + endpoint, content=content, params=params)
+        except httpx.TimeoutException as exc:
+            raise PbxTimeoutError(
+                f"the PBX did not answer {where} in time ({type(exc).__name__}); "
+                "check that it is up and not overloaded, or raise PBX_TIMEOUT",
+                endpoint=endpoint,
+            ) from exc
+        except httpx.TransportError as exc:
+            raise PbxConnectionError(
+                f"could not talk to the PBX for {where} ({type(exc).__name__}); check PBX_URL, "
+                "the network, and PBX_VERIFY_TLS for a self-signed certificate",
+                endpoint=endpoint,
+            ) from exc
+
+
+def decode_envelope(endpoint: str, response: httpx.Response) -> JsonObject:
+    """Read ``status``/``errno``; the PBX always answers HTTP 200 (``pbx-api.md``)."""
+    if response.status_code != 200:
+        raise PbxProtocolError(
+            f"{endpoint} answered HTTP {response.status_code}; the PBX API always answers 200, "
+            "so something between the gateway and the PBX (proxy, wrong port) answered instead",
+            endpoint=endpoint,
+        )
+    try:
+        payload = json.loads(response.content)
+    except (ValueError, UnicodeDecodeError):
+        raise PbxProtocolError(
+            f"{endpoint} answered {len(response.content)} bytes that are not JSON "
+            f"(content-type {response.headers.get('content-type', 'none')!r}); is PBX_URL the "
+            "PBX's API address and is the API enabled (Settings > PBX > General > API)?",
+            endpoint=endpoint,
+        ) from None
+    if not isinstance(payload, dict):
+        raise PbxProtocolError(f"{endpoint} answered JSON that is not an object", endpoint=endpoint)
+    status = payload.get("status")
+    if status == "Success":
+        return payload
+    if status != "Failed":
+        raise PbxProtocolError(
+            f"{endpoint} answered an unknown status {str(status)[:40]!r}", endpoint=endpoint
+        )
+    raise _failure(endpoint, errnos.normalize_errno(payload.get("errno")))
+
+
+def _failure(endpoint: str, errno: str | None) -> PbxApiError:
+    """The error for a ``Failed`` envelope: the class says what the gateway will do about it."""
+    meaning = errnos.errno_meaning(errno)
+    if errno == errnos.BAD_CREDENTIALS:
+        return PbxAuthError(
+            "the PBX rejected the gateway's credentials (errno 20003); fix PBX_USERNAME and "
+            "the password setting, and check the API user is enabled on the PBX",
+            endpoint=endpoint,
+            errno=errno,
+        )
+    if errno == errnos.LOCKED_OUT:
+        return PbxLockedOutError(
+            "the PBX has locked out the gateway's IP address after failed logins (errno 20002); "
+            "an administrator can unblock it in the PBX web interface, or wait 10 minutes",
+            endpoint=endpoint,
+            errno=errno,
+        )
+    if errno in errnos.TOKEN_ERRNOS:
+        return PbxTokenError(
+            f"{endpoint}: {meaning} (errno {errno})", endpoint=endpoint, errno=errno
+        )
+    if errno in errnos.TRANSIENT_ERRNOS:
+        return PbxTransientError(
+            f"the PBX could not handle {endpoint} right now: {meaning} (errno {errno}); "
+            "this usually passes, try again shortly",
+            endpoint=endpoint,
+            errno=errno,
+        )
+    suffix = f" (errno {errno})" if errno is not None else ""
+    return PbxApiError(
+        f"the PBX refused {endpoint}: {meaning}{suffix}", endpoint=endpoint, errno=errno
+    )

@@ -1,0 +1,217 @@
+"""The token keeper: one careful login session with the PBX.
+
+The PBX punishes mistakes (``pbx-api.md``, Login and Token lifetime): five failed logins
+lock the gateway's address out for ten minutes, and tokens die after 30 idle minutes. So:
+
+- there is at most one login in flight; concurrent callers wait for it (single-flight);
+- a token error (20004 / 20005 / 20006) drops that token, logs in once and retries the
+  request once, whoever else saw the same error at the same time;
+- a credentials rejection (20003) stops all logins for a cool-down, unless the
+  credentials change (a rotated password file); meanwhile callers get the same clear
+  error at once. On top of that, a hard ceiling allows at most
+  ``MAX_FAILED_LOGINS_PER_WINDOW`` failed logins per lockout window whatever happens,
+  so the gateway can never reach the PBX's limit of five;
+- a lockout (20002) stops all logins for the lock's duration;
+- a heartbeat keeps the token alive while the gateway is idle, and closing logs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from gateway.errors import (
+    PbxAuthError,
+    PbxError,
+    PbxLockedOutError,
+    PbxProtocolError,
+    PbxTokenError,
+)
+from gateway.pbx.client import JsonObject, PbxClient
+from gateway.secrets import Secret
+from gateway.settings import PasswordSource
+
+logger = logging.getLogger(__name__)
+
+MAX_FAILED_LOGINS_PER_WINDOW: Final = 2
+"""Failed logins allowed per lockout window: well under the PBX's five, leaving room for
+other integrations that share our address."""
+
+LOCKOUT_WINDOW: Final = 600.0
+"""The PBX counts failed logins over ten minutes (``pbx-api.md``, Login)."""
+
+
+class PbxSession:
+    """Holds the PBX token and makes authenticated calls through a :class:`PbxClient`."""
+
+    def __init__(
+        self,
+        client: PbxClient,
+        *,
+        username: str,
+        password: PasswordSource,
+        heartbeat_interval: float = 1200.0,
+        login_cooldown: float = 600.0,
+        lockout_backoff: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._username = username
+        self._password = password
+        self._heartbeat_interval = heartbeat_interval
+        self._login_cooldown = login_cooldown
+        self._lockout_backoff = lockout_backoff
+        self._clock = clock
+        self._token: str | None = None
+        self._login_task: asyncio.Task[str] | None = None
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        # Why logins are refused right now, until when, and with which credentials.
+        self._blocked: PbxAuthError | PbxLockedOutError | None = None
+        self._blocked_until = 0.0
+        self._rejected_md5: Secret | None = None
+        self._failed_logins: deque[float] = deque()
+        self.logins = 0
+        self.failed_logins = 0
+
+    @property
+    def has_token(self) -> bool:
+        """Whether the session currently holds a token (for readiness)."""
+        return self._token is not None
+
+    @property
+    def blocked_reason(self) -> PbxError | None:
+        """The error logins are refused with right now, if any."""
+        if self._blocked is not None and self._clock() < self._blocked_until:
+            return self._blocked
+        return None
+
+    async def call(self, endpoint: str, body: Mapping[str, Any] | None = None) -> JsonObject:
+        """An authenticated call; on a token error, one new login and one retry."""
+        token = await self._current_token()
+        try:
+            return await self._client.call(endpoint, body, token=token)
+        except PbxTokenError:
+            self._forget(token)
+            logger.info("PBX token no longer valid on %s; logging in again", endpoint)
+        token = await self._current_token()
+        return await self._client.call(endpoint, body, token=token)
+
+    def start(self) -> None:
+        """Start the heartbeat timer (call from the running event loop)."""
+        if self._heartbeat_task is None:
+            self._heartbeat_task = asyncio.create_task(self._heartbeat_forever())
+
+    async def close(self) -> None:
+        """Stop the heartbeat and log out, so the PBX frees the token now."""
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat_task
+            self._heartbeat_task = None
+        token, self._token = self._token, None
+        if token is not None:
+            try:
+                await self._client.call("logout", None, token=token)
+            except PbxError as exc:
+                logger.warning("PBX logout failed: %s", exc.message)
+
+    async def heartbeat(self) -> None:
+        """Reset the token's idle timer, or forget a token the PBX no longer knows."""
+        token = self._token
+        if token is None:
+            return
+        try:
+            await self._client.call("heartbeat", {}, token=token)
+        except PbxTokenError:
+            self._forget(token)  # the next call logs in; no login needed to stay idle
+        except PbxError as exc:
+            logger.warning("PBX heartbeat failed: %s", exc.message)
+
+    async def _heartbeat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat_interval)
+            await self.heartbeat()
+
+    def _forget(self, token: str) -> None:
+        # Only the token that failed: a caller holding an old token must not drop a new one.
+        if self._token == token:
+            self._token = None
+
+    async def _current_token(self) -> str:
+        if self._token is not None:
+            return self._token
+        if self._login_task is None:
+            self._check_allowed()
+            self._login_task = asyncio.create_task(self._login())
+            self._login_task.add_done_callback(self._login_finished)
+        # shield: a caller that gives up must not cancel the login others are waiting for.
+        return await asyncio.shield(self._login_task)
+
+    def _login_finished(self, task: asyncio.Task[str]) -> None:
+        self._login_task = None
+        if not task.cancelled():
+            task.exception()  # mark retrieved: every waiter already got it
+
+    def _check_allowed(self) -> None:
+        """Raise at once, with no PBX call, while logins are refused."""
+        now = self._clock()
+        blocked = self._blocked
+        if (
+            blocked is not None
+            and now < self._blocked_until
+            and (isinstance(blocked, PbxLockedOutError) or not self._credentials_changed())
+        ):
+            # A fresh instance each time: re-raising one object grows its traceback.
+            raise type(blocked)(blocked.message, endpoint="login", errno=blocked.errno)
+        while self._failed_logins and now - self._failed_logins[0] >= LOCKOUT_WINDOW:
+            self._failed_logins.popleft()
+        if len(self._failed_logins) >= MAX_FAILED_LOGINS_PER_WINDOW:
+            raise PbxAuthError(
+                f"{len(self._failed_logins)} logins failed in the last ten minutes; the gateway "
+                "makes no more attempts for now so the PBX does not lock its address out. Fix "
+                "the credentials; attempts resume within ten minutes",
+                endpoint="login",
+                errno=None,
+            )
+
+    def _credentials_changed(self) -> bool:
+        try:
+            return self._password.current_md5() != self._rejected_md5
+        except Exception:  # an unreadable file is not a change; the cool-down stands
+            return False
+
+    async def _login(self) -> str:
+        md5 = self._password.current_md5()
+        body = {"username": self._username, "password": md5.reveal()}
+        try:
+            payload = await self._client.call("login", body)
+        except PbxAuthError as exc:
+            self._refuse_logins(exc, self._login_cooldown, md5)
+            self._failed_logins.append(self._clock())
+            self.failed_logins += 1
+            raise
+        except PbxLockedOutError as exc:
+            self._refuse_logins(exc, self._lockout_backoff, md5)
+            self.failed_logins += 1
+            raise
+        token = payload.get("token")
+        if not isinstance(token, str) or not token:
+            raise PbxProtocolError("login answered Success without a token", endpoint="login")
+        self._blocked = None
+        self._token = token
+        self.logins += 1
+        logger.info("logged in to the PBX at %s as %s", self._client.base_url, self._username)
+        return token
+
+    def _refuse_logins(
+        self, error: PbxAuthError | PbxLockedOutError, seconds: float, md5: Secret
+    ) -> None:
+        self._blocked = error
+        self._blocked_until = self._clock() + seconds
+        self._rejected_md5 = md5
+        logger.error("%s; no login attempts for %.0f s", error.message, seconds)

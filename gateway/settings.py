@@ -1,0 +1,204 @@
+"""Settings, read once from the environment, typed, and loud when wrong.
+
+``Settings.from_environ(os.environ)`` is the only reader. A missing or malformed
+variable raises :class:`~gateway.errors.ConfigError` whose one-line message names it.
+Secrets are :class:`~gateway.secrets.Secret`, so ``repr(settings)`` shows none, and
+each secret can come from a ``*_FILE`` (container secrets) instead of the variable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+from urllib.parse import urlsplit
+
+from gateway.errors import ConfigError
+from gateway.secrets import Secret
+
+_MD5_HEX: Final = re.compile(r"^[0-9a-fA-F]{32}$")
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
+
+
+@dataclass(frozen=True)
+class PasswordSource:
+    """Where the PBX password comes from; a file is re-read so a rotated secret applies.
+
+    Re-reading matters after the PBX rejected the credentials: the session refuses to
+    log in again until the cool-down ends *or* the credentials it would send change.
+    """
+
+    md5: Secret | None = None
+    path: Path | None = None
+    path_holds_md5: bool = False
+
+    def current_md5(self) -> Secret:
+        """The MD5 (32 lower-case hex) of the password, as the PBX login expects."""
+        if self.path is None:
+            if self.md5 is None:
+                raise ConfigError("no PBX password configured")
+            return self.md5
+        name = "PBX_PASSWORD_MD5_FILE" if self.path_holds_md5 else "PBX_PASSWORD_FILE"
+        text = _read_secret_file(name, self.path)
+        return _md5_from_file(name, text) if self.path_holds_md5 else _md5_of(text)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the gateway is configured with; see the README's configuration table."""
+
+    pbx_url: str
+    pbx_username: str
+    pbx_password: PasswordSource
+    pbx_verify_tls: bool | str = True
+    pbx_timeout: float = 10.0
+    pbx_max_concurrency: int = 2
+    pbx_heartbeat_interval: float = 1200.0
+    pbx_login_cooldown: float = 600.0
+    pbx_lockout_backoff: float = 600.0
+    cache_ttl: float = 30.0
+    cache_max_entries: int = 50_000
+    max_numbers: int = 100
+    batch_size: int = 100
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Settings:
+        """Read and check every variable; raise ConfigError naming the first bad one."""
+        reader = _Reader(environ)
+        return cls(
+            pbx_url=reader.url("PBX_URL"),
+            pbx_username=reader.required("PBX_USERNAME"),
+            pbx_password=_password_source(environ),
+            pbx_verify_tls=reader.verify_tls("PBX_VERIFY_TLS"),
+            pbx_timeout=reader.number("PBX_TIMEOUT", 10.0, minimum=0.1),
+            pbx_max_concurrency=reader.integer("PBX_MAX_CONCURRENCY", 2, minimum=1),
+            pbx_heartbeat_interval=reader.number("PBX_HEARTBEAT_INTERVAL", 1200.0, minimum=1),
+            pbx_login_cooldown=reader.number("PBX_LOGIN_COOLDOWN", 600.0, minimum=1),
+            pbx_lockout_backoff=reader.number("PBX_LOCKOUT_BACKOFF", 600.0, minimum=1),
+            cache_ttl=reader.number("GATEWAY_CACHE_TTL", 30.0, minimum=0.001),
+            cache_max_entries=reader.integer("GATEWAY_CACHE_MAX_ENTRIES", 50_000, minimum=1),
+            max_numbers=reader.integer("GATEWAY_MAX_NUMBERS", 100, minimum=1),
+            batch_size=reader.integer("GATEWAY_BATCH_SIZE", 100, minimum=1),
+        )
+
+
+class _Reader:
+    """Typed accessors over the environment that fail with the variable's name."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def _get(self, name: str) -> str | None:
+        value = self._environ.get(name)
+        return None if value is None or value.strip() == "" else value.strip()
+
+    def required(self, name: str) -> str:
+        value = self._get(name)
+        if value is None:
+            raise ConfigError(f"{name} is required but not set")
+        return value
+
+    def url(self, name: str) -> str:
+        value = self.required(name).rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(
+                f"{name} must be an http(s) URL such as https://192.168.5.150:8088, got {value!r}"
+            )
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ConfigError(f"{name} must hold no query, fragment or credentials")
+        return value
+
+    def number(self, name: str, default: float, *, minimum: float) -> float:
+        raw = self._get(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+        if not value >= minimum:  # also rejects NaN
+            raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
+        return value
+
+    def integer(self, name: str, default: int, *, minimum: int) -> int:
+        raw = self._get(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+        if value < minimum:
+            raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
+        return value
+
+    def verify_tls(self, name: str) -> bool | str:
+        raw = self._get(name)
+        if raw is None or raw.lower() in _TRUE:
+            return True
+        if raw.lower() in _FALSE:
+            return False
+        if not Path(raw).is_file():
+            raise ConfigError(
+                f"{name} must be true, false or the path of a CA file; {raw!r} is none"
+            )
+        return raw
+
+
+def _password_source(environ: Mapping[str, str]) -> PasswordSource:
+    """Exactly one of the four password variables, checked now (and files read once now)."""
+    given = [
+        name
+        for name in (
+            "PBX_PASSWORD",
+            "PBX_PASSWORD_FILE",
+            "PBX_PASSWORD_MD5",
+            "PBX_PASSWORD_MD5_FILE",
+        )
+        if environ.get(name, "") != ""
+    ]
+    if not given:
+        raise ConfigError(
+            "PBX_PASSWORD is required "
+            "(or PBX_PASSWORD_FILE, PBX_PASSWORD_MD5, PBX_PASSWORD_MD5_FILE)"
+        )
+    if len(given) > 1:
+        raise ConfigError(f"set only one of {', '.join(given)}")
+    name = given[0]
+    value = environ[name]
+    if name == "PBX_PASSWORD":
+        return PasswordSource(md5=_md5_of(value))
+    if name == "PBX_PASSWORD_MD5":
+        if not _MD5_HEX.match(value.strip()):
+            raise ConfigError("PBX_PASSWORD_MD5 must be 32 hexadecimal characters")
+        return PasswordSource(md5=Secret(value.strip().lower()))
+    source = PasswordSource(path=Path(value), path_holds_md5=name == "PBX_PASSWORD_MD5_FILE")
+    source.current_md5()  # fail at start-up, not at the first login
+    return source
+
+
+def _read_secret_file(name: str, path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{name}: cannot read {path} ({type(exc).__name__})") from None
+    # A trailing newline is an artefact of how the file was written, not part of the secret.
+    text = text.rstrip("\r\n")
+    if text == "":
+        raise ConfigError(f"{name}: {path} is empty")
+    return text
+
+
+def _md5_from_file(name: str, text: str) -> Secret:
+    if not _MD5_HEX.match(text.strip()):
+        raise ConfigError(f"{name} must hold 32 hexadecimal characters")
+    return Secret(text.strip().lower())
+
+
+def _md5_of(password: str) -> Secret:
+    return Secret(hashlib.md5(password.encode("utf-8")).hexdigest())
