@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from gateway import __version__
+from gateway import __version__, commands
 from gateway.simulator import command as simulator_command
 
 
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.register(subparsers)
     simulator_command.register(subparsers)
     return parser
 

@@ -1,0 +1,38 @@
+"""What every resolver of one GraphQL request can reach.
+
+A new context, with a new DataLoader, is made per request (strawberry's loader caches
+futures and failures for its whole life, so sharing one across requests would pin old
+answers and errors). Data shared across requests lives in the store below it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from starlette.requests import Request
+from starlette.responses import Response
+from strawberry.dataloader import DataLoader
+
+from gateway.pbx.conferences import Conference
+from gateway.schema.numbers import NumberBudget
+from gateway.store import ConferenceStore
+
+ConferenceLoader = DataLoader[str, Conference | None]
+
+
+@dataclass
+class GatewayContext:
+    """Per-request state: the loader over the shared store, and the request's budgets."""
+
+    store: ConferenceStore
+    numbers: NumberBudget
+    request: Request | None = None
+    response: Response | None = None
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    loader: ConferenceLoader = field(init=False)
+
+    def __post_init__(self) -> None:
+        # One batch per request tick: every `conference`/`conferences` field that
+        # resolves together lands in one store.get_many, hence one PBX call.
+        self.loader = DataLoader(load_fn=self.store.get_many)

@@ -1,0 +1,54 @@
+"""The root ``Query``: conferences by number, or all of them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import strawberry
+
+from gateway.schema.context import GatewayContext
+from gateway.schema.types import ConferenceNode
+
+Info = strawberry.Info[GatewayContext, None]
+
+NumbersArgument = Annotated[
+    list[str] | None,
+    strawberry.argument(
+        description=(
+            'Room numbers, such as ["6400", "6401"]: digits only, one number per item. '
+            "Leave out for every room."
+        )
+    ),
+]
+NumberArgument = Annotated[
+    str, strawberry.argument(description='The room number, such as "6400": digits only.')
+]
+
+
+@strawberry.type(description="Read the PBX's conference rooms.")
+class Query:
+    @strawberry.field(
+        description=(
+            "Conference rooms, in the order asked. Numbers the PBX does not know are left out "
+            "and duplicates are returned once. Without `numbers`, every room on the PBX."
+        )
+    )
+    async def conferences(
+        self, info: Info, numbers: NumbersArgument = strawberry.UNSET
+    ) -> list[ConferenceNode]:
+        context = info.context
+        if numbers is None or numbers is strawberry.UNSET:  # absent or null: every room
+            everything = await context.store.get_all()
+            for conference in everything:
+                context.loader.prime(conference.number, conference)
+            return [ConferenceNode.from_record(conference) for conference in everything]
+        wanted = context.numbers.admit(numbers)
+        found = await context.loader.load_many(wanted)
+        return [ConferenceNode.from_record(c) for c in found if c is not None]
+
+    @strawberry.field(description="One conference room; null when the PBX has no such room.")
+    async def conference(self, info: Info, number: NumberArgument) -> ConferenceNode | None:
+        context = info.context
+        (wanted,) = context.numbers.admit([number])
+        found = await context.loader.load(wanted)
+        return None if found is None else ConferenceNode.from_record(found)
