@@ -1,0 +1,102 @@
+"""How one simulated PBX behaves: a frozen, validated ``SimulatorConfig``.
+
+Everything a test or the ``simulator`` command may choose up front lives here; the few knobs that
+may also change while the simulator runs are listed in ``RUNTIME_TUNABLES`` and changed through
+``SimulatorState.configure`` (which builds a new config with ``dataclasses.replace``, so the same
+validation applies at start and at run time).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+UnknownNumbers = Literal["omit", "empty", "missing", "failed"]
+UNKNOWN_NUMBERS_MODES: tuple[str, ...] = get_args(UnknownNumbers)
+
+# The documented demo credentials: harmless, and printed by the ``simulator`` command.
+DEMO_USERNAME = "api"
+DEMO_PASSWORD = "yeastar-demo"  # noqa: S105 - a public demo value, documented
+
+# A prefix the real API cannot have, so admin calls never collide with PBX endpoints.
+ADMIN_PREFIX = "/__simulator"
+API_PREFIX = "/api/v2.0.0"
+
+RUNTIME_TUNABLES = frozenset(
+    {
+        "latency",
+        "jitter",
+        "serial",
+        "unknown_numbers",
+        "unknown_errno",
+        "invalid_errno",
+        "expired_errno",
+        "k2",
+        "new_login_kills_old_tokens",
+        "token_ttl",
+        "lockout_threshold",
+        "lockout_seconds",
+    }
+)
+
+
+def password_digest(password: str) -> str:
+    """What the login call carries instead of the password: its MD5 as 32 lower-case hex."""
+    return hashlib.md5(password.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """The simulated PBX's behaviour; defaults follow pbx-api.md (see each field's comment)."""
+
+    username: str = DEMO_USERNAME
+    password: str = DEMO_PASSWORD
+    # Wire-shaped conference objects; None means the built-in realistic default set.
+    conferences: Sequence[Mapping[str, str]] | None = None
+    # Idle lifetime of a token (the PBX's 30 minutes); fractions of a second are fine in tests.
+    token_ttl: float = 1800.0
+    # The doc allows either answer for a timed-out token: 20006 (default) or 20004.
+    expired_errno: str = "20006"
+    # Unknown on the real PBX: whether a new login ends the same user's older tokens.
+    new_login_kills_old_tokens: bool = False
+    lockout_threshold: int = 5
+    lockout_seconds: float = 600.0
+    # K2 models leave out ``mute`` and ``prompt``.
+    k2: bool = False
+    # Unknown on the real PBX: how it answers a number that does not exist.
+    unknown_numbers: UnknownNumbers = "omit"
+    unknown_errno: str = "10004"
+    # Undocumented: the errno of a conference/update with an invalid field (chosen answer).
+    invalid_errno: str = "10004"
+    latency: float = 0.0
+    jitter: float = 0.0
+    # Serve one API request at a time, like the single-process Boa server.
+    serial: bool = False
+    transport: Literal["TCP", "HTTP"] = "TCP"
+
+    def __post_init__(self) -> None:
+        if not self.username:
+            raise ValueError("username must not be blank")
+        for name in ("token_ttl", "lockout_seconds"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("latency", "jitter"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.lockout_threshold < 1:
+            raise ValueError(f"lockout_threshold must be >= 1, got {self.lockout_threshold!r}")
+        if self.unknown_numbers not in UNKNOWN_NUMBERS_MODES:
+            raise ValueError(
+                f"unknown_numbers must be one of {', '.join(UNKNOWN_NUMBERS_MODES)}, "
+                f"got {self.unknown_numbers!r}"
+            )
+        for name in ("expired_errno", "unknown_errno", "invalid_errno"):
+            value = getattr(self, name)
+            if not (isinstance(value, str) and value.isdigit()):
+                raise ValueError(f"{name} must be a string of digits, got {value!r}")
+
+    def tunables(self) -> dict[str, object]:
+        """The runtime-changeable part, as JSON-ready values (for the admin config route)."""
+        return {name: getattr(self, name) for name in sorted(RUNTIME_TUNABLES)}

@@ -1,0 +1,128 @@
+"""What each API endpoint does once a call has passed the common checks in ``api.py``.
+
+Each handler gets the state, the parsed JSON body and the request, and returns the PBX's answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.simulator.conference_book import (
+    ConferenceFieldError,
+    UnknownConferenceError,
+    split_numbers,
+)
+from gateway.simulator.conference_rules import wire_view
+from gateway.simulator.config import password_digest
+from gateway.simulator.envelope import (
+    BAD_CREDENTIALS,
+    IP_LOCKED,
+    PARAMETER_BLANK,
+    failed,
+    pbx_answer,
+    success,
+)
+from gateway.simulator.state import SimulatorState
+
+Body = dict[str, Any]
+Handler = Callable[[SimulatorState, Body, Request], Awaitable[Response]]
+
+
+async def login(state: SimulatorState, body: Body, request: Request) -> Response:
+    """``login``: lockout first (even the right password gets 20002), then the credentials."""
+    address = request.client.host if request.client else "unknown"
+    config, now = state.config, state.now()
+    if state.lockout.is_locked(address, now):
+        state.stats.logins_locked += 1
+        return failed(IP_LOCKED)
+    # Chosen answer: a blank or non-string field is a bad login and counts toward the lockout,
+    # the cautious reading for a gateway that must never cause one.
+    good = body.get("username") == config.username and body.get("password") == password_digest(
+        config.password
+    )
+    if not good:
+        state.stats.logins_failed += 1
+        state.lockout.record_failure(address, now, config.lockout_threshold, config.lockout_seconds)
+        return failed(BAD_CREDENTIALS)
+    state.lockout.record_success(address)
+    if config.new_login_kills_old_tokens:
+        state.tokens.end_user(config.username)
+    state.stats.logins_succeeded += 1
+    return success(token=state.tokens.issue(config.username, now), transport=config.transport)
+
+
+async def heartbeat(state: SimulatorState, body: Body, request: Request) -> Response:
+    """``heartbeat``: the token check already restarted the token's idle clock."""
+    state.stats.heartbeats += 1
+    return success()
+
+
+async def logout(state: SimulatorState, body: Body, request: Request) -> Response:
+    """``logout``: the token is gone; using it again answers 20004."""
+    state.tokens.end(request.query_params.get("token", ""))
+    state.stats.logouts += 1
+    return success()
+
+
+def _number_field(body: Body) -> str | None:
+    number = body.get("number")
+    if isinstance(number, int) and not isinstance(number, bool):
+        number = str(number)  # all values are strings on the wire; tolerate a bare number
+    if not isinstance(number, str) or not number.strip():
+        return None
+    return number
+
+
+async def query_conferences(state: SimulatorState, body: Body, request: Request) -> Response:
+    """``conference/query``: one number, a comma list, or ``all``."""
+    raw = _number_field(body)
+    if raw is None:
+        return failed(PARAMETER_BLANK)
+    state.stats.query_numbers.append(raw)
+    config = state.config
+    if raw.strip().lower() == "all":
+        rooms = state.book.all()
+    else:
+        numbers = split_numbers(raw)
+        if not numbers:
+            return failed(PARAMETER_BLANK)
+        rooms, unknown = state.book.lookup(numbers)
+        # The real PBX's answer to unknown numbers is not documented: each mode plays one guess.
+        if unknown and config.unknown_numbers == "failed":
+            return failed(config.unknown_errno)
+        if unknown and config.unknown_numbers == "missing":
+            return pbx_answer({"status": "Success"})
+        if unknown and config.unknown_numbers == "empty":
+            rooms = []
+    return success(conferences=[wire_view(room, k2=config.k2) for room in rooms])
+
+
+async def update_conference(state: SimulatorState, body: Body, request: Request) -> Response:
+    """``conference/update``: validate every given field, then apply them all or none."""
+    number = _number_field(body)
+    if number is None:
+        return failed(PARAMETER_BLANK)
+    try:
+        state.book.update({**body, "number": number.strip()})
+    except UnknownConferenceError:
+        return failed(state.config.unknown_errno)
+    except ConferenceFieldError as exc:
+        # Chosen answer: the failure names the field in ``errordata`` (a key seen on failures).
+        return failed(state.config.invalid_errno, errordata=exc.field)
+    return success()
+
+
+ENDPOINTS: dict[str, Handler] = {
+    "login": login,
+    "heartbeat": heartbeat,
+    "logout": logout,
+    "conference/query": query_conferences,
+    "conference/update": update_conference,
+}
+# Endpoints whose body may be empty: logout takes none, heartbeat's fields are all optional.
+BODY_OPTIONAL = frozenset({"heartbeat", "logout"})
+NO_TOKEN = frozenset({"login"})
