@@ -10,7 +10,9 @@
         │   ├── PbxTimeoutError                        connect or read timed out
         │   ├── PbxConnectionError                     refused, reset, DNS, TLS
         │   ├── PbxProtocolError                       non-200, non-JSON, truncated, wrong shape
+        │   ├── PbxCircuitOpenError                    recent calls failed: not calling for now
         │   └── PbxTransientError                      errno 20010 / 30001 / 30003
+        ├── PbxBusyError            PBX_BUSY           too many calls waiting for the PBX
         ├── PbxAuthError            PBX_AUTH_FAILED    errno 20003: the gateway's credentials
         ├── PbxLockedOutError       PBX_LOCKED_OUT     errno 20002: our address is locked out
         └── PbxApiError             PBX_ERROR          any other errno (carries it)
@@ -82,6 +84,16 @@ class PbxConnectionError(PbxUnavailableError):
 
 class PbxProtocolError(PbxUnavailableError):
     """The PBX (or something in between) answered with something that is not its API."""
+
+
+class PbxCircuitOpenError(PbxUnavailableError):
+    """Recent calls failed; the breaker keeps the gateway off the PBX for a while."""
+
+
+class PbxBusyError(PbxError):
+    """The PBX's request slots and wait queue are full; the call was not queued."""
+
+    code = "PBX_BUSY"
 
 
 class PbxApiError(PbxError):

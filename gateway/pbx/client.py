@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -33,8 +34,11 @@ from gateway.errors import (
     PbxTimeoutError,
     PbxTokenError,
     PbxTransientError,
+    PbxUnavailableError,
 )
 from gateway.pbx import errnos
+from gateway.pbx.breaker import CircuitBreaker
+from gateway.pbx.limiter import PbxLimiter
 from gateway.secrets import install_redaction
 
 API_PATH: Final = "/api/v2.0.0/"
@@ -69,11 +73,25 @@ def build_http_client(
 
 
 class PbxClient:
-    """Sends API calls and returns the decoded ``Success`` body, or raises a PbxError."""
+    """Sends API calls and returns the decoded ``Success`` body, or raises a PbxError.
 
-    def __init__(self, http: httpx.AsyncClient, *, max_concurrency: int) -> None:
+    Every call passes the circuit breaker, then waits (boundedly) for one of the PBX's
+    request slots. An idempotent call that lost its connection is retried once, after a
+    short jittered pause; nothing else is retried here.
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        limiter: PbxLimiter | None = None,
+        breaker: CircuitBreaker | None = None,
+        max_concurrency: int = 2,
+    ) -> None:
         self._http = http
-        self._slots = asyncio.Semaphore(max_concurrency)
+        self.limiter = limiter or PbxLimiter(max_concurrency=max_concurrency, max_waiting=1000)
+        self.breaker = breaker or CircuitBreaker(threshold=1_000_000)
+        self.calls = 0
 
     @property
     def base_url(self) -> str:
@@ -81,12 +99,42 @@ class PbxClient:
         return str(self._http.base_url).rstrip("/")
 
     async def call(
-        self, endpoint: str, body: Mapping[str, Any] | None = None, *, token: str | None = None
+        self,
+        endpoint: str,
+        body: Mapping[str, Any] | None = None,
+        *,
+        token: str | None = None,
+        idempotent: bool = False,
     ) -> JsonObject:
         """POST ``body`` to ``endpoint`` and return the ``Success`` envelope as a dict."""
-        async with self._slots:
-            response = await self._send(endpoint, body, token)
-        return decode_envelope(endpoint, response)
+        try:
+            return await self._call_once(endpoint, body, token)
+        except PbxConnectionError:
+            if not idempotent:
+                raise
+            await asyncio.sleep(random.uniform(0.05, 0.25))  # noqa: S311 (jitter, not crypto)
+            return await self._call_once(endpoint, body, token)
+
+    async def _call_once(
+        self, endpoint: str, body: Mapping[str, Any] | None, token: str | None
+    ) -> JsonObject:
+        self.breaker.before_call(endpoint)
+        try:
+            async with self.limiter.slot(endpoint):
+                self.calls += 1
+                response = await self._send(endpoint, body, token)
+            payload = decode_envelope(endpoint, response)
+        except PbxUnavailableError:
+            self.breaker.failed()
+            raise
+        except PbxApiError:
+            self.breaker.succeeded()  # a decoded refusal: the device is there
+            raise
+        except BaseException:
+            self.breaker.abandoned()
+            raise
+        self.breaker.succeeded()
+        return payload
 
     async def _send(
         self, endpoint: str, body: Mapping[str, Any] | None, token: str | None
@@ -107,6 +155,12 @@ class PbxClient:
             raise PbxConnectionError(
                 f"could not talk to the PBX for {where} ({type(exc).__name__}); check PBX_URL, "
                 "the network, and PBX_VERIFY_TLS for a self-signed certificate",
+                endpoint=endpoint,
+            ) from exc
+        except httpx.HTTPError as exc:  # DecodingError (a body that lies about its encoding)
+            raise PbxProtocolError(
+                f"the answer to {where} could not be read ({type(exc).__name__}); something "
+                "between the gateway and the PBX may be rewriting it",
                 endpoint=endpoint,
             ) from exc
 

@@ -39,8 +39,8 @@ async def query_conferences(
     try:
         found = await _query(session, ",".join(wanted))
     except PbxApiError as exc:
-        if isinstance(exc, PbxTokenError | PbxTransientError):
-            raise  # not about the numbers: asking for "all" would fail the same way
+        if exc.endpoint != ENDPOINT or isinstance(exc, PbxTokenError | PbxTransientError):
+            raise  # not about the numbers (a login, the token, a struggling PBX)
         logger.info(
             "conference/query for %d numbers failed with errno %s; asking for all instead",
             len(wanted),

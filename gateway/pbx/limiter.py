@@ -1,0 +1,54 @@
+"""The PBX's concurrency cap, with a bounded wait in front of it.
+
+The device serves a few requests per second at best (``pbx-api.md``, Transport): at most
+``max_concurrency`` requests are sent at once, at most ``max_waiting`` more wait for a
+slot, and anything beyond that is refused at once with ``PBX_BUSY`` (callers serve stale
+data instead) rather than queueing without end while clients time out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from gateway.errors import PbxBusyError
+
+
+class PbxLimiter:
+    """A semaphore that refuses to queue more than ``max_waiting`` callers."""
+
+    def __init__(self, *, max_concurrency: int, max_waiting: int) -> None:
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._max_waiting = max_waiting
+        self.in_flight = 0
+        self.waiting = 0
+        self.max_waiting_seen = 0
+        self.rejected = 0
+
+    @asynccontextmanager
+    async def slot(self, endpoint: str) -> AsyncIterator[None]:
+        """Hold one of the PBX's request slots for the duration of the block."""
+        if self._slots.locked():
+            if self.waiting >= self._max_waiting:
+                self.rejected += 1
+                raise PbxBusyError(
+                    f"the PBX already has {self.in_flight} requests running and {self.waiting} "
+                    "waiting; the gateway refuses to queue more (PBX_MAX_WAITING). Try again "
+                    "shortly",
+                    endpoint=endpoint,
+                )
+            self.waiting += 1
+            self.max_waiting_seen = max(self.max_waiting_seen, self.waiting)
+            try:
+                await self._slots.acquire()
+            finally:
+                self.waiting -= 1
+        else:
+            await self._slots.acquire()
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            self._slots.release()
