@@ -146,11 +146,13 @@ async def test_client_non_json_body_raises_protocol_error(
 
 async def test_client_body_with_broken_content_encoding_raises_protocol_error() -> None:
     """Garbage declared as gzip (a broken proxy) is a PbxProtocolError, not a raw httpx error."""
-    transport, _ = answering(
-        httpx.Response(200, content=b"\x1f\x8b not gzip", headers={"content-encoding": "gzip"})
-    )
-    with pytest.raises(PbxProtocolError):
+    # A raw stream, as off a socket: httpx decodes it inside the client, not here.
+    raw = httpx.ByteStream(b"\x1f\x8b not gzip")
+    transport, _ = answering(httpx.Response(200, stream=raw, headers={"content-encoding": "gzip"}))
+    with pytest.raises(PbxProtocolError) as info:
         await call_with(transport)
+    assert isinstance(info.value.__cause__, httpx.DecodingError)
+    assert info.value.extensions["code"] == "PBX_UNAVAILABLE"
 
 
 @pytest.mark.parametrize(
