@@ -1,14 +1,19 @@
 """The API side of the simulator: every request that is not an admin call lands here.
 
-Order of checks (the real order is undocumented; this one is chosen so each errno is reachable):
+Order of checks (the real order is undocumented; this one is chosen so each errno is reachable,
+and so that faults hit every call, even malformed ones, as a broken PBX would):
 
-1. Counting: the call is counted under its endpoint (``"unknown"`` for an unknown one) and as in
-   flight. 2. ``serial`` mode: wait for the one-at-a-time lock. 3. Latency and jitter.
-4. An armed stall. 5. An armed answer fault (drop, garbage, fail) replaces the answer.
-6. Method: anything but POST answers 20001. 7. Path: anything but ``/api/v2.0.0/<known
-   endpoint>`` answers 10003. 8. Body: logout ignores it; an empty body answers 20007 (heartbeat
-   takes an empty body as ``{}``); a body that is not a JSON object answers 20000.
-9. Token (all but login): blank 20005, unknown 20004, timed out ``expired_errno`` (20006).
+1. Count the call under its endpoint (``"unknown"`` for any other path) and as in flight; read
+   its body (a client gone by then gets nothing).
+2. ``serial`` mode: wait for the one-at-a-time lock.
+3. Latency plus jitter.
+4. An armed stall.
+5. An armed answer fault (drop, garbage, fail) replaces the answer.
+6. Method: anything but POST answers 20001.
+7. Path: anything but ``/api/v2.0.0/<known endpoint>`` answers 10003.
+8. Body: logout ignores it; an empty body answers 20007 (heartbeat takes it as ``{}``); a body
+   that is not a JSON object answers 20000.
+9. Token (all but login): blank or absent 20005, unknown 20004, timed out ``expired_errno``.
 10. The endpoint itself (``endpoints.py``): e.g. a blank ``number`` answers 10004.
 
 Any path, method or body gets the PBX envelope with HTTP 200; an unexpected exception answers
@@ -21,7 +26,7 @@ import json
 from contextlib import AsyncExitStack
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from gateway.simulator.config import API_PREFIX
@@ -56,6 +61,8 @@ async def handle_api_call(request: Request) -> Response:
     state.stats.calls[endpoint or "unknown"] += 1
     state.stats.enter()
     try:
+        # Read now: a stalled call must not find its client gone when it wakes up.
+        await request.body()
         async with AsyncExitStack() as stack:
             if state.config.serial:
                 await stack.enter_async_context(state.serial_lock())
@@ -67,6 +74,8 @@ async def handle_api_call(request: Request) -> Response:
             if fault is not None:
                 return fault_answer(fault)
             return await answer(state, request, endpoint)
+    except ClientDisconnect:
+        return Response(status_code=499)  # nobody is listening; keep the server log quiet
     finally:
         state.stats.leave()
 

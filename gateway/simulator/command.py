@@ -1,12 +1,126 @@
-"""The ``pbx-gateway simulator`` subcommand (placeholder until the simulator lands)."""
+"""The ``pbx-gateway simulator`` subcommand: one simulated PBX on a real port, for demos.
+
+Every start-up switch maps to a ``SimulatorConfig`` field or to one ``SimulatorState`` admin
+call; everything else can be switched while it runs through the ``/__simulator`` routes.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 from typing import Any
+
+from uvicorn.config import LOGGING_CONFIG
+
+from gateway.simulator.conference_data import (
+    ConferenceDataError,
+    generate_conferences,
+    load_conferences,
+)
+from gateway.simulator.conference_rules import Conference
+from gateway.simulator.config import (
+    ADMIN_PREFIX,
+    API_PREFIX,
+    DEMO_PASSWORD,
+    DEMO_USERNAME,
+    UNKNOWN_NUMBERS_MODES,
+    SimulatorConfig,
+    password_digest,
+)
+from gateway.simulator.server import SimulatorServer
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add the ``simulator`` subcommand."""
-    parser = subparsers.add_parser("simulator", help="run the Yeastar PBX simulator")
-    parser.set_defaults(handler=lambda args: 2)
+    parser = subparsers.add_parser(
+        "simulator",
+        help="run the Yeastar PBX simulator",
+        description="A Yeastar S-Series PBX (API v2.0.0) over plain HTTP, with switchable faults.",
+    )
+    add = parser.add_argument
+    add("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    add("--port", type=int, default=8088, help="port (default: %(default)s, as the PBX)")
+    add("--username", default=DEMO_USERNAME, help="API username (default: %(default)s)")
+    add("--password", default=DEMO_PASSWORD, help="API password (default: the demo password)")
+    rooms = parser.add_mutually_exclusive_group()
+    rooms.add_argument("--conferences", type=int, metavar="N", help="generate N rooms from 6400")
+    rooms.add_argument("--data", metavar="FILE", help="load rooms from a JSON file")
+    add("--latency", type=float, default=0.0, metavar="S", help="added seconds per API call")
+    add("--jitter", type=float, default=0.0, metavar="S", help="up to S more seconds, random")
+    add("--serial", action="store_true", help="serve one API call at a time, like Boa")
+    add("--token-ttl", type=float, default=1800.0, metavar="S", help="idle token lifetime")
+    add("--lockout-threshold", type=int, default=5, metavar="N", help="failed logins to lock")
+    add("--lockout-seconds", type=float, default=600.0, metavar="S", help="how long a lock lasts")
+    add("--k2", action="store_true", help="answer like a K2: no mute, no prompt")
+    add("--unknown-numbers", choices=UNKNOWN_NUMBERS_MODES, default="omit")
+    add("--new-login-kills-old-tokens", action="store_true")
+    add("--fail-next", type=int, default=0, metavar="N", help="fail the next N API calls")
+    add("--fail-errno", default="20010", metavar="E", help="errno for --fail-next")
+    add("--fail-endpoint", default=None, metavar="EP", help="only fail calls to this endpoint")
+    parser.set_defaults(handler=run)
+
+
+def build_config(args: argparse.Namespace) -> SimulatorConfig:
+    """The config the command line asks for (raises ValueError or ConferenceDataError)."""
+    conferences: list[Conference] | None = None
+    if args.data:
+        conferences = load_conferences(args.data)
+    elif args.conferences is not None:
+        conferences = generate_conferences(args.conferences)
+    return SimulatorConfig(
+        username=args.username,
+        password=args.password,
+        conferences=conferences,
+        token_ttl=args.token_ttl,
+        new_login_kills_old_tokens=args.new_login_kills_old_tokens,
+        lockout_threshold=args.lockout_threshold,
+        lockout_seconds=args.lockout_seconds,
+        k2=args.k2,
+        unknown_numbers=args.unknown_numbers,
+        latency=args.latency,
+        jitter=args.jitter,
+        serial=args.serial,
+    )
+
+
+def banner(server: SimulatorServer) -> str:
+    """What the command prints once listening."""
+    config, url = server.state.config, server.base_url
+    return "\n".join(
+        [
+            f"Yeastar S-Series PBX simulator (API v2.0.0, plain HTTP) listening on {url}",
+            f"  API:    {url}{API_PREFIX}/  ({len(server.state.book)} conferences)",
+            f"  login:  username {config.username!r}, password {config.password!r}"
+            f" (sent as MD5 {password_digest(config.password)})",
+            f"  admin:  {url}{ADMIN_PREFIX}/  (counters at {ADMIN_PREFIX}/stats)",
+            "Press Ctrl+C to stop.",
+        ]
+    )
+
+
+async def _serve(args: argparse.Namespace, config: SimulatorConfig) -> None:
+    server = SimulatorServer(
+        config, args.host, args.port, handle_signals=True, log_config=LOGGING_CONFIG
+    )
+    if args.fail_next:
+        server.state.fail_next(args.fail_next, args.fail_errno, args.fail_endpoint)
+    await server.start()
+    print(banner(server), flush=True)
+    await server.wait()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until interrupted; 2 on a bad option or data file, 1 if the port is unusable."""
+    try:
+        config = build_config(args)
+    except (ValueError, ConferenceDataError) as exc:
+        print(f"pbx-gateway simulator: {exc}")
+        return 2
+    try:
+        asyncio.run(_serve(args, config))
+    except OSError as exc:
+        print(f"pbx-gateway simulator: cannot listen on {args.host}:{args.port}: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
