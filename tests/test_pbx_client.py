@@ -11,6 +11,8 @@ import pytest
 from gateway.errors import (
     PbxApiError,
     PbxAuthError,
+    PbxBusyError,
+    PbxCircuitOpenError,
     PbxConnectionError,
     PbxError,
     PbxLockedOutError,
@@ -20,6 +22,9 @@ from gateway.errors import (
     PbxTransientError,
     PbxUnavailableError,
 )
+from gateway.pbx.breaker import CircuitBreaker, CircuitState
+from gateway.pbx.client import PbxClient, build_http_client
+from gateway.pbx.limiter import PbxLimiter
 from tests.pbx_fakes import BASE_URL, FakePbx, failed, ok, pbx_client
 
 
@@ -370,3 +375,109 @@ async def test_client_failed_call_releases_its_slot() -> None:
             with pytest.raises(PbxConnectionError):
                 await client.call("heartbeat", {}, token="t")
     assert len(calls) == 5
+
+
+# --- retry, breaker and wait queue as the client uses them ---------------------------------
+
+
+def flaky(
+    first: type[httpx.TransportError], then: httpx.Response
+) -> tuple[httpx.MockTransport, list[int]]:
+    """A transport that fails the first request with ``first`` and answers ``then`` after."""
+    calls: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        if len(calls) == 1:
+            raise first("simulated", request=request)
+        return then
+
+    return httpx.MockTransport(handler), calls
+
+
+async def test_client_idempotent_call_retries_lost_connection_once() -> None:
+    """An idempotent call whose connection broke is sent once more and its answer returned."""
+    transport, calls = flaky(httpx.ReadError, ok(conferences=[]))
+    async with pbx_client(transport) as client:
+        payload = await client.call("conference/query", {"number": "all"}, idempotent=True)
+    assert payload["status"] == "Success"
+    assert len(calls) == 2
+
+
+async def test_client_idempotent_call_gives_up_after_one_retry() -> None:
+    """Two lost connections in a row raise PbxConnectionError after exactly two requests."""
+    transport, calls = raising(httpx.ReadError)
+    async with pbx_client(transport) as client:
+        with pytest.raises(PbxConnectionError):
+            await client.call("conference/query", {"number": "all"}, idempotent=True)
+    assert len(calls) == 2
+
+
+async def test_client_non_idempotent_call_is_never_retried() -> None:
+    """A call not marked idempotent (login, logout) is sent once, whatever happens."""
+    transport, calls = flaky(httpx.ReadError, ok(token="x"))
+    async with pbx_client(transport) as client:
+        with pytest.raises(PbxConnectionError):
+            await client.call("login", {"username": "api", "password": "0" * 32})
+    assert len(calls) == 1
+
+
+async def test_client_idempotent_call_does_not_retry_timeout() -> None:
+    """A timeout is not retried: the PBX may still be working on it."""
+    transport, calls = flaky(httpx.ReadTimeout, ok())
+    async with pbx_client(transport) as client:
+        with pytest.raises(PbxTimeoutError):
+            await client.call("conference/query", {"number": "all"}, idempotent=True)
+    assert len(calls) == 1
+
+
+async def test_client_open_breaker_refuses_without_calling_the_pbx() -> None:
+    """After the breaker's threshold of unusable answers, calls fail at once with no request."""
+    transport, calls = raising(httpx.ConnectError)
+    async with build_http_client(
+        base_url=BASE_URL, timeout=5.0, verify=True, transport=transport
+    ) as http:
+        client = PbxClient(http, breaker=CircuitBreaker(threshold=2, cooldown=30.0))
+        for _ in range(2):
+            with pytest.raises(PbxConnectionError):
+                await client.call("heartbeat", {}, token="t")
+        with pytest.raises(PbxCircuitOpenError) as info:
+            await client.call("heartbeat", {}, token="t")
+    assert len(calls) == 2
+    assert info.value.extensions["code"] == "PBX_UNAVAILABLE"
+
+
+async def test_client_failed_errno_does_not_open_breaker() -> None:
+    """A decoded Failed answer proves the PBX is there: it never opens the breaker."""
+    transport, _ = answering(*(failed("10004") for _ in range(5)))
+    async with build_http_client(
+        base_url=BASE_URL, timeout=5.0, verify=True, transport=transport
+    ) as http:
+        client = PbxClient(http, breaker=CircuitBreaker(threshold=2, cooldown=30.0))
+        for _ in range(5):
+            with pytest.raises(PbxApiError):
+                await client.call("conference/query", {"number": "1"}, token="t")
+        assert client.breaker.state is CircuitState.CLOSED
+
+
+async def test_client_full_wait_queue_refuses_with_busy() -> None:
+    """Beyond max_concurrency running and max_waiting queued, a call is refused (PBX_BUSY)."""
+    release = asyncio.Event()
+    pbx = FakePbx(gate=release)
+    pbx.tokens.add("t")
+    async with build_http_client(
+        base_url=BASE_URL, timeout=5.0, verify=True, transport=pbx.transport()
+    ) as http:
+        client = PbxClient(http, limiter=PbxLimiter(max_concurrency=1, max_waiting=2))
+        admitted = [asyncio.create_task(client.call("heartbeat", {}, token="t")) for _ in range(3)]
+        for _ in range(100):
+            if client.limiter.waiting == 2:
+                break
+            await asyncio.sleep(0)
+        with pytest.raises(PbxBusyError) as info:
+            await client.call("heartbeat", {}, token="t")
+        release.set()
+        await asyncio.gather(*admitted)
+    assert info.value.extensions["code"] == "PBX_BUSY"
+    assert pbx.count("heartbeat") == 3
+    assert pbx.max_in_flight == 1
