@@ -23,8 +23,10 @@ from starlette.routing import Route
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
+from gateway.pbx.breaker import CircuitBreaker
 from gateway.pbx.client import PbxClient, build_http_client
 from gateway.pbx.conference_query import query_conferences
+from gateway.pbx.limiter import PbxLimiter
 from gateway.pbx.session import PbxSession
 from gateway.schema import build_schema
 from gateway.schema.context import GatewayContext
@@ -38,8 +40,10 @@ class Runtime:
     """The long-lived objects the lifespan creates; ``app.state.runtime`` holds them."""
 
     settings: Settings
+    client: PbxClient
     session: PbxSession
     store: ConferenceStore
+    clock: Callable[[], float]
 
 
 class GatewayGraphQL(GraphQL[GatewayContext, None]):
@@ -52,6 +56,7 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
         return GatewayContext(
             store=runtime.store,
             numbers=NumberBudget(runtime.settings.max_numbers),
+            deadline=runtime.clock() + runtime.settings.request_deadline,
             request=request if isinstance(request, Request) else None,
             response=response if isinstance(response, Response) else None,
         )
@@ -73,8 +78,20 @@ def create_app(
             verify=settings.pbx_verify_tls,
             transport=transport,
         ) as http:
+            client = PbxClient(
+                http,
+                limiter=PbxLimiter(
+                    max_concurrency=settings.pbx_max_concurrency,
+                    max_waiting=settings.pbx_max_waiting,
+                ),
+                breaker=CircuitBreaker(
+                    threshold=settings.pbx_breaker_threshold,
+                    cooldown=settings.pbx_breaker_cooldown,
+                    clock=clock,
+                ),
+            )
             session = PbxSession(
-                PbxClient(http, max_concurrency=settings.pbx_max_concurrency),
+                client,
                 username=settings.pbx_username,
                 password=settings.pbx_password,
                 heartbeat_interval=settings.pbx_heartbeat_interval,
@@ -85,11 +102,15 @@ def create_app(
             store = ConferenceStore(
                 functools.partial(query_conferences, session),
                 ttl=settings.cache_ttl,
+                stale_ttl=settings.stale_ttl,
+                revalidate_window=settings.revalidate_window,
                 max_entries=settings.cache_max_entries,
                 batch_size=settings.batch_size,
                 clock=clock,
             )
-            app.state.runtime = Runtime(settings=settings, session=session, store=store)
+            app.state.runtime = Runtime(
+                settings=settings, client=client, session=session, store=store, clock=clock
+            )
             session.start()
             try:
                 yield

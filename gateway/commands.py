@@ -41,7 +41,15 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"pbx-gateway: configuration error: {exc.message}", file=sys.stderr)
         return 2
     logging.basicConfig(level=os.environ.get("GATEWAY_LOG_LEVEL", "INFO").upper())
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    # On SIGTERM uvicorn stops accepting, lets in-flight requests finish within the
+    # grace period, then runs the lifespan's shutdown, which logs out of the PBX.
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        timeout_graceful_shutdown=settings.shutdown_grace,
+    )
     return 0
 
 

@@ -35,6 +35,8 @@ class GatewayError(Exception):
     """Base of every error the gateway raises on purpose."""
 
     code: ClassVar[str] = "INTERNAL_ERROR"
+    serve_stale: ClassVar[bool] = False
+    """Whether the last known data may be served instead (the PBX could not answer)."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -72,6 +74,7 @@ class PbxUnavailableError(PbxError):
     """The PBX gave no usable answer; trying again later may work."""
 
     code = "PBX_UNAVAILABLE"
+    serve_stale = True
 
 
 class PbxTimeoutError(PbxUnavailableError):
@@ -94,6 +97,7 @@ class PbxBusyError(PbxError):
     """The PBX's request slots and wait queue are full; the call was not queued."""
 
     code = "PBX_BUSY"
+    serve_stale = True
 
 
 class PbxApiError(PbxError):
@@ -118,14 +122,18 @@ class PbxTransientError(PbxApiError, PbxUnavailableError):
 class PbxTokenError(PbxApiError):
     """The token was blank, unknown or timed out (20004 / 20005 / 20006)."""
 
+    serve_stale = True
+
 
 class PbxAuthError(PbxApiError):
     """The PBX rejected the gateway's username or password (20003)."""
 
     code = "PBX_AUTH_FAILED"
+    serve_stale = True
 
 
 class PbxLockedOutError(PbxApiError):
     """The PBX has locked the gateway's address out after failed logins (20002)."""
 
     code = "PBX_LOCKED_OUT"
+    serve_stale = True

@@ -57,13 +57,20 @@ class Settings:
     pbx_verify_tls: bool | str = True
     pbx_timeout: float = 10.0
     pbx_max_concurrency: int = 2
+    pbx_max_waiting: int = 50
     pbx_heartbeat_interval: float = 1200.0
     pbx_login_cooldown: float = 600.0
     pbx_lockout_backoff: float = 600.0
+    pbx_breaker_threshold: int = 5
+    pbx_breaker_cooldown: float = 30.0
     cache_ttl: float = 30.0
+    stale_ttl: float = 86_400.0
+    revalidate_window: float = 30.0
     cache_max_entries: int = 50_000
+    request_deadline: float = 15.0
     max_numbers: int = 100
     batch_size: int = 100
+    shutdown_grace: int = 10
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -76,13 +83,20 @@ class Settings:
             pbx_verify_tls=reader.verify_tls("PBX_VERIFY_TLS"),
             pbx_timeout=reader.number("PBX_TIMEOUT", 10.0, minimum=0.1),
             pbx_max_concurrency=reader.integer("PBX_MAX_CONCURRENCY", 2, minimum=1),
+            pbx_max_waiting=reader.integer("PBX_MAX_WAITING", 50, minimum=0),
             pbx_heartbeat_interval=reader.number("PBX_HEARTBEAT_INTERVAL", 1200.0, minimum=1),
             pbx_login_cooldown=reader.number("PBX_LOGIN_COOLDOWN", 600.0, minimum=1),
             pbx_lockout_backoff=reader.number("PBX_LOCKOUT_BACKOFF", 600.0, minimum=1),
+            pbx_breaker_threshold=reader.integer("PBX_BREAKER_THRESHOLD", 5, minimum=1),
+            pbx_breaker_cooldown=reader.number("PBX_BREAKER_COOLDOWN", 30.0, minimum=0.01),
             cache_ttl=reader.number("GATEWAY_CACHE_TTL", 30.0, minimum=0.001),
+            stale_ttl=reader.number("GATEWAY_STALE_TTL", 86_400.0, minimum=0),
+            revalidate_window=reader.number("GATEWAY_REVALIDATE_WINDOW", 30.0, minimum=0),
             cache_max_entries=reader.integer("GATEWAY_CACHE_MAX_ENTRIES", 50_000, minimum=1),
+            request_deadline=reader.number("GATEWAY_REQUEST_DEADLINE", 15.0, minimum=0.01),
             max_numbers=reader.integer("GATEWAY_MAX_NUMBERS", 100, minimum=1),
             batch_size=reader.integer("GATEWAY_BATCH_SIZE", 100, minimum=1),
+            shutdown_grace=reader.integer("GATEWAY_SHUTDOWN_GRACE", 10, minimum=0),
         )
 
 

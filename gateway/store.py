@@ -5,14 +5,20 @@ request needs, but many requests ask for the same rooms, and the PBX manages onl
 requests per second. So the store
 
 - keeps decoded conferences (never futures or errors) in a cachetools ``TTLCache`` for
-  ``GATEWAY_CACHE_TTL`` seconds, and remembers "no such number" for as long;
+  ``ttl`` seconds (``GATEWAY_CACHE_TTL``), and remembers "no such number" for as long;
 - shares in-flight fetches: concurrent requests that miss on the same numbers wait for
   the one PBX call already under way (single-flight), so 100 cold requests make one call;
 - fetches every number one request misses in one ``conference/query`` (split only above
-  ``batch_size``), and fills per-number entries from a ``conferences``-without-arguments
-  (``all``) listing, so later single lookups need no call.
-
-Failures are never cached: the next request asks again.
+  ``batch_size``), and fills per-number entries from an ``all`` listing, so later single
+  lookups need no call;
+- keeps each room's last known value for ``stale_ttl`` (``GATEWAY_STALE_TTL``) in a
+  second TTLCache, and serves it, noted in the request's
+  :class:`~gateway.staleness.StaleReport`, when the PBX cannot answer (the error says so
+  with ``serve_stale``) or the request's deadline passes; "no such room" and errors are
+  never served stale;
+- serves an entry that expired less than ``revalidate_window`` seconds ago at once and
+  refreshes it in the background (stale-while-revalidate), so a hot key's expiry costs one
+  PBX call and no client waits for it.
 """
 
 from __future__ import annotations
@@ -25,7 +31,9 @@ from typing import Any, Final, Literal
 
 from cachetools import TTLCache
 
+from gateway.errors import GatewayError, PbxTimeoutError
 from gateway.pbx.conferences import Conference
+from gateway.staleness import StaleReport
 
 ALL: Final = "all"
 
@@ -58,6 +66,8 @@ class StoreStats:
 
     hits: int = 0
     misses: int = 0
+    stale_served: int = 0
+    revalidations: int = 0
     fetches: int = 0
     failed_fetches: int = 0
 
@@ -70,29 +80,58 @@ class ConferenceStore:
         fetch: Fetch,
         *,
         ttl: float,
+        stale_ttl: float = 0.0,
+        revalidate_window: float = 0.0,
         max_entries: int = 50_000,
         batch_size: int = 100,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._fetch = fetch
+        self._ttl = ttl
+        self._revalidate_until = ttl + revalidate_window
         self._batch_size = batch_size
         self._clock = clock
         self._fresh: TTLCache[str, Entry] = TTLCache(max_entries, ttl, timer=clock)
         self._listing: TTLCache[str, Listing] = TTLCache(1, ttl, timer=clock)
+        keep = max(stale_ttl, ttl + revalidate_window)
+        self._known: TTLCache[str, Entry] = TTLCache(max_entries, keep, timer=clock)
+        self._known_listing: TTLCache[str, Listing] = TTLCache(1, keep, timer=clock)
         self._inflight: dict[str, asyncio.Future[Entry]] = {}
         self._listing_inflight: asyncio.Future[Listing] | None = None
         self._tasks: set[asyncio.Task[None]] = set()  # strong refs: the loop keeps weak ones
         self.stats = StoreStats()
 
-    async def get_many(self, numbers: Sequence[str]) -> list[Outcome]:
-        """One outcome per number, in order; misses are fetched together, once."""
+    @property
+    def holds_data(self) -> bool:
+        """Whether any conference could be served (fresh or stale) right now."""
+        return len(self._known) > 0
+
+    async def get_many(
+        self,
+        numbers: Sequence[str],
+        *,
+        report: StaleReport | None = None,
+        deadline: float | None = None,
+    ) -> list[Outcome]:
+        """One outcome per number, in order; misses are fetched together, once.
+
+        ``deadline`` is a ``clock()`` value: waits end there, answering stale or a
+        timeout error. Stale answers are noted in ``report``.
+        """
+        now = self._clock()
         entries: dict[str, Entry] = {}
         waiting: dict[str, asyncio.Future[Entry]] = {}
         missing: list[str] = []
+        revalidate: list[str] = []
         for number in dict.fromkeys(numbers):
             entry = self._fresh.get(number)
             if entry is not None:
                 entries[number] = entry
+                self.stats.hits += 1
+            elif (known := self._recent(number, now)) is not None:
+                entries[number] = known  # served now; refreshed once in the background
+                if number not in self._inflight:
+                    revalidate.append(number)
                 self.stats.hits += 1
             elif number in self._inflight:
                 waiting[number] = self._inflight[number]
@@ -102,37 +141,98 @@ class ConferenceStore:
                 self.stats.misses += 1
         for chunk in _chunks(missing, self._batch_size):
             waiting.update(self._start_fetch(chunk))
+        for chunk in _chunks(revalidate, self._batch_size):
+            self.stats.revalidations += 1
+            self._start_fetch(chunk)
         failures: dict[str, Exception] = {}
         for number, future in waiting.items():
             try:
-                # shield: a caller that goes away must not cancel a call others wait for.
-                entries[number] = await asyncio.shield(future)
+                entries[number] = await self._wait(future, deadline)
             except Exception as exc:
-                failures[number] = exc
+                stale = self._stale_for(number, exc)
+                if stale is None:
+                    failures[number] = exc
+                else:
+                    entries[number] = stale
+                    self._note(report, number, stale, exc)
         return [
             failures[number] if number in failures else entries[number].conference
             for number in numbers
         ]
 
-    async def get_all(self) -> list[Conference]:
+    async def get_all(
+        self, *, report: StaleReport | None = None, deadline: float | None = None
+    ) -> list[Conference]:
         """Every conference, in the PBX's order; one ``all`` call per TTL at most."""
         listing = self._listing.get(ALL)
         if listing is not None:
             self.stats.hits += 1
             return list(listing.conferences)
+        known = self._known_listing.get(ALL)
+        recent = known is not None and self._clock() - known.fetched_at < self._revalidate_until
         if self._listing_inflight is None:
-            self.stats.misses += 1
             self._listing_inflight = self._new_future()
             self._spawn(self._fetch_listing(self._listing_inflight))
-        else:
+            if recent:
+                self.stats.revalidations += 1
+            else:
+                self.stats.misses += 1
+        if known is not None and recent:
             self.stats.hits += 1
-        listing = await asyncio.shield(self._listing_inflight)
+            return list(known.conferences)
+        try:
+            listing = await self._wait(self._listing_inflight, deadline)
+        except Exception as exc:
+            if known is None or not _may_serve_stale(exc):
+                raise
+            self.stats.stale_served += 1
+            if report is not None:
+                report.add_listing(self._clock() - known.fetched_at, _as_gateway_error(exc))
+            return list(known.conferences)
         return list(listing.conferences)
+
+    def forget(self, number: str) -> None:
+        """Drop everything known about ``number`` (after it was changed on the PBX)."""
+        for cache in (self._fresh, self._known):
+            cache.pop(number, None)
+        self._listing.clear()
+        self._known_listing.clear()
+
+    def _recent(self, number: str, now: float) -> Entry | None:
+        """A known entry young enough to serve while it is refreshed in the background."""
+        known = self._known.get(number)
+        if known is not None and now - known.fetched_at < self._revalidate_until:
+            return known
+        return None
+
+    def _stale_for(self, number: str, error: Exception) -> Entry | None:
+        return self._known.get(number) if _may_serve_stale(error) else None
+
+    def _note(
+        self, report: StaleReport | None, number: str, stale: Entry, error: Exception
+    ) -> None:
+        self.stats.stale_served += 1
+        if report is not None:
+            report.add(number, self._clock() - stale.fetched_at, _as_gateway_error(error))
+
+    async def _wait(self, future: asyncio.Future[Any], deadline: float | None) -> Any:
+        # shield: a caller that goes away (or times out) must not cancel a call others need.
+        if deadline is None:
+            return await asyncio.shield(future)
+        remaining = deadline - self._clock()
+        try:
+            async with asyncio.timeout(max(remaining, 0.0)):
+                return await asyncio.shield(future)
+        except TimeoutError:
+            raise PbxTimeoutError(
+                "the PBX did not answer within this request's deadline "
+                "(GATEWAY_REQUEST_DEADLINE); it may be overloaded, try again shortly",
+                endpoint="conference/query",
+            ) from None
 
     def _start_fetch(self, numbers: list[str]) -> dict[str, asyncio.Future[Entry]]:
         futures: dict[str, asyncio.Future[Entry]] = {n: self._new_future() for n in numbers}
-        for number, future in futures.items():
-            self._inflight[number] = future
+        self._inflight.update(futures)
         self._spawn(self._fetch_numbers(futures))
         return futures
 
@@ -148,7 +248,7 @@ class ConferenceStore:
             now = self._clock()
             for number, future in futures.items():
                 entry = Entry(found.get(number), now)
-                self._fresh[number] = entry
+                self._keep(number, entry)
                 future.set_result(entry)
         finally:
             for number, future in futures.items():
@@ -165,15 +265,19 @@ class ConferenceStore:
         else:
             now = self._clock()
             listing = Listing(tuple(found.values()), now)
-            self._listing[ALL] = listing
-            self._remember(found.values(), now)
+            self._listing[ALL] = self._known_listing[ALL] = listing
+            for conference in listing.conferences:
+                self._keep(conference.number, Entry(conference, now))
             future.set_result(listing)
         finally:
             self._listing_inflight = None
 
-    def _remember(self, conferences: Iterable[Conference], now: float) -> None:
-        for conference in conferences:
-            self._fresh[conference.number] = Entry(conference, now)
+    def _keep(self, number: str, entry: Entry) -> None:
+        self._fresh[number] = entry
+        if entry.conference is None:
+            self._known.pop(number, None)  # a room that is gone is never served stale
+        else:
+            self._known[number] = entry
 
     @staticmethod
     def _new_future() -> asyncio.Future[Any]:
@@ -192,6 +296,14 @@ class ConferenceStore:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _may_serve_stale(error: Exception) -> bool:
+    return isinstance(error, GatewayError) and error.serve_stale
+
+
+def _as_gateway_error(error: Exception) -> GatewayError:
+    return error if isinstance(error, GatewayError) else GatewayError(str(error))
 
 
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:

@@ -51,7 +51,7 @@ async def query_conferences(
 
 
 async def _query(session: PbxSession, number_field: str) -> dict[str, Conference]:
-    payload = await session.call(ENDPOINT, {"number": number_field})
+    payload = await session.call(ENDPOINT, {"number": number_field}, idempotent=True)
     entries = payload.get("conferences", [])
     if entries is None:
         entries = []

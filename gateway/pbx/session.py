@@ -90,16 +90,22 @@ class PbxSession:
             return self._blocked
         return None
 
-    async def call(self, endpoint: str, body: Mapping[str, Any] | None = None) -> JsonObject:
-        """An authenticated call; on a token error, one new login and one retry."""
+    async def call(
+        self, endpoint: str, body: Mapping[str, Any] | None = None, *, idempotent: bool = False
+    ) -> JsonObject:
+        """An authenticated call; on a token error, one new login and one retry.
+
+        ``idempotent`` calls (queries) may also be retried once by the client when the
+        connection was lost; see :meth:`PbxClient.call`.
+        """
         token = await self._current_token()
         try:
-            return await self._client.call(endpoint, body, token=token)
+            return await self._client.call(endpoint, body, token=token, idempotent=idempotent)
         except PbxTokenError:
             self._forget(token)
             logger.info("PBX token no longer valid on %s; logging in again", endpoint)
         token = await self._current_token()
-        return await self._client.call(endpoint, body, token=token)
+        return await self._client.call(endpoint, body, token=token, idempotent=idempotent)
 
     def start(self) -> None:
         """Start the heartbeat timer (call from the running event loop)."""
@@ -126,7 +132,7 @@ class PbxSession:
         if token is None:
             return
         try:
-            await self._client.call("heartbeat", {}, token=token)
+            await self._client.call("heartbeat", {}, token=token, idempotent=True)
         except PbxTokenError:
             self._forget(token)  # the next call logs in; no login needed to stay idle
         except PbxError as exc:

@@ -10,8 +10,9 @@ import strawberry
 
 from gateway.schema.error_codes import ErrorCodes
 from gateway.schema.query import Query
+from gateway.schema.stale_marks import StaleMarks
 
 
 def build_schema() -> strawberry.Schema:
     """The gateway's schema with its extensions, one policy each."""
-    return strawberry.Schema(query=Query, extensions=[ErrorCodes])
+    return strawberry.Schema(query=Query, extensions=[ErrorCodes, StaleMarks])

@@ -7,6 +7,7 @@ answers and errors). Data shared across requests lives in the store below it.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass, field
 
@@ -16,6 +17,7 @@ from strawberry.dataloader import DataLoader
 
 from gateway.pbx.conferences import Conference
 from gateway.schema.numbers import NumberBudget
+from gateway.staleness import StaleReport
 from gateway.store import ConferenceStore
 
 ConferenceLoader = DataLoader[str, Conference | None]
@@ -27,12 +29,19 @@ class GatewayContext:
 
     store: ConferenceStore
     numbers: NumberBudget
+    deadline: float | None = None
+    """The store's clock value at which PBX waits give up (stale or a timeout error)."""
     request: Request | None = None
     response: Response | None = None
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    stale: StaleReport = field(default_factory=StaleReport)
     loader: ConferenceLoader = field(init=False)
 
     def __post_init__(self) -> None:
         # One batch per request tick: every `conference`/`conferences` field that
         # resolves together lands in one store.get_many, hence one PBX call.
-        self.loader = DataLoader(load_fn=self.store.get_many)
+        self.loader = DataLoader(
+            load_fn=functools.partial(
+                self.store.get_many, report=self.stale, deadline=self.deadline
+            )
+        )

@@ -38,7 +38,9 @@ class Query:
     ) -> list[ConferenceNode]:
         context = info.context
         if numbers is None or numbers is strawberry.UNSET:  # absent or null: every room
-            everything = await context.store.get_all()
+            everything = await context.store.get_all(
+                report=context.stale, deadline=context.deadline
+            )
             for conference in everything:
                 context.loader.prime(conference.number, conference)
             return [ConferenceNode.from_record(conference) for conference in everything]
