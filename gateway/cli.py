@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from gateway import __version__, commands
+from gateway import __version__, commands, demo
 from gateway.simulator import command as simulator_command
 
 
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.register(subparsers)
+    demo.register(subparsers)
     simulator_command.register(subparsers)
     return parser
 

@@ -119,12 +119,15 @@ class _Reader:
     def url(self, name: str) -> str:
         value = self.required(name).rstrip("/")
         parts = urlsplit(value)
+        # Checked first, and the value never echoed then: it would print the credentials.
+        if "@" in parts.netloc:
+            raise ConfigError(f"{name} must hold no credentials (user:password@); remove them")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(
                 f"{name} must be an http(s) URL such as https://192.168.5.150:8088, got {value!r}"
             )
-        if parts.query or parts.fragment or parts.username or parts.password:
-            raise ConfigError(f"{name} must hold no query, fragment or credentials")
+        if parts.query or parts.fragment:
+            raise ConfigError(f"{name} must hold no query or fragment")
         return value
 
     def number(self, name: str, default: float, *, minimum: float) -> float:

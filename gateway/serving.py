@@ -1,0 +1,106 @@
+"""Serve an ASGI app with uvicorn inside the running event loop, on a socket bound here.
+
+Binding the socket ourselves makes port 0 work (the port is known before the first
+request), and running inside the caller's loop lets ``demo`` put the simulator and the
+gateway in one process, and lets tests drive a real server over loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Any
+
+import uvicorn
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, handle_signals: bool) -> None:
+        super().__init__(config)
+        self._handle_signals = handle_signals
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if not self._handle_signals:  # embedded: Ctrl-C belongs to whoever embeds us
+            yield
+            return
+        with super().capture_signals():
+            yield
+
+
+class LoopbackServer:
+    """An async context manager serving ``app`` on ``host:port`` until stopped."""
+
+    def __init__(
+        self,
+        app: Any,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        handle_signals: bool = False,
+        graceful_shutdown: int = 10,
+        log_level: str = "warning",
+    ) -> None:
+        self.app, self.host, self.port = app, host, port
+        self._config = uvicorn.Config(
+            app,
+            lifespan="on",
+            log_level=log_level,
+            access_log=False,
+            timeout_graceful_shutdown=graceful_shutdown,
+        )
+        self._server = _Server(self._config, handle_signals)
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def base_url(self) -> str:
+        """``http://host:port`` of the running server."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        """Bind, start serving, and return once the app's lifespan has started."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError:
+            sock.close()
+            raise
+        self.port = sock.getsockname()[1]
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()  # start-up failed: raise its error here
+                raise RuntimeError(f"the server on {self.base_url} stopped during start-up")
+            await asyncio.sleep(0.005)
+
+    async def stop(self) -> None:
+        """Stop as on SIGTERM: finish in-flight requests, run the lifespan's shutdown."""
+        if self._task is None:
+            return
+        self._server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def wait(self) -> None:
+        """Until the server stops (on a signal when ``handle_signals``)."""
+        if self._task is not None:
+            await self._task
+
+    async def __aenter__(self) -> LoopbackServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
