@@ -33,13 +33,18 @@ def test_settings_defaults() -> None:
     assert loaded.pbx_verify_tls is True
     assert loaded.pbx_timeout == 10.0
     assert loaded.pbx_max_concurrency == 2
+    assert loaded.pbx_max_waiting == 50
     assert loaded.pbx_heartbeat_interval == 1200.0
     assert loaded.pbx_login_cooldown == 600.0
     assert loaded.pbx_lockout_backoff == 600.0
+    assert (loaded.pbx_breaker_threshold, loaded.pbx_breaker_cooldown) == (5, 30.0)
     assert loaded.cache_ttl == 30.0
+    assert (loaded.stale_ttl, loaded.revalidate_window) == (86_400.0, 30.0)
     assert loaded.cache_max_entries == 50_000
+    assert loaded.request_deadline == 15.0
     assert loaded.max_numbers == 100
     assert loaded.batch_size == 100
+    assert loaded.shutdown_grace == 10
 
 
 def test_settings_read_every_variable() -> None:
@@ -54,12 +59,23 @@ def test_settings_read_every_variable() -> None:
         GATEWAY_CACHE_MAX_ENTRIES="10",
         GATEWAY_MAX_NUMBERS="20",
         GATEWAY_BATCH_SIZE="7",
+        PBX_MAX_WAITING="0",
+        PBX_BREAKER_THRESHOLD="3",
+        PBX_BREAKER_COOLDOWN="12.5",
+        GATEWAY_STALE_TTL="0",
+        GATEWAY_REVALIDATE_WINDOW="2",
+        GATEWAY_REQUEST_DEADLINE="4",
+        GATEWAY_SHUTDOWN_GRACE="0",
     )
     assert (loaded.pbx_timeout, loaded.pbx_max_concurrency) == (2.5, 4)
     assert (loaded.pbx_heartbeat_interval, loaded.pbx_login_cooldown) == (60.0, 900.0)
     assert loaded.pbx_lockout_backoff == 700.0
     assert (loaded.cache_ttl, loaded.cache_max_entries) == (5.0, 10)
     assert (loaded.max_numbers, loaded.batch_size) == (20, 7)
+    assert (loaded.pbx_max_waiting, loaded.pbx_breaker_threshold) == (0, 3)
+    assert loaded.pbx_breaker_cooldown == 12.5
+    assert (loaded.stale_ttl, loaded.revalidate_window) == (0.0, 2.0)
+    assert (loaded.request_deadline, loaded.shutdown_grace) == (4.0, 0)
 
 
 def test_settings_url_trailing_slash_and_spaces_are_dropped() -> None:
@@ -192,6 +208,13 @@ def test_password_source_without_anything_is_config_error() -> None:
         ("GATEWAY_CACHE_MAX_ENTRIES", "1e3"),
         ("GATEWAY_MAX_NUMBERS", "-5"),
         ("GATEWAY_BATCH_SIZE", "0"),
+        ("PBX_MAX_WAITING", "-1"),
+        ("PBX_BREAKER_THRESHOLD", "0"),
+        ("PBX_BREAKER_COOLDOWN", "0"),
+        ("GATEWAY_STALE_TTL", "-1"),
+        ("GATEWAY_REVALIDATE_WINDOW", "soon"),
+        ("GATEWAY_REQUEST_DEADLINE", "0"),
+        ("GATEWAY_SHUTDOWN_GRACE", "1.5"),
     ],
 )
 def test_settings_malformed_number_names_variable(variable: str, value: str) -> None:
@@ -298,6 +321,13 @@ def bad_environments(tmp_path: Path) -> dict[str, dict[str, str]]:
         "GATEWAY_CACHE_MAX_ENTRIES": {**ok, "GATEWAY_CACHE_MAX_ENTRIES": "many"},
         "GATEWAY_MAX_NUMBERS": {**ok, "GATEWAY_MAX_NUMBERS": "0"},
         "GATEWAY_BATCH_SIZE": {**ok, "GATEWAY_BATCH_SIZE": "1.5"},
+        "PBX_MAX_WAITING": {**ok, "PBX_MAX_WAITING": "x\ny"},
+        "PBX_BREAKER_THRESHOLD": {**ok, "PBX_BREAKER_THRESHOLD": "0"},
+        "PBX_BREAKER_COOLDOWN": {**ok, "PBX_BREAKER_COOLDOWN": "nan"},
+        "GATEWAY_STALE_TTL": {**ok, "GATEWAY_STALE_TTL": "-5"},
+        "GATEWAY_REVALIDATE_WINDOW": {**ok, "GATEWAY_REVALIDATE_WINDOW": "a"},
+        "GATEWAY_REQUEST_DEADLINE": {**ok, "GATEWAY_REQUEST_DEADLINE": "0"},
+        "GATEWAY_SHUTDOWN_GRACE": {**ok, "GATEWAY_SHUTDOWN_GRACE": "-1"},
     }
 
 
