@@ -9,6 +9,7 @@ each secret can come from a ``*_FILE`` (container secrets) instead of the variab
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -86,7 +87,7 @@ class Settings:
             pbx_max_waiting=reader.integer("PBX_MAX_WAITING", 50, minimum=0),
             pbx_heartbeat_interval=reader.number("PBX_HEARTBEAT_INTERVAL", 1200.0, minimum=1),
             pbx_login_cooldown=reader.number("PBX_LOGIN_COOLDOWN", 600.0, minimum=1),
-            pbx_lockout_backoff=reader.number("PBX_LOCKOUT_BACKOFF", 600.0, minimum=1),
+            pbx_lockout_backoff=reader.number("PBX_LOCKOUT_BACKOFF", 600.0, minimum=60),
             pbx_breaker_threshold=reader.integer("PBX_BREAKER_THRESHOLD", 5, minimum=1),
             pbx_breaker_cooldown=reader.number("PBX_BREAKER_COOLDOWN", 30.0, minimum=0.01),
             cache_ttl=reader.number("GATEWAY_CACHE_TTL", 30.0, minimum=0.001),
@@ -138,8 +139,8 @@ class _Reader:
             value = float(raw)
         except ValueError:
             raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
-        if not value >= minimum:  # also rejects NaN
-            raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
+        if not math.isfinite(value) or value < minimum:
+            raise ConfigError(f"{name} must be a finite number of at least {minimum}, got {raw!r}")
         return value
 
     def integer(self, name: str, default: int, *, minimum: int) -> int:

@@ -8,13 +8,15 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import (
+    PbxApiError,
     PbxAuthError,
     PbxError,
     PbxLockedOutError,
     PbxProtocolError,
     PbxTokenError,
 )
-from gateway.pbx.session import LOCKOUT_WINDOW, MAX_FAILED_LOGINS_PER_WINDOW, PbxSession
+from gateway.pbx.login_guard import HARD_STOP_FAILURES, MAX_UNCHANGED_FAILURES
+from gateway.pbx.session import PbxSession
 from gateway.settings import PasswordSource
 from tests.pbx_fakes import (
     PASSWORD,
@@ -40,13 +42,6 @@ async def wait_until(condition: object, *, attempts: int = 1000) -> None:
             return
         await asyncio.sleep(0.001)
     raise AssertionError("condition never became true")
-
-
-def assert_ceiling(times: list[float]) -> None:
-    """No window [t, t + LOCKOUT_WINDOW) holds more than the allowed failed logins."""
-    for start in times:
-        in_window = [t for t in times if start <= t < start + LOCKOUT_WINDOW]
-        assert len(in_window) <= MAX_FAILED_LOGINS_PER_WINDOW, (start, in_window)
 
 
 def password_file(tmp_path: Path, text: str) -> PasswordSource:
@@ -299,10 +294,10 @@ async def test_session_unreadable_password_file_keeps_cooldown(tmp_path: Path) -
 
 
 @pytest.mark.parametrize("login_cooldown", [1.0, 600.0])
-async def test_session_never_more_than_two_failed_logins_per_window(
+async def test_session_rotating_wrong_passwords_stop_before_the_fifth_failure(
     tmp_path: Path, login_cooldown: float
 ) -> None:
-    """Rotating the password file to wrong values, ever faster, never passes 2 failures/600 s."""
+    """Rotating the password file to wrong values for hours never reaches five failures."""
     clock = FakeClock()
     source = password_file(tmp_path, "wrong-start")
     pbx = FakePbx(clock=clock)
@@ -321,14 +316,11 @@ async def test_session_never_more_than_two_failed_logins_per_window(
             else:
                 with pytest.raises(PbxAuthError):
                     await session.call(QUERY, BODY)
-    assert pbx.count("login") == len(pbx.failed_login_times)
-    assert_ceiling(pbx.failed_login_times)
-    # Not stuck forever: attempts resume as old failures leave the window.
-    assert len(pbx.failed_login_times) >= 2 * int((clock.now - 1000.0) // LOCKOUT_WINDOW)
+    assert pbx.count("login") == len(pbx.failed_login_times) == HARD_STOP_FAILURES
 
 
-async def test_session_tiny_cooldown_still_respects_ceiling() -> None:
-    """With a one-second cool-down and unchanged credentials the ceiling still holds."""
+async def test_session_unchanged_wrong_credentials_fail_twice_ever() -> None:
+    """With a one-second cool-down and unchanged credentials, two failures, then none."""
     clock = FakeClock()
     pbx = FakePbx(password_md5=WRONG_MD5, clock=clock)
     async with pbx_session(pbx.transport(), clock=clock, login_cooldown=1.0) as session:
@@ -337,27 +329,52 @@ async def test_session_tiny_cooldown_still_respects_ceiling() -> None:
             with pytest.raises(PbxAuthError) as info:
                 await session.call(QUERY, BODY)
             assert "PBX" in info.value.message
-    assert_ceiling(pbx.failed_login_times)
-    assert len(pbx.failed_login_times) >= 2 * int(2000 // LOCKOUT_WINDOW)
+    assert len(pbx.failed_login_times) == MAX_UNCHANGED_FAILURES
 
 
-async def test_session_ceiling_error_says_what_to_fix(tmp_path: Path) -> None:
-    """Once the ceiling is reached, callers are told why no login is attempted."""
-    source = password_file(tmp_path, "wrong-1")
+async def test_session_refusal_error_says_what_to_fix() -> None:
+    """Once the same credentials failed twice, callers are told why and what to do."""
+    clock = FakeClock()
+    pbx = FakePbx(password_md5=WRONG_MD5, clock=clock)
+    async with pbx_session(pbx.transport(), clock=clock, login_cooldown=1.0) as session:
+        for _ in range(3):
+            clock.advance(2.0)
+            with pytest.raises(PbxAuthError) as info:
+                await session.call(QUERY, BODY)
+    assert pbx.count("login") == 2
+    assert "credentials" in info.value.message
+    assert "locks an address out" in info.value.message
+    assert "password setting changes" in info.value.message
+
+
+async def test_session_hard_stop_error_asks_for_a_restart(tmp_path: Path) -> None:
+    """After four failures in a row even new credentials are not tried; a restart is asked."""
+    source = password_file(tmp_path, "wrong-0")
     pbx = FakePbx()
     assert source.path is not None
     async with pbx_session(pbx.transport(), password=source) as session:
-        with pytest.raises(PbxAuthError):
-            await session.call(QUERY, BODY)
-        source.path.write_text("wrong-2", encoding="utf-8")
-        with pytest.raises(PbxAuthError):
-            await session.call(QUERY, BODY)
-        source.path.write_text("wrong-3", encoding="utf-8")
-        with pytest.raises(PbxAuthError) as info:
+        for i in range(1, HARD_STOP_FAILURES + 2):
+            with pytest.raises(PbxAuthError) as info:
+                await session.call(QUERY, BODY)
+            source.path.write_text(f"wrong-{i}", encoding="utf-8")
+    assert pbx.count("login") == HARD_STOP_FAILURES
+    assert "restart the gateway" in info.value.message
+
+
+async def test_session_odd_login_errno_counts_as_a_failed_attempt() -> None:
+    """A login Failed with an errno other than 20002/20003 is a failed attempt with a cool-down."""
+    clock = FakeClock()
+    pbx = FakePbx(clock=clock)
+    pbx.queue("login", failed("10004"), failed("10004"), failed("10004"))
+    async with pbx_session(pbx.transport(), clock=clock) as session:
+        for _ in range(5):
+            with pytest.raises(PbxApiError):
+                await session.call(QUERY, BODY)
+        assert pbx.count("login") == 1
+        clock.advance(601)
+        with pytest.raises(PbxApiError):
             await session.call(QUERY, BODY)
     assert pbx.count("login") == 2
-    assert "credentials" in info.value.message
-    assert "lock" in info.value.message
 
 
 # --- lockout -------------------------------------------------------------------------------

@@ -1,17 +1,14 @@
 """The token keeper: one careful login session with the PBX.
 
 The PBX punishes mistakes (``pbx-api.md``, Login and Token lifetime): five failed logins
-lock the gateway's address out for ten minutes, and tokens die after 30 idle minutes. So:
+lock the gateway's address out, and tokens die after 30 idle minutes. So:
 
 - there is at most one login in flight; concurrent callers wait for it (single-flight);
 - a token error (20004 / 20005 / 20006) drops that token, logs in once and retries the
   request once, whoever else saw the same error at the same time;
-- a credentials rejection (20003) stops all logins for a cool-down, unless the
-  credentials change (a rotated password file); meanwhile callers get the same clear
-  error at once. On top of that, a hard ceiling allows at most
-  ``MAX_FAILED_LOGINS_PER_WINDOW`` failed logins per lockout window whatever happens,
-  so the gateway can never reach the PBX's limit of five;
-- a lockout (20002) stops all logins for the lock's duration;
+- whether a login may be tried at all after failures is :class:`LoginGuard`'s decision
+  (cool-down after a rejection, no retry of credentials that failed twice in a row, a
+  hard stop before the PBX's fifth failure, a back-off after a lockout);
 - a heartbeat keeps the token alive while the gateway is idle, and closing logs out.
 """
 
@@ -21,29 +18,23 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Any
 
 from gateway.errors import (
-    PbxAuthError,
+    PbxApiError,
     PbxError,
     PbxLockedOutError,
     PbxProtocolError,
     PbxTokenError,
+    PbxTransientError,
 )
 from gateway.pbx.client import JsonObject, PbxClient
+from gateway.pbx.login_guard import LoginGuard
 from gateway.secrets import Secret
 from gateway.settings import PasswordSource
 
 logger = logging.getLogger(__name__)
-
-MAX_FAILED_LOGINS_PER_WINDOW: Final = 2
-"""Failed logins allowed per lockout window: well under the PBX's five, leaving room for
-other integrations that share our address."""
-
-LOCKOUT_WINDOW: Final = 600.0
-"""The PBX counts failed logins over ten minutes (``pbx-api.md``, Login)."""
 
 
 class PbxSession:
@@ -64,17 +55,15 @@ class PbxSession:
         self._username = username
         self._password = password
         self._heartbeat_interval = heartbeat_interval
-        self._login_cooldown = login_cooldown
         self._lockout_backoff = lockout_backoff
         self._clock = clock
         self._token: str | None = None
         self._login_task: asyncio.Task[str] | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
-        # Why logins are refused right now, until when, and with which credentials.
-        self._blocked: PbxAuthError | PbxLockedOutError | None = None
-        self._blocked_until = 0.0
+        self._guard = LoginGuard(
+            cooldown=login_cooldown, lockout_backoff=lockout_backoff, clock=clock
+        )
         self._rejected_md5: Secret | None = None
-        self._failed_logins: deque[float] = deque()
         self.logins = 0
         self.failed_logins = 0
 
@@ -85,10 +74,8 @@ class PbxSession:
 
     @property
     def blocked_reason(self) -> PbxError | None:
-        """The error logins are refused with right now, if any."""
-        if self._blocked is not None and self._clock() < self._blocked_until:
-            return self._blocked
-        return None
+        """The error logins are refused with right now, if any (for readiness)."""
+        return self._guard.reason
 
     async def call(
         self, endpoint: str, body: Mapping[str, Any] | None = None, *, idempotent: bool = False
@@ -119,6 +106,9 @@ class PbxSession:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat_task
             self._heartbeat_task = None
+        if self._login_task is not None:  # a login under way would leave a token behind
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._login_task), timeout=5)
         token, self._token = self._token, None
         if token is not None:
             try:
@@ -165,30 +155,12 @@ class PbxSession:
 
     def _check_allowed(self) -> None:
         """Raise at once, with no PBX call, while logins are refused."""
-        now = self._clock()
-        blocked = self._blocked
-        if (
-            blocked is not None
-            and now < self._blocked_until
-            and (isinstance(blocked, PbxLockedOutError) or not self._credentials_changed())
-        ):
-            # A fresh instance each time: re-raising one object grows its traceback.
-            raise type(blocked)(blocked.message, endpoint="login", errno=blocked.errno)
-        while self._failed_logins and now - self._failed_logins[0] >= LOCKOUT_WINDOW:
-            self._failed_logins.popleft()
-        if len(self._failed_logins) >= MAX_FAILED_LOGINS_PER_WINDOW:
-            raise PbxAuthError(
-                f"{len(self._failed_logins)} logins failed in the last ten minutes; the gateway "
-                "makes no more attempts for now so the PBX does not lock its address out. Fix "
-                "the credentials; attempts resume within ten minutes",
-                endpoint="login",
-                errno=None,
-            )
+        self._guard.check(self._credentials_changed)
 
     def _credentials_changed(self) -> bool:
         try:
             return self._password.current_md5() != self._rejected_md5
-        except Exception:  # an unreadable file is not a change; the cool-down stands
+        except Exception:  # an unreadable file is not a change; the refusal stands
             return False
 
     async def _login(self) -> str:
@@ -196,28 +168,28 @@ class PbxSession:
         body = {"username": self._username, "password": md5.reveal()}
         try:
             payload = await self._client.call("login", body)
-        except PbxAuthError as exc:
-            self._refuse_logins(exc, self._login_cooldown, md5)
-            self._failed_logins.append(self._clock())
-            self.failed_logins += 1
-            raise
         except PbxLockedOutError as exc:
-            self._refuse_logins(exc, self._lockout_backoff, md5)
+            self._guard.locked_out(exc)
             self.failed_logins += 1
+            logger.error("%s; no login attempts for %.0f s", exc.message, self._lockout_backoff)
+            raise
+        except PbxTransientError:
+            raise  # the PBX could not evaluate the login at all: not a failed attempt
+        except PbxApiError as exc:
+            # 20003, or an errno we cannot read as more: count it as a failed attempt,
+            # since the PBX may well count it toward the lockout.
+            self._guard.rejected(exc)
+            self._rejected_md5 = md5
+            self.failed_logins += 1
+            logger.error(
+                "%s; failed logins in a row: %d", exc.message, self._guard.consecutive_failures
+            )
             raise
         token = payload.get("token")
         if not isinstance(token, str) or not token:
             raise PbxProtocolError("login answered Success without a token", endpoint="login")
-        self._blocked = None
+        self._guard.succeeded()
         self._token = token
         self.logins += 1
         logger.info("logged in to the PBX at %s as %s", self._client.base_url, self._username)
         return token
-
-    def _refuse_logins(
-        self, error: PbxAuthError | PbxLockedOutError, seconds: float, md5: Secret
-    ) -> None:
-        self._blocked = error
-        self._blocked_until = self._clock() + seconds
-        self._rejected_md5 = md5
-        logger.error("%s; no login attempts for %.0f s", error.message, seconds)
