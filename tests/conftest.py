@@ -58,3 +58,7 @@ async def sim_server() -> AsyncIterator[SimulatorServer]:
     """The simulated PBX on a real loopback port; ``.base_url``, ``.state``, ``.go_down()``."""
     async with SimulatorServer() as server:
         yield server
+
+
+# The real gateway against the real simulator over loopback: the `gateway_stack` fixture.
+pytest_plugins = ["tests.gateway_stack"]
