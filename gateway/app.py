@@ -23,6 +23,7 @@ from starlette.routing import Route
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
+from gateway.health import healthz, readyz
 from gateway.pbx.breaker import CircuitBreaker
 from gateway.pbx.client import PbxClient, build_http_client
 from gateway.pbx.conference_query import query_conferences
@@ -111,7 +112,7 @@ def create_app(
             app.state.runtime = Runtime(
                 settings=settings, client=client, session=session, store=store, clock=clock
             )
-            session.start()
+            session.start(login_now=settings.login_at_start)
             try:
                 yield
             finally:
@@ -122,6 +123,8 @@ def create_app(
     return Starlette(
         routes=[
             Route("/graphql", graphql),
+            Route("/healthz", healthz, methods=["GET", "HEAD"]),
+            Route("/readyz", readyz, methods=["GET", "HEAD"]),
             Route("/", _to_graphiql),
         ],
         lifespan=lifespan,

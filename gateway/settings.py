@@ -72,6 +72,7 @@ class Settings:
     max_numbers: int = 100
     batch_size: int = 100
     shutdown_grace: int = 10
+    login_at_start: bool = True
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -98,6 +99,7 @@ class Settings:
             max_numbers=reader.integer("GATEWAY_MAX_NUMBERS", 100, minimum=1),
             batch_size=reader.integer("GATEWAY_BATCH_SIZE", 100, minimum=1),
             shutdown_grace=reader.integer("GATEWAY_SHUTDOWN_GRACE", 10, minimum=0),
+            login_at_start=reader.boolean("GATEWAY_LOGIN_AT_START", True),
         )
 
 
@@ -154,6 +156,16 @@ class _Reader:
         if value < minimum:
             raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
         return value
+
+    def boolean(self, name: str, default: bool) -> bool:
+        raw = self._get(name)
+        if raw is None:
+            return default
+        if raw.lower() in _TRUE:
+            return True
+        if raw.lower() in _FALSE:
+            return False
+        raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
     def verify_tls(self, name: str) -> bool | str:
         raw = self._get(name)

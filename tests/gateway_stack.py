@@ -91,6 +91,8 @@ async def gateway_stack() -> AsyncIterator[StackFactory]:
             gateway = await exits.enter_async_context(
                 LoopbackServer(create_app(settings, clock=clock))
             )
+            runtime: Runtime = gateway.app.state.runtime
+            await runtime.session.started()  # the start-up login, as in production
             client = await exits.enter_async_context(
                 httpx.AsyncClient(base_url=gateway.base_url, timeout=30)
             )

@@ -116,7 +116,7 @@ async def test_gateway_injection_attempts_make_no_pbx_call(
     gateway_stack: StackFactory, document: str
 ) -> None:
     """Values that would widen the PBX query are BAD_USER_INPUT with no PBX call at all."""
-    stack = await gateway_stack()
+    stack = await gateway_stack(login_at_start=False)
     result = await stack.graphql(document)
     assert [e["extensions"]["code"] for e in result["errors"]] == ["BAD_USER_INPUT"]
     assert dict(stack.pbx.stats.calls) == {}
@@ -184,7 +184,9 @@ async def test_gateway_locked_out_address_arrives_as_locked_out(
     gateway_stack: StackFactory,
 ) -> None:
     """An address the PBX has locked out is PBX_LOCKED_OUT, and the gateway stops trying."""
-    stack = await gateway_stack(sim_config=SimulatorConfig(lockout_threshold=1))
+    stack = await gateway_stack(
+        sim_config=SimulatorConfig(lockout_threshold=1), login_at_start=False
+    )
     await stack.sim_login_with_wrong_password()
     results = [await stack.graphql('{ conference(number: "6400") { name } }') for _ in range(5)]
     assert {r["errors"][0]["extensions"]["code"] for r in results} == {"PBX_LOCKED_OUT"}

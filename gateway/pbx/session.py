@@ -60,6 +60,7 @@ class PbxSession:
         self._token: str | None = None
         self._login_task: asyncio.Task[str] | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
+        self._warm_up: asyncio.Task[None] | None = None
         self._guard = LoginGuard(
             cooldown=login_cooldown, lockout_backoff=lockout_backoff, clock=clock
         )
@@ -94,13 +95,31 @@ class PbxSession:
         token = await self._current_token()
         return await self._client.call(endpoint, body, token=token, idempotent=idempotent)
 
-    def start(self) -> None:
-        """Start the heartbeat timer (call from the running event loop)."""
+    def start(self, *, login_now: bool = False) -> None:
+        """Start the heartbeat timer and, with ``login_now``, a first login in the background
+        (so readiness turns true before the first query). Call from the running loop."""
         if self._heartbeat_task is None:
             self._heartbeat_task = asyncio.create_task(self._heartbeat_forever())
+        if login_now and self._warm_up is None:
+            self._warm_up = asyncio.create_task(self._log_in_quietly())
+
+    async def started(self) -> None:
+        """Wait for the start-up login, if one was asked for, to end either way."""
+        if self._warm_up is not None:
+            await asyncio.shield(self._warm_up)
+
+    async def _log_in_quietly(self) -> None:
+        try:
+            await self._current_token()
+        except PbxError as exc:  # readiness reports it; the next query tries as the guard allows
+            logger.warning("start-up login failed: %s", exc.message)
 
     async def close(self) -> None:
         """Stop the heartbeat and log out, so the PBX frees the token now."""
+        if self._warm_up is not None:
+            self._warm_up.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._warm_up
         if self._heartbeat_task is not None:
             self._heartbeat_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -1,0 +1,50 @@
+"""``/healthz`` and ``/readyz``: cheap probes that never call the PBX.
+
+- ``/healthz``: the process is alive and serving (liveness). Always 200 while it answers.
+- ``/readyz``: the gateway can answer queries (readiness): it holds a PBX token, or it
+  holds data it could serve (fresh or stale). 503 otherwise, with the reasons in JSON, so
+  an operator sees at once whether the PBX is down, the credentials are wrong, or the
+  gateway has simply not been asked anything yet.
+
+Both read state the gateway already has; a probe every second costs the PBX nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from gateway.pbx.breaker import CircuitState
+
+
+async def healthz(request: Request) -> JSONResponse:
+    """Liveness: the process answers."""
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    """Readiness: logged in to the PBX, or holding servable data; why not, otherwise."""
+    runtime = getattr(request.app.state, "runtime", None)
+    if runtime is None:
+        return JSONResponse({"ready": False, "reasons": ["starting up"]}, status_code=503)
+    session, store, breaker = runtime.session, runtime.store, runtime.client.breaker
+    checks: dict[str, Any] = {
+        "pbxSession": "logged in" if session.has_token else "no token",
+        "cachedConferences": store.holds_data,
+        "circuit": breaker.state.value,
+    }
+    reasons: list[str] = []
+    blocked = session.blocked_reason
+    if blocked is not None:
+        reasons.append(f"{blocked.code}: {blocked.message}")
+    if breaker.state is not CircuitState.CLOSED:
+        reasons.append("the PBX failed repeatedly; the circuit breaker is open")
+    if not session.has_token and not reasons:
+        reasons.append("not logged in to the PBX yet (the first query logs in)")
+    ready = session.has_token or store.holds_data
+    body = {"ready": ready, "checks": checks, "reasons": [] if ready else reasons}
+    if ready and reasons:
+        body["warnings"] = reasons  # serving stale data: ready, but say why it is stale
+    return JSONResponse(body, status_code=200 if ready else 503)
