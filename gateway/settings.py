@@ -9,20 +9,17 @@ each secret can come from a ``*_FILE`` (container secrets) instead of the variab
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
-from urllib.parse import urlsplit
 
+from gateway.env import FALSE, TRUE, EnvReader, read_secret_file
 from gateway.errors import ConfigError
 from gateway.secrets import Secret
 
 _MD5_HEX: Final = re.compile(r"^[0-9a-fA-F]{32}$")
-_TRUE: Final = frozenset({"1", "true", "yes", "on"})
-_FALSE: Final = frozenset({"0", "false", "no", "off"})
 
 
 @dataclass(frozen=True)
@@ -44,7 +41,7 @@ class PasswordSource:
                 raise ConfigError("no PBX password configured")
             return self.md5
         name = "PBX_PASSWORD_MD5_FILE" if self.path_holds_md5 else "PBX_PASSWORD_FILE"
-        text = _read_secret_file(name, self.path)
+        text = read_secret_file(name, self.path)
         return _md5_from_file(name, text) if self.path_holds_md5 else _md5_of(text)
 
 
@@ -77,12 +74,12 @@ class Settings:
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
         """Read and check every variable; raise ConfigError naming the first bad one."""
-        reader = _Reader(environ)
+        reader = EnvReader(environ)
         return cls(
             pbx_url=reader.url("PBX_URL"),
             pbx_username=reader.required("PBX_USERNAME"),
             pbx_password=_password_source(environ),
-            pbx_verify_tls=reader.verify_tls("PBX_VERIFY_TLS"),
+            pbx_verify_tls=_verify_tls(reader, "PBX_VERIFY_TLS"),
             pbx_timeout=reader.number("PBX_TIMEOUT", 10.0, minimum=0.1),
             pbx_max_concurrency=reader.integer("PBX_MAX_CONCURRENCY", 2, minimum=1),
             pbx_max_waiting=reader.integer("PBX_MAX_WAITING", 50, minimum=0),
@@ -103,81 +100,15 @@ class Settings:
         )
 
 
-class _Reader:
-    """Typed accessors over the environment that fail with the variable's name."""
-
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self._environ = environ
-
-    def _get(self, name: str) -> str | None:
-        value = self._environ.get(name)
-        return None if value is None or value.strip() == "" else value.strip()
-
-    def required(self, name: str) -> str:
-        value = self._get(name)
-        if value is None:
-            raise ConfigError(f"{name} is required but not set")
-        return value
-
-    def url(self, name: str) -> str:
-        value = self.required(name).rstrip("/")
-        parts = urlsplit(value)
-        # Checked first, and the value never echoed then: it would print the credentials.
-        if "@" in parts.netloc:
-            raise ConfigError(f"{name} must hold no credentials (user:password@); remove them")
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(
-                f"{name} must be an http(s) URL such as https://192.168.5.150:8088, got {value!r}"
-            )
-        if parts.query or parts.fragment:
-            raise ConfigError(f"{name} must hold no query or fragment")
-        return value
-
-    def number(self, name: str, default: float, *, minimum: float) -> float:
-        raw = self._get(name)
-        if raw is None:
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
-        if not math.isfinite(value) or value < minimum:
-            raise ConfigError(f"{name} must be a finite number of at least {minimum}, got {raw!r}")
-        return value
-
-    def integer(self, name: str, default: int, *, minimum: int) -> int:
-        raw = self._get(name)
-        if raw is None:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
-        if value < minimum:
-            raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
-        return value
-
-    def boolean(self, name: str, default: bool) -> bool:
-        raw = self._get(name)
-        if raw is None:
-            return default
-        if raw.lower() in _TRUE:
-            return True
-        if raw.lower() in _FALSE:
-            return False
-        raise ConfigError(f"{name} must be true or false, got {raw!r}")
-
-    def verify_tls(self, name: str) -> bool | str:
-        raw = self._get(name)
-        if raw is None or raw.lower() in _TRUE:
-            return True
-        if raw.lower() in _FALSE:
-            return False
-        if not Path(raw).is_file():
-            raise ConfigError(
-                f"{name} must be true, false or the path of a CA file; {raw!r} is none"
-            )
-        return raw
+def _verify_tls(reader: EnvReader, name: str) -> bool | str:
+    raw = reader.get(name)
+    if raw is None or raw.lower() in TRUE:
+        return True
+    if raw.lower() in FALSE:
+        return False
+    if not Path(raw).is_file():
+        raise ConfigError(f"{name} must be true, false or the path of a CA file; {raw!r} is none")
+    return raw
 
 
 def _password_source(environ: Mapping[str, str]) -> PasswordSource:
@@ -210,18 +141,6 @@ def _password_source(environ: Mapping[str, str]) -> PasswordSource:
     source = PasswordSource(path=Path(value), path_holds_md5=name == "PBX_PASSWORD_MD5_FILE")
     source.current_md5()  # fail at start-up, not at the first login
     return source
-
-
-def _read_secret_file(name: str, path: Path) -> str:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{name}: cannot read {path} ({type(exc).__name__})") from None
-    # A trailing newline is an artefact of how the file was written, not part of the secret.
-    text = text.rstrip("\r\n")
-    if text == "":
-        raise ConfigError(f"{name}: {path} is empty")
-    return text
 
 
 def _md5_from_file(name: str, text: str) -> Secret:
