@@ -5,6 +5,9 @@ one shared ``httpx.AsyncClient``, the PBX client and session (token keeper, hear
 and the conference store; on shutdown it closes them in reverse, logging out of the PBX
 before the HTTP client goes. Tests pass ``transport=`` (an in-process simulator) and
 ``clock=`` (to move TTLs without sleeping).
+
+Around ``/graphql``, outermost first: CORS (an explicit origin allowlist), then the
+security gate (body size, authentication, request rate), then strawberry's view.
 """
 
 from __future__ import annotations
@@ -16,12 +19,17 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
+from cross_web import HTTPException  # what strawberry's HTTP views raise
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import StrawberryGraphQLError
 
 from gateway.health import healthz, readyz
 from gateway.pbx.breaker import CircuitBreaker
@@ -32,8 +40,13 @@ from gateway.pbx.session import PbxSession
 from gateway.schema import build_schema
 from gateway.schema.context import GatewayContext
 from gateway.schema.numbers import NumberBudget
+from gateway.security.gate import Authenticator, GraphQLGate
+from gateway.security.identity import Identity
+from gateway.security.rate_limit import RateLimiter
 from gateway.settings import Settings
 from gateway.store import ConferenceStore
+
+_HTTP_CODES = {400: "BAD_REQUEST", 405: "METHOD_NOT_ALLOWED", 415: "UNSUPPORTED_MEDIA_TYPE"}
 
 
 @dataclass
@@ -44,19 +57,40 @@ class Runtime:
     client: PbxClient
     session: PbxSession
     store: ConferenceStore
+    misses: RateLimiter
     clock: Callable[[], float]
 
 
 class GatewayGraphQL(GraphQL[GatewayContext, None]):
-    """strawberry's ASGI view, with a fresh context (and DataLoader) per request."""
+    """strawberry's ASGI view: a fresh context (and DataLoader) per request, and HTTP-level
+    refusals (bad JSON, batching off, wrong method) as coded GraphQL errors, not text."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            response = await self.run(Request(scope=scope, receive=receive))
+        except HTTPException as exc:
+            code = _HTTP_CODES.get(exc.status_code, "BAD_REQUEST")
+            if "batch" in exc.reason.lower():
+                code = "OPERATION_TOO_LARGE" if "max" in exc.reason.lower() else "BAD_USER_INPUT"
+            body = {"errors": [{"message": exc.reason, "extensions": {"code": code}}]}
+            response = JSONResponse(body, status_code=exc.status_code)
+        await response(scope, receive, send)
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> GatewayContext:
         runtime: Runtime = request.app.state.runtime
+        identity: Identity | None = request.scope.get("state", {}).get("identity")
+        if identity is None:  # the gate always sets it; fail closed if it did not
+            raise StrawberryGraphQLError("unauthenticated", extensions={"code": "UNAUTHENTICATED"})
         return GatewayContext(
             store=runtime.store,
             numbers=NumberBudget(runtime.settings.max_numbers),
+            identity=identity,
+            misses=runtime.misses,
             deadline=runtime.clock() + runtime.settings.request_deadline,
             request=request if isinstance(request, Request) else None,
             response=response if isinstance(response, Response) else None,
@@ -70,6 +104,8 @@ def create_app(
     clock: Callable[[], float] = time.monotonic,
 ) -> Starlette:
     """The gateway's ASGI app for ``settings``."""
+    security = settings.security
+    misses = RateLimiter(rate=security.miss_rate, burst=security.miss_burst, clock=clock)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -110,7 +146,12 @@ def create_app(
                 clock=clock,
             )
             app.state.runtime = Runtime(
-                settings=settings, client=client, session=session, store=store, clock=clock
+                settings=settings,
+                client=client,
+                session=session,
+                store=store,
+                misses=misses,
+                clock=clock,
             )
             session.start(login_now=settings.login_at_start)
             try:
@@ -119,14 +160,35 @@ def create_app(
                 await store.aclose()
                 await session.close()  # log out last, while the HTTP client is still open
 
-    graphql = GatewayGraphQL(build_schema(), graphql_ide="graphiql")
+    graphql = GatewayGraphQL(
+        build_schema(security), graphql_ide="graphiql" if security.graphiql else None
+    )
+    gate = GraphQLGate(
+        graphql,
+        settings=security,
+        authenticator=Authenticator(security),
+        requests=RateLimiter(rate=security.rate, burst=security.burst, clock=clock),
+    )
+    middleware = []
+    if security.cors_origins:
+        # Credentials travel in the Authorization header, never cookies: no allow_credentials.
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(security.cors_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["authorization", "content-type", "x-api-key"],
+                max_age=600,
+            )
+        )
     return Starlette(
         routes=[
-            Route("/graphql", graphql),
+            Route("/graphql", gate),
             Route("/healthz", healthz, methods=["GET", "HEAD"]),
             Route("/readyz", readyz, methods=["GET", "HEAD"]),
             Route("/", _to_graphiql),
         ],
+        middleware=middleware,
         lifespan=lifespan,
     )
 

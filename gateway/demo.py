@@ -13,6 +13,8 @@ from typing import Any
 
 from gateway.app import create_app
 from gateway.secrets import Secret
+from gateway.security.config import SecuritySettings
+from gateway.security.identity import ALL_SCOPES
 from gateway.serving import LoopbackServer
 from gateway.settings import PasswordSource, Settings
 from gateway.simulator import DEMO_PASSWORD, DEMO_USERNAME, SimulatorServer, password_digest
@@ -41,6 +43,10 @@ def demo_settings(pbx_url: str) -> Settings:
         pbx_url=pbx_url,
         pbx_username=DEMO_USERNAME,
         pbx_password=PasswordSource(md5=Secret(password_digest(DEMO_PASSWORD))),
+        # The demo's data is made up: anyone may read everything, PINs included.
+        security=SecuritySettings(
+            auth="none", anonymous_scopes=ALL_SCOPES, graphiql=True, introspection=True
+        ),
     )
 
 
@@ -78,7 +84,8 @@ async def _serve(host: str, port: int, pbx_port: int) -> None:
             f"  GraphiQL:       {gateway.base_url}/graphql\n"
             f"  Try:            curl -s {gateway.base_url}/graphql -H 'content-type: "
             'application/json\' -d \'{"query":"{ conferences { number name } }"}\'\n'
-            "  Client authentication is off in the demo. Ctrl-C stops both.\n",
+            "  Client authentication is OFF in the demo (GATEWAY_AUTH=none, every scope, PINs\n"
+            "  included): fine for its made-up rooms, never for a real PBX. Ctrl-C stops both.\n",
             flush=True,
         )
         await gateway.wait()

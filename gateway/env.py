@@ -111,6 +111,14 @@ class EnvReader:
         return path
 
 
+def required_file(reader: EnvReader, name: str) -> Path:
+    """A path that must be set and name a readable file."""
+    path = reader.file(name)
+    if path is None:
+        raise ConfigError(f"{name} is required but not set")
+    return path
+
+
 def read_secret_file(name: str, path: Path) -> str:
     """A secret file's text without the trailing newline editors add; never echoed."""
     try:

@@ -5,6 +5,7 @@
     GatewayError                    code               meaning
     ├── ConfigError                 -                  bad settings; start-up stops with one line
     ├── BadInputError               BAD_USER_INPUT     the caller asked for something invalid
+    ├── RateLimitedError            RATE_LIMITED       the caller's PBX budget is spent for now
     └── PbxError                    (per subclass)     anything about the PBX; names the endpoint
         ├── PbxUnavailableError     PBX_UNAVAILABLE    no usable answer right now (may pass)
         │   ├── PbxTimeoutError                        connect or read timed out
@@ -26,6 +27,7 @@ from its own strings, not from upstream text.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 from gateway.pbx.errnos import errno_meaning
@@ -58,6 +60,21 @@ class BadInputError(GatewayError):
     """The caller's input is invalid; nothing was sent to the PBX."""
 
     code = "BAD_USER_INPUT"
+
+
+class RateLimitedError(GatewayError):
+    """The caller used up its budget of PBX fetches; nothing was sent to the PBX."""
+
+    code = "RATE_LIMITED"
+    serve_stale = True  # a room we already know costs the PBX nothing
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, math.ceil(retry_after))
+
+    @property
+    def extensions(self) -> dict[str, Any]:
+        return {"code": self.code, "retryAfter": self.retry_after}
 
 
 class PbxError(GatewayError):

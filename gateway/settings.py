@@ -11,13 +11,14 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
 from gateway.env import FALSE, TRUE, EnvReader, read_secret_file
 from gateway.errors import ConfigError
 from gateway.secrets import Secret
+from gateway.security.config import SecuritySettings, security_from_environ
 
 _MD5_HEX: Final = re.compile(r"^[0-9a-fA-F]{32}$")
 
@@ -70,6 +71,7 @@ class Settings:
     batch_size: int = 100
     shutdown_grace: int = 10
     login_at_start: bool = True
+    security: SecuritySettings = field(default_factory=SecuritySettings)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -97,6 +99,7 @@ class Settings:
             batch_size=reader.integer("GATEWAY_BATCH_SIZE", 100, minimum=1),
             shutdown_grace=reader.integer("GATEWAY_SHUTDOWN_GRACE", 10, minimum=0),
             login_at_start=reader.boolean("GATEWAY_LOGIN_AT_START", True),
+            security=security_from_environ(reader),
         )
 
 

@@ -40,6 +40,9 @@ ALL: Final = "all"
 Fetch = Callable[[Sequence[str] | Literal["all"]], Awaitable[dict[str, Conference]]]
 """Asks the PBX: numbers (or ``all``) in, the conferences it knows keyed by number out."""
 
+Admit = Callable[[int], None]
+"""Asked before new PBX fetches start for a caller; raises to refuse them."""
+
 Outcome = Conference | None | Exception
 """One number's answer: the room, ``None`` when the PBX has no such room, or the error."""
 
@@ -112,12 +115,46 @@ class ConferenceStore:
         *,
         report: StaleReport | None = None,
         deadline: float | None = None,
+        admit: Admit | None = None,
     ) -> list[Outcome]:
         """One outcome per number, in order; misses are fetched together, once.
 
         ``deadline`` is a ``clock()`` value: waits end there, answering stale or a
-        timeout error. Stale answers are noted in ``report``.
+        timeout error. Stale answers are noted in ``report``. ``admit(n)`` is asked
+        before ``n`` new PBX fetches start on the caller's behalf; it raises (e.g. the
+        caller's rate limit) to refuse them, and those numbers then fail with its error.
         """
+        entries, waiting, missing, revalidate = self._sort(numbers)
+        failures: dict[str, Exception] = {}
+        chunks = list(_chunks(missing, self._batch_size))
+        try:
+            if chunks and admit is not None:
+                admit(len(chunks))
+        except Exception as refusal:
+            failures.update(dict.fromkeys(missing, refusal))
+        else:
+            for chunk in chunks:
+                waiting.update(self._start_fetch(chunk))
+        for chunk in _chunks(revalidate, self._batch_size):
+            self.stats.revalidations += 1
+            self._start_fetch(chunk)
+        for number, future in waiting.items():
+            try:
+                entries[number] = await self._wait(future, deadline)
+            except Exception as exc:
+                failures[number] = exc
+        for number, failure in failures.items():
+            stale = self._stale_for(number, failure)
+            if stale is not None:
+                entries[number] = stale
+                self._note(report, number, stale, failure)
+        return [entries[n].conference if n in entries else failures[n] for n in numbers]
+
+    def _sort(
+        self, numbers: Sequence[str]
+    ) -> tuple[dict[str, Entry], dict[str, asyncio.Future[Entry]], list[str], list[str]]:
+        """Split numbers into answered now, waiting on a call under way, to fetch, and
+        answered now but to refresh in the background."""
         now = self._clock()
         entries: dict[str, Entry] = {}
         waiting: dict[str, asyncio.Future[Entry]] = {}
@@ -139,29 +176,14 @@ class ConferenceStore:
             else:
                 missing.append(number)
                 self.stats.misses += 1
-        for chunk in _chunks(missing, self._batch_size):
-            waiting.update(self._start_fetch(chunk))
-        for chunk in _chunks(revalidate, self._batch_size):
-            self.stats.revalidations += 1
-            self._start_fetch(chunk)
-        failures: dict[str, Exception] = {}
-        for number, future in waiting.items():
-            try:
-                entries[number] = await self._wait(future, deadline)
-            except Exception as exc:
-                stale = self._stale_for(number, exc)
-                if stale is None:
-                    failures[number] = exc
-                else:
-                    entries[number] = stale
-                    self._note(report, number, stale, exc)
-        return [
-            failures[number] if number in failures else entries[number].conference
-            for number in numbers
-        ]
+        return entries, waiting, missing, revalidate
 
     async def get_all(
-        self, *, report: StaleReport | None = None, deadline: float | None = None
+        self,
+        *,
+        report: StaleReport | None = None,
+        deadline: float | None = None,
+        admit: Admit | None = None,
     ) -> list[Conference]:
         """Every conference, in the PBX's order; one ``all`` call per TTL at most."""
         listing = self._listing.get(ALL)
@@ -171,6 +193,14 @@ class ConferenceStore:
         known = self._known_listing.get(ALL)
         recent = known is not None and self._clock() - known.fetched_at < self._revalidate_until
         if self._listing_inflight is None:
+            if admit is not None and not recent:
+                try:
+                    admit(1)
+                except Exception as refusal:
+                    if known is None or not _may_serve_stale(refusal):
+                        raise
+                    self._note_listing(report, known, refusal)
+                    return list(known.conferences)
             self._listing_inflight = self._new_future()
             self._spawn(self._fetch_listing(self._listing_inflight))
             if recent:
@@ -185,9 +215,7 @@ class ConferenceStore:
         except Exception as exc:
             if known is None or not _may_serve_stale(exc):
                 raise
-            self.stats.stale_served += 1
-            if report is not None:
-                report.add_listing(self._clock() - known.fetched_at, _as_gateway_error(exc))
+            self._note_listing(report, known, exc)
             return list(known.conferences)
         return list(listing.conferences)
 
@@ -214,6 +242,11 @@ class ConferenceStore:
         self.stats.stale_served += 1
         if report is not None:
             report.add(number, self._clock() - stale.fetched_at, _as_gateway_error(error))
+
+    def _note_listing(self, report: StaleReport | None, known: Listing, error: Exception) -> None:
+        self.stats.stale_served += 1
+        if report is not None:
+            report.add_listing(self._clock() - known.fetched_at, _as_gateway_error(error))
 
     async def _wait(self, future: asyncio.Future[Any], deadline: float | None) -> Any:
         # shield: a caller that goes away (or times out) must not cancel a call others need.

@@ -80,14 +80,21 @@ StackFactory = Callable[..., Awaitable[Stack]]
 
 @pytest.fixture
 async def gateway_stack() -> AsyncIterator[StackFactory]:
-    """Start a simulator + gateway; keyword arguments override gateway Settings fields,
+    """Start a simulator + gateway; keyword arguments override gateway Settings fields
+    (``security=`` a whole SecuritySettings; by default the demo's, without rate limits),
     ``sim_config=`` sets the simulator's SimulatorConfig."""
     async with AsyncExitStack() as exits:
 
         async def start(sim_config: SimulatorConfig | None = None, **overrides: Any) -> Stack:
             sim = await exits.enter_async_context(SimulatorServer(sim_config))
             clock = FakeClock()
-            settings = dataclasses.replace(demo_settings(sim.base_url), **overrides)
+            settings = demo_settings(sim.base_url)
+            # Rate limits have tests of their own; elsewhere they would only add noise.
+            unlimited = dataclasses.replace(
+                settings.security, rate=1e6, burst=1e6, miss_rate=1e6, miss_burst=1e6
+            )
+            overrides.setdefault("security", unlimited)
+            settings = dataclasses.replace(settings, **overrides)
             gateway = await exits.enter_async_context(
                 LoopbackServer(create_app(settings, clock=clock))
             )

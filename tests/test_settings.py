@@ -12,7 +12,7 @@ from gateway.settings import PasswordSource, Settings
 
 PASSWORD = "Tr1cky pass;word"
 MD5 = hashlib.md5(PASSWORD.encode()).hexdigest()
-BASE = {"PBX_URL": "https://192.168.5.150:8088", "PBX_USERNAME": "api"}
+BASE = {"PBX_URL": "https://192.168.5.150:8088", "PBX_USERNAME": "api", "GATEWAY_AUTH": "none"}
 
 
 def settings(**env: str) -> Settings:

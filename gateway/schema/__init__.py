@@ -1,20 +1,31 @@
 """The GraphQL schema: types, the root query, the per-request context and its policies.
 
 ``build_schema()`` assembles it; ``schema.graphql`` at the repository root is its
-printed form, kept equal to this code by a test (``pbx-gateway export-schema``).
+printed form, kept equal to this code by a test (``pbx-gateway export-schema``). Each
+policy is one extension in the list below.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
 
 import strawberry
 from graphql import GraphQLError
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+    SchemaExtension,
+)
+from strawberry.schema.config import BatchingConfig, StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from gateway.schema.error_codes import ErrorCodes
 from gateway.schema.query import Query
 from gateway.schema.stale_marks import StaleMarks
+from gateway.security.config import SecuritySettings
 
 
 class GatewaySchema(strawberry.Schema):
@@ -30,6 +41,20 @@ class GatewaySchema(strawberry.Schema):
         return None
 
 
-def build_schema(**options: Any) -> strawberry.Schema:
+def build_schema(security: SecuritySettings | None = None) -> strawberry.Schema:
     """The gateway's schema with its extensions, one policy each."""
-    return GatewaySchema(query=Query, extensions=[ErrorCodes, StaleMarks], **options)
+    limits = security or SecuritySettings(introspection=True)
+    # Classes or factories: strawberry makes a fresh instance per operation.
+    extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
+        ErrorCodes,
+        StaleMarks,
+        functools.partial(QueryDepthLimiter, max_depth=limits.max_depth),
+        functools.partial(MaxAliasesLimiter, max_alias_count=limits.max_aliases),
+        functools.partial(MaxTokensLimiter, max_token_count=limits.max_tokens),
+    ]
+    if not limits.introspection:
+        extensions.append(DisableIntrospection)
+    batching = BatchingConfig(max_operations=limits.max_batch) if limits.batching else None
+    return GatewaySchema(
+        query=Query, extensions=extensions, config=StrawberryConfig(batching_config=batching)
+    )

@@ -15,8 +15,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.dataloader import DataLoader
 
+from gateway.errors import RateLimitedError
 from gateway.pbx.conferences import Conference
 from gateway.schema.numbers import NumberBudget
+from gateway.security.identity import Identity
+from gateway.security.rate_limit import RateLimiter
 from gateway.staleness import StaleReport
 from gateway.store import ConferenceStore
 
@@ -29,6 +32,9 @@ class GatewayContext:
 
     store: ConferenceStore
     numbers: NumberBudget
+    identity: Identity
+    misses: RateLimiter | None = None
+    """The caller's budget of PBX fetches (cache misses)."""
     deadline: float | None = None
     """The store's clock value at which PBX waits give up (stale or a timeout error)."""
     request: Request | None = None
@@ -42,6 +48,21 @@ class GatewayContext:
         # resolves together lands in one store.get_many, hence one PBX call.
         self.loader = DataLoader(
             load_fn=functools.partial(
-                self.store.get_many, report=self.stale, deadline=self.deadline
+                self.store.get_many, report=self.stale, deadline=self.deadline, admit=self.admit
             )
         )
+
+    def admit(self, fetches: int) -> None:
+        """Charge the caller's miss budget for ``fetches`` new PBX fetches, or refuse them."""
+        if self.misses is None:
+            return
+        wait = self.misses.take(self.identity.name, fetches)
+        if wait > 0:
+            error = RateLimitedError(
+                f"{self.identity.name} asked for too many rooms that are not cached; the PBX "
+                f"is protected by a per-client budget of fetches; retry in {wait:.0f} s",
+                retry_after=wait,
+            )
+            if self.response is not None:
+                self.response.headers["Retry-After"] = str(error.retry_after)
+            raise error

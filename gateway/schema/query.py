@@ -7,6 +7,7 @@ from typing import Annotated
 import strawberry
 
 from gateway.schema.context import GatewayContext
+from gateway.schema.permissions import CanRead
 from gateway.schema.types import ConferenceNode
 
 Info = strawberry.Info[GatewayContext, None]
@@ -28,10 +29,11 @@ NumberArgument = Annotated[
 @strawberry.type(description="Read the PBX's conference rooms.")
 class Query:
     @strawberry.field(
+        permission_classes=[CanRead],
         description=(
             "Conference rooms, in the order asked. Numbers the PBX does not know are left out "
             "and duplicates are returned once. Without `numbers`, every room on the PBX."
-        )
+        ),
     )
     async def conferences(
         self, info: Info, numbers: NumbersArgument = strawberry.UNSET
@@ -39,7 +41,7 @@ class Query:
         context = info.context
         if numbers is None or numbers is strawberry.UNSET:  # absent or null: every room
             everything = await context.store.get_all(
-                report=context.stale, deadline=context.deadline
+                report=context.stale, deadline=context.deadline, admit=context.admit
             )
             for conference in everything:
                 context.loader.prime(conference.number, conference)
@@ -48,7 +50,10 @@ class Query:
         found = await context.loader.load_many(wanted)
         return [ConferenceNode.from_record(c) for c in found if c is not None]
 
-    @strawberry.field(description="One conference room; null when the PBX has no such room.")
+    @strawberry.field(
+        permission_classes=[CanRead],
+        description="One conference room; null when the PBX has no such room.",
+    )
     async def conference(self, info: Info, number: NumberArgument) -> ConferenceNode | None:
         context = info.context
         (wanted,) = context.numbers.admit([number])

@@ -11,6 +11,7 @@ import enum
 import strawberry
 
 from gateway.pbx.conferences import Conference, Prompt
+from gateway.schema.permissions import CanReadPins
 
 
 @strawberry.enum(description="What members hear when someone joins or leaves the conference.")
@@ -42,10 +43,24 @@ class ConferenceNode:
     )
     name: str = strawberry.field(description="The room's display name.")
     participant_password: str | None = strawberry.field(
-        description="The PIN members enter to join; null when the room has none."
+        permission_classes=[CanReadPins],
+        description=(
+            "The PIN members enter to join; null when the room has none. Needs the "
+            "conferences:pins scope."
+        ),
     )
     moderator_password: str | None = strawberry.field(
-        description="The PIN that makes a caller a moderator; null when the room has none."
+        permission_classes=[CanReadPins],
+        description=(
+            "The PIN that makes a caller a moderator; null when the room has none. Needs the "
+            "conferences:pins scope."
+        ),
+    )
+    has_participant_password: bool = strawberry.field(
+        description="Whether members need a PIN to join (no special scope needed)."
+    )
+    has_moderator_password: bool = strawberry.field(
+        description="Whether the room has a moderator PIN (no special scope needed)."
     )
     wait_for_moderator: bool = strawberry.field(
         description="Whether members wait (with music or silence) until a moderator joins."
@@ -80,6 +95,8 @@ class ConferenceNode:
             name=conference.name,
             participant_password=conference.participant_password,
             moderator_password=conference.moderator_password,
+            has_participant_password=conference.participant_password is not None,
+            has_moderator_password=conference.moderator_password is not None,
             wait_for_moderator=conference.wait_for_moderator,
             allow_invite=conference.allow_invite,
             moderators=list(conference.moderators),

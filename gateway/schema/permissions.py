@@ -1,0 +1,39 @@
+"""Scope checks on fields: authorization is decided per request, whatever is cached.
+
+Cached conferences are shared by every client; what a client may *see* of them is checked
+here, on every request, from the identity the gate established. A failed check answers
+``null`` on that field with a ``FORBIDDEN`` error on that path only.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import strawberry
+from strawberry.permission import BasePermission
+
+from gateway.security.identity import PINS, READ
+
+
+class RequireScope(BasePermission):
+    """Allows the field when the caller holds ``scope``."""
+
+    scope: ClassVar[str]
+    error_extensions = {"code": "FORBIDDEN"}  # noqa: RUF012 (strawberry reads it per class)
+
+    def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
+        identity = getattr(info.context, "identity", None)
+        return identity is not None and identity.has(self.scope)
+
+
+class CanRead(RequireScope):
+    scope = READ
+    message = f"the caller lacks the {READ} scope needed to read conferences"
+
+
+class CanReadPins(RequireScope):
+    scope = PINS
+    message = (
+        f"the caller lacks the {PINS} scope needed to read PINs; "
+        "hasParticipantPassword and hasModeratorPassword tell whether a PIN is set"
+    )

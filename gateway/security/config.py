@@ -1,0 +1,137 @@
+"""Security settings: client authentication, exposure, CORS, operation and rate limits.
+
+Read by :func:`security_from_environ`; the README's Security section explains each.
+``GATEWAY_AUTH`` has no default for ``serve``: running without client authentication
+must be a decision (``none``), never an accident.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Final
+
+import jwt
+
+from gateway.env import EnvReader, read_secret_file, required_file
+from gateway.errors import ConfigError
+from gateway.security.api_keys import StoredKey, load_keys
+from gateway.security.identity import ALL_SCOPES, READ
+from gateway.security.jwt_auth import JwtVerifier
+
+AUTH_MODES: Final = ("api-key", "jwt", "none")
+_ASYMMETRIC: Final = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+_HMAC: Final = frozenset({"HS256", "HS384", "HS512"})
+
+
+@dataclass(frozen=True)
+class SecuritySettings:
+    """Who may call, what they see, and how much they may ask."""
+
+    auth: str = "none"
+    api_keys: tuple[StoredKey, ...] = ()
+    jwt: JwtVerifier | None = None
+    anonymous_scopes: frozenset[str] = frozenset({READ})
+    graphiql: bool = False
+    introspection: bool = False
+    cors_origins: tuple[str, ...] = ()
+    max_depth: int = 10
+    max_aliases: int = 50
+    max_tokens: int = 2000
+    max_body_bytes: int = 65_536
+    batching: bool = False
+    max_batch: int = 10
+    rate: float = 20.0
+    burst: float = 40.0
+    miss_rate: float = 1.0
+    miss_burst: float = 10.0
+    trusted_proxies: tuple[str, ...] = field(default=())
+
+
+def security_from_environ(reader: EnvReader) -> SecuritySettings:
+    """Read ``GATEWAY_AUTH`` and the rest; ConfigError naming the first bad variable."""
+    auth = reader.choice("GATEWAY_AUTH", AUTH_MODES)
+    keys_file = reader.file("GATEWAY_API_KEYS_FILE")
+    if auth == "api-key" and keys_file is None:
+        raise ConfigError("GATEWAY_API_KEYS_FILE is required with GATEWAY_AUTH=api-key")
+    anonymous = frozenset(reader.words("GATEWAY_ANONYMOUS_SCOPES", (READ,)))
+    if anonymous - ALL_SCOPES:
+        raise ConfigError(f"GATEWAY_ANONYMOUS_SCOPES: unknown {sorted(anonymous - ALL_SCOPES)}")
+    origins = reader.words("GATEWAY_CORS_ORIGINS")
+    for origin in origins:
+        if origin == "*" or not origin.startswith(("http://", "https://")) or origin.count("/") > 2:
+            raise ConfigError(
+                "GATEWAY_CORS_ORIGINS lists exact origins such as https://wallboard.example.com "
+                f"(no '*', no path); got {origin!r}"
+            )
+    return SecuritySettings(
+        auth=auth,
+        api_keys=load_keys(keys_file) if auth == "api-key" and keys_file else (),
+        jwt=_jwt_verifier(reader) if auth == "jwt" else None,
+        anonymous_scopes=anonymous,
+        graphiql=reader.boolean("GATEWAY_GRAPHIQL", False),
+        introspection=reader.boolean("GATEWAY_INTROSPECTION", False),
+        cors_origins=origins,
+        max_depth=reader.integer("GATEWAY_MAX_DEPTH", 10, minimum=2),
+        max_aliases=reader.integer("GATEWAY_MAX_ALIASES", 50, minimum=1),
+        max_tokens=reader.integer("GATEWAY_MAX_TOKENS", 2000, minimum=50),
+        max_body_bytes=reader.integer("GATEWAY_MAX_BODY_BYTES", 65_536, minimum=1024),
+        batching=reader.boolean("GATEWAY_BATCHING", False),
+        max_batch=reader.integer("GATEWAY_MAX_BATCH", 10, minimum=1),
+        rate=reader.number("GATEWAY_RATE_LIMIT", 20.0, minimum=0.01),
+        burst=reader.number("GATEWAY_RATE_BURST", 40.0, minimum=1),
+        miss_rate=reader.number("GATEWAY_MISS_RATE_LIMIT", 1.0, minimum=0.001),
+        miss_burst=reader.number("GATEWAY_MISS_BURST", 10.0, minimum=1),
+    )
+
+
+def _jwt_verifier(reader: EnvReader) -> JwtVerifier:
+    sources = [
+        name
+        for name in (
+            "GATEWAY_JWT_PUBLIC_KEY_FILE",
+            "GATEWAY_JWT_JWKS_FILE",
+            "GATEWAY_JWT_SECRET_FILE",
+        )
+        if reader.get(name) is not None
+    ]
+    if len(sources) != 1:
+        raise ConfigError(
+            "GATEWAY_AUTH=jwt needs exactly one of GATEWAY_JWT_PUBLIC_KEY_FILE, "
+            "GATEWAY_JWT_JWKS_FILE, GATEWAY_JWT_SECRET_FILE"
+        )
+    source = sources[0]
+    path = required_file(reader, source)
+    hmac_key = source == "GATEWAY_JWT_SECRET_FILE"
+    algorithms = reader.words("GATEWAY_JWT_ALGORITHMS", ("HS256",) if hmac_key else ("RS256",))
+    allowed = _HMAC if hmac_key else _ASYMMETRIC
+    if not algorithms or set(algorithms) - allowed:
+        raise ConfigError(
+            f"GATEWAY_JWT_ALGORITHMS with {source} may only name {', '.join(sorted(allowed))}; "
+            f"got {', '.join(algorithms) or 'nothing'}"
+        )
+    text = read_secret_file(source, path)
+    key: object = None
+    jwks: jwt.PyJWKSet | None = None
+    try:
+        if source == "GATEWAY_JWT_JWKS_FILE":
+            jwks = jwt.PyJWKSet.from_json(text)
+        elif hmac_key:
+            if len(text.encode()) < 32:
+                raise ConfigError(f"{source} must hold at least 32 bytes of secret")
+            key = text.encode()
+        else:
+            key = jwt.algorithms.get_default_algorithms()[algorithms[0]].prepare_key(text)
+    except (jwt.PyJWTError, ValueError, TypeError, json.JSONDecodeError):
+        raise ConfigError(f"{source}: {path} does not hold a usable key") from None
+    return JwtVerifier(
+        algorithms=algorithms,
+        audience=reader.required("GATEWAY_JWT_AUDIENCE", " (with GATEWAY_AUTH=jwt)"),
+        issuer=reader.required("GATEWAY_JWT_ISSUER", " (with GATEWAY_AUTH=jwt)"),
+        scopes_claim=reader.get("GATEWAY_JWT_SCOPES_CLAIM") or "scope",
+        leeway=reader.number("GATEWAY_JWT_LEEWAY", 30.0, minimum=0),
+        key=key,
+        jwks=jwks,
+    )

@@ -1,0 +1,190 @@
+"""The gate in front of ``/graphql``: body size, who is calling, and how often.
+
+An ASGI wrapper, so a request that fails here never reaches GraphQL parsing, let alone
+the PBX. In order:
+
+1. The GraphiQL page itself (a browser's ``GET`` asking for HTML) passes when GraphiQL is
+   on: it holds no data; the queries it sends come back through this gate.
+2. The body is read up to ``max_body_bytes``; beyond: 413 ``OPERATION_TOO_LARGE``.
+3. The caller is identified (API key, JWT, or anonymous by address); failure: 401
+   ``UNAUTHENTICATED`` with a ``WWW-Authenticate`` challenge.
+4. The caller's request budget is charged; empty: 429 ``RATE_LIMITED`` with ``Retry-After``.
+
+The identity goes on to the GraphQL context through ``scope["state"]``. Rejections are
+GraphQL-shaped JSON (``{"errors": [{"message", "extensions": {"code"}}]}``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.security.api_keys import ApiKeyAuthenticator
+from gateway.security.config import SecuritySettings
+from gateway.security.identity import Identity
+from gateway.security.jwt_auth import InvalidToken
+from gateway.security.rate_limit import RateLimiter
+
+
+class Unauthenticated(Exception):
+    """No acceptable credentials; the message says what is missing or wrong."""
+
+
+class Authenticator:
+    """Turns a request's headers into an :class:`Identity`, per ``GATEWAY_AUTH``."""
+
+    def __init__(self, settings: SecuritySettings) -> None:
+        self._settings = settings
+        self._keys = ApiKeyAuthenticator(settings.api_keys)
+
+    @property
+    def challenge(self) -> str:
+        """The ``WWW-Authenticate`` value for a 401."""
+        return 'Bearer realm="pbx-gateway"'
+
+    def identify(self, headers: Headers, address: str) -> Identity:
+        mode = self._settings.auth
+        if mode == "none":
+            return Identity(f"anonymous@{address}", self._settings.anonymous_scopes, "anonymous")
+        credential = _bearer(headers)
+        if mode == "api-key":
+            credential = headers.get("x-api-key") or credential
+            if not credential:
+                raise Unauthenticated(
+                    "this gateway needs an API key: send it as 'X-API-Key: <key>' or "
+                    "'Authorization: Bearer <key>'"
+                )
+            identity = self._keys.identify(credential)
+            if identity is None:
+                raise Unauthenticated("the API key is not valid")
+            return identity
+        if not credential:
+            raise Unauthenticated(
+                "this gateway needs a bearer token: 'Authorization: Bearer <jwt>'"
+            )
+        verifier = self._settings.jwt
+        if verifier is None:  # from_environ never allows this; fail closed all the same
+            raise Unauthenticated("JWT verification is not configured")
+        try:
+            return verifier.identify(credential)
+        except InvalidToken as exc:
+            raise Unauthenticated(str(exc)) from None
+
+
+class GraphQLGate:
+    """ASGI middleware for the GraphQL route; see the module docstring."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        settings: SecuritySettings,
+        authenticator: Authenticator,
+        requests: RateLimiter,
+    ) -> None:
+        self._app = app
+        self._settings = settings
+        self._authenticator = authenticator
+        self._requests = requests
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await _reject(scope, receive, send, 400, "BAD_REQUEST", "only HTTP is served here")
+            return
+        headers = Headers(scope=scope)
+        if self._is_ide_page(scope, headers):
+            await self._app(scope, receive, send)
+            return
+        body = await _read_body(receive, self._settings.max_body_bytes)
+        if body is None:
+            message = f"the request body exceeds {self._settings.max_body_bytes} bytes"
+            await _reject(scope, receive, send, 413, "OPERATION_TOO_LARGE", message)
+            return
+        client = scope.get("client")
+        address = client[0] if client else "unknown"
+        try:
+            identity = self._authenticator.identify(headers, address)
+        except Unauthenticated as exc:
+            extra = {"www-authenticate": self._authenticator.challenge}
+            await _reject(scope, receive, send, 401, "UNAUTHENTICATED", str(exc), extra)
+            return
+        wait = self._requests.take(identity.name)
+        if wait > 0:
+            retry = max(1, math.ceil(wait))
+            await _reject(
+                scope,
+                receive,
+                send,
+                429,
+                "RATE_LIMITED",
+                f"too many requests from {identity.name}; retry in {retry} s",
+                {"retry-after": str(retry)},
+            )
+            return
+        scope.setdefault("state", {})["identity"] = identity
+        await self._app(scope, _replay(body, receive), send)
+
+    def _is_ide_page(self, scope: Scope, headers: Headers) -> bool:
+        return (
+            self._settings.graphiql
+            and scope["method"] == "GET"
+            and "text/html" in headers.get("accept", "")
+            and not scope.get("query_string")
+        )
+
+
+def _bearer(headers: Headers) -> str | None:
+    scheme, _, value = headers.get("authorization", "").partition(" ")
+    return value.strip() or None if scheme.lower() == "bearer" else None
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole body, or None as soon as it passes ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """The body already read, then the real channel (which reports the disconnect)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+async def _reject(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+) -> None:
+    if scope["type"] != "http":
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    body: dict[str, Any] = {"errors": [{"message": message, "extensions": {"code": code}}]}
+    await JSONResponse(body, status_code=status, headers=headers)(scope, receive, send)
