@@ -32,6 +32,7 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import StrawberryGraphQLError
 
 from gateway.health import healthz, readyz
+from gateway.observability.metrics import Metrics
 from gateway.pbx.breaker import CircuitBreaker
 from gateway.pbx.client import PbxClient, build_http_client
 from gateway.pbx.conference_query import query_conferences
@@ -57,7 +58,9 @@ class Runtime:
     client: PbxClient
     session: PbxSession
     store: ConferenceStore
+    requests: RateLimiter
     misses: RateLimiter
+    metrics: Metrics
     clock: Callable[[], float]
 
 
@@ -91,6 +94,7 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
             numbers=NumberBudget(runtime.settings.max_numbers),
             identity=identity,
             misses=runtime.misses,
+            metrics=runtime.metrics,
             deadline=runtime.clock() + runtime.settings.request_deadline,
             request=request if isinstance(request, Request) else None,
             response=response if isinstance(response, Response) else None,
@@ -106,6 +110,8 @@ def create_app(
     """The gateway's ASGI app for ``settings``."""
     security = settings.security
     misses = RateLimiter(rate=security.miss_rate, burst=security.miss_burst, clock=clock)
+    requests = RateLimiter(rate=security.rate, burst=security.burst, clock=clock)
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -127,6 +133,7 @@ def create_app(
                     clock=clock,
                 ),
             )
+            client.observer = metrics.observe_pbx_call
             session = PbxSession(
                 client,
                 username=settings.pbx_username,
@@ -150,7 +157,9 @@ def create_app(
                 client=client,
                 session=session,
                 store=store,
+                requests=requests,
                 misses=misses,
+                metrics=metrics,
                 clock=clock,
             )
             session.start(login_now=settings.login_at_start)
@@ -167,7 +176,8 @@ def create_app(
         graphql,
         settings=security,
         authenticator=Authenticator(security),
-        requests=RateLimiter(rate=security.rate, burst=security.burst, clock=clock),
+        requests=requests,
+        metrics=metrics,
     )
     middleware = []
     if security.cors_origins:
@@ -181,16 +191,19 @@ def create_app(
                 max_age=600,
             )
         )
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/graphql", gate),
             Route("/healthz", healthz, methods=["GET", "HEAD"]),
             Route("/readyz", readyz, methods=["GET", "HEAD"]),
+            Route("/metrics", metrics.endpoint, methods=["GET"]),
             Route("/", _to_graphiql),
         ],
         middleware=middleware,
         lifespan=lifespan,
     )
+    metrics.watch(lambda: getattr(app.state, "runtime", None))
+    return app
 
 
 async def _to_graphiql(request: Request) -> Response:

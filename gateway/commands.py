@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -12,7 +13,10 @@ import uvicorn
 
 from gateway.app import create_app
 from gateway.errors import ConfigError
+from gateway.observability.logs import configure_logging
 from gateway.schema import build_schema
+from gateway.security.api_keys import hash_key, new_key
+from gateway.security.identity import ALL_SCOPES, READ
 from gateway.settings import Settings
 
 
@@ -27,6 +31,24 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     serve.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
     serve.set_defaults(handler=run_serve)
 
+    key = subparsers.add_parser(
+        "api-key",
+        help="make a new client API key and print its keys-file entry",
+        description=(
+            "Print a new random API key (give it to the client) and the JSON entry holding "
+            'only its SHA-256 (add it to GATEWAY_API_KEYS_FILE\'s "keys" list).'
+        ),
+    )
+    key.add_argument("--name", required=True, help="who holds the key, e.g. wallboard")
+    key.add_argument(
+        "--scope",
+        action="append",
+        choices=sorted(ALL_SCOPES),
+        default=None,
+        help=f"a scope to grant (repeatable; default {READ})",
+    )
+    key.set_defaults(handler=run_api_key)
+
     export = subparsers.add_parser(
         "export-schema", help="print the GraphQL schema (SDL), as in schema.graphql"
     )
@@ -40,16 +62,30 @@ def run_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"pbx-gateway: configuration error: {exc.message}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=os.environ.get("GATEWAY_LOG_LEVEL", "INFO").upper())
+    configure_logging(os.environ.get("GATEWAY_LOG_LEVEL", "INFO"), json_lines=True)
+    if settings.security.auth == "none":
+        logging.getLogger("gateway").warning(
+            "GATEWAY_AUTH=none: clients are not authenticated; anonymous callers get %s",
+            ", ".join(sorted(settings.security.anonymous_scopes)) or "no scope",
+        )
     # On SIGTERM uvicorn stops accepting, lets in-flight requests finish within the
     # grace period, then runs the lifespan's shutdown, which logs out of the PBX.
     uvicorn.run(
         create_app(settings),
         host=args.host,
         port=args.port,
-        log_level="info",
+        log_config=None,  # keep the JSON logging configured above
         timeout_graceful_shutdown=settings.shutdown_grace,
     )
+    return 0
+
+
+def run_api_key(args: argparse.Namespace) -> int:
+    """Print a new key and its keys-file entry."""
+    key = new_key()
+    entry = {"name": args.name, "sha256": hash_key(key), "scopes": args.scope or [READ]}
+    print(f"API key for {args.name} (shown once; the gateway stores only its hash):\n  {key}")
+    print(f"Keys-file entry:\n  {json.dumps(entry)}")
     return 0
 
 

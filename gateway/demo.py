@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from gateway.app import create_app
+from gateway.observability.logs import configure_logging
 from gateway.secrets import Secret
 from gateway.security.config import SecuritySettings
 from gateway.security.identity import ALL_SCOPES
@@ -52,9 +53,7 @@ def demo_settings(pbx_url: str) -> Settings:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Serve both until Ctrl-C."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging("INFO", json_lines=False)
     try:
         asyncio.run(_serve(args.host, args.port, args.pbx_port))
     except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled; both have stopped

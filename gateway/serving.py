@@ -49,6 +49,7 @@ class LoopbackServer:
             app,
             lifespan="on",
             log_level=log_level,
+            log_config=None,  # keep whatever logging the embedding program configured
             access_log=False,
             timeout_graceful_shutdown=graceful_shutdown,
         )

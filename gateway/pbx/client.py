@@ -20,7 +20,8 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import httpx
@@ -46,6 +47,14 @@ API_PATH: Final = "/api/v2.0.0/"
 logger = logging.getLogger(__name__)
 
 JsonObject = dict[str, Any]
+
+CallObserver = Callable[[str, str, str | None, float], None]
+"""Told of every call that reached the PBX: endpoint, outcome (``success``, ``failed``,
+``unavailable``), errno, seconds. Metrics plug in here."""
+
+
+def _ignore(endpoint: str, outcome: str, errno: str | None, seconds: float) -> None:
+    return None
 
 
 def build_http_client(
@@ -91,6 +100,7 @@ class PbxClient:
         self._http = http
         self.limiter = limiter or PbxLimiter(max_concurrency=max_concurrency, max_waiting=1000)
         self.breaker = breaker or CircuitBreaker(threshold=1_000_000)
+        self.observer: CallObserver = _ignore
         self.calls = 0
 
     @property
@@ -119,22 +129,33 @@ class PbxClient:
         self, endpoint: str, body: Mapping[str, Any] | None, token: str | None
     ) -> JsonObject:
         self.breaker.before_call(endpoint)
+        started: float | None = None
         try:
             async with self.limiter.slot(endpoint):
                 self.calls += 1
+                started = time.perf_counter()
                 response = await self._send(endpoint, body, token)
             payload = decode_envelope(endpoint, response)
-        except PbxUnavailableError:
+        except PbxUnavailableError as exc:
             self.breaker.failed()
+            self._observe(endpoint, "unavailable", getattr(exc, "errno", None), started)
             raise
-        except PbxApiError:
+        except PbxApiError as exc:
             self.breaker.succeeded()  # a decoded refusal: the device is there
+            self._observe(endpoint, "failed", exc.errno, started)
             raise
         except BaseException:
             self.breaker.abandoned()
             raise
         self.breaker.succeeded()
+        self._observe(endpoint, "success", None, started)
         return payload
+
+    def _observe(
+        self, endpoint: str, outcome: str, errno: str | None, started: float | None
+    ) -> None:
+        if started is not None:  # None: refused before reaching the PBX (no call was made)
+            self.observer(endpoint, outcome, errno, time.perf_counter() - started)
 
     async def _send(
         self, endpoint: str, body: Mapping[str, Any] | None, token: str | None

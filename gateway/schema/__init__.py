@@ -22,6 +22,7 @@ from strawberry.extensions import (
 from strawberry.schema.config import BatchingConfig, StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from gateway.observability.request_log import RequestRecorder
 from gateway.schema.error_codes import ErrorCodes
 from gateway.schema.query import Query
 from gateway.schema.stale_marks import StaleMarks
@@ -48,6 +49,7 @@ def build_schema(security: SecuritySettings | None = None) -> strawberry.Schema:
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
         ErrorCodes,
         StaleMarks,
+        RequestRecorder,
         functools.partial(QueryDepthLimiter, max_depth=limits.max_depth),
         functools.partial(MaxAliasesLimiter, max_alias_count=limits.max_aliases),
         functools.partial(MaxTokensLimiter, max_token_count=limits.max_tokens),

@@ -16,6 +16,7 @@ from starlette.responses import Response
 from strawberry.dataloader import DataLoader
 
 from gateway.errors import RateLimitedError
+from gateway.observability.metrics import Metrics
 from gateway.pbx.conferences import Conference
 from gateway.schema.numbers import NumberBudget
 from gateway.security.identity import Identity
@@ -40,6 +41,9 @@ class GatewayContext:
     request: Request | None = None
     response: Response | None = None
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    metrics: Metrics | None = None
+    fetches_started: int = 0
+    """PBX fetches this request started (for its log line)."""
     stale: StaleReport = field(default_factory=StaleReport)
     loader: ConferenceLoader = field(init=False)
 
@@ -55,6 +59,7 @@ class GatewayContext:
     def admit(self, fetches: int) -> None:
         """Charge the caller's miss budget for ``fetches`` new PBX fetches, or refuse them."""
         if self.misses is None:
+            self.fetches_started += fetches
             return
         wait = self.misses.take(self.identity.name, fetches)
         if wait > 0:
@@ -66,3 +71,4 @@ class GatewayContext:
             if self.response is not None:
                 self.response.headers["Retry-After"] = str(error.retry_after)
             raise error
+        self.fetches_started += fetches

@@ -16,6 +16,7 @@ GraphQL-shaped JSON (``{"errors": [{"message", "extensions": {"code"}}]}``).
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -23,11 +24,14 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.observability.metrics import Metrics
 from gateway.security.api_keys import ApiKeyAuthenticator
 from gateway.security.config import SecuritySettings
 from gateway.security.identity import Identity
 from gateway.security.jwt_auth import InvalidToken
 from gateway.security.rate_limit import RateLimiter
+
+logger = logging.getLogger("gateway.request")
 
 
 class Unauthenticated(Exception):
@@ -85,15 +89,17 @@ class GraphQLGate:
         settings: SecuritySettings,
         authenticator: Authenticator,
         requests: RateLimiter,
+        metrics: Metrics | None = None,
     ) -> None:
         self._app = app
         self._settings = settings
         self._authenticator = authenticator
         self._requests = requests
+        self._metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await _reject(scope, receive, send, 400, "BAD_REQUEST", "only HTTP is served here")
+            await self._refuse(scope, receive, send, 400, "BAD_REQUEST", "only HTTP is served here")
             return
         headers = Headers(scope=scope)
         if self._is_ide_page(scope, headers):
@@ -102,7 +108,7 @@ class GraphQLGate:
         body = await _read_body(receive, self._settings.max_body_bytes)
         if body is None:
             message = f"the request body exceeds {self._settings.max_body_bytes} bytes"
-            await _reject(scope, receive, send, 413, "OPERATION_TOO_LARGE", message)
+            await self._refuse(scope, receive, send, 413, "OPERATION_TOO_LARGE", message)
             return
         client = scope.get("client")
         address = client[0] if client else "unknown"
@@ -110,7 +116,7 @@ class GraphQLGate:
             identity = self._authenticator.identify(headers, address)
         except Unauthenticated as exc:
             extra = {"www-authenticate": self._authenticator.challenge}
-            await _reject(scope, receive, send, 401, "UNAUTHENTICATED", str(exc), extra)
+            await self._refuse(scope, receive, send, 401, "UNAUTHENTICATED", str(exc), extra)
             return
         wait = self._requests.take(identity.name)
         if wait > 0:
@@ -127,6 +133,34 @@ class GraphQLGate:
             return
         scope.setdefault("state", {})["identity"] = identity
         await self._app(scope, _replay(body, receive), send)
+
+    async def _refuse(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        status: int,
+        code: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Answer a refusal, count it, and log it (one line, like every request)."""
+        if self._metrics is not None:
+            self._metrics.rejections.labels(code).inc()
+        client = scope.get("client")
+        logger.info(
+            "refused %s: %s",
+            code,
+            message,
+            extra={
+                "fields": {
+                    "status": status,
+                    "error_codes": [code],
+                    "address": client[0] if client else None,
+                }
+            },
+        )
+        await _reject(scope, receive, send, status, code, message, headers)
 
     def _is_ide_page(self, scope: Scope, headers: Headers) -> bool:
         return (

@@ -1,0 +1,167 @@
+"""Prometheus metrics at ``/metrics``, one registry per app.
+
+Event metrics (GraphQL requests, PBX calls, latencies) are recorded as they happen;
+state the gateway keeps anyway (cache counters, logins, queue, breaker, rate limits) is
+read at scrape time by :class:`_RuntimeCollector`, so there is one source of truth.
+
+Label cardinality is bounded: no room numbers or client identities; operation names are
+sanitised and the first ``MAX_OPERATION_NAMES`` distinct ones are kept, later ones count
+as ``other``; errno labels are limited to the documented codes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Final
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.pbx.breaker import CircuitState
+from gateway.pbx.errnos import errno_meaning
+
+if TYPE_CHECKING:
+    from gateway.app import Runtime
+
+MAX_OPERATION_NAMES: Final = 100
+_NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_PBX_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Metrics:
+    """The gateway's metrics; ``create_app`` makes one and hands out its recorders."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._operations: set[str] = set()
+        self.requests = Counter(
+            "gateway_graphql_requests",
+            "GraphQL requests by operation name and outcome (ok, error, partial, stale).",
+            ["operation", "outcome"],
+            registry=self.registry,
+        )
+        self.request_seconds = Histogram(
+            "gateway_graphql_request_duration_seconds",
+            "Time to execute a GraphQL operation.",
+            ["operation"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "gateway_graphql_errors",
+            "GraphQL errors by extensions.code.",
+            ["code"],
+            registry=self.registry,
+        )
+        self.pbx_calls = Counter(
+            "gateway_pbx_calls",
+            "Calls that reached the PBX, by endpoint, outcome and errno.",
+            ["endpoint", "outcome", "errno"],
+            registry=self.registry,
+        )
+        self.pbx_seconds = Histogram(
+            "gateway_pbx_call_duration_seconds",
+            "Time the PBX took to answer a call.",
+            ["endpoint"],
+            buckets=_PBX_BUCKETS,
+            registry=self.registry,
+        )
+        self.rejections = Counter(
+            "gateway_http_rejections",
+            "Requests refused before GraphQL ran, by code (UNAUTHENTICATED, RATE_LIMITED, ...).",
+            ["code"],
+            registry=self.registry,
+        )
+
+    def operation_label(self, name: str | None) -> str:
+        """A bounded label for a client-chosen operation name."""
+        if not name:
+            return "anonymous"
+        if not _NAME.match(name):
+            return "other"
+        if name in self._operations:
+            return name
+        if len(self._operations) >= MAX_OPERATION_NAMES:
+            return "other"
+        self._operations.add(name)
+        return name
+
+    def observe_pbx_call(
+        self, endpoint: str, outcome: str, errno: str | None, seconds: float
+    ) -> None:
+        """The PbxClient's observer hook."""
+        known = errno is not None and not errno_meaning(errno).startswith("undocumented")
+        label = "" if errno is None else errno if known else "other"
+        self.pbx_calls.labels(endpoint, outcome, label).inc()
+        self.pbx_seconds.labels(endpoint).observe(seconds)
+
+    def watch(self, runtime: Callable[[], Runtime | None]) -> None:
+        """Read the runtime's own counters at every scrape."""
+        self.registry.register(_RuntimeCollector(runtime))
+
+    async def endpoint(self, request: Request) -> Response:
+        """``GET /metrics``."""
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE)
+
+
+class _RuntimeCollector(Collector):
+    def __init__(self, runtime: Callable[[], Runtime | None]) -> None:
+        self._runtime = runtime
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        runtime = self._runtime()
+        if runtime is None:
+            return
+        store, session = runtime.store.stats, runtime.session
+        limiter, breaker = runtime.client.limiter, runtime.client.breaker
+        cache = CounterMetricFamily(
+            "gateway_cache_lookups", "Conference lookups by result.", labels=["result"]
+        )
+        cache.add_metric(["hit"], store.hits)
+        cache.add_metric(["miss"], store.misses)
+        cache.add_metric(["stale"], store.stale_served)
+        cache.add_metric(["revalidate"], store.revalidations)
+        yield cache
+        fetches = CounterMetricFamily(
+            "gateway_store_fetches", "PBX fetches the store started, by result.", labels=["result"]
+        )
+        fetches.add_metric(["ok"], store.fetches - store.failed_fetches)
+        fetches.add_metric(["failed"], store.failed_fetches)
+        yield fetches
+        logins = CounterMetricFamily(
+            "gateway_pbx_logins", "PBX logins by result.", labels=["result"]
+        )
+        logins.add_metric(["success"], session.logins)
+        logins.add_metric(["failed"], session.failed_logins)
+        yield logins
+        yield GaugeMetricFamily("gateway_pbx_in_flight", "PBX calls in flight.", limiter.in_flight)
+        yield GaugeMetricFamily(
+            "gateway_pbx_queued", "PBX calls waiting for a slot.", limiter.waiting
+        )
+        yield CounterMetricFamily(
+            "gateway_pbx_busy_rejections", "PBX calls refused: queue full.", limiter.rejected
+        )
+        state = GaugeMetricFamily(
+            "gateway_circuit_state", "1 for the circuit breaker's current state.", labels=["state"]
+        )
+        for candidate in CircuitState:
+            state.add_metric([candidate.value], 1.0 if breaker.state is candidate else 0.0)
+        yield state
+        yield CounterMetricFamily(
+            "gateway_circuit_openings", "Times the circuit breaker opened.", breaker.opened_count
+        )
+        yield GaugeMetricFamily(
+            "gateway_pbx_session_up", "1 while the gateway holds a PBX token.", session.has_token
+        )
+        limited = CounterMetricFamily(
+            "gateway_rate_limited", "Refusals by the per-client budgets.", labels=["budget"]
+        )
+        limited.add_metric(["requests"], runtime.requests.rejected)
+        limited.add_metric(["pbx_fetches"], runtime.misses.rejected)
+        yield limited
