@@ -32,7 +32,8 @@ class RequestRecorder(SchemaExtension):
         codes = [str((e.extensions or {}).get("code", "UNKNOWN")) for e in errors]
         stale = bool(getattr(context, "stale", None))
         data = getattr(result, "data", None)
-        outcome = "ok" if not codes else "partial" if data else "error"
+        answered = isinstance(data, dict) and any(value is not None for value in data.values())
+        outcome = "ok" if not codes else "partial" if answered else "error"
         if stale and not codes:
             outcome = "stale"
         fetches = getattr(context, "fetches_started", 0)
