@@ -1,0 +1,142 @@
+"""The child-process entry of every target: ``python -m bench.serve KIND --port P ...``.
+
+``simulator`` runs ``SimulatorServer``; ``gateway``, ``naive`` and ``limit`` run through
+``uvicorn.run`` with an app factory, so ``--workers N`` works the way an operator would
+use it and every target gets the same server, loop and HTTP parser. The harness passes
+what varies through the environment:
+
+- ``BENCH_PBX_URL`` and ``BENCH_SETTINGS`` (JSON: ``Settings`` fields to override in
+  ``demo_settings``) for the gateway and the naive app;
+- ``BENCH_REPLIES`` (a file from ``limit.save_replies``) for the limit app;
+- ``BENCH_INFO`` (a file): the factory writes the event loop class it runs on there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import uvicorn
+from starlette.applications import Starlette
+
+from bench.limit import create_limit_app, load_replies
+from bench.naive import create_naive_app
+from gateway.app import create_app
+from gateway.demo import demo_settings
+from gateway.settings import Settings
+from gateway.simulator import SimulatorConfig, SimulatorServer, generate_conferences
+
+KINDS = ("simulator", "gateway", "naive", "limit")
+T = TypeVar("T")
+
+
+def with_overrides(
+    settings: T, overrides: Mapping[str, Any], prefix: str = ""
+) -> tuple[T, list[str]]:
+    """``settings`` with ``overrides`` applied (a nested dict for a nested dataclass), and
+    the dotted names of overrides this version of the settings has no field for."""
+    changes: dict[str, Any] = {}
+    ignored: list[str] = []
+    names = {f.name for f in dataclasses.fields(settings)}  # type: ignore[arg-type]
+    for key, value in overrides.items():
+        if key not in names:
+            ignored.append(prefix + key)
+            continue
+        current = getattr(settings, key)
+        if isinstance(value, Mapping) and dataclasses.is_dataclass(current):
+            changes[key], deeper = with_overrides(current, value, f"{prefix}{key}.")
+            ignored.extend(deeper)
+        else:
+            changes[key] = value
+    return dataclasses.replace(settings, **changes), ignored  # type: ignore[type-var]
+
+
+def bench_settings() -> Settings:
+    """``demo_settings`` for ``BENCH_PBX_URL``, with ``BENCH_SETTINGS`` applied."""
+    overrides = json.loads(os.environ.get("BENCH_SETTINGS", "{}"))
+    settings, ignored = with_overrides(demo_settings(os.environ["BENCH_PBX_URL"]), overrides)
+    _note_runtime(ignored_settings=ignored)
+    return settings
+
+
+def _note_runtime(**facts: Any) -> None:
+    """Record the running event loop's class, as proof of which loop served the run."""
+    path = os.environ.get("BENCH_INFO")
+    if not path:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        name = "unknown"
+    else:
+        name = f"{type(loop).__module__}.{type(loop).__qualname__}"
+    Path(path).write_text(json.dumps({"loop_class": name, **facts}))
+
+
+def gateway_app() -> Starlette:
+    """The real gateway (uvicorn factory)."""
+    return create_app(bench_settings())
+
+
+def naive_app() -> Starlette:
+    """The naive baseline (uvicorn factory)."""
+    return create_naive_app(bench_settings())
+
+
+def limit_app() -> Starlette:
+    """The HTTP ceiling (uvicorn factory)."""
+    _note_runtime()
+    return create_limit_app(load_replies(Path(os.environ["BENCH_REPLIES"])))
+
+
+async def _simulator(args: argparse.Namespace) -> None:
+    config = SimulatorConfig(
+        conferences=generate_conferences(args.rooms),
+        latency=args.latency,
+        jitter=args.jitter,
+        serial=args.serial,
+    )
+    async with SimulatorServer(config, port=args.port, handle_signals=True) as server:
+        await server.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve one target until SIGTERM."""
+    parser = argparse.ArgumentParser(prog="python -m bench.serve")
+    parser.add_argument("kind", choices=KINDS)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--loop", default="auto", help="uvicorn --loop (auto, asyncio, uvloop)")
+    parser.add_argument("--http", default="auto", help="uvicorn --http (auto, h11, httptools)")
+    parser.add_argument("--rooms", type=int, default=100, help="simulator: generated rooms")
+    parser.add_argument("--latency", type=float, default=0.02, help="simulator: seconds per call")
+    parser.add_argument("--jitter", type=float, default=0.01, help="simulator: up to S more")
+    parser.add_argument("--serial", action="store_true", help="simulator: one call at a time")
+    args = parser.parse_args(argv)
+    if args.kind == "simulator":
+        asyncio.run(_simulator(args))
+        return 0
+    uvicorn.run(
+        f"bench.serve:{args.kind}_app",
+        factory=True,
+        host="127.0.0.1",
+        port=args.port,
+        workers=args.workers,
+        loop=args.loop,
+        http=args.http,
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=2,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
