@@ -1,0 +1,131 @@
+"""The workloads: which GraphQL documents, against how many rooms, at what concurrency.
+
+- **w1** one room, all fields, always the same document: the hot path of a cached read.
+- **w2** twenty aliased ``conference`` fields in one document: per-field overhead and
+  the loader's batching (one PBX call for twenty rooms when cold).
+- **w3** ``conferences`` with no argument, all fields, on 100, 1,000 and 10,000 rooms:
+  how time per request and memory grow with the room count.
+- **w4** a mix over random subsets of 50 rooms from 200 clients, with a cache TTL short
+  enough that entries expire during the run: PBX calls per 100 requests, and errors.
+
+Room numbers are ``generate_conferences``'s: 6400 upwards. Bodies are compact JSON, so
+the bytes the limit app replays are keyed exactly as the load generator sends them.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+FIRST_ROOM = 6400
+ALL_FIELDS = (
+    "number name participantPassword moderatorPassword waitForModerator allowInvite "
+    "moderators musicOnHold mute prompt"
+)
+
+
+def body(query: str) -> str:
+    """The HTTP body for ``query``."""
+    return json.dumps({"query": query}, separators=(",", ":"))
+
+
+def room(index: int) -> str:
+    """The number of the ``index``-th generated room."""
+    return str(FIRST_ROOM + index)
+
+
+def single_room(index: int = 1) -> str:
+    """w1: one room, every field."""
+    return body(f'{{ conference(number: "{room(index)}") {{ {ALL_FIELDS} }} }}')
+
+
+def aliased_rooms(indexes: list[int]) -> str:
+    """w2 (and part of w4): one aliased ``conference`` field per room."""
+    fields = " ".join(
+        f'r{i}: conference(number: "{room(index)}") {{ {ALL_FIELDS} }}'
+        for i, index in enumerate(indexes)
+    )
+    return body(f"{{ {fields} }}")
+
+
+def all_rooms(fields: str = ALL_FIELDS) -> str:
+    """w3: every room on the PBX."""
+    return body(f"{{ conferences {{ {fields} }} }}")
+
+
+def listed_rooms(indexes: list[int]) -> str:
+    """Part of w4: ``conferences(numbers: [...])``."""
+    numbers = ", ".join(f'"{room(index)}"' for index in indexes)
+    return body(f"{{ conferences(numbers: [{numbers}]) {{ {ALL_FIELDS} }} }}")
+
+
+def mixed_pool(rooms: int, size: int, *, seed: int = 7) -> list[str]:
+    """w4's pool: a list of random rooms (55 %), one room (30 %), 2-5 aliases (12 %),
+    every room (3 %), over ``rooms`` rooms; the same pool for the same seed."""
+    rng = random.Random(seed)
+    pool = []
+    for _ in range(size):
+        draw = rng.random()
+        if draw < 0.55:
+            pool.append(listed_rooms(rng.sample(range(rooms), rng.randint(2, 10))))
+        elif draw < 0.85:
+            pool.append(single_room(rng.randrange(rooms)))
+        elif draw < 0.97:
+            pool.append(aliased_rooms(rng.sample(range(rooms), rng.randint(2, 5))))
+        else:
+            pool.append(all_rooms())
+    return list(dict.fromkeys(pool))  # the limit app keys replies by body: no duplicates
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One workload at one room count."""
+
+    key: str
+    title: str
+    rooms: int
+    connections: int
+    bodies: tuple[str, ...]
+    duration: float
+    gateway_settings: dict[str, Any] = field(default_factory=dict)
+    """``Settings`` overrides for this workload (e.g. a short ``cache_ttl``)."""
+
+    @property
+    def label(self) -> str:
+        """``w3/1000`` for a sized workload, else the key."""
+        return f"{self.key}/{self.rooms}" if self.key == "w3" else self.key
+
+
+def w1(duration: float) -> Workload:
+    """Hot single-room reads."""
+    return Workload(
+        "w1", "hot cached single-conference query", 100, 64, (single_room(1),), duration
+    )
+
+
+def w2(duration: float) -> Workload:
+    """Twenty aliases per document."""
+    return Workload(
+        "w2", "20-alias query (one conference field per room)", 100, 64,
+        (aliased_rooms(list(range(20))),), duration,
+    )  # fmt: skip
+
+
+def w3(rooms: int, duration: float) -> Workload:
+    """Every room, all fields; few connections, since one request is big."""
+    return Workload("w3", f"all {rooms:,} rooms, all fields", rooms, 4, (all_rooms(),), duration)
+
+
+def w4(duration: float, *, ttl: float) -> Workload:
+    """The mixed load with expiring entries."""
+    return Workload(
+        "w4",
+        f"mixed load, 200 clients, random subsets of 50 rooms, cache TTL {ttl:g} s",
+        50,
+        200,
+        tuple(mixed_pool(50, 256)),
+        duration,
+        gateway_settings={"cache_ttl": ttl},
+    )
