@@ -1,0 +1,194 @@
+"""Profile the gateway on the hot workload (w1) with py-spy, and summarise where time goes.
+
+py-spy starts the gateway itself (``py-spy record -- python -m bench.serve gateway``):
+attaching to a running pid needs ptrace rights a container may not grant, starting it
+does not. Sampling is non-blocking, so the gateway is not paused. The folded stacks are
+kept (``<out>-profile.txt``, the input of flamegraph.pl and speedscope), drawn as a flame
+graph (``<out>-profile.svg``), and summarised: self time per package and per function,
+and total (inclusive) time per function. Start-up (imports) is left out of the summary.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import shutil
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bench import workloads
+from bench.loadgen import Load
+
+if TYPE_CHECKING:
+    from bench.runner import Bench
+
+_FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>.*?)(?::(?P<line>\d+))?\)$")
+_PACKAGES = ("gateway", "bench", "strawberry", "graphql", "starlette", "uvicorn", "httptools",
+             "uvloop", "h11", "httpx", "httpcore", "anyio", "cachetools", "asyncio", "json",
+             "cross_web")  # fmt: skip
+_START_UP = "_find_and_load"  # a frame of an import: start-up, not serving
+
+
+def py_spy() -> str | None:
+    """py-spy next to this interpreter (a venv install) or on PATH."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return str(beside) if beside.exists() else shutil.which("py-spy")
+
+
+def profile_hot_path(bench: Bench, out_prefix: Path) -> dict[str, Any]:
+    """Run w1 against a py-spy-wrapped gateway; write the profile files; print the summary."""
+    executable = py_spy()
+    if executable is None:
+        bench.say("\n== Profile: skipped (py-spy is not installed: pip install py-spy)")
+        return {"skipped": "py-spy not installed"}
+    raw = Path(f"{out_prefix}-profile.txt")
+    svg = Path(f"{out_prefix}-profile.svg")
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    workload = workloads.w1(max(bench.options.duration, 5.0))
+    wrapper = (executable, "record", "--format", "raw", "--rate", "250", "--nonblocking",
+               "--output", str(raw), "--")  # fmt: skip
+    bench.say(f"\n== Profile: py-spy on the gateway, w1 for {workload.duration:g} s")
+    with (
+        bench.factory.simulator(workload.rooms) as simulator,
+        bench.factory.target("gateway", simulator, argv_prefix=wrapper) as target,
+    ):
+        target.capture(workload.bodies)
+        simulator.settle()
+        load = Load(target.process.base_url, workload.bodies, workload.connections,
+                    workload.duration)  # fmt: skip
+        result = bench.loadgen.run(load, bench.workdir)
+        target.process.stop_wrapped()
+    stacks = read_folded(raw)
+    svg.write_text(flame_graph(stacks, f"gateway, w1, {result.rps:,.0f} req/s under py-spy"))
+    summary = summarise(stacks)
+    summary.update({"raw": str(raw), "svg": str(svg), "rps_under_profiler": round(result.rps)})
+    bench.say(format_summary(summary))
+    return summary
+
+
+def read_folded(path: Path) -> Counter[tuple[str, ...]]:
+    """Folded stacks (``a;b;c count``), root first, without start-up (import) samples."""
+    stacks: Counter[tuple[str, ...]] = Counter()
+    if not path.exists():
+        return stacks
+    for line in path.read_text(errors="replace").splitlines():
+        text, _, count = line.rpartition(" ")
+        if not text or not count.isdigit():
+            continue
+        frames = tuple(text.split(";"))
+        if any(frame.startswith(_START_UP) for frame in frames):
+            continue
+        stacks[frames] += int(count)
+    return stacks
+
+
+def _where(frame: str) -> tuple[str, str]:
+    """``(function (short/file.py), package)`` for one py-spy frame."""
+    match = _FRAME.match(frame)
+    func, file = (match["func"], match["file"]) if match else (frame, "")
+    short = file.split("site-packages/")[-1].split("/lib/python3")[-1].lstrip("/")
+    if "/work/" in short or short.startswith("/"):
+        short = "/".join(short.split("/")[-3:])
+    parts = short.replace("\\", "/").split("/")
+    package = next((name for name in parts if name in _PACKAGES), None)
+    if package is None:
+        stem = parts[-1].removesuffix(".py") if parts else ""
+        if stem in _PACKAGES:
+            package = stem
+        elif short.startswith("<string>"):
+            package = "generated code (dataclass methods)"
+        elif len(parts) == 1 or short.startswith("<frozen"):
+            package = "stdlib"
+        else:
+            package = parts[0]
+    return f"{func} ({short})", package
+
+
+def summarise(stacks: Counter[tuple[str, ...]], top: int = 15) -> dict[str, Any]:
+    """Self time per package and function, total time per function, as shares of samples."""
+    total = sum(stacks.values())
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    packages: Counter[str] = Counter()
+    for frames, count in stacks.items():
+        names = [_where(frame) for frame in frames]
+        leaf, package = names[-1]
+        own[leaf] += count
+        packages[package] += count
+        for name in {name for name, _ in names}:
+            inclusive[name] += count
+
+    def share(counter: Counter[str], n: int) -> list[dict[str, Any]]:
+        return [
+            {"name": name, "samples": count, "percent": round(100 * count / total, 1)}
+            for name, count in counter.most_common(n)
+        ]
+
+    # Frames under nearly every sample are the server's call chain (uvicorn, Starlette's
+    # middleware, the view): true for any request, so they say nothing about where it goes.
+    inner = Counter({name: n for name, n in inclusive.items() if n < 0.85 * total})
+    return {
+        "samples": total,
+        "self_by_package": share(packages, len(packages)) if total else [],
+        "self_by_function": share(own, top) if total else [],
+        "total_by_function": share(inner, top) if total else [],
+    }
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The printed form of :func:`summarise`'s result."""
+    lines = [
+        f"  {summary['samples']:,} samples (start-up left out); "
+        f"{summary.get('rps_under_profiler', 0):,} req/s while sampled",
+        "  self time by package: "
+        + ", ".join(f"{r['name']} {r['percent']}%" for r in summary["self_by_package"]),
+        "  top self time (where the CPU is):",
+        *(f"    {r['percent']:5.1f}%  {r['name']}" for r in summary["self_by_function"]),
+        "  top total time (what it is spent under; the call chain above 85% left out):",
+        *(f"    {r['percent']:5.1f}%  {r['name']}" for r in summary["total_by_function"]),
+        f"  files: {summary.get('svg')} (flame graph), {summary.get('raw')} (folded stacks)",
+    ]
+    return "\n".join(lines)
+
+
+def flame_graph(stacks: Counter[tuple[str, ...]], title: str, width: int = 1400) -> str:
+    """A static SVG flame graph (hover a box for its name and share)."""
+    tree: dict[str, Any] = {"n": 0, "c": {}}
+    for frames, count in stacks.items():
+        node = tree
+        node["n"] += count
+        for frame in frames:
+            node = node["c"].setdefault(frame, {"n": 0, "c": {}})
+            node["n"] += count
+    total = max(tree["n"], 1)
+    depth = max((len(frames) for frames in stacks), default=1)
+    row, top = 16, 30
+    height = top + row * (depth + 1)
+    boxes: list[str] = []
+
+    def draw(node: dict[str, Any], x: float, level: int) -> None:
+        for name, child in sorted(node["c"].items()):
+            w = width * child["n"] / total
+            if w >= 0.3:
+                y = height - row * (level + 1)
+                hue = 10 + hash(name.split(" (")[0]) % 50
+                label = html.escape(name[: int(w / 7)]) if w > 30 else ""
+                tip = html.escape(f"{name}: {child['n']} samples, {100 * child['n'] / total:.1f}%")
+                boxes.append(
+                    f'<g><title>{tip}</title><rect x="{x:.1f}" y="{y}" width="{w:.1f}" '
+                    f'height="{row - 1}" fill="hsl({hue},80%,60%)"/>'
+                    f'<text x="{x + 2:.1f}" y="{y + 12}">{label}</text></g>'
+                )
+                draw(child, x, level + 1)
+            x += w
+
+    draw(tree, 0.0, 0)
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'font-family="monospace" font-size="11">'
+        f'<text x="10" y="20" font-size="14">{html.escape(title)}</text>'
+        + "".join(boxes)
+        + "</svg>"
+    )

@@ -1,0 +1,274 @@
+"""What a run prints: a header, one row per measured window, the summary, and ``--compare``.
+
+Rows are printed as each window ends, so a long run shows progress; every number printed
+is also in the results file (``runner`` builds it; this module only formats).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from bench.workloads import Workload
+
+_ROW = (
+    "  {target:<8} {stack:<17} {rps:>9} {p50:>8} {p99:>8} {errors:>7} {pbx:>10} "
+    "{rss:>9} {cpu:>6} {cpu_req:>8} {other:>5}  {client}"
+)
+
+
+def say(text: str) -> None:
+    """Print and flush (the run is long; show progress)."""
+    print(text, flush=True)
+    sys.stdout.flush()
+
+
+def megabytes(size: float | None) -> str:
+    """``71.2 MB``."""
+    return "-" if size is None else f"{size / 1e6:.1f} MB"
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def header(environment: dict[str, Any], options: Any) -> str:
+    """Who, what, where."""
+    git = environment["git"]
+    dirty = ", uncommitted changes" if git.get("dirty") else ""
+    return "\n".join(
+        [
+            f"pbx-gateway benchmark: git {git.get('commit') or '?'}{dirty}; "
+            f"Python {environment['python']}; {environment['cpus']} CPUs",
+            f"targets: uvicorn on {environment['loop']}+{environment['http']}, one process "
+            "each, 127.0.0.1; load: "
+            f"{environment['loadgen']} ({environment['loadgen_version'] or 'built in'})",
+            f"simulated PBX: serial (one call at a time), {options.latency * 1000:.0f} ms "
+            f"+ up to {options.jitter * 1000:.0f} ms jitter per call",
+            "columns: PBX calls per 1,000 client requests; peak RSS = VmHWM of the server "
+            "process(es); srv CPU = server CPU / wall time; other = cores busy with anything "
+            "but this run (noise); client = load generator CPU per thread/process",
+        ]
+    )
+
+
+def workload_header(workload: Workload, loadgen: str) -> str:
+    """The title of a workload and the column names."""
+    columns = _ROW.format(
+        target="target", stack="stack", rps="req/s", p50="p50 ms", p99="p99 ms",
+        errors="errors", pbx="PBX/1k req", rss="peak RSS", cpu="srv CPU",
+        cpu_req="CPU ms/r", other="other", client="client (CPU)",
+    )  # fmt: skip
+    return (
+        f"\n== {workload.label}: {workload.title} ({workload.rooms:,} rooms, "
+        f"{workload.connections} connections, {workload.duration:g} s, "
+        f"{len(workload.bodies)} distinct bodies)\n{columns}"
+    )
+
+
+def run_row(run: dict[str, Any]) -> str:
+    """One measured window."""
+    server, pbx = run["server"], run["pbx"]
+    target = run["target"] if run["workers"] == 1 else f"gw x{run['workers']}"
+    same = run.get("same_bytes_as_gateway")
+    note = "" if same is None or same else "  (response differs from the gateway's!)"
+    return (
+        _ROW.format(
+            target=target,
+            stack=run["stack"],
+            rps=_num(run["rps"]),
+            p50=_num(run["latency_ms"]["p50"], 2),
+            p99=_num(run["latency_ms"]["p99"], 2),
+            errors=f"{run['errors']['total']:,}",
+            pbx=_num(pbx["per_1000_requests"], 2),
+            rss=megabytes(server["peak_rss_bytes"]),
+            cpu=f"{server['cpu_percent']:.0f}%",
+            cpu_req=_num(server["cpu_ms_per_request"], 3),
+            other=_num(run["machine"]["other_cores"], 2),
+            client=f"{run['tool']} ({run['client']['cpu_percent']:.0f}%)",
+        )
+        + note
+    )
+
+
+def summary(document: dict[str, Any]) -> str:
+    """Ratios, w3's scaling table, w4's verdict, the workers table, the client check."""
+    parts = [_ratios(document["ratios"])]
+    if document["w3_scaling"]:
+        parts.append(_scaling(document["w3_scaling"]))
+    w4 = [r for r in document["runs"] if r["workload"] == "w4" and r["target"] == "gateway"]
+    if w4:
+        parts.append(_w4(w4[0]))
+    workers = [r for r in document["runs"] if r["workload"] == "workers"]
+    if workers:
+        parts.append(_workers(workers))
+    parts.append(_client_check(document))
+    noisy = [r for r in document["runs"] if (r["machine"]["other_cores"] or 0) > 0.25]
+    if noisy:
+        parts.append(
+            f"\n!! {len(noisy)} window(s) shared the machine with other work (over 0.25 cores "
+            "busy outside this run: "
+            + ", ".join(f"{r['label']} {r['target']}" for r in noisy)
+            + "); rerun those on a quiet machine before trusting them"
+        )
+    if document["skipped"]:
+        parts.append("\n== Skipped\n" + "\n".join(f"  {s}" for s in document["skipped"]))
+    parts.append(f"\nfinished in {document['elapsed_s']:.0f} s")
+    return "\n".join(parts)
+
+
+def _ratios(ratios: dict[str, dict[str, float | None]]) -> str:
+    lines = [
+        "\n== Ratios of requests/s (gateway/limit: share of the bare-HTTP ceiling reached; "
+        "gateway/naive: times faster than asking the PBX per field)",
+        f"  {'workload':<10} {'gateway/limit':>14} {'gateway/naive':>14}",
+    ]
+    for label, pair in ratios.items():
+        limit, naive = pair.get("gateway/limit"), pair.get("gateway/naive")
+        lines.append(
+            f"  {label:<10} {_num(limit, 3):>14} {'-' if naive is None else f'{naive:,.1f}x':>14}"
+        )
+    return "\n".join(lines)
+
+
+def _scaling(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "\n== w3 scaling: `conferences` (all rooms, all fields) as the room count grows",
+        f"  {'rooms':>7} {'response':>10} {'gw p50 ms':>10} {'limit p50':>10} {'gw/limit':>9} "
+        f"{'naive p50':>10} {'gw CPU ms/r':>12} {'gw peak RSS':>12} {'state B/room':>13} "
+        f"{'marginal B/room':>16}",
+    ]
+    for row in rows:
+        lines.append(
+            f"  {row['rooms']:>7,} {megabytes(row.get('response_bytes')):>10} "
+            f"{_num(row.get('gateway_ms_p50'), 1):>10} {_num(row.get('limit_ms_p50'), 2):>10} "
+            f"{_num(row.get('gateway/limit_time'), 0):>8}x "
+            f"{_num(row.get('naive_ms_p50'), 1):>10} "
+            f"{_num(row.get('gateway_cpu_ms_per_request'), 1):>12} "
+            f"{megabytes(row.get('gateway_peak_rss_bytes')):>12} "
+            f"{_num(row.get('state_bytes_per_room'), 0):>13} "
+            f"{_num(row.get('marginal_bytes_per_room'), 0):>16}"
+        )
+    lines.append(
+        "  state B/room: RSS growth when one request fills the cache, / rooms (includes the "
+        "allocator's keep); marginal: the same growth between two room counts"
+    )
+    return "\n".join(lines)
+
+
+def _w4(run: dict[str, Any]) -> str:
+    per100 = run["pbx"]["per_100_requests"]
+    errors = run["errors"]["total"]
+    calls_ok = per100 is not None and per100 <= 1.0
+    verdict = "met" if calls_ok and errors == 0 else "NOT met"
+    return (
+        f"\n== w4 verdict: {_num(per100, 3)} PBX calls per 100 client requests "
+        f"({run['pbx']['calls_total']:,} calls, {run['requests']:,} requests; target <= 1), "
+        f"{errors:,} errors (target 0): {verdict}"
+    )
+
+
+def _workers(runs: list[dict[str, Any]]) -> str:
+    lines = [
+        "\n== uvicorn --workers N (each worker logs in and caches on its own)",
+        f"  {'workers':>7} {'req/s':>9} {'p99 ms':>8} {'errors':>7} {'PBX/100 req':>12} "
+        f"{'query calls':>12} {'logins':>7} {'peak RSS (sum)':>15} {'srv CPU':>8}",
+    ]
+    for run in runs:
+        lines.append(
+            f"  {run['workers']:>7} {_num(run['rps']):>9} {_num(run['latency_ms']['p99'], 1):>8} "
+            f"{run['errors']['total']:>7,} {_num(run['pbx']['per_100_requests'], 3):>12} "
+            f"{run['pbx']['query_calls']:>12,} {run['pbx']['startup_logins'] or 0:>7} "
+            f"{megabytes(run['server']['peak_rss_bytes']):>15} "
+            f"{run['server']['cpu_percent']:>7.0f}%"
+        )
+    lines.append("  logins: at start-up, one per worker (none during the runs)")
+    return "\n".join(lines)
+
+
+def _client_check(document: dict[str, Any]) -> str:
+    runs = document["runs"]
+    lines = ["\n== Is the load generator the bottleneck?"]
+    gateway = [r for r in runs if r["target"] == "gateway" and r["workers"] == 1]
+    if gateway:
+        busiest = max(gateway, key=lambda r: r["client"]["cpu_percent"])
+        lines.append(
+            f"  client CPU during single-process gateway runs: at most "
+            f"{busiest['client']['cpu_percent']:.0f}% of its thread/process "
+            f"({busiest['label']}), while the gateway used up to "
+            f"{max(r['server']['cpu_percent'] for r in gateway):.0f}% of a core"
+        )
+    for label, pair in document["ratios"].items():
+        limit = pair.get("gateway/limit")
+        if limit is not None and label in ("w1", "w2"):
+            lines.append(
+                f"  {label}: the same client drove the limit app {1 / limit:,.1f}x faster "
+                "than the gateway"
+                if limit
+                else ""
+            )
+    checks = document["loadgen_check"]
+    if checks:
+        limit_runs = [r for r in runs if r["label"] == "w1" and r["target"] == "limit"]
+        rates = [*limit_runs, *checks]
+        lines.append(
+            "  w1 limit app under each client: "
+            + "; ".join(
+                f"{r['tool']} {r['rps']:,.0f} req/s (client CPU {r['client']['cpu_percent']:.0f}%)"
+                for r in rates
+            )
+        )
+    return "\n".join(line for line in lines if line)
+
+
+# --- comparing two result files ---------------------------------------------------------
+
+
+def _key(run: dict[str, Any]) -> tuple[str, str, str, int]:
+    return (run["label"], run["target"], run["stack"], run["workers"])
+
+
+def _change(old: float | None, new: float | None) -> str:
+    if old is None or new is None:
+        return "-"
+    if old == 0:
+        return "=" if new == 0 else "new"
+    return f"{(new - old) / old * 100:+.0f}%"
+
+
+def compare(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """Run by run: requests/s, p50, p99, PBX calls, peak RSS, CPU per request, old -> new."""
+    old_runs = {_key(run): run for run in old["runs"]}
+    lines = [
+        f"old: {old['started_at']} git {old['environment']['git'].get('commit')}   "
+        f"new: {new['started_at']} git {new['environment']['git'].get('commit')}",
+        f"  {'run':<34} {'req/s old -> new':>24} {'chg':>6} {'p50 ms':>18} {'p99 ms':>18} "
+        f"{'PBX/1k':>13} {'peak RSS':>19} {'CPU ms/r':>15}",
+    ]
+    for run in new["runs"]:
+        before = old_runs.get(_key(run))
+        name = f"{run['label']} {run['target']} {run['stack']}" + (
+            f" x{run['workers']}" if run["workers"] != 1 else ""
+        )
+        if before is None:
+            lines.append(f"  {name:<34} (not in the old file)")
+            continue
+
+        def pair(
+            get: Any, digits: int = 1, width: int = 18, old: Any = before, new: Any = run
+        ) -> str:
+            return f"{_num(get(old), digits)} -> {_num(get(new), digits)}".rjust(width)
+
+        lines.append(
+            f"  {name:<34} {pair(lambda r: r['rps'], 0, 24)} "
+            f"{_change(before['rps'], run['rps']):>6} "
+            f"{pair(lambda r: r['latency_ms']['p50'], 2)} "
+            f"{pair(lambda r: r['latency_ms']['p99'], 2)} "
+            f"{pair(lambda r: r['pbx']['per_1000_requests'], 1, 13)} "
+            f"{pair(lambda r: r['server']['peak_rss_bytes'] / 1e6, 1, 19)} "
+            f"{pair(lambda r: r['server']['cpu_ms_per_request'], 2, 15)}"
+        )
+    missing = [key for key in old_runs if key not in {_key(run) for run in new["runs"]}]
+    for key in missing:
+        lines.append(f"  {' '.join(map(str, key[:3])):<34} (only in the old file)")
+    return "\n".join(lines)

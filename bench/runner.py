@@ -1,0 +1,434 @@
+"""The plan and its runs: each workload against each target, measured the same way.
+
+For one workload: a fresh simulated PBX; the gateway first (warmed, its responses
+captured), then the limit app replaying those bytes, then the naive app; before each
+measured window the simulator settles (nothing in flight) and zeroes its counters, so
+PBX calls are those of the window alone. Every target is a fresh process, so its peak
+RSS (``VmHWM``) is that of one workload.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from bench import report, workloads
+from bench.loadgen import Load, LoadGenerator, PythonClient, Wrk
+from bench.processes import ROOT, machine_busy_seconds
+from bench.targets import Simulator, Stack, Target, TargetFactory
+from bench.workloads import Workload
+
+TARGETS = ("gateway", "limit", "naive")
+WORKLOADS = ("w1", "w2", "w3", "w4", "workers")
+RESULTS_VERSION = 1
+
+
+@dataclass
+class Options:
+    """What to run; see ``python -m bench --help``."""
+
+    duration: float = 6.0
+    w4_duration: float = 10.0
+    w4_ttl: float = 2.0
+    sizes: tuple[int, ...] = (100, 1_000, 10_000)
+    worker_counts: tuple[int, ...] = (1, 2, 4)
+    workloads: tuple[str, ...] = WORKLOADS
+    targets: tuple[str, ...] = TARGETS
+    latency: float = 0.02
+    jitter: float = 0.01
+    budget: float = 285.0
+    """Seconds; runs that would end past it are skipped (and say so)."""
+    compare_stacks: bool = True
+    """Also run w1 on the gateway with asyncio+h11 when uvloop/httptools are in use."""
+    loadgen_check: bool = True
+    """Re-measure the w1 limit with other clients, to show the client is not the limit."""
+    stack: Stack = field(default_factory=Stack.best)
+
+
+class Budget:
+    """The run's time budget."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.started = seconds, time.monotonic()
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the start."""
+        return time.monotonic() - self.started
+
+    def allows(self, seconds: float) -> bool:
+        """Whether something taking ``seconds`` still ends inside the budget."""
+        return self.elapsed + seconds <= self.seconds
+
+
+class Bench:
+    """Runs the plan, printing each result as it comes, and returns the results document."""
+
+    def __init__(
+        self,
+        options: Options,
+        loadgen: LoadGenerator,
+        workdir: Path,
+        *,
+        loadgen_version: str = "",
+        printer: Callable[[str], None] = report.say,
+    ) -> None:
+        self.options, self.loadgen, self.workdir = options, loadgen, workdir
+        self.say = printer
+        self.budget = Budget(options.budget)
+        self.factory = TargetFactory(
+            workdir, options.stack, latency=options.latency, jitter=options.jitter
+        )
+        self.runs: list[dict[str, Any]] = []
+        self.checks: list[dict[str, Any]] = []
+        self.skipped: list[str] = []
+        self.environment = environment(options, loadgen, loadgen_version)
+
+    def run(self) -> dict[str, Any]:
+        """Everything the options ask for; the results document."""
+        started = datetime.now(UTC)
+        self.say(report.header(self.environment, self.options))
+        for workload in self.plan():
+            self.workload(workload, first=workload.key == "w1")
+        if "workers" in self.options.workloads:
+            self.workers()
+        document = {
+            "version": RESULTS_VERSION,
+            "started_at": started.isoformat(timespec="seconds"),
+            "elapsed_s": round(self.budget.elapsed, 1),
+            "environment": self.environment,
+            "options": options_json(self.options),
+            "runs": self.runs,
+            "ratios": ratios(self.runs),
+            "w3_scaling": w3_scaling(self.runs),
+            "loadgen_check": self.checks,
+            "skipped": self.skipped,
+        }
+        self.say(report.summary(document))
+        return document
+
+    def plan(self) -> list[Workload]:
+        """The workloads asked for, in order."""
+        chosen, d = self.options.workloads, self.options.duration
+        plan = []
+        if "w1" in chosen:
+            plan.append(workloads.w1(d))
+        if "w2" in chosen:
+            plan.append(workloads.w2(d))
+        if "w3" in chosen:
+            plan.extend(workloads.w3(rooms, d) for rooms in self.options.sizes)
+        if "w4" in chosen:
+            plan.append(workloads.w4(self.options.w4_duration, ttl=self.options.w4_ttl))
+        return plan
+
+    # --- one workload -------------------------------------------------------------------
+
+    def workload(self, workload: Workload, *, first: bool = False) -> None:
+        """Gateway (and its second stack), limit, naive: one simulator, fresh targets."""
+        targets = [t for t in TARGETS if t in self.options.targets]
+        if "limit" in targets and "gateway" not in targets:
+            targets.remove("limit")  # it replays the gateway's bytes
+        self.say(report.workload_header(workload, self.loadgen.name))
+        cost = len(targets) * (workload.duration + 4)
+        if not self.budget.allows(cost):
+            self._skip(f"{workload.label}: the time budget ({self.options.budget:.0f} s) is spent")
+            return
+        with self.factory.simulator(workload.rooms) as simulator:
+            replies: dict[bytes, bytes] = {}
+            for kind in targets:
+                if kind == "gateway":
+                    replies = self._gateway(workload, simulator, self.options.stack)
+                    if first and self.options.compare_stacks:
+                        plain = Stack("asyncio", "h11")
+                        if plain != self.options.stack:
+                            self._gateway(workload, simulator, plain)
+                elif kind == "limit":
+                    with self.factory.target("limit", simulator, replies=replies) as target:
+                        self.measure(workload, target, simulator, reference=replies)
+                        if first and self.options.loadgen_check:
+                            self._loadgen_check(workload, target, simulator)
+                else:
+                    with self.factory.target("naive", simulator) as target:
+                        self.measure(workload, target, simulator, reference=replies)
+
+    def _gateway(
+        self, workload: Workload, simulator: Simulator, stack: Stack
+    ) -> dict[bytes, bytes]:
+        with self.factory.target(
+            "gateway", simulator, stack=stack, settings=workload.gateway_settings
+        ) as target:
+            state = self._fill_state(workload, target) if workload.key == "w3" else None
+            replies = target.capture(workload.bodies)  # also warms the cache
+            self.measure(workload, target, simulator, reference=replies, state=state, captured=True)
+        return replies
+
+    def _fill_state(self, workload: Workload, target: Target) -> dict[str, Any]:
+        """RSS before and after one request fills the cache with every room."""
+        for _ in range(3):  # first-request costs (validation, imports) before the baseline
+            target.post(workloads.body("{ __typename }"))
+        before = target.process.sample().rss
+        target.post(workloads.all_rooms("number"))  # a small answer; the cache holds all
+        after = target.process.sample().rss
+        return {
+            "rss_before_fill_bytes": before,
+            "rss_after_fill_bytes": after,
+            "bytes_per_room": round((after - before) / workload.rooms, 1),
+        }
+
+    def _loadgen_check(self, workload: Workload, target: Target, simulator: Simulator) -> None:
+        """The same limit app under other clients: if one wrk thread were the bottleneck,
+        two would be faster; the asyncio client's ceiling shows what it could measure."""
+        generators: list[LoadGenerator] = [PythonClient(processes=1), PythonClient(processes=2)]
+        if isinstance(self.loadgen, Wrk):
+            generators.insert(0, Wrk(self.loadgen.executable, threads=2))
+        for generator in generators:
+            if not self.budget.allows(workload.duration + 2):
+                self._skip(f"load generator check with {generator.name}: time budget spent")
+                continue
+            run = self.measure(workload, target, simulator, loadgen=generator, record=False)
+            self.checks.append(run)
+
+    # --- the multi-worker runs ----------------------------------------------------------
+
+    def workers(self) -> None:
+        """w4's mix on ``uvicorn --workers N``: each worker has its own token and cache."""
+        workload = workloads.w4(self.options.w4_duration, ttl=self.options.w4_ttl)
+        workload = Workload(
+            "workers", f"gateway with uvicorn --workers N, {workload.title}", workload.rooms,
+            workload.connections, workload.bodies, self.options.duration,
+            workload.gateway_settings,
+        )  # fmt: skip
+        self.say(report.workload_header(workload, self.loadgen.name))
+        with self.factory.simulator(workload.rooms) as simulator:
+            for count in self.options.worker_counts:
+                if not self.budget.allows(workload.duration + 4 + count):
+                    self._skip(f"workers={count}: the time budget is spent")
+                    continue
+                simulator.settle()
+                with self.factory.target(
+                    "gateway", simulator, workers=count, settings=workload.gateway_settings
+                ) as target:
+                    logins = simulator.stats()["logins_succeeded"]
+                    self.measure(workload, target, simulator, workers=count, startup_logins=logins)
+
+    # --- one measured window ------------------------------------------------------------
+
+    def measure(
+        self,
+        workload: Workload,
+        target: Target,
+        simulator: Simulator,
+        *,
+        loadgen: LoadGenerator | None = None,
+        reference: Mapping[bytes, bytes] | None = None,
+        state: dict[str, Any] | None = None,
+        captured: bool = False,
+        workers: int = 1,
+        startup_logins: int | None = None,
+        record: bool = True,
+    ) -> dict[str, Any]:
+        """Settle the PBX, run the load, read the counters and the process; print a row."""
+        loadgen = loadgen or self.loadgen
+        same = None
+        if reference and not captured:
+            first = workload.bodies[0]
+            same = target.post(first) == reference.get(first.encode())
+        simulator.settle()
+        before, sim_before, busy_before = (
+            target.process.sample(),
+            simulator.process.sample(),
+            machine_busy_seconds(),
+        )
+        result = loadgen.run(
+            Load(target.process.base_url, workload.bodies, workload.connections, workload.duration),
+            self.workdir,
+        )
+        stats = simulator.stats()
+        after, sim_after = target.process.sample(), simulator.process.sample()
+        busy = machine_busy_seconds() - busy_before
+        ours = (
+            after.cpu_seconds - before.cpu_seconds
+            + sim_after.cpu_seconds - sim_before.cpu_seconds
+            + result.client_cpu_s
+        )  # fmt: skip
+        calls: dict[str, int] = stats["calls"]
+        total_calls = sum(calls.values())
+        cpu = after.cpu_seconds - before.cpu_seconds
+        info = target.info()
+        first_reply = reference.get(workload.bodies[0].encode()) if reference else None
+        run: dict[str, Any] = {
+            "workload": workload.key,
+            "label": workload.label,
+            "title": workload.title,
+            "rooms": workload.rooms,
+            "target": target.kind,
+            "stack": target.stack.label,
+            "workers": workers,
+            "connections": workload.connections,
+            "bodies": len(workload.bodies),
+            **result.as_json(),
+            "pbx": {
+                "calls": calls,
+                "calls_total": total_calls,
+                "query_calls": calls.get("conference/query", 0),
+                "logins": stats["logins_succeeded"],
+                "startup_logins": startup_logins,
+                "max_in_flight": stats["max_in_flight"],
+                "per_1000_requests": _per(total_calls, result.requests, 1000),
+                "per_100_requests": _per(total_calls, result.requests, 100),
+            },
+            "server": {
+                "peak_rss_bytes": after.peak_rss,
+                "rss_start_bytes": before.rss,
+                "rss_end_bytes": after.rss,
+                "processes": len(after.pids),
+                "cpu_s": round(cpu, 3),
+                "cpu_percent": round(100 * cpu / result.duration_s, 1) if result.duration_s else 0,
+                "cpu_ms_per_request": round(1000 * cpu / result.requests, 3)
+                if result.requests
+                else None,
+                "loop_class": info.get("loop_class"),
+                "ignored_settings": info.get("ignored_settings", []),
+            },
+            "machine": {
+                # CPU the machine spent on anything but this run's processes, in cores:
+                # other jobs on a shared machine make every number above less reliable.
+                "other_cores": round(max(0.0, busy - ours) / result.duration_s, 2)
+                if result.duration_s
+                else None,
+                "simulator_cpu_s": round(sim_after.cpu_seconds - sim_before.cpu_seconds, 3),
+            },
+            "response_bytes": len(first_reply) if first_reply is not None else None,
+            "same_bytes_as_gateway": same,
+            "state": state,
+        }
+        if record:
+            self.runs.append(run)
+        self.say(report.run_row(run))
+        return run
+
+    def _skip(self, why: str) -> None:
+        self.skipped.append(why)
+        self.say(f"  skipped: {why}")
+
+
+def _per(calls: int, requests: int, per: int) -> float | None:
+    return round(calls * per / requests, 3) if requests else None
+
+
+def ratios(runs: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """Per workload: gateway rps / limit rps and gateway rps / naive rps (main stack)."""
+    by_label: dict[str, dict[str, dict[str, Any]]] = {}
+    stacks = {run["stack"] for run in runs if run["target"] == "limit"}
+    for run in runs:
+        if run["workload"] == "workers" or (stacks and run["stack"] not in stacks):
+            continue
+        by_label.setdefault(run["label"], {})[run["target"]] = run
+    out: dict[str, dict[str, float | None]] = {}
+    for label, targets in by_label.items():
+        gateway = targets.get("gateway")
+        if gateway is None:
+            continue
+        out[label] = {
+            f"gateway/{other}": round(gateway["rps"] / targets[other]["rps"], 4)
+            if other in targets and targets[other]["rps"]
+            else None
+            for other in ("limit", "naive")
+        }
+    return out
+
+
+def w3_scaling(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """w3 per room count: time per request, memory, state per room, against the limit."""
+    rows: dict[int, dict[str, Any]] = {}
+    for run in runs:
+        if run["workload"] != "w3":
+            continue
+        row = rows.setdefault(run["rooms"], {"rooms": run["rooms"]})
+        row[f"{run['target']}_ms_p50"] = run["latency_ms"]["p50"]
+        row[f"{run['target']}_cpu_ms_per_request"] = run["server"]["cpu_ms_per_request"]
+        row[f"{run['target']}_peak_rss_bytes"] = run["server"]["peak_rss_bytes"]
+        if run["target"] == "gateway":
+            row["response_bytes"] = run["response_bytes"]
+            if run["state"]:
+                row["state_bytes_per_room"] = run["state"]["bytes_per_room"]
+                row["rss_after_fill_bytes"] = run["state"]["rss_after_fill_bytes"]
+    ordered = [rows[rooms] for rooms in sorted(rows)]
+    for row in ordered:
+        limit_ms = row.get("limit_ms_p50")
+        if limit_ms and row.get("gateway_ms_p50") is not None:
+            row["gateway/limit_time"] = round(row["gateway_ms_p50"] / limit_ms, 2)
+    for smaller, larger in itertools.pairwise(ordered):
+        if "rss_after_fill_bytes" in smaller and "rss_after_fill_bytes" in larger:
+            grown = larger["rss_after_fill_bytes"] - smaller["rss_after_fill_bytes"]
+            larger["marginal_bytes_per_room"] = round(grown / (larger["rooms"] - smaller["rooms"]))
+    return ordered
+
+
+def environment(options: Options, loadgen: LoadGenerator, version: str) -> dict[str, Any]:
+    """Machine, versions and choices, so two result files can be told apart."""
+    packages: dict[str, str | None] = {}
+    for name in ("strawberry-graphql", "graphql-core", "starlette", "uvicorn", "httpx",
+                 "uvloop", "httptools", "orjson"):  # fmt: skip
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name] = None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": _cpus(),
+        "git": _git(),
+        "loadgen": loadgen.name,
+        "loadgen_version": version,
+        "loop": options.stack.loop,
+        "http": options.stack.http,
+        "packages": packages,
+    }
+
+
+def options_json(options: Options) -> dict[str, Any]:
+    """The options as JSON."""
+    return {
+        "duration_s": options.duration,
+        "w4_duration_s": options.w4_duration,
+        "w4_ttl_s": options.w4_ttl,
+        "sizes": list(options.sizes),
+        "worker_counts": list(options.worker_counts),
+        "workloads": list(options.workloads),
+        "targets": list(options.targets),
+        "pbx_latency_s": options.latency,
+        "pbx_jitter_s": options.jitter,
+        "pbx_serial": True,
+        "budget_s": options.budget,
+    }
+
+
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def _git() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        done = subprocess.run(  # noqa: S603
+            ["git", *args],  # noqa: S607 (git from PATH, as a developer runs it)
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return done.stdout.strip()
+
+    return {
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+    }

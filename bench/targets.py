@@ -1,0 +1,204 @@
+"""Starting the simulator and the three measured targets, and talking to them.
+
+:class:`Simulator` wraps the simulated PBX's admin API (counters, reset) around its
+process. :class:`TargetFactory` starts the gateway, the limit app or the naive app as
+``python -m bench.serve KIND`` on a fresh port, all with the same uvicorn loop and HTTP
+parser, and waits until each can answer (the gateway and the naive app: logged in).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.limit import save_replies
+from bench.processes import ServerProcess, free_port, python_module
+
+BENCH_SETTINGS: dict[str, Any] = {
+    # One load generator stands for many clients: where the gateway has per-client request
+    # and PBX-fetch budgets, lift them, so the run measures the gateway, not its limiter.
+    "security": {"rate": 1e9, "burst": 1e9, "miss_rate": 1e9, "miss_burst": 1e9},
+}
+
+
+@dataclass(frozen=True)
+class Stack:
+    """The uvicorn event loop and HTTP parser every target runs on."""
+
+    loop: str
+    http: str
+
+    @property
+    def label(self) -> str:
+        """``uvloop+httptools``."""
+        return f"{self.loop}+{self.http}"
+
+    @classmethod
+    def best(cls) -> Stack:
+        """What uvicorn's ``auto`` picks: uvloop and httptools when installed."""
+        return cls("uvloop" if _importable("uvloop") else "asyncio",
+                   "httptools" if _importable("httptools") else "h11")  # fmt: skip
+
+
+def _importable(module: str) -> bool:
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+class Simulator:
+    """The simulated PBX process and its admin API."""
+
+    def __init__(self, process: ServerProcess) -> None:
+        self.process = process
+        self._http = httpx.Client(base_url=process.base_url, timeout=10.0)
+
+    @property
+    def url(self) -> str:
+        """The PBX URL the gateway is given."""
+        return self.process.base_url
+
+    def stats(self) -> dict[str, Any]:
+        """``GET /__simulator/stats``."""
+        stats: dict[str, Any] = self._http.get("/__simulator/stats").json()
+        return stats
+
+    def settle(self, *, timeout: float = 20.0) -> None:
+        """Wait until no API call is in flight, then zero the counters."""
+        end = time.monotonic() + timeout
+        while self.stats()["in_flight"] > 0 and time.monotonic() < end:
+            time.sleep(0.05)
+        self._http.post("/__simulator/reset").raise_for_status()
+
+    def wait_for_logins(self, count: int, *, timeout: float = 30.0) -> None:
+        """Until ``count`` logins have succeeded since the last reset."""
+        end = time.monotonic() + timeout
+        while self.stats()["logins_succeeded"] < count:
+            if time.monotonic() > end:
+                raise RuntimeError(f"the PBX saw fewer than {count} logins in {timeout:.0f} s")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        """Stop the process."""
+        self._http.close()
+        self.process.stop()
+
+
+class Target:
+    """A running gateway, limit or naive app."""
+
+    def __init__(self, kind: str, process: ServerProcess, info_path: Path, stack: Stack) -> None:
+        self.kind, self.process, self.stack = kind, process, stack
+        self._info_path = info_path
+        self._http = httpx.Client(base_url=process.base_url, timeout=120.0)
+
+    def post(self, body: str) -> bytes:
+        """POST one body to ``/graphql``; the response bytes (an error unless 200)."""
+        response = self._http.post(
+            "/graphql", content=body.encode(), headers={"content-type": "application/json"}
+        )
+        if response.status_code != 200:
+            raise RuntimeError(
+                f"{self.kind} answered HTTP {response.status_code}: {response.text[:300]}"
+            )
+        return response.content
+
+    def capture(self, bodies: tuple[str, ...]) -> dict[bytes, bytes]:
+        """Each body's response; a GraphQL error stops the run (it would be measured)."""
+        replies = {}
+        for body in bodies:
+            reply = self.post(body)
+            if b'"errors":' in reply:
+                raise RuntimeError(f"{self.kind} answered errors to {body[:80]}: {reply[:300]!r}")
+            replies[body.encode()] = reply
+        return replies
+
+    def info(self) -> dict[str, Any]:
+        """What the child wrote about itself (its event loop class, ignored settings)."""
+        try:
+            data: dict[str, Any] = json.loads(self._info_path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data
+
+    def close(self) -> None:
+        """Stop the process."""
+        self._http.close()
+        self.process.stop()
+
+
+class TargetFactory:
+    """Starts targets on fresh ports, logging into ``workdir``."""
+
+    def __init__(self, workdir: Path, stack: Stack, *, latency: float, jitter: float) -> None:
+        self.workdir, self.stack = workdir, stack
+        self.latency, self.jitter = latency, jitter
+
+    @contextlib.contextmanager
+    def simulator(self, rooms: int) -> Iterator[Simulator]:
+        """A serial simulated PBX with ``rooms`` generated rooms."""
+        port = free_port()
+        argv = python_module(
+            "bench.serve", "simulator", "--port", str(port), "--rooms", str(rooms),
+            "--latency", str(self.latency), "--jitter", str(self.jitter), "--serial",
+        )  # fmt: skip
+        process = ServerProcess("simulator", argv, port=port, log_dir=self.workdir)
+        process.start()
+        simulator = Simulator(process)
+        try:
+            process.wait_ready("/__simulator/stats")
+            yield simulator
+        finally:
+            simulator.close()
+
+    @contextlib.contextmanager
+    def target(
+        self,
+        kind: str,
+        simulator: Simulator,
+        *,
+        stack: Stack | None = None,
+        workers: int = 1,
+        settings: Mapping[str, Any] | None = None,
+        replies: Mapping[bytes, bytes] | None = None,
+        argv_prefix: tuple[str, ...] = (),
+    ) -> Iterator[Target]:
+        """``kind`` (gateway, limit or naive) serving, ready, and logged in to the PBX."""
+        stack = stack or self.stack
+        port = free_port()
+        info_path = self.workdir / f"{kind}-{port}.info.json"
+        env = {
+            "BENCH_PBX_URL": simulator.url,
+            "BENCH_SETTINGS": json.dumps({**BENCH_SETTINGS, **(settings or {})}),
+            "BENCH_INFO": str(info_path),
+        }
+        if replies is not None:
+            replies_path = self.workdir / f"replies-{port}.json"
+            save_replies(replies_path, replies)
+            env["BENCH_REPLIES"] = str(replies_path)
+        argv = [
+            *argv_prefix,
+            *python_module(
+                "bench.serve", kind, "--port", str(port), "--workers", str(workers),
+                "--loop", stack.loop, "--http", stack.http,
+            ),
+        ]  # fmt: skip
+        process = ServerProcess(kind, argv, port=port, log_dir=self.workdir, env=env)
+        process.start()
+        target = Target(kind, process, info_path, stack)
+        try:
+            process.wait_ready("/healthz" if kind == "limit" else "/readyz", timeout=60)
+            if kind != "limit":
+                simulator.wait_for_logins(workers)
+            yield target
+        finally:
+            target.close()
