@@ -1,0 +1,85 @@
+"""The benchmark harness end to end, tiny: w1 against the gateway and the limit app.
+
+One-second windows with the asyncio client, so it needs no wrk and no uvloop. It checks
+the machinery (processes start and stop, the results file has its keys, the PBX counters
+are read) and the one count that must hold on any machine: a hot cached query costs the
+PBX nothing. It never asserts on a timing.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 (this interpreter, our own module)
+        [sys.executable, "-m", "bench", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+
+
+def _run(results: dict[str, Any], target: str) -> dict[str, Any]:
+    run: dict[str, Any] = next(r for r in results["runs"] if r["target"] == target)
+    return run
+
+
+def test_bench_tiny_run_writes_results_and_hot_reads_cost_no_pbx_call(tmp_path: Path) -> None:
+    """A one-second w1 run writes every section and key, and the hot path calls no PBX."""
+    out = tmp_path / "results.json"
+    done = _bench(
+        "--workloads", "w1", "--targets", "gateway,limit", "--duration", "1",
+        "--loadgen", "python", "--no-checks", "--out", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = json.loads(out.read_text())
+
+    expected = {"version", "environment", "options", "runs", "ratios", "w3_scaling",
+                "loadgen_check", "skipped"}  # fmt: skip
+    assert expected <= results.keys()
+    assert {"loadgen", "loop", "http", "packages", "git", "cpus"} <= results["environment"].keys()
+    assert [(r["workload"], r["target"]) for r in results["runs"]] == [
+        ("w1", "gateway"),
+        ("w1", "limit"),
+    ]
+    for run in results["runs"]:
+        assert {"rps", "requests", "latency_ms", "errors", "pbx", "server", "client"} <= run.keys()
+        assert {"p50", "p99"} <= run["latency_ms"].keys()
+        assert {"calls_total", "query_calls", "per_1000_requests", "logins"} <= run["pbx"].keys()
+        assert run["requests"] > 0
+        assert run["errors"]["total"] == 0
+        assert run["server"]["peak_rss_bytes"] > 0
+
+    gateway, limit = _run(results, "gateway"), _run(results, "limit")
+    assert gateway["pbx"]["query_calls"] <= 1  # warmed before the window: served from cache
+    assert limit["pbx"]["calls_total"] == 0
+    assert limit["same_bytes_as_gateway"] is True
+    assert set(results["ratios"]["w1"]) == {"gateway/limit", "gateway/naive"}
+
+
+def test_bench_compare_reads_two_results_files(tmp_path: Path) -> None:
+    """--compare prints one line per run found in both files."""
+    run = {
+        "label": "w1", "target": "gateway", "stack": "asyncio+h11", "workers": 1, "rps": 100.0,
+        "latency_ms": {"p50": 1.0, "p99": 2.0}, "pbx": {"per_1000_requests": 0.0},
+        "server": {"peak_rss_bytes": 50e6, "cpu_ms_per_request": 1.0},
+    }  # fmt: skip
+    old = {"started_at": "then", "environment": {"git": {"commit": "a"}}, "runs": [run]}
+    new = {**old, "started_at": "now", "runs": [{**run, "rps": 150.0}]}
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    (tmp_path / "new.json").write_text(json.dumps(new))
+
+    done = _bench("--compare", str(tmp_path / "old.json"), str(tmp_path / "new.json"))
+
+    assert done.returncode == 0, done.stderr
+    assert "w1 gateway asyncio+h11" in done.stdout
+    assert "+50%" in done.stdout
