@@ -16,21 +16,16 @@ import functools
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 import httpx
-from cross_web import HTTPException  # what strawberry's HTTP views raise
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
-from strawberry.exceptions import StrawberryGraphQLError
 
+from gateway.graphql_view import GatewayGraphQL
 from gateway.health import healthz, readyz
 from gateway.observability.metrics import Metrics
 from gateway.pbx.breaker import CircuitBreaker
@@ -38,67 +33,14 @@ from gateway.pbx.client import PbxClient, build_http_client
 from gateway.pbx.conference_query import query_conferences
 from gateway.pbx.limiter import PbxLimiter
 from gateway.pbx.session import PbxSession
+from gateway.runtime import Runtime
 from gateway.schema import build_schema
-from gateway.schema.context import GatewayContext
-from gateway.schema.numbers import NumberBudget
 from gateway.security.gate import Authenticator, GraphQLGate
-from gateway.security.identity import Identity
 from gateway.security.rate_limit import RateLimiter
 from gateway.settings import Settings
 from gateway.store import ConferenceStore
 
-_HTTP_CODES = {400: "BAD_REQUEST", 405: "METHOD_NOT_ALLOWED", 415: "UNSUPPORTED_MEDIA_TYPE"}
-
-
-@dataclass
-class Runtime:
-    """The long-lived objects the lifespan creates; ``app.state.runtime`` holds them."""
-
-    settings: Settings
-    client: PbxClient
-    session: PbxSession
-    store: ConferenceStore
-    requests: RateLimiter
-    misses: RateLimiter
-    metrics: Metrics
-    clock: Callable[[], float]
-
-
-class GatewayGraphQL(GraphQL[GatewayContext, None]):
-    """strawberry's ASGI view: a fresh context (and DataLoader) per request, and HTTP-level
-    refusals (bad JSON, batching off, wrong method) as coded GraphQL errors, not text."""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await super().__call__(scope, receive, send)
-            return
-        try:
-            response = await self.run(Request(scope=scope, receive=receive))
-        except HTTPException as exc:
-            code = _HTTP_CODES.get(exc.status_code, "BAD_REQUEST")
-            if "batch" in exc.reason.lower():
-                code = "OPERATION_TOO_LARGE" if "max" in exc.reason.lower() else "BAD_USER_INPUT"
-            body = {"errors": [{"message": exc.reason, "extensions": {"code": code}}]}
-            response = JSONResponse(body, status_code=exc.status_code)
-        await response(scope, receive, send)
-
-    async def get_context(
-        self, request: Request | WebSocket, response: Response | WebSocket
-    ) -> GatewayContext:
-        runtime: Runtime = request.app.state.runtime
-        identity: Identity | None = request.scope.get("state", {}).get("identity")
-        if identity is None:  # the gate always sets it; fail closed if it did not
-            raise StrawberryGraphQLError("unauthenticated", extensions={"code": "UNAUTHENTICATED"})
-        return GatewayContext(
-            store=runtime.store,
-            numbers=NumberBudget(runtime.settings.max_numbers),
-            identity=identity,
-            misses=runtime.misses,
-            metrics=runtime.metrics,
-            deadline=runtime.clock() + runtime.settings.request_deadline,
-            request=request if isinstance(request, Request) else None,
-            response=response if isinstance(response, Response) else None,
-        )
+__all__ = ["Runtime", "create_app"]  # Runtime re-exported: scripts reach it from here
 
 
 def create_app(

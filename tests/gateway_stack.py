@@ -16,8 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.app import Runtime, create_app
+from gateway.app import create_app
 from gateway.demo import demo_settings
+from gateway.runtime import Runtime
 from gateway.serving import LoopbackServer
 from gateway.simulator import SimulatorConfig, SimulatorServer, SimulatorState
 

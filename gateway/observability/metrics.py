@@ -25,7 +25,7 @@ from gateway.pbx.breaker import CircuitState
 from gateway.pbx.errnos import errno_meaning
 
 if TYPE_CHECKING:
-    from gateway.app import Runtime
+    from gateway.runtime import Runtime
 
 MAX_OPERATION_NAMES: Final = 100
 _NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
