@@ -1,0 +1,1 @@
+"""Developer scripts; a package only so that tests can import them (never installed)."""
