@@ -51,9 +51,10 @@ from typing import Any, Final
 
 import httpx
 
-from gateway.app import Runtime, create_app
+from gateway.app import create_app
 from gateway.demo import demo_settings
 from gateway.pbx.breaker import CircuitState
+from gateway.runtime import Runtime
 from gateway.serving import LoopbackServer
 from gateway.settings import Settings
 from gateway.simulator import (
