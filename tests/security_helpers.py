@@ -117,10 +117,15 @@ def jwt_verifier(**overrides: Any) -> JwtVerifier:
     return JwtVerifier(**fields)
 
 
+def jwk_for(label: str, kid: str) -> dict[str, Any]:
+    """``label``'s public key as a JWK (a dict) under ``kid``."""
+    jwk = jwt.algorithms.RSAAlgorithm.to_jwk(rsa_private_key(label).public_key(), as_dict=True)
+    return {**jwk, "kid": kid, "use": "sig", "alg": "RS256"}
+
+
 def jwks_for(label: str, kid: str) -> jwt.PyJWKSet:
     """A JWKS holding ``label``'s public key under ``kid``."""
-    jwk = jwt.algorithms.RSAAlgorithm.to_jwk(rsa_private_key(label).public_key(), as_dict=True)
-    return jwt.PyJWKSet.from_dict({"keys": [{**jwk, "kid": kid, "use": "sig", "alg": "RS256"}]})
+    return jwt.PyJWKSet.from_dict({"keys": [jwk_for(label, kid)]})
 
 
 def claims(**changes: Any) -> dict[str, Any]:
