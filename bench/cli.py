@@ -24,14 +24,16 @@ from bench.targets import Stack
 RESULTS = Path(__file__).resolve().parent / "results"
 
 QUICK = Options(
-    duration=2.0,
-    w4_duration=4.0,
+    duration=1.0,
+    w4_duration=3.0,
     w4_ttl=1.0,
-    sizes=(100, 1_000),
+    sizes=(1_000,),
     worker_counts=(1, 2),
-    budget=57.0,
+    budget=55.0,
     compare_stacks=False,
     loadgen_check=False,
+    naive_workloads=("w1",),
+    start_cost=2.0,
 )
 
 
@@ -77,10 +79,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
     p.add_argument("--http", choices=("auto", "h11", "httptools"), default="auto")
     p.add_argument("--budget", type=float, help="seconds; later runs are skipped past it")
+    p.add_argument("--wait-quiet", type=float, metavar="S",
+                   help="before each window wait up to S s for other work to stop")  # fmt: skip
     p.add_argument("--no-checks", action="store_true",
                    help="skip w1's second gateway stack and load generator check")  # fmt: skip
     p.add_argument("--profile", action="store_true",
-                   help="then profile the gateway under w1 with py-spy")  # fmt: skip
+                   help="then profile the gateway under w1 and w3/1000 with py-spy")  # fmt: skip
     return p
 
 
@@ -104,6 +108,7 @@ def options_from(args: argparse.Namespace) -> Options:
         ("sizes", args.sizes),
         ("worker_counts", args.workers),
         ("budget", args.budget),
+        ("wait_quiet", args.wait_quiet),
     ):
         if value is not None:
             changes[name] = value
@@ -135,9 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         bench = Bench(options, loadgen, Path(workdir), loadgen_version=version)
         document = bench.run()
         if args.profile:
-            from bench.profiling import profile_hot_path
+            from bench.profiling import profile
 
-            document["profile"] = profile_hot_path(bench, out.with_suffix(""))
+            document["profile"] = profile(bench, out.with_suffix(""))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(document, indent=1))
     report.say(f"results: {out}")

@@ -197,7 +197,8 @@ class Wrk:
         done = subprocess.run(  # noqa: S603 (the wrk found on PATH)
             [self.executable, "-v"], capture_output=True, text=True, check=False
         )
-        return (done.stdout or done.stderr).splitlines()[0].strip()
+        first = (done.stdout or done.stderr).splitlines()[0]
+        return first.split(" Copyright")[0].strip()
 
     def run(self, load: Load, workdir: Path) -> LoadResult:
         """Run wrk for ``load.duration`` (whole seconds: wrk's unit)."""

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench import workloads
 from bench.loadgen import Load
+from bench.workloads import Workload
 
 if TYPE_CHECKING:
     from bench.runner import Bench
@@ -28,6 +29,17 @@ _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>.*?)(?::(?P<line>\d+))?\)$")
 _PACKAGES = ("gateway", "bench", "strawberry", "graphql", "starlette", "uvicorn", "httptools",
              "uvloop", "h11", "httpx", "httpcore", "anyio", "cachetools", "asyncio", "json",
              "cross_web")  # fmt: skip
+_PHASES = {
+    # Where a request's time goes, by the frames it is spent under (they may nest).
+    "GraphQL parse": ("_parse_operation_document (", "parse (graphql/language/parser"),
+    "GraphQL validation": ("validate_document (",),
+    "GraphQL execution": ("graphql/execution/",),
+    "field permissions": ("PermissionExtension.",),
+    "ConferenceNode.from_record": ("ConferenceNode.from_record (",),
+    "store and DataLoader": ("ConferenceStore.", "DataLoader."),
+    "JSON encoding": ("encode_json (",),
+    "observability (logs, metrics)": ("gateway/observability/",),
+}
 _START_UP = "_find_and_load"  # a frame of an import: start-up, not serving
 
 
@@ -37,19 +49,33 @@ def py_spy() -> str | None:
     return str(beside) if beside.exists() else shutil.which("py-spy")
 
 
-def profile_hot_path(bench: Bench, out_prefix: Path) -> dict[str, Any]:
-    """Run w1 against a py-spy-wrapped gateway; write the profile files; print the summary."""
+def profile(bench: Bench, out_prefix: Path) -> dict[str, Any]:
+    """Profile w1 (the hot path) and w3 on 1,000 rooms (per-field cost); print both."""
     executable = py_spy()
     if executable is None:
         bench.say("\n== Profile: skipped (py-spy is not installed: pip install py-spy)")
         return {"skipped": "py-spy not installed"}
-    raw = Path(f"{out_prefix}-profile.txt")
-    svg = Path(f"{out_prefix}-profile.svg")
+    duration = max(bench.options.duration, 5.0)
+    return {
+        workload.label: profile_workload(bench, executable, workload, out_prefix)
+        for workload in (workloads.w1(duration), workloads.w3(1_000, duration))
+    }
+
+
+def profile_workload(
+    bench: Bench, executable: str, workload: Workload, out_prefix: Path
+) -> dict[str, Any]:
+    """Run ``workload`` against a py-spy-wrapped gateway; write the files; print a summary."""
+    name = workload.label.replace("/", "-")
+    raw = Path(f"{out_prefix}-profile-{name}.txt")
+    svg = Path(f"{out_prefix}-profile-{name}.svg")
     raw.parent.mkdir(parents=True, exist_ok=True)
-    workload = workloads.w1(max(bench.options.duration, 5.0))
     wrapper = (executable, "record", "--format", "raw", "--rate", "250", "--nonblocking",
                "--output", str(raw), "--")  # fmt: skip
-    bench.say(f"\n== Profile: py-spy on the gateway, w1 for {workload.duration:g} s")
+    bench.say(
+        f"\n== Profile: py-spy on the gateway, {workload.label} ({workload.title}), "
+        f"{workload.duration:g} s"
+    )
     with (
         bench.factory.simulator(workload.rooms) as simulator,
         bench.factory.target("gateway", simulator, argv_prefix=wrapper) as target,
@@ -61,7 +87,8 @@ def profile_hot_path(bench: Bench, out_prefix: Path) -> dict[str, Any]:
         result = bench.loadgen.run(load, bench.workdir)
         target.process.stop_wrapped()
     stacks = read_folded(raw)
-    svg.write_text(flame_graph(stacks, f"gateway, w1, {result.rps:,.0f} req/s under py-spy"))
+    title = f"gateway, {workload.label}, {result.rps:,.0f} req/s under py-spy"
+    svg.write_text(flame_graph(stacks, title))
     summary = summarise(stacks)
     summary.update({"raw": str(raw), "svg": str(svg), "rps_under_profiler": round(result.rps)})
     bench.say(format_summary(summary))
@@ -129,8 +156,14 @@ def summarise(stacks: Counter[tuple[str, ...]], top: int = 15) -> dict[str, Any]
     # Frames under nearly every sample are the server's call chain (uvicorn, Starlette's
     # middleware, the view): true for any request, so they say nothing about where it goes.
     inner = Counter({name: n for name, n in inclusive.items() if n < 0.85 * total})
+    phases: Counter[str] = Counter()
+    for frames, count in stacks.items():
+        for phase, markers in _PHASES.items():
+            if any(marker in frame for frame in frames for marker in markers):
+                phases[phase] += count
     return {
         "samples": total,
+        "phases": share(phases, len(phases)) if total else [],
         "self_by_package": share(packages, len(packages)) if total else [],
         "self_by_function": share(own, top) if total else [],
         "total_by_function": share(inner, top) if total else [],
@@ -142,6 +175,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines = [
         f"  {summary['samples']:,} samples (start-up left out); "
         f"{summary.get('rps_under_profiler', 0):,} req/s while sampled",
+        "  time under: " + ", ".join(f"{r['name']} {r['percent']}%" for r in summary["phases"]),
         "  self time by package: "
         + ", ".join(f"{r['name']} {r['percent']}%" for r in summary["self_by_package"]),
         "  top self time (where the CPU is):",

@@ -12,7 +12,7 @@ from typing import Any
 from bench.workloads import Workload
 
 _ROW = (
-    "  {target:<8} {stack:<17} {rps:>9} {p50:>8} {p99:>8} {errors:>7} {pbx:>10} "
+    "  {target:<8} {stack:<17} {rps:>9} {p50:>8} {p99:>8} {errors:>7} {pbx:>10} {one:>5} "
     "{rss:>9} {cpu:>6} {cpu_req:>8} {other:>5}  {client}"
 )
 
@@ -45,7 +45,8 @@ def header(environment: dict[str, Any], options: Any) -> str:
             f"{environment['loadgen']} ({environment['loadgen_version'] or 'built in'})",
             f"simulated PBX: serial (one call at a time), {options.latency * 1000:.0f} ms "
             f"+ up to {options.jitter * 1000:.0f} ms jitter per call",
-            "columns: PBX calls per 1,000 client requests; peak RSS = VmHWM of the server "
+            "columns: PBX/1k req = PBX calls per 1,000 client requests in the window; 1 req = "
+            "PBX calls of one request alone (after warm-up); peak RSS = VmHWM of the server "
             "process(es); srv CPU = server CPU / wall time; other = cores busy with anything "
             "but this run (noise); client = load generator CPU per thread/process",
         ]
@@ -56,7 +57,7 @@ def workload_header(workload: Workload, loadgen: str) -> str:
     """The title of a workload and the column names."""
     columns = _ROW.format(
         target="target", stack="stack", rps="req/s", p50="p50 ms", p99="p99 ms",
-        errors="errors", pbx="PBX/1k req", rss="peak RSS", cpu="srv CPU",
+        errors="errors", pbx="PBX/1k req", one="1 req", rss="peak RSS", cpu="srv CPU",
         cpu_req="CPU ms/r", other="other", client="client (CPU)",
     )  # fmt: skip
     return (
@@ -81,6 +82,7 @@ def run_row(run: dict[str, Any]) -> str:
             p99=_num(run["latency_ms"]["p99"], 2),
             errors=f"{run['errors']['total']:,}",
             pbx=_num(pbx["per_1000_requests"], 2),
+            one="-" if pbx.get("one_request_calls") is None else str(pbx["one_request_calls"]),
             rss=megabytes(server["peak_rss_bytes"]),
             cpu=f"{server['cpu_percent']:.0f}%",
             cpu_req=_num(server["cpu_ms_per_request"], 3),

@@ -9,6 +9,7 @@ RSS (``VmHWM``) is that of one workload.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import platform
@@ -30,6 +31,8 @@ from bench.workloads import Workload
 TARGETS = ("gateway", "limit", "naive")
 WORKLOADS = ("w1", "w2", "w3", "w4", "workers")
 RESULTS_VERSION = 1
+QUIET_CORES = 0.25
+"""Other work below this many busy cores counts as a quiet machine."""
 
 
 @dataclass
@@ -45,12 +48,18 @@ class Options:
     targets: tuple[str, ...] = TARGETS
     latency: float = 0.02
     jitter: float = 0.01
-    budget: float = 285.0
+    budget: float = 270.0
     """Seconds; runs that would end past it are skipped (and say so)."""
     compare_stacks: bool = True
     """Also run w1 on the gateway with asyncio+h11 when uvloop/httptools are in use."""
     loadgen_check: bool = True
     """Re-measure the w1 limit with other clients, to show the client is not the limit."""
+    naive_workloads: tuple[str, ...] = ("w1", "w2", "w3", "w4")
+    """Where the naive app runs too (each of its windows costs a process start)."""
+    wait_quiet: float = 0.0
+    """Seconds to wait, before each window, for other work on the machine to stop."""
+    start_cost: float = 3.0
+    """Seconds a target's start, warm-up and stop take, for the budget's sake."""
     stack: Stack = field(default_factory=Stack.best)
 
 
@@ -91,16 +100,19 @@ class Bench:
         self.runs: list[dict[str, Any]] = []
         self.checks: list[dict[str, Any]] = []
         self.skipped: list[str] = []
+        self._simulators: dict[int, Simulator] = {}
+        self._exit = contextlib.ExitStack()
         self.environment = environment(options, loadgen, loadgen_version)
 
     def run(self) -> dict[str, Any]:
         """Everything the options ask for; the results document."""
         started = datetime.now(UTC)
         self.say(report.header(self.environment, self.options))
-        for workload in self.plan():
-            self.workload(workload, first=workload.key == "w1")
-        if "workers" in self.options.workloads:
-            self.workers()
+        with self._exit:
+            for workload in self.plan():
+                self.workload(workload, first=workload.key == "w1")
+            if "workers" in self.options.workloads:
+                self.workers()
         document = {
             "version": RESULTS_VERSION,
             "started_at": started.isoformat(timespec="seconds"),
@@ -137,28 +149,45 @@ class Bench:
         targets = [t for t in TARGETS if t in self.options.targets]
         if "limit" in targets and "gateway" not in targets:
             targets.remove("limit")  # it replays the gateway's bytes
+        if workload.key not in self.options.naive_workloads and "naive" in targets:
+            targets.remove("naive")
         self.say(report.workload_header(workload, self.loadgen.name))
-        cost = len(targets) * (workload.duration + 4)
-        if not self.budget.allows(cost):
-            self._skip(f"{workload.label}: the time budget ({self.options.budget:.0f} s) is spent")
-            return
-        with self.factory.simulator(workload.rooms) as simulator:
-            replies: dict[bytes, bytes] = {}
-            for kind in targets:
-                if kind == "gateway":
-                    replies = self._gateway(workload, simulator, self.options.stack)
-                    if first and self.options.compare_stacks:
-                        plain = Stack("asyncio", "h11")
-                        if plain != self.options.stack:
-                            self._gateway(workload, simulator, plain)
-                elif kind == "limit":
-                    with self.factory.target("limit", simulator, replies=replies) as target:
-                        self.measure(workload, target, simulator, reference=replies)
-                        if first and self.options.loadgen_check:
-                            self._loadgen_check(workload, target, simulator)
-                else:
-                    with self.factory.target("naive", simulator) as target:
-                        self.measure(workload, target, simulator, reference=replies)
+        simulator = self.simulator(workload.rooms)
+        replies: dict[bytes, bytes] = {}
+        for kind in targets:
+            if not self._fits(workload.duration, f"{workload.label} {kind}"):
+                continue
+            if kind == "gateway":
+                replies = self._gateway(workload, simulator, self.options.stack)
+                plain = Stack("asyncio", "h11")
+                if (
+                    first
+                    and self.options.compare_stacks
+                    and plain != self.options.stack
+                    and self._fits(workload.duration, f"{workload.label} gateway {plain.label}")
+                ):
+                    self._gateway(workload, simulator, plain)
+            elif kind == "limit" and replies:
+                with self.factory.target("limit", simulator, replies=replies) as target:
+                    self.measure(workload, target, simulator, reference=replies)
+                    if first and self.options.loadgen_check:
+                        self._loadgen_check(workload, target, simulator)
+            elif kind == "naive":
+                with self.factory.target("naive", simulator) as target:
+                    self.measure(workload, target, simulator, reference=replies)
+
+    def simulator(self, rooms: int) -> Simulator:
+        """The simulated PBX with ``rooms`` rooms, started once per run and shared."""
+        if rooms not in self._simulators:
+            self._simulators[rooms] = self._exit.enter_context(self.factory.simulator(rooms))
+        return self._simulators[rooms]
+
+    def _fits(self, duration: float, what: str) -> bool:
+        """Whether one more window (and a process start) fits the budget; else say so."""
+        if self.budget.allows(duration + self.options.start_cost):
+            return True
+        self._skip(f"{what}: the time budget ({self.options.budget:.0f} s) is spent")
+        return False
 
     def _gateway(
         self, workload: Workload, simulator: Simulator, stack: Stack
@@ -191,8 +220,7 @@ class Bench:
         if isinstance(self.loadgen, Wrk):
             generators.insert(0, Wrk(self.loadgen.executable, threads=2))
         for generator in generators:
-            if not self.budget.allows(workload.duration + 2):
-                self._skip(f"load generator check with {generator.name}: time budget spent")
+            if not self._fits(workload.duration, f"load generator check with {generator.name}"):
                 continue
             run = self.measure(workload, target, simulator, loadgen=generator, record=False)
             self.checks.append(run)
@@ -204,21 +232,20 @@ class Bench:
         workload = workloads.w4(self.options.w4_duration, ttl=self.options.w4_ttl)
         workload = Workload(
             "workers", f"gateway with uvicorn --workers N, {workload.title}", workload.rooms,
-            workload.connections, workload.bodies, self.options.duration,
+            workload.connections, workload.bodies, max(self.options.duration, 3.0),
             workload.gateway_settings,
         )  # fmt: skip
         self.say(report.workload_header(workload, self.loadgen.name))
-        with self.factory.simulator(workload.rooms) as simulator:
-            for count in self.options.worker_counts:
-                if not self.budget.allows(workload.duration + 4 + count):
-                    self._skip(f"workers={count}: the time budget is spent")
-                    continue
-                simulator.settle()
-                with self.factory.target(
-                    "gateway", simulator, workers=count, settings=workload.gateway_settings
-                ) as target:
-                    logins = simulator.stats()["logins_succeeded"]
-                    self.measure(workload, target, simulator, workers=count, startup_logins=logins)
+        simulator = self.simulator(workload.rooms)
+        for count in self.options.worker_counts:
+            if not self._fits(workload.duration + count, f"workers={count}"):
+                continue
+            simulator.settle()
+            with self.factory.target(
+                "gateway", simulator, workers=count, settings=workload.gateway_settings
+            ) as target:
+                logins = simulator.stats()["logins_succeeded"]
+                self.measure(workload, target, simulator, workers=count, startup_logins=logins)
 
     # --- one measured window ------------------------------------------------------------
 
@@ -238,10 +265,18 @@ class Bench:
     ) -> dict[str, Any]:
         """Settle the PBX, run the load, read the counters and the process; print a row."""
         loadgen = loadgen or self.loadgen
-        same = None
-        if reference and not captured:
+        same, one_request_calls = None, None
+        if target.kind != "limit":  # what one request costs the PBX, alone (warm if warmed)
+            simulator.settle()
+            first = workload.bodies[0]
+            reply = target.post(first)
+            one_request_calls = sum(simulator.stats()["calls"].values())
+            if reference and not captured:
+                same = reply == reference.get(first.encode())
+        elif reference:
             first = workload.bodies[0]
             same = target.post(first) == reference.get(first.encode())
+        waited = self._wait_quiet()
         simulator.settle()
         before, sim_before, busy_before = (
             target.process.sample(),
@@ -285,6 +320,7 @@ class Bench:
                 "max_in_flight": stats["max_in_flight"],
                 "per_1000_requests": _per(total_calls, result.requests, 1000),
                 "per_100_requests": _per(total_calls, result.requests, 100),
+                "one_request_calls": one_request_calls,
             },
             "server": {
                 "peak_rss_bytes": after.peak_rss,
@@ -306,6 +342,7 @@ class Bench:
                 if result.duration_s
                 else None,
                 "simulator_cpu_s": round(sim_after.cpu_seconds - sim_before.cpu_seconds, 3),
+                "waited_for_quiet_s": waited,
             },
             "response_bytes": len(first_reply) if first_reply is not None else None,
             "same_bytes_as_gateway": same,
@@ -315,6 +352,19 @@ class Bench:
             self.runs.append(run)
         self.say(report.run_row(run))
         return run
+
+    def _wait_quiet(self) -> float | None:
+        """Up to ``options.wait_quiet`` seconds for other work on the machine to calm down."""
+        if self.options.wait_quiet <= 0:
+            return None
+        started = time.monotonic()
+        limit = min(self.options.wait_quiet, max(0.0, self.options.budget - self.budget.elapsed))
+        while time.monotonic() - started < limit:
+            busy = machine_busy_seconds()
+            time.sleep(0.5)
+            if (machine_busy_seconds() - busy) / 0.5 < QUIET_CORES:
+                break
+        return round(time.monotonic() - started, 1)
 
     def _skip(self, why: str) -> None:
         self.skipped.append(why)
@@ -344,6 +394,10 @@ def ratios(runs: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
             else None
             for other in ("limit", "naive")
         }
+        naive = targets.get("naive")
+        if naive is not None and naive["requests"] == 0:
+            # None finished in the window: its rate is under 1/duration, so the ratio is over
+            out[label]["gateway/naive_at_least"] = round(gateway["rps"] * naive["duration_s"], 1)
     return out
 
 
@@ -410,6 +464,7 @@ def options_json(options: Options) -> dict[str, Any]:
         "pbx_jitter_s": options.jitter,
         "pbx_serial": True,
         "budget_s": options.budget,
+        "wait_quiet_s": options.wait_quiet,
     }
 
 
