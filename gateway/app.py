@@ -57,6 +57,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        fleet = None
+        if settings.redis_url is not None:
+            from gateway.fleet.assemble import open_fleet  # the redis extra, only when used
+
+            fleet = await open_fleet(settings)
         async with build_http_client(
             base_url=settings.pbx_url,
             timeout=settings.pbx_timeout,
@@ -68,6 +73,7 @@ def create_app(
                 limiter=PbxLimiter(
                     max_concurrency=settings.pbx_max_concurrency,
                     max_waiting=settings.pbx_max_waiting,
+                    fleet=fleet.slots if fleet else None,
                 ),
                 breaker=CircuitBreaker(
                     threshold=settings.pbx_breaker_threshold,
@@ -84,6 +90,7 @@ def create_app(
                 login_cooldown=settings.pbx_login_cooldown,
                 lockout_backoff=settings.pbx_lockout_backoff,
                 clock=clock,
+                share=fleet.share if fleet else None,
             )
             store = ConferenceStore(
                 functools.partial(query_conferences, session),
@@ -103,6 +110,7 @@ def create_app(
                 misses=misses,
                 metrics=metrics,
                 clock=clock,
+                fleet=fleet,
             )
             session.start(login_now=settings.login_at_start)
             try:
@@ -110,10 +118,10 @@ def create_app(
             finally:
                 await store.aclose()
                 await session.close()  # log out last, while the HTTP client is still open
+                if fleet is not None:
+                    await fleet.close()
 
-    graphql = GatewayGraphQL(
-        build_schema(security), graphql_ide="graphiql" if security.graphiql else None
-    )
+    graphql = GatewayGraphQL(build_schema(security), settings, clock=clock)
     gate = GraphQLGate(
         graphql,
         settings=security,

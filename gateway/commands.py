@@ -49,6 +49,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     key.set_defaults(handler=run_api_key)
 
+    token_key = subparsers.add_parser(
+        "token-key",
+        help="print a new key for GATEWAY_REDIS_TOKEN_KEY (encrypts the shared PBX token)",
+    )
+    token_key.set_defaults(handler=run_token_key)
+
     export = subparsers.add_parser(
         "export-schema", help="print the GraphQL schema (SDL), as in schema.graphql"
     )
@@ -86,6 +92,14 @@ def run_api_key(args: argparse.Namespace) -> int:
     entry = {"name": args.name, "sha256": hash_key(key), "scopes": args.scope or [READ]}
     print(f"API key for {args.name} (shown once; the gateway stores only its hash):\n  {key}")
     print(f"Keys-file entry:\n  {json.dumps(entry)}")
+    return 0
+
+
+def run_token_key(args: argparse.Namespace) -> int:
+    """Print a fresh Fernet key."""
+    from cryptography.fernet import Fernet
+
+    print(Fernet.generate_key().decode())
     return 0
 
 

@@ -35,12 +35,17 @@ async def readyz(request: Request) -> JSONResponse:
         "cachedConferences": store.holds_data,
         "circuit": breaker.state.value,
     }
+    if runtime.fleet is not None:
+        up = runtime.fleet.link.up
+        checks["redis"] = "up" if up else "down: working on local state"
     reasons: list[str] = []
     blocked = session.blocked_reason
     if blocked is not None:
         reasons.append(f"{blocked.code}: {blocked.message}")
     if breaker.state is not CircuitState.CLOSED:
         reasons.append("the PBX failed repeatedly; the circuit breaker is open")
+    if runtime.fleet is not None and not runtime.fleet.link.up:
+        reasons.append("Redis is unreachable: cache and PBX session are local until it is back")
     if not session.has_token and not reasons:
         reasons.append("not logged in to the PBX yet (the first query logs in)")
     ready = session.has_token or store.holds_data

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gateway.observability.metrics import Metrics
 from gateway.pbx.client import PbxClient
@@ -15,6 +16,9 @@ from gateway.pbx.session import PbxSession
 from gateway.security.rate_limit import RateLimiter
 from gateway.settings import Settings
 from gateway.store import ConferenceStore
+
+if TYPE_CHECKING:
+    from gateway.fleet.assemble import Fleet
 
 
 @dataclass
@@ -29,3 +33,5 @@ class Runtime:
     misses: RateLimiter
     metrics: Metrics
     clock: Callable[[], float]
+    fleet: Fleet | None = None
+    """Redis-shared state, with GATEWAY_REDIS_URL."""

@@ -72,6 +72,9 @@ class Settings:
     shutdown_grace: int = 10
     login_at_start: bool = True
     security: SecuritySettings = field(default_factory=SecuritySettings)
+    redis_url: Secret | None = None
+    redis_token_key: Secret | None = None
+    redis_prefix: str = "pbxgw:"
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -100,7 +103,43 @@ class Settings:
             shutdown_grace=reader.integer("GATEWAY_SHUTDOWN_GRACE", 10, minimum=0),
             login_at_start=reader.boolean("GATEWAY_LOGIN_AT_START", True),
             security=security_from_environ(reader),
+            redis_url=_secret(reader, "GATEWAY_REDIS_URL"),
+            redis_token_key=_token_key(reader),
+            redis_prefix=reader.get("GATEWAY_REDIS_PREFIX") or "pbxgw:",
         )
+
+
+def _secret(reader: EnvReader, name: str) -> Secret | None:
+    """``NAME`` or ``NAME_FILE``, never both; the value is never echoed."""
+    value, path = reader.get(name), reader.get(f"{name}_FILE")
+    if value is not None and path is not None:
+        raise ConfigError(f"set only one of {name}, {name}_FILE")
+    if path is not None:
+        return Secret(read_secret_file(f"{name}_FILE", Path(path)))
+    return None if value is None else Secret(value)
+
+
+def _token_key(reader: EnvReader) -> Secret | None:
+    """The Fernet key that encrypts the shared PBX token in Redis (required with Redis)."""
+    url, key = _secret(reader, "GATEWAY_REDIS_URL"), _secret(reader, "GATEWAY_REDIS_TOKEN_KEY")
+    if url is None:
+        return None
+    if key is None:
+        raise ConfigError(
+            "GATEWAY_REDIS_TOKEN_KEY (or _FILE) is required with GATEWAY_REDIS_URL: make one "
+            "with `pbx-gateway token-key`"
+        )
+    try:
+        from cryptography.fernet import Fernet
+
+        Fernet(key.reveal().encode())
+    except (ValueError, TypeError):
+        raise ConfigError(
+            "GATEWAY_REDIS_TOKEN_KEY is not a Fernet key (32 url-safe base64 bytes)"
+        ) from None
+    if not url.reveal().startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("GATEWAY_REDIS_URL must start with redis://, rediss:// or unix://")
+    return key
 
 
 def _verify_tls(reader: EnvReader, name: str) -> bool | str:

@@ -159,6 +159,12 @@ class _RuntimeCollector(Collector):
         yield GaugeMetricFamily(
             "gateway_pbx_session_up", "1 while the gateway holds a PBX token.", session.has_token
         )
+        if runtime.fleet is not None:
+            yield GaugeMetricFamily(
+                "gateway_redis_up",
+                "1 while Redis answers (0: local fallback).",
+                runtime.fleet.link.up,
+            )
         limited = CounterMetricFamily(
             "gateway_rate_limited", "Refusals by the per-client budgets.", labels=["budget"]
         )

@@ -1,7 +1,8 @@
 """The PBX's concurrency cap, with a bounded wait in front of it.
 
 The device serves a few requests per second at best (``pbx-api.md``, Transport): at most
-``max_concurrency`` requests are sent at once, at most ``max_waiting`` more wait for a
+``max_concurrency`` requests are sent at once (by this process; with ``fleet``, by all
+processes together), at most ``max_waiting`` more wait for a
 slot, and anything beyond that is refused at once with ``PBX_BUSY`` (callers serve stale
 data instead) rather than queueing without end while clients time out.
 """
@@ -10,17 +11,27 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Protocol
 
 from gateway.errors import PbxBusyError
+
+
+class SharedSlots(Protocol):
+    """A cap shared with other processes (see :mod:`gateway.fleet.slots`)."""
+
+    def lease(self, endpoint: str) -> AbstractAsyncContextManager[None]: ...
 
 
 class PbxLimiter:
     """A semaphore that refuses to queue more than ``max_waiting`` callers."""
 
-    def __init__(self, *, max_concurrency: int, max_waiting: int) -> None:
+    def __init__(
+        self, *, max_concurrency: int, max_waiting: int, fleet: SharedSlots | None = None
+    ) -> None:
         self._slots = asyncio.Semaphore(max_concurrency)
         self._max_waiting = max_waiting
+        self._fleet = fleet
         self.in_flight = 0
         self.waiting = 0
         self.max_waiting_seen = 0
@@ -46,9 +57,19 @@ class PbxLimiter:
                 self.waiting -= 1
         else:
             await self._slots.acquire()
-        self.in_flight += 1
         try:
-            yield
+            if self._fleet is None:
+                self.in_flight += 1
+                try:
+                    yield
+                finally:
+                    self.in_flight -= 1
+            else:
+                async with self._fleet.lease(endpoint):  # the fleet-wide cap, after ours
+                    self.in_flight += 1
+                    try:
+                        yield
+                    finally:
+                        self.in_flight -= 1
         finally:
-            self.in_flight -= 1
             self._slots.release()

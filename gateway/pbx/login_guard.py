@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from gateway.errors import PbxApiError, PbxAuthError, PbxLockedOutError
 
@@ -102,6 +102,46 @@ class LoginGuard:
         self.consecutive_failures = 0
         self._rejection = None
         self._lockout = None
+
+    def export(self, wall: float) -> dict[str, Any]:
+        """The state as plain data with wall-clock deadlines, to share with other replicas."""
+        now = self._clock()
+        return {
+            "failures": self.consecutive_failures,
+            "rejection": _describe(self._rejection),
+            "retry_at": wall + (self._retry_at - now),
+            "lockout": _describe(self._lockout),
+            "locked_until": wall + (self._locked_until - now),
+        }
+
+    def absorb(self, state: dict[str, Any], wall: float) -> None:
+        """Take over state another replica exported (see :meth:`export`)."""
+        now = self._clock()
+        try:
+            self.consecutive_failures = int(state.get("failures", 0))
+            self._retry_at = now + (float(state.get("retry_at", 0)) - wall)
+            self._locked_until = now + (float(state.get("locked_until", 0)) - wall)
+        except (TypeError, ValueError):
+            return  # unreadable shared state: keep ours
+        self._rejection = _rebuild(state.get("rejection"))
+        lockout = _rebuild(state.get("lockout"))
+        self._lockout = lockout if isinstance(lockout, PbxLockedOutError) else None
+
+
+def _describe(error: PbxApiError | None) -> dict[str, Any] | None:
+    if error is None:
+        return None
+    return {"code": error.code, "message": error.message, "errno": error.errno}
+
+
+def _rebuild(data: object) -> PbxApiError | None:
+    if not isinstance(data, dict) or not isinstance(data.get("message"), str):
+        return None
+    errno = data.get("errno") if isinstance(data.get("errno"), str) else None
+    kind = {"PBX_AUTH_FAILED": PbxAuthError, "PBX_LOCKED_OUT": PbxLockedOutError}.get(
+        str(data.get("code")), PbxApiError
+    )
+    return kind(data["message"], endpoint="login", errno=errno)
 
 
 def _fresh(error: PbxApiError) -> PbxApiError:

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.errors import (
     PbxApiError,
@@ -28,9 +28,13 @@ from gateway.errors import (
     PbxProtocolError,
     PbxTokenError,
     PbxTransientError,
+    PbxUnavailableError,
 )
 from gateway.pbx.client import JsonObject, PbxClient
 from gateway.pbx.login_guard import LoginGuard
+
+if TYPE_CHECKING:
+    from gateway.fleet.session_share import SessionShare
 from gateway.secrets import Secret
 from gateway.settings import PasswordSource
 
@@ -50,8 +54,10 @@ class PbxSession:
         login_cooldown: float = 600.0,
         lockout_backoff: float = 600.0,
         clock: Callable[[], float] = time.monotonic,
+        share: SessionShare | None = None,
     ) -> None:
         self._client = client
+        self._share = share
         self._username = username
         self._password = password
         self._heartbeat_interval = heartbeat_interval
@@ -65,6 +71,7 @@ class PbxSession:
             cooldown=login_cooldown, lockout_backoff=lockout_backoff, clock=clock
         )
         self._rejected_md5: Secret | None = None
+        self._rejected_mark: str | None = None  # the fleet's fingerprint of rejected credentials
         self.logins = 0
         self.failed_logins = 0
 
@@ -90,7 +97,7 @@ class PbxSession:
         try:
             return await self._client.call(endpoint, body, token=token, idempotent=idempotent)
         except PbxTokenError:
-            self._forget(token)
+            await self._forget(token)
             logger.info("PBX token no longer valid on %s; logging in again", endpoint)
         token = await self._current_token()
         return await self._client.call(endpoint, body, token=token, idempotent=idempotent)
@@ -129,6 +136,8 @@ class PbxSession:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(self._login_task), timeout=5)
         token, self._token = self._token, None
+        if self._share is not None and self._share.available:
+            return  # the token is the fleet's: other replicas still use it (it idles out)
         if token is not None:
             try:
                 await self._client.call("logout", None, token=token)
@@ -138,12 +147,18 @@ class PbxSession:
     async def heartbeat(self) -> None:
         """Reset the token's idle timer, or forget a token the PBX no longer knows."""
         token = self._token
+        if self._share is not None:
+            if not await self._share.heartbeat_turn(self._heartbeat_interval):
+                return  # another replica keeps the fleet's token alive this time
+            token = await self._share.current() or token
         if token is None:
             return
         try:
             await self._client.call("heartbeat", {}, token=token, idempotent=True)
+            if self._share is not None:
+                await self._share.touch()
         except PbxTokenError:
-            self._forget(token)  # the next call logs in; no login needed to stay idle
+            await self._forget(token)  # the next call logs in; no login needed to stay idle
         except PbxError as exc:
             logger.warning("PBX heartbeat failed: %s", exc.message)
 
@@ -152,17 +167,19 @@ class PbxSession:
             await asyncio.sleep(self._heartbeat_interval)
             await self.heartbeat()
 
-    def _forget(self, token: str) -> None:
+    async def _forget(self, token: str) -> None:
         # Only the token that failed: a caller holding an old token must not drop a new one.
         if self._token == token:
             self._token = None
+        if self._share is not None:
+            await self._share.retire(token)  # once for the fleet: a newer token stays
 
     async def _current_token(self) -> str:
         if self._token is not None:
             return self._token
         if self._login_task is None:
             self._check_allowed()
-            self._login_task = asyncio.create_task(self._login())
+            self._login_task = asyncio.create_task(self._obtain())
             self._login_task.add_done_callback(self._login_finished)
         # shield: a caller that gives up must not cancel the login others are waiting for.
         return await asyncio.shield(self._login_task)
@@ -178,9 +195,66 @@ class PbxSession:
 
     def _credentials_changed(self) -> bool:
         try:
-            return self._password.current_md5() != self._rejected_md5
+            current = self._password.current_md5()
         except Exception:  # an unreadable file is not a change; the refusal stands
             return False
+        if self._share is not None and self._rejected_mark is not None:
+            return self._share.fingerprint(current.reveal()) != self._rejected_mark
+        return current != self._rejected_md5
+
+    async def _obtain(self) -> str:
+        """A token: the fleet's if there is one, else one login (by one replica only)."""
+        share = self._share
+        if share is None:
+            return await self._login()
+        for _ in range(3):  # bounded: a failed login elsewhere makes the guard decide
+            token = await share.current()
+            if token is not None:
+                self._token = token
+                return token
+            async with share.login_turn() as mine:
+                if mine is None:  # Redis is down: this replica logs in for itself
+                    return await self._login()
+                if mine:
+                    token = await share.current()  # someone may have finished just before
+                    if token is not None:
+                        self._token = token
+                        return token
+                    await self._absorb_guard()
+                    try:
+                        token = await self._login()
+                    finally:
+                        await self._share_guard()
+                    await share.publish(token)
+                    return token
+            token = await share.wait_for_token(share.login_lock_seconds)
+            if token is not None:
+                self._token = token
+                return token
+            await self._absorb_guard()  # the other replica's login failed: its verdict counts
+        raise PbxUnavailableError(
+            "no PBX session could be shared from the other replicas; try again shortly",
+            endpoint="login",
+        )
+
+    async def _absorb_guard(self) -> None:
+        if self._share is None:
+            return
+        state = await self._share.load_guard()
+        if state is not None:
+            self._guard.absorb(state, time.time())
+            mark = state.get("rejected")
+            self._rejected_mark = mark if isinstance(mark, str) else None
+        self._check_allowed()
+
+    async def _share_guard(self) -> None:
+        if self._share is None:
+            return
+        state = self._guard.export(time.time())
+        if self._rejected_md5 is not None and self._guard.consecutive_failures:
+            self._rejected_mark = self._share.fingerprint(self._rejected_md5.reveal())
+            state["rejected"] = self._rejected_mark
+        await self._share.save_guard(state)
 
     async def _login(self) -> str:
         md5 = self._password.current_md5()
