@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import tomllib
@@ -51,12 +52,14 @@ def project_version() -> str:
     return version
 
 
-def run_command(*argv: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run_command(
+    *argv: str | Path, timeout: float = 300, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run a fixed command line (the program found on PATH), fail with its output."""
     program = shutil.which(argv[0])
     assert program is not None, f"{argv[0]} is not installed"
     result = subprocess.run(  # noqa: S603 - argument lists the tests build, no shell
-        [program, *map(str, argv[1:])], capture_output=True, text=True, timeout=timeout
+        [program, *map(str, argv[1:])], capture_output=True, text=True, timeout=timeout, cwd=cwd
     )
     assert result.returncode == 0, f"{argv} exited {result.returncode}:\n{result.stderr}"
     return result
@@ -363,3 +366,13 @@ def dockerfile_stages(path: Path = DOCKERFILE) -> tuple[dict[str, str], list[Sta
             current.append(instruction)
             stages[-1] = Stage(stages[-1].name, stages[-1].base, tuple(current))
     return arguments, stages
+
+
+def builder_sources(stage: Stage) -> list[str]:
+    """What a stage COPYs from the build context (the repository root)."""
+    sources: list[str] = []
+    for copy in stage.all("COPY"):
+        flags, rest = copy.flags()
+        if "from" not in flags:
+            sources += shlex.split(rest)[:-1]
+    return sources

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ast
 import json
-import shlex
 import tomllib
 from fnmatch import fnmatch
 
@@ -18,6 +17,7 @@ from tests.deploy_helpers import (
     DOCKERIGNORE,
     REPO,
     Stage,
+    builder_sources,
     dockerfile_stages,
     option,
     project_version,
@@ -30,16 +30,6 @@ VENV = "/opt/venv"
 def stages() -> list[Stage]:
     """The Dockerfile's stages, builder first."""
     return dockerfile_stages()[1]
-
-
-def builder_sources(stage: Stage) -> list[str]:
-    """What the builder COPYs from the build context (the repository root)."""
-    sources: list[str] = []
-    for copy in stage.all("COPY"):
-        flags, rest = copy.flags()
-        if "from" not in flags:
-            sources += shlex.split(rest)[:-1]
-    return sources
 
 
 def dockerignore_allows(path: str) -> bool:
