@@ -185,7 +185,7 @@ def coded_errors(body: Mapping[str, Any]) -> dict[tuple[Any, ...], str]:
 def refusal(response: httpx.Response, status: int, code: str) -> str:
     """Check an HTTP-level refusal (status, one coded error, JSON); its message."""
     assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
+    assert "json" in response.headers["content-type"]  # application/json or graphql-response+json
     body = response.json()
     assert codes(body) == [code], body
     message: str = body["errors"][0]["message"]

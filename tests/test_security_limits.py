@@ -54,7 +54,7 @@ async def test_limits_depth_over_maximum_is_refused(
     """
     stack = await quiet_stack(gateway_stack, max_depth=0)
     body = await stack.graphql(document)
-    assert body["data"] is None
+    assert body.get("data") is None
     assert codes(body) == [TOO_LARGE]
     assert_pbx_untouched(stack)
 
@@ -70,7 +70,7 @@ async def test_limits_nested_introspection_is_refused(gateway_stack: StackFactor
     depth limiter skips introspection; graphql-core's introspection-depth rule stops it)."""
     stack = await quiet_stack(gateway_stack, introspection=True)
     body = await stack.graphql(NESTED_INTROSPECTION)
-    assert body["data"] is None
+    assert body.get("data") is None
     assert len(codes(body)) == 1
     assert codes(body)[0] in {TOO_LARGE, "GRAPHQL_VALIDATION_FAILED"}
     assert_pbx_untouched(stack)
@@ -80,7 +80,7 @@ async def test_limits_aliases_over_maximum_are_refused(gateway_stack: StackFacto
     """max_aliases + 1 aliases: OPERATION_TOO_LARGE, no PBX call."""
     stack = await quiet_stack(gateway_stack, max_aliases=50)
     body = await stack.graphql(aliases(51))
-    assert body["data"] is None
+    assert body.get("data") is None
     assert codes(body) == [TOO_LARGE]
     assert_pbx_untouched(stack)
 
@@ -98,10 +98,8 @@ async def test_limits_tokens_over_maximum_are_refused(gateway_stack: StackFactor
     """A huge document (3,000 fields, under the body limit) is refused by the token limit."""
     stack = await quiet_stack(gateway_stack)
     document = '{ conference(number: "6400") { ' + "number " * 3000 + "} }"
-    response = await stack.client.post("/graphql", json={"query": document})
-    assert response.status_code == 200
-    body = response.json()
-    assert body["data"] is None
+    body = await stack.graphql(document)
+    assert body.get("data") is None
     assert codes(body) == [TOO_LARGE]
     assert_pbx_untouched(stack)
 
