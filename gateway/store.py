@@ -18,7 +18,9 @@ requests per second. So the store
   never served stale;
 - serves an entry that expired less than ``revalidate_window`` seconds ago at once and
   refreshes it in the background (stale-while-revalidate), so a hot key's expiry costs one
-  PBX call and no client waits for it.
+  PBX call and no client waits for it;
+- after :meth:`~ConferenceStore.forget` (a room was changed), never keeps what a fetch
+  that started before it brings back for that room: it may be the old value.
 """
 
 from __future__ import annotations
@@ -102,6 +104,11 @@ class ConferenceStore:
         self._inflight: dict[str, asyncio.Future[Entry]] = {}
         self._listing_inflight: asyncio.Future[Listing] | None = None
         self._tasks: set[asyncio.Task[None]] = set()  # strong refs: the loop keeps weak ones
+        # Every forget() is a new epoch; a fetch notes the epoch it started in and keeps a
+        # number's answer only if the number was not forgotten since. One int per number
+        # ever changed through the gateway: bounded by the rooms on the PBX.
+        self._epoch = 0
+        self._forgotten_at: dict[str, int] = {}
         self.stats = StoreStats()
 
     @property
@@ -202,7 +209,7 @@ class ConferenceStore:
                     self._note_listing(report, known, refusal)
                     return list(known.conferences)
             self._listing_inflight = self._new_future()
-            self._spawn(self._fetch_listing(self._listing_inflight))
+            self._spawn(self._fetch_listing(self._listing_inflight, self._epoch))
             if recent:
                 self.stats.revalidations += 1
             else:
@@ -220,11 +227,24 @@ class ConferenceStore:
         return list(listing.conferences)
 
     def forget(self, number: str) -> None:
-        """Drop everything known about ``number`` (after it was changed on the PBX)."""
+        """Drop everything known about ``number`` (after it was changed on the PBX).
+
+        Fetches already under way may bring back the value from before the change: they
+        still answer the callers waiting for them, but their answer for ``number`` (and
+        any ``all`` listing) is not kept, and later lookups start a fetch of their own.
+        """
+        self._epoch += 1
+        self._forgotten_at[number] = self._epoch
         for cache in (self._fresh, self._known):
             cache.pop(number, None)
+        self._inflight.pop(number, None)
+        self._listing_inflight = None
         self._listing.clear()
         self._known_listing.clear()
+
+    def _unchanged_since(self, number: str, epoch: int) -> bool:
+        """Whether ``number`` was not forgotten after ``epoch`` (its answer may be kept)."""
+        return self._forgotten_at.get(number, 0) <= epoch
 
     def _recent(self, number: str, now: float) -> Entry | None:
         """A known entry young enough to serve while it is refreshed in the background."""
@@ -266,10 +286,10 @@ class ConferenceStore:
     def _start_fetch(self, numbers: list[str]) -> dict[str, asyncio.Future[Entry]]:
         futures: dict[str, asyncio.Future[Entry]] = {n: self._new_future() for n in numbers}
         self._inflight.update(futures)
-        self._spawn(self._fetch_numbers(futures))
+        self._spawn(self._fetch_numbers(futures, self._epoch))
         return futures
 
-    async def _fetch_numbers(self, futures: dict[str, asyncio.Future[Entry]]) -> None:
+    async def _fetch_numbers(self, futures: dict[str, asyncio.Future[Entry]], epoch: int) -> None:
         self.stats.fetches += 1
         try:
             found = await self._fetch(list(futures))
@@ -281,14 +301,15 @@ class ConferenceStore:
             now = self._clock()
             for number, future in futures.items():
                 entry = Entry(found.get(number), now)
-                self._keep(number, entry)
+                if self._unchanged_since(number, epoch):
+                    self._keep(number, entry)
                 future.set_result(entry)
         finally:
             for number, future in futures.items():
                 if self._inflight.get(number) is future:
                     del self._inflight[number]
 
-    async def _fetch_listing(self, future: asyncio.Future[Listing]) -> None:
+    async def _fetch_listing(self, future: asyncio.Future[Listing], epoch: int) -> None:
         self.stats.fetches += 1
         try:
             found = await self._fetch(ALL)
@@ -298,12 +319,15 @@ class ConferenceStore:
         else:
             now = self._clock()
             listing = Listing(tuple(found.values()), now)
-            self._listing[ALL] = self._known_listing[ALL] = listing
+            if self._epoch == epoch:  # nothing was forgotten meanwhile: the whole list holds
+                self._listing[ALL] = self._known_listing[ALL] = listing
             for conference in listing.conferences:
-                self._keep(conference.number, Entry(conference, now))
+                if self._unchanged_since(conference.number, epoch):
+                    self._keep(conference.number, Entry(conference, now))
             future.set_result(listing)
         finally:
-            self._listing_inflight = None
+            if self._listing_inflight is future:  # forget() may have let a newer one start
+                self._listing_inflight = None
 
     def _keep(self, number: str, entry: Entry) -> None:
         self._fresh[number] = entry
