@@ -30,8 +30,6 @@ async def test_chaos_run_keeps_every_invariant() -> None:
         margin=5.0,
         fault_seconds=(0.5, 1.5),
         calm_seconds=(0.2, 0.6),
-        # A known gateway bug answers INTERNAL_ERROR for it: see the xfail below.
-        mistyped_variables=False,
     )
     report = await run_chaos(config)
     assert dict(report.violations) == {}, report.as_text()
@@ -50,25 +48,9 @@ async def test_chaos_run_keeps_every_invariant() -> None:
     assert json.loads(json.dumps(report.as_json()))["ok"] is True
 
 
-MISTYPED = "variables"
-
-
 @pytest.mark.parametrize(
     "body",
-    [
-        pytest.param(
-            body,
-            id=json.dumps(body)[:60],
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="gateway/schema/error_codes.py masks graphql-core's variable "
-                "coercion error (original_error set) as INTERNAL_ERROR",
-            )
-            if MISTYPED in body
-            else (),
-        )
-        for body in invalid_bodies(mistyped_variables=True)
-    ],
+    [pytest.param(body, id=json.dumps(body)[:60]) for body in invalid_bodies(True)],
 )
 async def test_chaos_invalid_inputs_are_bad_user_input(
     gateway_stack: StackFactory, body: dict[str, Any]
