@@ -74,6 +74,8 @@ def parser() -> argparse.ArgumentParser:
                    help=f"some of {','.join(WORKLOADS)}")  # fmt: skip
     p.add_argument("--targets", type=lambda t: _words(t, TARGETS),
                    help=f"some of {','.join(TARGETS)}")  # fmt: skip
+    p.add_argument("--connections", type=int,
+                   help="one concurrency for all (default 64; w3 4; w4 200)")  # fmt: skip
     p.add_argument("--sizes", type=_numbers, help="w3 room counts (100,1000,10000)")
     p.add_argument("--workers", type=_numbers, help="uvicorn worker counts (1,2,4)")
     p.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
@@ -108,6 +110,7 @@ def options_from(args: argparse.Namespace) -> Options:
         ("sizes", args.sizes),
         ("worker_counts", args.workers),
         ("budget", args.budget),
+        ("connections", args.connections),
         ("wait_quiet", args.wait_quiet),
     ):
         if value is not None:

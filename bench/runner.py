@@ -10,6 +10,7 @@ RSS (``VmHWM``) is that of one workload.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import os
 import platform
@@ -56,6 +57,8 @@ class Options:
     """Re-measure the w1 limit with other clients, to show the client is not the limit."""
     naive_workloads: tuple[str, ...] = ("w1", "w2", "w3", "w4")
     """Where the naive app runs too (each of its windows costs a process start)."""
+    connections: int | None = None
+    """Every workload's concurrency, instead of its own (64, 4 or 200)."""
     wait_quiet: float = 0.0
     """Seconds to wait, before each window, for other work on the machine to stop."""
     start_cost: float = 3.0
@@ -129,9 +132,9 @@ class Bench:
         return document
 
     def plan(self) -> list[Workload]:
-        """The workloads asked for, in order."""
+        """The workloads asked for, in order (with ``options.connections`` if set)."""
         chosen, d = self.options.workloads, self.options.duration
-        plan = []
+        plan: list[Workload] = []
         if "w1" in chosen:
             plan.append(workloads.w1(d))
         if "w2" in chosen:
@@ -140,7 +143,12 @@ class Bench:
             plan.extend(workloads.w3(rooms, d) for rooms in self.options.sizes)
         if "w4" in chosen:
             plan.append(workloads.w4(self.options.w4_duration, ttl=self.options.w4_ttl))
-        return plan
+        return [self._sized(workload) for workload in plan]
+
+    def _sized(self, workload: Workload) -> Workload:
+        if self.options.connections is None:
+            return workload
+        return dataclasses.replace(workload, connections=self.options.connections)
 
     # --- one workload -------------------------------------------------------------------
 
@@ -230,6 +238,7 @@ class Bench:
     def workers(self) -> None:
         """w4's mix on ``uvicorn --workers N``: each worker has its own token and cache."""
         workload = workloads.w4(self.options.w4_duration, ttl=self.options.w4_ttl)
+        workload = self._sized(workload)
         workload = Workload(
             "workers", f"gateway with uvicorn --workers N, {workload.title}", workload.rooms,
             workload.connections, workload.bodies, max(self.options.duration, 3.0),
@@ -463,6 +472,7 @@ def options_json(options: Options) -> dict[str, Any]:
         "pbx_latency_s": options.latency,
         "pbx_jitter_s": options.jitter,
         "pbx_serial": True,
+        "connections": options.connections,
         "budget_s": options.budget,
         "wait_quiet_s": options.wait_quiet,
     }
