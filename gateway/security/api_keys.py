@@ -74,9 +74,9 @@ def load_keys(path: Path) -> tuple[StoredKey, ...]:
             raise ConfigError(
                 f"{where}.scopes has unknown {sorted(unknown)}; known: {sorted(ALL_SCOPES)}"
             )
+        if any(key.name == key_name for key in keys):
+            raise ConfigError(f"{where}.name {key_name!r} is used twice: key names must be unique")
         keys.append(StoredKey(key_name, bytes.fromhex(digest), frozenset(scopes)))
-    if len({key.name for key in keys}) != len(keys):
-        raise ConfigError(f"{name}: key names must be unique")
     return tuple(keys)
 
 
