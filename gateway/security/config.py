@@ -8,6 +8,7 @@ must be a decision (``none``), never an accident.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -15,6 +16,7 @@ import jwt
 
 from gateway.env import EnvReader, read_secret_file, required_file
 from gateway.errors import ConfigError
+from gateway.persisted_queries import load_documents
 from gateway.security.api_keys import StoredKey, load_keys
 from gateway.security.identity import ALL_SCOPES, READ
 from gateway.security.jwt_auth import JwtVerifier
@@ -48,6 +50,14 @@ class SecuritySettings:
     miss_rate: float = 1.0
     miss_burst: float = 10.0
     trusted_proxies: tuple[str, ...] = field(default=())
+    persisted_only: bool = False
+    """Run only the documents in ``persisted_documents`` (an operation allowlist)."""
+    persisted_documents: Mapping[str, str] = field(default_factory=dict)
+    """Registered documents by SHA-256, from ``GATEWAY_PERSISTED_QUERIES_FILE``."""
+    apq_max_entries: int = 1000
+    """Documents Automatic Persisted Queries remembers (0: APQ off); clients fill it."""
+    apq_ttl: float = 86_400.0
+    """Seconds APQ remembers a document after it was sent in full."""
 
 
 def security_from_environ(reader: EnvReader) -> SecuritySettings:
@@ -66,6 +76,10 @@ def security_from_environ(reader: EnvReader) -> SecuritySettings:
                 "GATEWAY_CORS_ORIGINS lists exact origins such as https://wallboard.example.com "
                 f"(no '*', no path); got {origin!r}"
             )
+    documents_file = reader.file("GATEWAY_PERSISTED_QUERIES_FILE")
+    persisted_only = reader.boolean("GATEWAY_PERSISTED_ONLY", False)
+    if persisted_only and documents_file is None:
+        raise ConfigError("GATEWAY_PERSISTED_QUERIES_FILE is required with GATEWAY_PERSISTED_ONLY")
     return SecuritySettings(
         auth=auth,
         api_keys=load_keys(keys_file) if auth == "api-key" and keys_file else (),
@@ -84,6 +98,10 @@ def security_from_environ(reader: EnvReader) -> SecuritySettings:
         burst=reader.number("GATEWAY_RATE_BURST", 40.0, minimum=1),
         miss_rate=reader.number("GATEWAY_MISS_RATE_LIMIT", 1.0, minimum=0.001),
         miss_burst=reader.number("GATEWAY_MISS_BURST", 10.0, minimum=1),
+        persisted_only=persisted_only,
+        persisted_documents=load_documents(documents_file) if documents_file else {},
+        apq_max_entries=reader.integer("GATEWAY_APQ_MAX_ENTRIES", 1000, minimum=0),
+        apq_ttl=reader.number("GATEWAY_APQ_TTL", 86_400.0, minimum=1),
     )
 
 
@@ -123,6 +141,10 @@ def _jwt_verifier(reader: EnvReader) -> JwtVerifier:
                 raise ConfigError(f"{source} must hold at least 32 bytes of secret")
             key = text.encode()
         else:
+            if "PRIVATE KEY" in text:  # it verifies, but the gateway must never hold it
+                raise ConfigError(
+                    f"{source} holds a private key: give the gateway only the public key"
+                )
             key = jwt.algorithms.get_default_algorithms()[algorithms[0]].prepare_key(text)
     except (jwt.PyJWTError, ValueError, TypeError, json.JSONDecodeError):
         raise ConfigError(f"{source}: {path} does not hold a usable key") from None
