@@ -66,6 +66,18 @@ class Listing:
 
 
 @dataclass
+class ServedReport(StaleReport):
+    """A :class:`StaleReport` that also keeps the oldest ``fetched_at`` of every answer the
+    store gave (fresh or stale), so the HTTP response can say how long it stays fresh."""
+
+    oldest_fetched_at: float | None = None
+
+    def served(self, fetched_at: float) -> None:
+        if self.oldest_fetched_at is None or fetched_at < self.oldest_fetched_at:
+            self.oldest_fetched_at = fetched_at
+
+
+@dataclass
 class StoreStats:
     """Counters that tests, benchmarks and metrics read."""
 
@@ -155,6 +167,8 @@ class ConferenceStore:
             if stale is not None:
                 entries[number] = stale
                 self._note(report, number, stale, failure)
+        for entry in entries.values():
+            _note_served(report, entry.fetched_at)
         return [entries[n].conference if n in entries else failures[n] for n in numbers]
 
     def _sort(
@@ -196,6 +210,7 @@ class ConferenceStore:
         listing = self._listing.get(ALL)
         if listing is not None:
             self.stats.hits += 1
+            _note_served(report, listing.fetched_at)
             return list(listing.conferences)
         known = self._known_listing.get(ALL)
         recent = known is not None and self._clock() - known.fetched_at < self._revalidate_until
@@ -207,6 +222,7 @@ class ConferenceStore:
                     if known is None or not _may_serve_stale(refusal):
                         raise
                     self._note_listing(report, known, refusal)
+                    _note_served(report, known.fetched_at)
                     return list(known.conferences)
             self._listing_inflight = self._new_future()
             self._spawn(self._fetch_listing(self._listing_inflight, self._epoch))
@@ -216,6 +232,7 @@ class ConferenceStore:
                 self.stats.misses += 1
         if known is not None and recent:
             self.stats.hits += 1
+            _note_served(report, known.fetched_at)
             return list(known.conferences)
         try:
             listing = await self._wait(self._listing_inflight, deadline)
@@ -223,7 +240,9 @@ class ConferenceStore:
             if known is None or not _may_serve_stale(exc):
                 raise
             self._note_listing(report, known, exc)
+            _note_served(report, known.fetched_at)
             return list(known.conferences)
+        _note_served(report, listing.fetched_at)
         return list(listing.conferences)
 
     def forget(self, number: str) -> None:
@@ -353,6 +372,11 @@ class ConferenceStore:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _note_served(report: StaleReport | None, fetched_at: float) -> None:
+    if isinstance(report, ServedReport):
+        report.served(fetched_at)
 
 
 def _may_serve_stale(error: Exception) -> bool:

@@ -21,8 +21,7 @@ from gateway.pbx.conferences import Conference
 from gateway.schema.numbers import NumberBudget
 from gateway.security.identity import Identity
 from gateway.security.rate_limit import RateLimiter
-from gateway.staleness import StaleReport
-from gateway.store import ConferenceStore
+from gateway.store import ConferenceStore, ServedReport
 
 ConferenceLoader = DataLoader[str, Conference | None]
 
@@ -44,7 +43,8 @@ class GatewayContext:
     metrics: Metrics | None = None
     fetches_started: int = 0
     """PBX fetches this request started (for its log line)."""
-    stale: StaleReport = field(default_factory=StaleReport)
+    stale: ServedReport = field(default_factory=ServedReport)
+    """What was served stale, and the oldest ``fetched_at`` of everything served."""
     loader: ConferenceLoader = field(init=False)
 
     def __post_init__(self) -> None:

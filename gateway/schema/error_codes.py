@@ -34,7 +34,7 @@ class ErrorCodes(SchemaExtension):
         original = error.original_error
         if isinstance(original, GatewayError) or (error.extensions or {}).get("code"):
             return error
-        if original is None:
+        if original is None or isinstance(original, GraphQLError):  # graphql-core's own
             code = (
                 "GRAPHQL_PARSE_FAILED"
                 if error.message.startswith("Syntax Error")
