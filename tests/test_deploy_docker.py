@@ -66,7 +66,16 @@ def test_dockerfile_builder_installs_the_wheel_into_the_venv(stages: list[Stage]
     commands = run.arguments
     assert f"python -m venv --without-pip {VENV}" in commands
     assert "pip wheel --no-deps --wheel-dir /wheels ." in commands
-    assert f"pip --python {VENV}/bin/python install /wheels/pbx_gateway-*.whl" in commands
+    assert 'wheel="$(echo /wheels/pbx_gateway-*.whl)"' in commands
+    assert f'pip --python {VENV}/bin/python install "${{wheel}}${{EXTRAS:+[$EXTRAS]}}"' in commands
+
+
+def test_dockerfile_installs_the_redis_extra_by_default(stages: list[Stage]) -> None:
+    """The image can share one PBX session across replicas (pyproject's redis extra)."""
+    (extras,) = stages[0].all("ARG")
+    assert extras.arguments == "EXTRAS=redis"
+    with (REPO / "pyproject.toml").open("rb") as file:
+        assert "redis" in tomllib.load(file)["project"]["optional-dependencies"]
 
 
 def test_dockerfile_runtime_receives_only_the_venv(stages: list[Stage]) -> None:

@@ -219,7 +219,7 @@ def test_gateway_probes_health_endpoints_on_its_port(rendered: list[Document]) -
 
 
 def test_gateway_runs_one_replica() -> None:
-    """One replica: each would hold its own PBX session until the shared store lands."""
+    """One replica by default: without Redis each would hold its own PBX session."""
     assert find(render(BASE), "Deployment", "pbx-gateway")["spec"]["replicas"] == 1
 
 

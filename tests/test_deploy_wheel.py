@@ -80,7 +80,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     (wheel,) = wheels.glob("pbx_gateway-*.whl")
     venv = root / "venv"
     run_command(sys.executable, "-m", "venv", "--without-pip", venv)
-    run_command(*pip, "--python", venv / "bin" / "python", "install", "--quiet", wheel)
+    (extras,) = stages[0].all("ARG")  # EXTRAS=redis: the optional dependencies the image has
+    requirement = f"{wheel}[{extras.arguments.partition('=')[2]}]"
+    run_command(*pip, "--python", venv / "bin" / "python", "install", "--quiet", requirement)
     return Installed(wheel=wheel, venv=venv)
 
 
