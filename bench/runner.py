@@ -403,6 +403,14 @@ def ratios(runs: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
             else None
             for other in ("limit", "naive")
         }
+        limit = targets.get("limit")
+        if limit is not None and limit["server"]["cpu_ms_per_request"]:
+            # Server CPU per request barely depends on other work on the machine; rates do.
+            out[label]["cpu_per_request gateway/limit"] = round(
+                (gateway["server"]["cpu_ms_per_request"] or 0)
+                / limit["server"]["cpu_ms_per_request"],
+                1,
+            )
         naive = targets.get("naive")
         if naive is not None and naive["requests"] == 0:
             # None finished in the window: its rate is under 1/duration, so the ratio is over

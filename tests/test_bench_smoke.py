@@ -63,7 +63,7 @@ def test_bench_tiny_run_writes_results_and_hot_reads_cost_no_pbx_call(tmp_path: 
     assert gateway["pbx"]["query_calls"] <= 1  # warmed before the window: served from cache
     assert limit["pbx"]["calls_total"] == 0
     assert limit["same_bytes_as_gateway"] is True
-    assert set(results["ratios"]["w1"]) == {"gateway/limit", "gateway/naive"}
+    assert {"gateway/limit", "gateway/naive"} <= set(results["ratios"]["w1"])
 
 
 def test_bench_compare_reads_two_results_files(tmp_path: Path) -> None:
