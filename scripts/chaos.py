@@ -573,7 +573,7 @@ class FaultDriver:
             self.undo_all()
             if self._credential_skips:
                 self.report.fault_notes.append(
-                    f"credentials fault skipped {self._credential_skips} times: the gateway had "
+                    f"credentials fault skipped {self._credential_skips} time(s): the gateway had "
                     "not logged in again since the last one (its login guard would count a "
                     "second rejection in a row and never try those credentials again)"
                 )
