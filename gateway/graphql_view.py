@@ -36,7 +36,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import StrawberryGraphQLError
-from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, GraphQLRequestProtocol
 from strawberry.http.base import BaseRequestProtocol
 from strawberry.schema.base import BaseSchema
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
@@ -176,8 +176,10 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
             status = 400 if exchange.media_type == GRAPHQL_RESPONSE_JSON else 200
             return self._refusal(exchange, status, "OPERATION_RESOLUTION_FAILURE", exc.reason)
         code = _HTTP_CODES.get(exc.status_code, "BAD_REQUEST")
-        if "batch" in exc.reason.lower():
-            code = "OPERATION_TOO_LARGE" if "max" in exc.reason.lower() else "BAD_USER_INPUT"
+        if isinstance(exc, _CodedRefusal):
+            code = exc.code
+        elif "batch" in exc.reason.lower():
+            code = "BAD_USER_INPUT"
         return self._refusal(exchange, exc.status_code, code, exc.reason)
 
     def _refusal(
@@ -204,6 +206,24 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
         # Only a browser asking for a page: a GET carrying a persisted-query hash, or any
         # other client's ``Accept: */*``, is a GraphQL request.
         return _asks_for_ide(request.method, request.query_params, request.headers)
+
+    def _validate_batch_request(
+        self, request_data: list[GraphQLRequestData], protocol: GraphQLRequestProtocol
+    ) -> None:
+        # strawberry reads each item with .get(): check they are objects, and say which
+        # limit a too-long batch breaks.
+        batching = self.schema.config.batching_config
+        if batching is not None and len(request_data) > batching["max_operations"]:
+            raise _CodedRefusal(
+                f"this batch holds {len(request_data)} operations; at most "
+                f"{batching['max_operations']} are allowed (GATEWAY_MAX_BATCH)",
+                "OPERATION_TOO_LARGE",
+            )
+        super()._validate_batch_request(request_data, protocol)
+        if not all(isinstance(item, dict) for item in request_data):
+            raise _CodedRefusal(
+                "every operation of a batch must be a JSON object", "BAD_USER_INPUT"
+            )
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -269,6 +289,14 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
         if _is_request_error(result):
             answer.pop("data", None)  # nothing executed: the GraphQL spec says no data entry
         return answer
+
+
+class _CodedRefusal(HTTPException):
+    """A 400 refusal that names its own ``extensions.code``."""
+
+    def __init__(self, reason: str, code: str) -> None:
+        super().__init__(400, reason)
+        self.code = code
 
 
 def _exchange_of(request: Request | WebSocket) -> _Exchange | None:
