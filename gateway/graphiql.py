@@ -15,9 +15,8 @@ gateway plus the page's one inline script and one inline style, allowed by their
 thing it blocks on purpose: the ``<style>`` GraphiQL's dialogs inject to stop the page
 scrolling under them (react-remove-scroll); the page never scrolls anyway.
 
-Wiring: ``routes=[..., *graphiql_routes()]``, and the GraphQL view answers a GET that
-asks for HTML with ``render_graphiql_page(request.url.path)`` (strawberry's
-``render_graphql_ide`` hook, reached only if the context can be built for that request).
+Wiring: ``routes=[..., *graphiql_routes()]``, and in the GraphQL view
+``async def render_graphql_ide(self, request): return render_graphiql_page(request.url.path)``.
 """
 
 from __future__ import annotations
