@@ -12,10 +12,10 @@ by a CDN. What may be kept, and for how long:
   ``GATEWAY_CACHE_TTL`` minus the age of the oldest store entry that answered, rounded
   down, never below 0 (an answer that read nothing from the store, such as
   ``{ __typename }``, gets the whole TTL).
-- ``ETag``: weak, from the SHA-256 of the body. ``If-None-Match`` that matches (weak
-  comparison, RFC 9110 section 13.1.2) gets ``304`` without a body. The query still
-  runs to know the answer, from the gateway's cache, so a revalidation within the TTL
-  costs no PBX call; only the bytes are saved.
+- ``ETag``: weak, from the SHA-256 of the body and its media type. ``If-None-Match``
+  that matches (weak comparison, RFC 9110 section 13.1.2) gets ``304`` without a body.
+  The query still runs to know the answer, from the gateway's cache, so a revalidation
+  within the TTL costs no PBX call; only the bytes are saved.
 - ``Vary: Accept, Authorization, X-API-Key`` on every answer: the media type and status
   follow ``Accept``, the data follows the credentials.
 """
@@ -48,9 +48,10 @@ class CachePolicy:
         return f"{'public' if self.shared else 'private'}, max-age={seconds}"
 
 
-def etag_for(body: bytes) -> str:
-    """A weak entity tag for ``body``."""
-    return f'W/"{hashlib.sha256(body).hexdigest()[:32]}"'
+def etag_for(body: bytes, media_type: str) -> str:
+    """A weak entity tag for ``body`` sent as ``media_type`` (one representation each)."""
+    digest = hashlib.sha256(media_type.encode() + b"\n" + body).hexdigest()
+    return f'W/"{digest[:32]}"'
 
 
 def matches(if_none_match: str | None, etag: str) -> bool:
@@ -71,7 +72,7 @@ def uncacheable(response: Response) -> Response:
 def cacheable(response: Response, cache_control: str, if_none_match: str | None) -> Response:
     """Mark ``response`` cacheable with an ETag, or answer ``304`` when the client's copy
     (``If-None-Match``) is still the same."""
-    etag = etag_for(bytes(response.body))
+    etag = etag_for(bytes(response.body), response.headers.get("content-type", ""))
     headers = {"cache-control": cache_control, "etag": etag, "vary": VARY}
     if matches(if_none_match, etag):
         return Response(status_code=304, headers=headers)
