@@ -5,6 +5,7 @@
     GatewayError                    code               meaning
     ├── ConfigError                 -                  bad settings; start-up stops with one line
     ├── BadInputError               BAD_USER_INPUT     the caller asked for something invalid
+    │   └── InvalidFieldsError                         input fields break their rules (each named)
     ├── RateLimitedError            RATE_LIMITED       the caller's PBX budget is spent for now
     └── PbxError                    (per subclass)     anything about the PBX; names the endpoint
         ├── PbxUnavailableError     PBX_UNAVAILABLE    no usable answer right now (may pass)
@@ -17,8 +18,10 @@
         ├── PbxAuthError            PBX_AUTH_FAILED    errno 20003: the gateway's credentials
         ├── PbxLockedOutError       PBX_LOCKED_OUT     errno 20002: our address is locked out
         └── PbxApiError             PBX_ERROR          any other errno (carries it)
-            └── PbxTokenError                          20004 / 20005 / 20006 (the session
-                                                       renews the token; callers rarely see it)
+            ├── PbxTokenError                          20004 / 20005 / 20006 (the session
+            │                                          renews the token; callers rarely see it)
+            └── PbxRateLimitedError PBX_RATE_LIMITED   10025: configuration applied too often
+                                                       (a change; carries a retryAfter hint)
 
 Messages say what happened and what to do. They carry the errno, its meaning and the
 endpoint, never the token, the password or its MD5: the PBX client builds every message
@@ -28,6 +31,7 @@ from its own strings, not from upstream text.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from gateway.pbx.errnos import errno_meaning
@@ -60,6 +64,23 @@ class BadInputError(GatewayError):
     """The caller's input is invalid; nothing was sent to the PBX."""
 
     code = "BAD_USER_INPUT"
+
+
+class InvalidFieldsError(BadInputError):
+    """Input fields break their rules; ``violations`` pairs each field (by its schema name)
+    with the rule it breaks, all of them at once. Messages never quote a PIN."""
+
+    def __init__(self, violations: Sequence[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{field}: {rule}" for field, rule in violations))
+        self.violations = tuple(violations)
+
+    @property
+    def extensions(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "field": self.violations[0][0] if self.violations else None,
+            "violations": [{"field": field, "rule": rule} for field, rule in self.violations],
+        }
 
 
 class RateLimitedError(GatewayError):
@@ -154,3 +175,22 @@ class PbxLockedOutError(PbxApiError):
 
     code = "PBX_LOCKED_OUT"
     serve_stale = True
+
+
+class PbxRateLimitedError(PbxApiError):
+    """The PBX refused a change because configuration was applied too often (10025).
+
+    Nothing was applied; the same change may be sent again after ``retry_after`` seconds.
+    """
+
+    code = "PBX_RATE_LIMITED"
+
+    def __init__(
+        self, message: str, *, endpoint: str, errno: str | None, retry_after: float
+    ) -> None:
+        super().__init__(message, endpoint=endpoint, errno=errno)
+        self.retry_after = max(1, math.ceil(retry_after))
+
+    @property
+    def extensions(self) -> dict[str, Any]:
+        return {"code": self.code, "errno": self.errno, "retryAfter": self.retry_after}
