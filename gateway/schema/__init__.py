@@ -1,4 +1,4 @@
-"""The GraphQL schema: types, the root query, the per-request context and its policies.
+"""The GraphQL schema: types, the root query and mutation, the per-request context, policies.
 
 ``build_schema()`` assembles it; ``schema.graphql`` at the repository root is its
 printed form, kept equal to this code by a test (``pbx-gateway export-schema``). Each
@@ -24,6 +24,7 @@ from strawberry.types import ExecutionContext
 
 from gateway.observability.request_log import RequestRecorder
 from gateway.schema.error_codes import ErrorCodes
+from gateway.schema.mutation import Mutation
 from gateway.schema.query import Query
 from gateway.schema.stale_marks import StaleMarks
 from gateway.security.config import SecuritySettings
@@ -58,5 +59,8 @@ def build_schema(security: SecuritySettings | None = None) -> strawberry.Schema:
         extensions.append(DisableIntrospection)
     batching = BatchingConfig(max_operations=limits.max_batch) if limits.batching else None
     return GatewaySchema(
-        query=Query, extensions=extensions, config=StrawberryConfig(batching_config=batching)
+        query=Query,
+        mutation=Mutation,
+        extensions=extensions,
+        config=StrawberryConfig(batching_config=batching),
     )

@@ -34,7 +34,7 @@ class ConferencePrompt(enum.Enum):
     name="Conference",
     description=(
         "A conference room on the PBX and its settings. Rooms are created in the PBX's web "
-        "interface; this API reads them."
+        "interface; this API reads their settings and changes them."
     ),
 )
 class ConferenceNode:

@@ -1,0 +1,197 @@
+"""The root ``Mutation``: change one conference room's settings.
+
+In order, and nothing reaches the PBX before the last two steps:
+
+1. scopes: ``conferences:write``, and ``conferences:pins`` too when a PIN is given
+   (``FORBIDDEN``; permission classes below, so the resolver never runs);
+2. the input's rules (``BAD_USER_INPUT``, every violation at once);
+3. the caller's budget of PBX calls, charged two: the change and its read-back;
+4. one ``conference/update``, never retried (:mod:`gateway.pbx.conference_update`);
+5. the store forgets the room (fresh, stale and the ``all`` listing), then reads it back
+   with one fresh ``conference/query``, which refills the cache for everyone.
+
+Each attempt leaves one ``gateway.audit`` line naming the client, the room and the
+fields, never their values.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import strawberry
+
+from gateway.errors import (
+    GatewayError,
+    InvalidFieldsError,
+    PbxProtocolError,
+    PbxRateLimitedError,
+)
+from gateway.observability.audit import audit_change
+from gateway.pbx.conference_update import may_have_applied, update_conference
+from gateway.pbx.conferences import Conference
+from gateway.pbx.session import PbxSession
+from gateway.runtime import Runtime
+from gateway.schema.conference_update_input import (
+    SCHEMA_NAMES,
+    UpdateConferenceInput,
+    validate_update,
+)
+from gateway.schema.context import GatewayContext
+from gateway.schema.permissions import RequireScope
+from gateway.schema.types import ConferenceNode
+from gateway.security.identity import PINS, WRITE
+
+Info = strawberry.Info[GatewayContext, None]
+
+ACTION = "conference.update"
+
+InputArgument = Annotated[
+    UpdateConferenceInput,
+    strawberry.argument(description="The room's number and the settings to change."),
+]
+
+
+def _given(kwargs: dict[str, Any]) -> tuple[str, list[str]]:
+    data = kwargs.get("input")
+    if not isinstance(data, UpdateConferenceInput):
+        return "", []
+    return data.number, [SCHEMA_NAMES[name] for name in data.given()]
+
+
+def _audit_denied(info: Info, kwargs: dict[str, Any]) -> None:
+    number, fields = _given(kwargs)
+    context = info.context
+    audit_change(
+        ACTION,
+        identity=getattr(context, "identity", None),
+        number=number,
+        fields=fields,
+        outcome="denied",
+        request_id=getattr(context, "request_id", None),
+    )
+
+
+class CanWrite(RequireScope):
+    scope = WRITE
+    message = f"the caller lacks the {WRITE} scope needed to change conferences"
+
+    def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        allowed = super().has_permission(source, info, **kwargs)
+        if not allowed:
+            _audit_denied(info, kwargs)
+        return allowed
+
+
+class CanSetPins(RequireScope):
+    """Asked only when the input gives a PIN: setting one needs the PINs scope too."""
+
+    scope = PINS
+    message = (
+        f"the caller lacks the {PINS} scope needed to set participantPassword or "
+        "moderatorPassword; leave them out to change the other settings"
+    )
+
+    def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        data = kwargs.get("input")
+        if isinstance(data, UpdateConferenceInput) and not data.sets_pins():
+            return True
+        allowed = super().has_permission(source, info, **kwargs)
+        if not allowed:
+            _audit_denied(info, kwargs)
+        return allowed
+
+
+@strawberry.type(
+    description=(
+        "The outcome of updateConference: the settings that were changed and the room as "
+        "the PBX reports it afterwards."
+    )
+)
+class UpdateConferencePayload:
+    changed_fields: list[str] = strawberry.field(
+        description=(
+            'The settings sent to the PBX, by their names in this schema (such as "name" or '
+            '"participantPassword"), in schema order. Never their values.'
+        )
+    )
+    read_back: strawberry.Private[Conference | Exception | None]
+
+    @strawberry.field(
+        description=(
+            "The room as the PBX reports it after the change, read with one fresh query "
+            "(which also refreshes the gateway's cache). null only when that read failed, "
+            "with an error at this path saying why; the change itself was applied."
+        )
+    )
+    def conference(self) -> ConferenceNode | None:
+        if isinstance(self.read_back, Exception):
+            raise self.read_back
+        if self.read_back is None:
+            raise PbxProtocolError(
+                "the PBX accepted the change but no longer reports the room; query it again",
+                endpoint="conference/query",
+            )
+        return ConferenceNode.from_record(self.read_back)
+
+
+@strawberry.type(description="Change the PBX's conference rooms.")
+class Mutation:
+    @strawberry.mutation(
+        permission_classes=[CanWrite, CanSetPins],
+        description=(
+            "Change some settings of one conference room; settings left out keep their "
+            "value. Needs the conferences:write scope, and conferences:pins as well to set "
+            "a PIN. Sent to the PBX once and never retried by the gateway: after a "
+            "PBX_UNAVAILABLE error the change may or may not have been applied, so query "
+            "the room before sending it again. PBX_RATE_LIMITED means nothing was changed: "
+            "send it again after extensions.retryAfter seconds."
+        ),
+    )
+    async def update_conference(self, info: Info, input: InputArgument) -> UpdateConferencePayload:
+        context = info.context
+        fields = [SCHEMA_NAMES[name] for name in input.given()]
+
+        def audit(number: str, outcome: str, error: GatewayError | None = None) -> None:
+            audit_change(
+                ACTION,
+                identity=context.identity,
+                number=number,
+                fields=fields,
+                outcome=outcome,
+                request_id=context.request_id,
+                error=error,
+            )
+
+        try:
+            changes = validate_update(input)
+        except InvalidFieldsError as exc:
+            audit(input.number, "invalid", exc)
+            raise
+        try:
+            context.admit(2)  # the change and its read-back, on the caller's PBX budget
+            await update_conference(_pbx_session(context), changes)
+        except GatewayError as exc:
+            unknown = may_have_applied(exc)
+            if unknown:  # it may have changed: whatever the cache holds may be wrong now
+                context.store.forget(changes.number)
+            audit(changes.number, "unknown" if unknown else "refused", exc)
+            if isinstance(exc, PbxRateLimitedError) and context.response is not None:
+                context.response.headers["Retry-After"] = str(exc.retry_after)
+            raise
+        # Forget first: a query already under way may bring back the old value, and the
+        # store will not keep it (see ConferenceStore.forget); the read-back is new.
+        context.store.forget(changes.number)
+        audit(changes.number, "applied")
+        (read_back,) = await context.store.get_many(
+            [changes.number], report=context.stale, deadline=context.deadline
+        )
+        return UpdateConferencePayload(changed_fields=fields, read_back=read_back)
+
+
+def _pbx_session(context: GatewayContext) -> PbxSession:
+    """The gateway's one PBX session: the runtime the app's lifespan created."""
+    app = getattr(context.request, "app", None)
+    runtime = getattr(getattr(app, "state", None), "runtime", None)
+    if not isinstance(runtime, Runtime):
+        raise GatewayError("the gateway's PBX session is not running; try again shortly")
+    return runtime.session
