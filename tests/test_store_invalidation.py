@@ -74,7 +74,7 @@ async def started(fetch: HeldFetch, calls: int) -> None:
     raise AssertionError(f"expected {calls} fetches, saw {len(fetch.calls)}")
 
 
-def names(outcomes: list[Conference | None | Exception]) -> list[str | None]:
+def names(outcomes: list[Conference | Exception | None]) -> list[str | None]:
     return [o.name if isinstance(o, Conference) else None for o in outcomes]
 
 
