@@ -81,6 +81,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
     p.add_argument("--http", choices=("auto", "h11", "httptools"), default="auto")
     p.add_argument("--budget", type=float, help="seconds; later runs are skipped past it")
+    p.add_argument("--nice", type=int, default=0,
+                   help="CPU priority of all processes, e.g. -10 when shared (root)")  # fmt: skip
     p.add_argument("--wait-quiet", type=float, metavar="S",
                    help="before each window wait up to S s for other work to stop")  # fmt: skip
     p.add_argument("--no-checks", action="store_true",
@@ -99,6 +101,8 @@ def options_from(args: argparse.Namespace) -> Options:
         best.http if args.http == "auto" else args.http,
     )
     changes: dict[str, object] = {"stack": stack}
+    if args.nice:
+        changes["nice"] = args.nice
     if args.no_checks:
         changes.update(compare_stacks=False, loadgen_check=False)
     if args.duration is not None:

@@ -139,9 +139,11 @@ class Target:
 class TargetFactory:
     """Starts targets on fresh ports, logging into ``workdir``."""
 
-    def __init__(self, workdir: Path, stack: Stack, *, latency: float, jitter: float) -> None:
+    def __init__(
+        self, workdir: Path, stack: Stack, *, latency: float, jitter: float, nice: int = 0
+    ) -> None:
         self.workdir, self.stack = workdir, stack
-        self.latency, self.jitter = latency, jitter
+        self.latency, self.jitter, self.nice = latency, jitter, nice
 
     @contextlib.contextmanager
     def simulator(self, rooms: int) -> Iterator[Simulator]:
@@ -151,7 +153,7 @@ class TargetFactory:
             "bench.serve", "simulator", "--port", str(port), "--rooms", str(rooms),
             "--latency", str(self.latency), "--jitter", str(self.jitter), "--serial",
         )  # fmt: skip
-        process = ServerProcess("simulator", argv, port=port, log_dir=self.workdir)
+        process = ServerProcess("simulator", argv, port=port, log_dir=self.workdir, nice=self.nice)
         process.start()
         simulator = Simulator(process)
         try:
@@ -192,7 +194,9 @@ class TargetFactory:
                 "--loop", stack.loop, "--http", stack.http,
             ),
         ]  # fmt: skip
-        process = ServerProcess(kind, argv, port=port, log_dir=self.workdir, env=env)
+        process = ServerProcess(
+            kind, argv, port=port, log_dir=self.workdir, env=env, nice=self.nice
+        )
         process.start()
         target = Target(kind, process, info_path, stack)
         try:
