@@ -25,6 +25,7 @@ from bench.workloads import Workload
 if TYPE_CHECKING:
     from bench.runner import Bench
 
+_LINE = re.compile(r":\d+\)$")
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>.*?)(?::(?P<line>\d+))?\)$")
 _PACKAGES = ("gateway", "bench", "strawberry", "graphql", "starlette", "uvicorn", "httptools",
              "uvloop", "h11", "httpx", "httpcore", "anyio", "cachetools", "asyncio", "json",
@@ -205,7 +206,8 @@ def flame_graph(stacks: Counter[tuple[str, ...]], title: str, width: int = 1400)
         node = tree
         node["n"] += count
         for frame in frames:
-            node = node["c"].setdefault(frame, {"n": 0, "c": {}})
+            name = _LINE.sub(")", frame)  # one box per function, not per line
+            node = node["c"].setdefault(name, {"n": 0, "c": {}})
             node["n"] += count
     total = max(tree["n"], 1)
     depth = max((len(frames) for frames in stacks), default=1)
