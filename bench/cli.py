@@ -88,7 +88,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-checks", action="store_true",
                    help="skip w1's second gateway stack and load generator check")  # fmt: skip
     p.add_argument("--profile", action="store_true",
-                   help="then profile the gateway under w1 and w3/1000 with py-spy")  # fmt: skip
+                   help="then profile the gateway (w1, w2, w3/1000) with py-spy")  # fmt: skip
     return p
 
 

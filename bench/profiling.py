@@ -34,14 +34,17 @@ _PHASES = {
     # Where a request's time goes, by the frames it is spent under (they may nest).
     "GraphQL parse": ("_parse_operation_document (", "parse (graphql/language/parser"),
     "GraphQL validation": ("validate_document (",),
-    "GraphQL execution": ("graphql/execution/",),
-    "field permissions": ("PermissionExtension.",),
+    "GraphQL execution (resolvers included)": ("graphql/execution/",),
+    "Query resolvers": ("Query.conferences (", "Query.conference ("),
     "ConferenceNode.from_record": ("ConferenceNode.from_record (",),
     "store and DataLoader": ("ConferenceStore.", "DataLoader."),
+    "field extension wrappers (PIN permissions)": (
+        "wrap_field_extensions.<locals>.extension_resolver (",
+    ),
     "JSON encoding": ("encode_json (",),
     "observability (logs, metrics)": ("gateway/observability/",),
 }
-_START_UP = "_find_and_load"  # a frame of an import: start-up, not serving
+_START_UP = ("_find_and_load", "Router.lifespan (")  # imports, the app's start and stop
 
 
 def py_spy() -> str | None:
@@ -51,7 +54,7 @@ def py_spy() -> str | None:
 
 
 def profile(bench: Bench, out_prefix: Path) -> dict[str, Any]:
-    """Profile w1 (the hot path) and w3 on 1,000 rooms (per-field cost); print both."""
+    """Profile w1 (the hot path), w2 (aliases) and w3 on 1,000 rooms (per-field cost)."""
     executable = py_spy()
     if executable is None:
         bench.say("\n== Profile: skipped (py-spy is not installed: pip install py-spy)")
@@ -59,7 +62,11 @@ def profile(bench: Bench, out_prefix: Path) -> dict[str, Any]:
     duration = max(bench.options.duration, 5.0)
     return {
         workload.label: profile_workload(bench, executable, workload, out_prefix)
-        for workload in (workloads.w1(duration), workloads.w3(1_000, duration))
+        for workload in (
+            workloads.w1(duration),
+            workloads.w2(duration),
+            workloads.w3(1_000, duration),
+        )
     }
 
 
