@@ -122,7 +122,7 @@ def summary(document: dict[str, Any]) -> str:
 def _ratios(ratios: dict[str, dict[str, float | None]]) -> str:
     lines = [
         "\n== Ratios (gateway/limit: share of the bare-HTTP ceiling reached; gateway/naive: "
-        "times the rate of asking the PBX per field; CPU per request barely moves with noise)",
+        "times the rate of asking the PBX per field; CPU per request moves less with noise)",
         f"  {'workload':<10} {'req/s gateway/limit':>20} {'req/s gateway/naive':>20} "
         f"{'CPU/request gateway/limit':>26}",
     ]

@@ -410,7 +410,7 @@ def ratios(runs: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
         }
         limit = targets.get("limit")
         if limit is not None and limit["server"]["cpu_ms_per_request"]:
-            # Server CPU per request barely depends on other work on the machine; rates do.
+            # Server CPU per request depends less on other work on the machine than rates do.
             out[label]["cpu_per_request gateway/limit"] = round(
                 (gateway["server"]["cpu_ms_per_request"] or 0)
                 / limit["server"]["cpu_ms_per_request"],
