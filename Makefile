@@ -6,13 +6,16 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format bench schema clean
+.PHONY: run test lint format bench schema clean system-deps
 
 run: $(STAMP)  ## The gateway plus the embedded PBX simulator, GraphiQL at http://127.0.0.1:8000/graphql
 	$(PY) -m gateway demo
 
-test: lint  ## The whole suite: lint, types, then pytest
+test: lint system-deps  ## The whole suite: lint, types, then pytest
 	$(PY) -m pytest
+
+system-deps:  ## Debian packages the tests use (redis-server, chromium, node), when root
+	scripts/install-system-deps
 
 lint: $(STAMP)  ## ruff and mypy (strict), both must be clean
 	$(VENV)/bin/ruff check .

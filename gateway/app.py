@@ -12,6 +12,7 @@ security gate (body size, authentication, request rate), then strawberry's view.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from collections.abc import AsyncIterator, Callable
@@ -100,6 +101,7 @@ def create_app(
                 max_entries=settings.cache_max_entries,
                 batch_size=settings.batch_size,
                 clock=clock,
+                shared=fleet.cache if fleet else None,
             )
             app.state.runtime = Runtime(
                 settings=settings,
@@ -113,9 +115,12 @@ def create_app(
                 fleet=fleet,
             )
             session.start(login_now=settings.login_at_start)
+            listener = asyncio.create_task(store.listen_for_invalidations())
             try:
                 yield
             finally:
+                listener.cancel()
+                await asyncio.gather(listener, return_exceptions=True)
                 await store.aclose()
                 await session.close()  # log out last, while the HTTP client is still open
                 if fleet is not None:

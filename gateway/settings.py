@@ -75,6 +75,7 @@ class Settings:
     redis_url: Secret | None = None
     redis_token_key: Secret | None = None
     redis_prefix: str = "pbxgw:"
+    redis_timeout: float = 2.0
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -106,6 +107,7 @@ class Settings:
             redis_url=_secret(reader, "GATEWAY_REDIS_URL"),
             redis_token_key=_token_key(reader),
             redis_prefix=reader.get("GATEWAY_REDIS_PREFIX") or "pbxgw:",
+            redis_timeout=reader.number("GATEWAY_REDIS_TIMEOUT", 2.0, minimum=0.05),
         )
 
 

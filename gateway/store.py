@@ -29,11 +29,14 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from cachetools import TTLCache
 
 from gateway.errors import GatewayError, PbxTimeoutError
+
+if TYPE_CHECKING:
+    from gateway.fleet.cache import SharedCache
 from gateway.pbx.conferences import Conference
 from gateway.staleness import StaleReport
 
@@ -102,10 +105,13 @@ class ConferenceStore:
         max_entries: int = 50_000,
         batch_size: int = 100,
         clock: Callable[[], float] = time.monotonic,
+        shared: SharedCache | None = None,
     ) -> None:
         self._fetch = fetch
+        self._shared = shared
         self._ttl = ttl
         self._revalidate_until = ttl + revalidate_window
+        self._stale_ttl = max(stale_ttl, ttl + revalidate_window)
         self._batch_size = batch_size
         self._clock = clock
         self._fresh: TTLCache[str, Entry] = TTLCache(max_entries, ttl, timer=clock)
@@ -183,7 +189,7 @@ class ConferenceStore:
         revalidate: list[str] = []
         for number in dict.fromkeys(numbers):
             entry = self._fresh.get(number)
-            if entry is not None:
+            if entry is not None and now - entry.fetched_at < self._ttl:
                 entries[number] = entry
                 self.stats.hits += 1
             elif (known := self._recent(number, now)) is not None:
@@ -208,7 +214,7 @@ class ConferenceStore:
     ) -> list[Conference]:
         """Every conference, in the PBX's order; one ``all`` call per TTL at most."""
         listing = self._listing.get(ALL)
-        if listing is not None:
+        if listing is not None and self._clock() - listing.fetched_at < self._ttl:
             self.stats.hits += 1
             _note_served(report, listing.fetched_at)
             return list(listing.conferences)
@@ -245,6 +251,17 @@ class ConferenceStore:
         _note_served(report, listing.fetched_at)
         return list(listing.conferences)
 
+    async def invalidate(self, number: str) -> None:
+        """:meth:`forget` here and, with a shared tier, in Redis and on every replica."""
+        self.forget(number)
+        if self._shared is not None:
+            await self._shared.forget(number)
+
+    async def listen_for_invalidations(self) -> None:
+        """Apply other replicas' invalidations (runs until cancelled; shared tier only)."""
+        if self._shared is not None:
+            await self._shared.listen(self.forget)
+
     def forget(self, number: str) -> None:
         """Drop everything known about ``number`` (after it was changed on the PBX).
 
@@ -273,7 +290,12 @@ class ConferenceStore:
         return None
 
     def _stale_for(self, number: str, error: Exception) -> Entry | None:
-        return self._known.get(number) if _may_serve_stale(error) else None
+        if not _may_serve_stale(error):
+            return None
+        known = self._known.get(number)
+        if known is None or self._clock() - known.fetched_at >= self._stale_ttl:
+            return None
+        return known
 
     def _note(
         self, report: StaleReport | None, number: str, stale: Entry, error: Exception
@@ -310,16 +332,17 @@ class ConferenceStore:
 
     async def _fetch_numbers(self, futures: dict[str, asyncio.Future[Entry]], epoch: int) -> None:
         self.stats.fetches += 1
+        numbers = list(futures)
         try:
-            found = await self._fetch(list(futures))
+            answers = await self._load(numbers)
         except Exception as exc:
             self.stats.failed_fetches += 1
+            await self._learn_stale_copies(numbers)
             for future in futures.values():
                 future.set_exception(exc)
         else:
-            now = self._clock()
             for number, future in futures.items():
-                entry = Entry(found.get(number), now)
+                entry = answers[number]
                 if self._unchanged_since(number, epoch):
                     self._keep(number, entry)
                 future.set_result(entry)
@@ -331,13 +354,12 @@ class ConferenceStore:
     async def _fetch_listing(self, future: asyncio.Future[Listing], epoch: int) -> None:
         self.stats.fetches += 1
         try:
-            found = await self._fetch(ALL)
+            rooms, now = await self._load_listing()
         except Exception as exc:
             self.stats.failed_fetches += 1
             future.set_exception(exc)
         else:
-            now = self._clock()
-            listing = Listing(tuple(found.values()), now)
+            listing = Listing(tuple(rooms), now)
             if self._epoch == epoch:  # nothing was forgotten meanwhile: the whole list holds
                 self._listing[ALL] = self._known_listing[ALL] = listing
             for conference in listing.conferences:
@@ -347,6 +369,36 @@ class ConferenceStore:
         finally:
             if self._listing_inflight is future:  # forget() may have let a newer one start
                 self._listing_inflight = None
+
+    async def _load(self, numbers: list[str]) -> dict[str, Entry]:
+        """Ask the PBX (through the fleet's tier when there is one) for ``numbers``."""
+        if self._shared is None:
+            found = await self._fetch(numbers)
+            now = self._clock()
+            return {n: Entry(found.get(n), now) for n in numbers}
+        answers = await self._shared.load(numbers, self._fetch)
+        now = self._clock()
+        return {n: Entry(room, now - age) for n, (room, age) in answers.items()}
+
+    async def _load_listing(self) -> tuple[list[Conference], float]:
+        if self._shared is None:
+            return list((await self._fetch(ALL)).values()), self._clock()
+
+        async def fetch_all() -> dict[str, Conference]:
+            return await self._fetch(ALL)
+
+        rooms, age = await self._shared.load_listing(fetch_all)
+        return rooms, self._clock() - age
+
+    async def _learn_stale_copies(self, numbers: list[str]) -> None:
+        """After a failed fetch: rooms other replicas fetched are last known values too."""
+        if self._shared is None:
+            return
+        now = self._clock()
+        for number, (room, age) in (await self._shared.stale_copies(numbers)).items():
+            known = self._known.get(number)
+            if known is None or known.fetched_at < now - age:
+                self._known[number] = Entry(room, now - age)
 
     def _keep(self, number: str, entry: Entry) -> None:
         self._fresh[number] = entry

@@ -19,6 +19,7 @@ class Fleet:
     link: RedisLink
     share: SessionShare
     slots: FleetSlots
+    cache: SharedCache
 
     async def close(self) -> None:
         await self.link.close()
@@ -28,7 +29,9 @@ async def open_fleet(settings: Settings) -> Fleet | None:
     """Connect to Redis (or note it is not there yet: the link keeps trying)."""
     if settings.redis_url is None or settings.redis_token_key is None:
         return None
-    link = RedisLink(settings.redis_url, prefix=settings.redis_prefix)
+    link = RedisLink(
+        settings.redis_url, prefix=settings.redis_prefix, timeout=settings.redis_timeout
+    )
     await link.start()
     return Fleet(
         link=link,
@@ -39,10 +42,18 @@ async def open_fleet(settings: Settings) -> Fleet | None:
             lease_seconds=settings.pbx_timeout + 10,  # longer than any one PBX call
             max_wait=settings.request_deadline,
         ),
+        cache=SharedCache(
+            link,
+            ttl=settings.cache_ttl,
+            stale_ttl=settings.stale_ttl,
+            claim_seconds=settings.pbx_timeout * 2 + 10,  # a login and a query, with margin
+            wait_seconds=settings.request_deadline,
+        ),
     )
 
 
 try:
+    from gateway.fleet.cache import SharedCache
     from gateway.fleet.link import RedisLink
     from gateway.fleet.session_share import SessionShare
     from gateway.fleet.slots import FleetSlots

@@ -18,6 +18,7 @@ from typing import Any, Final, TypeVar
 
 import redis.asyncio as redis
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeout
 
 from gateway.secrets import Secret
 
@@ -25,12 +26,14 @@ T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 PROBE_INTERVAL: Final = 1.0
+SLOW_ANSWERS_BEFORE_DOWN: Final = 3
+"""A refused connection means down at once; a slow answer may be a blip (a busy host)."""
 
 
 class RedisLink:
     """A Redis client that degrades to "not available" instead of failing requests."""
 
-    def __init__(self, url: Secret, *, prefix: str = "pbxgw:", timeout: float = 0.5) -> None:
+    def __init__(self, url: Secret, *, prefix: str = "pbxgw:", timeout: float = 2.0) -> None:
         self.prefix = prefix
         self.client: redis.Redis = redis.Redis.from_url(
             url.reveal(),
@@ -41,6 +44,7 @@ class RedisLink:
         )
         self.up = False
         self.failures = 0
+        self._slow_in_a_row = 0
         self._probe: asyncio.Task[None] | None = None
 
     def key(self, *parts: str) -> str:
@@ -65,10 +69,17 @@ class RedisLink:
         if not self.up:
             return fallback
         try:
-            return await operation(self.client)
-        except (RedisError, OSError, TimeoutError) as exc:
+            result = await operation(self.client)
+        except (RedisTimeout, TimeoutError) as exc:
+            self._slow_in_a_row += 1
+            if self._slow_in_a_row >= SLOW_ANSWERS_BEFORE_DOWN:
+                self._down(exc)
+            return fallback
+        except (RedisError, OSError) as exc:
             self._down(exc)
             return fallback
+        self._slow_in_a_row = 0
+        return result
 
     async def _ping(self) -> None:
         try:
@@ -82,6 +93,7 @@ class RedisLink:
 
     def _down(self, exc: BaseException) -> None:
         self.failures += 1
+        self._slow_in_a_row = 0
         if self.up:
             logger.warning(
                 "Redis stopped answering (%s); working on local state until it is back",

@@ -1,0 +1,323 @@
+"""The conference cache shared by the fleet, under each replica's own in-memory store.
+
+Each replica keeps its fast in-process store (:mod:`gateway.store`); this tier sits
+between it and the PBX, so that
+
+- a room any replica fetched is served by every other one, with its true age (entries
+  are JSON with the wall-clock time of the fetch; Redis keeps a room for the stale TTL,
+  "no such room" for the fresh TTL only);
+- a room nobody has is fetched by one replica for the fleet: each number is claimed with
+  ``SET NX PX`` (a lock that expires, so a replica that dies while holding it blocks the
+  others at most until then); the others poll for the result, boundedly, and fetch for
+  themselves only if the holder's lock went away with no answer;
+- when the PBX cannot answer, copies other replicas fetched are there to serve stale;
+- a room changed through any replica is dropped everywhere: deleted in Redis and
+  announced on a channel every replica listens to.
+
+With Redis down every method falls back to "nothing shared" and the replica works alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Final
+
+from gateway.fleet.link import RedisLink, script
+from gateway.pbx.conferences import Conference, Prompt
+
+logger = logging.getLogger(__name__)
+
+Fetch = Callable[[list[str]], Awaitable[dict[str, Conference]]]
+
+_RELEASE: Final = """
+local released = 0
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    redis.call('DEL', key)
+    released = released + 1
+  end
+end
+return released
+"""
+
+LISTING: Final = "all"
+
+
+class SharedCache:
+    """The fleet tier: read, claim, fetch-or-wait, write; see the module docstring."""
+
+    def __init__(
+        self,
+        link: RedisLink,
+        *,
+        ttl: float,
+        stale_ttl: float,
+        claim_seconds: float,
+        wait_seconds: float,
+    ) -> None:
+        self._link = link
+        self._ttl = ttl
+        self._keep_seconds = max(1, int(max(stale_ttl, ttl)))
+        self._unknown_seconds = max(1, int(ttl))
+        self._claim_ms = int(claim_seconds * 1000)
+        self._wait_seconds = wait_seconds
+        self.channel = link.key("invalidate")
+        self._replica = uuid.uuid4().hex[:12]  # to skip our own announcements
+        self.shared_hits = 0
+        self.waited_for_others = 0
+
+    def _entry_key(self, number: str) -> str:
+        return self._link.key("conf", number)
+
+    def _claim_key(self, number: str) -> str:
+        return self._link.key("claim", number)
+
+    async def read(self, numbers: Sequence[str]) -> dict[str, tuple[Conference | None, float]]:
+        """What Redis holds for ``numbers``: (room or None, age in seconds)."""
+        if not numbers:
+            return {}
+        blobs = await self._mget([self._entry_key(n) for n in numbers])
+        now = time.time()
+        found: dict[str, tuple[Conference | None, float]] = {}
+        for number, blob in zip(numbers, blobs, strict=True):
+            decoded = _decode(blob)
+            if decoded is not None:
+                conference, fetched_at = decoded
+                found[number] = (conference, max(0.0, now - fetched_at))
+        return found
+
+    async def load(
+        self, numbers: list[str], fetch: Fetch
+    ) -> dict[str, tuple[Conference | None, float]]:
+        """Every number's answer with its age: from Redis if fresh there, else fetched by
+        this replica or by whichever replica claimed it first."""
+        answers = {n: a for n, a in (await self.read(numbers)).items() if a[1] < self._ttl}
+        self.shared_hits += len(answers)
+        pending = [n for n in numbers if n not in answers]
+        for _ in range(2):  # a second round only if a holder vanished without answering
+            if not pending:
+                break
+            owner, mine, theirs = await self._claim(pending)
+            if mine:
+                answers.update(await self._fetch_and_share(owner, mine, fetch))
+            if theirs:
+                self.waited_for_others += len(theirs)
+                answers.update(await self._wait_for(theirs))
+            pending = [n for n in theirs if n not in answers]
+        if pending:  # holders keep failing or hanging: this replica asks the PBX itself
+            answers.update({n: (c, 0.0) for n, c in (await self._fetched(pending, fetch)).items()})
+            answers.update({n: (None, 0.0) for n in pending if n not in answers})
+        return answers
+
+    async def stale_copies(self, numbers: Sequence[str]) -> dict[str, tuple[Conference, float]]:
+        """Rooms other replicas fetched, whatever their age (to serve stale)."""
+        return {n: (c, age) for n, (c, age) in (await self.read(numbers)).items() if c is not None}
+
+    async def write(self, answers: dict[str, Conference | None], fetched_at: float) -> None:
+        """Share fresh answers: rooms for the stale TTL, "no such room" for the fresh TTL."""
+        if not answers:
+            return
+
+        async def put(client: Any) -> None:
+            async with client.pipeline(transaction=False) as pipe:
+                for number, conference in answers.items():
+                    blob = _encode(conference, fetched_at)
+                    seconds = self._unknown_seconds if conference is None else self._keep_seconds
+                    pipe.set(self._entry_key(number), blob, ex=seconds)
+                await pipe.execute()
+
+        await self._link.run(put, None)
+
+    async def forget(self, number: str) -> None:
+        """Drop ``number`` everywhere: its entry, the listing, and every replica's copy."""
+
+        async def drop(client: Any) -> None:
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.delete(self._entry_key(number), self._link.key("listing"))
+                pipe.publish(self.channel, f"{self._replica} {number}")
+                await pipe.execute()
+
+        await self._link.run(drop, None)
+
+    async def read_listing(self) -> tuple[list[Conference], float] | None:
+        """The fleet's ``all`` listing and its age, if Redis holds one."""
+        blob = await self._link.run(lambda client: client.get(self._link.key("listing")), None)
+        if not blob:
+            return None
+        try:
+            data = json.loads(blob)
+            rooms = [_conference(item) for item in data["rooms"]]
+            return rooms, max(0.0, time.time() - float(data["at"]))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    async def write_listing(self, conferences: Iterable[Conference], fetched_at: float) -> None:
+        rooms = list(conferences)
+        blob = json.dumps({"at": fetched_at, "rooms": [_plain(c) for c in rooms]})
+        key = self._link.key("listing")
+        await self._link.run(lambda client: client.set(key, blob, ex=self._keep_seconds), None)
+        await self.write({c.number: c for c in rooms}, fetched_at)
+
+    async def load_listing(
+        self, fetch_all: Callable[[], Awaitable[dict[str, Conference]]]
+    ) -> tuple[list[Conference], float]:
+        """The ``all`` listing with its age: Redis's if fresh, else fetched once for the
+        fleet (claimed like a number; the others wait for it)."""
+        for _ in range(2):
+            held = await self.read_listing()
+            if held is not None and held[1] < self._ttl:
+                self.shared_hits += 1
+                return held
+            owner, mine, _theirs = await self._claim([LISTING])
+            if mine:
+                try:
+                    rooms = list((await fetch_all()).values())
+                    await self.write_listing(rooms, time.time())
+                    return rooms, 0.0
+                finally:
+                    await script(self._link, _RELEASE, [self._claim_key(LISTING)], [owner], 0)
+            self.waited_for_others += 1
+            give_up = time.monotonic() + self._wait_seconds
+            delay = 0.01
+            while time.monotonic() < give_up:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.1)
+                held = await self.read_listing()
+                if held is not None and held[1] < self._ttl:
+                    return held
+                if (await self._mget([self._claim_key(LISTING)]))[0] is None:
+                    break  # the holder failed: try to claim it ourselves
+        rooms = list((await fetch_all()).values())
+        await self.write_listing(rooms, time.time())
+        return rooms, 0.0
+
+    async def listen(self, on_forget: Callable[[str], None]) -> None:
+        """Apply every replica's ``forget`` here too; reconnects while Redis comes and goes."""
+        while True:
+            if not self._link.up:
+                await asyncio.sleep(0.5)
+                continue
+            try:
+                async with self._link.client.pubsub() as pubsub:
+                    await pubsub.subscribe(self.channel)
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            data = message.get("data")
+                            text = data.decode() if isinstance(data, bytes) else str(data)
+                            origin, _, number = text.partition(" ")
+                            if origin != self._replica and number:
+                                on_forget(number)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis went away mid-subscription: retry when back
+                logger.debug("invalidation channel lost (%s)", type(exc).__name__)
+                await asyncio.sleep(0.5)
+
+    async def _claim(self, numbers: list[str]) -> tuple[str, list[str], list[str]]:
+        """Claim what nobody else is fetching: (claim owner id, claimed, held by others)."""
+        owner = uuid.uuid4().hex
+
+        async def claim(client: Any) -> list[Any]:
+            async with client.pipeline(transaction=False) as pipe:
+                for number in numbers:
+                    pipe.set(self._claim_key(number), owner, nx=True, px=self._claim_ms)
+                result: list[Any] = await pipe.execute()
+                return result
+
+        won = await self._link.run(claim, [True] * len(numbers))  # Redis down: all ours
+        mine = [n for n, ok in zip(numbers, won, strict=True) if ok]
+        return owner, mine, [n for n, ok in zip(numbers, won, strict=True) if not ok]
+
+    async def _fetch_and_share(
+        self, owner: str, numbers: list[str], fetch: Fetch
+    ) -> dict[str, tuple[Conference | None, float]]:
+        try:
+            found = await self._fetched(numbers, fetch)
+            answers: dict[str, Conference | None] = {n: found.get(n) for n in numbers}
+            await self.write(answers, time.time())
+            return {n: (c, 0.0) for n, c in answers.items()}
+        finally:
+            keys = [self._claim_key(n) for n in numbers]
+            await script(self._link, _RELEASE, keys, [owner], 0)
+
+    @staticmethod
+    async def _fetched(numbers: list[str], fetch: Fetch) -> dict[str, Conference]:
+        return await fetch(numbers)
+
+    async def _wait_for(self, numbers: list[str]) -> dict[str, tuple[Conference | None, float]]:
+        """Poll for answers the claiming replicas are fetching; stop when each has one or
+        its claim is gone (the holder failed or died)."""
+        give_up = time.monotonic() + self._wait_seconds
+        answers: dict[str, tuple[Conference | None, float]] = {}
+        waiting = list(numbers)
+        delay = 0.01
+        while waiting and time.monotonic() < give_up:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+            fresh = {n: a for n, a in (await self.read(waiting)).items() if a[1] < self._ttl}
+            answers.update(fresh)
+            waiting = [n for n in waiting if n not in fresh]
+            if waiting:
+                held = await self._mget([self._claim_key(n) for n in waiting])
+                waiting = [n for n, h in zip(waiting, held, strict=True) if h is not None]
+        return answers
+
+    async def _mget(self, keys: list[str]) -> list[bytes | None]:
+        async def get(client: Any) -> list[bytes | None]:
+            values: list[bytes | None] = await client.mget(keys)
+            return values
+
+        return await self._link.run(get, [None] * len(keys))
+
+
+def _plain(conference: Conference) -> dict[str, Any]:
+    return {
+        "number": conference.number,
+        "name": conference.name,
+        "participant_password": conference.participant_password,
+        "moderator_password": conference.moderator_password,
+        "wait_for_moderator": conference.wait_for_moderator,
+        "allow_invite": conference.allow_invite,
+        "moderators": list(conference.moderators),
+        "music_on_hold": conference.music_on_hold,
+        "mute": conference.mute,
+        "prompt": None if conference.prompt is None else conference.prompt.value,
+    }
+
+
+def _conference(data: dict[str, Any]) -> Conference:
+    prompt = data.get("prompt")
+    return Conference(
+        number=str(data["number"]),
+        name=str(data["name"]),
+        participant_password=data.get("participant_password"),
+        moderator_password=data.get("moderator_password"),
+        wait_for_moderator=bool(data["wait_for_moderator"]),
+        allow_invite=bool(data["allow_invite"]),
+        moderators=tuple(str(m) for m in data.get("moderators", ())),
+        music_on_hold=bool(data["music_on_hold"]),
+        mute=data.get("mute"),
+        prompt=None if prompt is None else Prompt(prompt),
+    )
+
+
+def _encode(conference: Conference | None, fetched_at: float) -> str:
+    return json.dumps(
+        {"at": fetched_at, "room": None if conference is None else _plain(conference)}
+    )
+
+
+def _decode(blob: bytes | None) -> tuple[Conference | None, float] | None:
+    if not blob:
+        return None
+    try:
+        data = json.loads(blob)
+        room = data.get("room")
+        return (None if room is None else _conference(room)), float(data["at"])
+    except (ValueError, KeyError, TypeError):
+        return None  # unreadable (another version wrote it): treat as absent
