@@ -292,6 +292,7 @@ class ChaosReport:
     answers_with_errors: int = 0
     errors_by_code: Counter[str] = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
+    max_loop_lag: float = 0.0
     pbx_calls: dict[str, int] = field(default_factory=dict)
     pbx_logins: dict[str, int] = field(default_factory=dict)
     gateway_logins: dict[str, int] = field(default_factory=dict)
@@ -364,7 +365,7 @@ class ChaosReport:
             f"  answers with errors {self.answers_with_errors}",
             f"  errors by code      {counts(self.errors_by_code)}",
             f"  latency (s)         p50 {lat['p50']}, p99 {lat['p99']}, max {lat['max']}"
-            f"  (hang limit {self.hang_limit:g})",
+            f"  (hang limit {self.hang_limit:g}; event loop late by up to {self.max_loop_lag} s)",
             "",
             f"PBX calls             {counts(self.pbx_calls)}",
             f"logins (PBX's count)  {counts(self.pbx_logins)}",
@@ -491,8 +492,12 @@ class Checker:
             elif got != want:
                 self.report.violate("wrong_data", f"{key}: got {json.dumps(got)[:120]} for {what}")
 
-    def hang(self, probe: Probe, elapsed: float, detail: str) -> None:
-        self.report.violate("hang", f"no answer after {elapsed:.1f} s ({detail}) for {probe.kind}")
+    def hang(self, probe: Probe, elapsed: float, detail: str, stalled: float) -> None:
+        self.report.violate(
+            "hang",
+            f"{probe.kind}: {elapsed:.1f} s ({detail}); the event loop was stalled "
+            f"{stalled:.1f} s of it",
+        )
 
     def unreachable(self, probe: Probe, exc: httpx.HTTPError) -> None:
         self.report.violate("gateway_unreachable", f"{type(exc).__name__}: {exc} for {probe.kind}")
@@ -531,6 +536,31 @@ def _watching_logs(handler: logging.Handler) -> Iterator[None]:
     finally:
         root.removeHandler(handler)
         root.setLevel(level)
+
+
+class LoopLag:
+    """How late the shared event loop wakes a sleeper. Gateway, simulator and clients share
+    one loop, so on a busy machine a late answer may be CPU starvation, not the gateway:
+    each hang's detail says how long the loop was stalled meanwhile."""
+
+    PERIOD: Final = 0.05
+
+    def __init__(self) -> None:
+        self.stalls: list[tuple[float, float]] = []  # (when it ended, seconds late)
+        self.worst = 0.0
+
+    async def run(self, stop_at: float) -> None:
+        while time.monotonic() < stop_at:
+            before = time.monotonic()
+            await asyncio.sleep(self.PERIOD)
+            late = time.monotonic() - before - self.PERIOD
+            self.worst = max(self.worst, late)
+            if late > self.PERIOD:
+                self.stalls.append((time.monotonic(), late))
+
+    def stalled_between(self, start: float, end: float) -> float:
+        """Seconds the loop was stalled (late by more than a period) within ``start..end``."""
+        return sum(late for when, late in self.stalls if start < when <= end + self.PERIOD)
 
 
 # --- the fault driver ----------------------------------------------------------------------
@@ -685,6 +715,7 @@ async def _client(
     stop_at: float,
     limit: float,
     think: float,
+    lag: LoopLag,
 ) -> None:
     clock = time.monotonic
     async with _http_client(base_url, limit) as http:
@@ -694,14 +725,16 @@ async def _client(
             try:
                 response = await http.post("/graphql", json=probe.body)
             except httpx.TimeoutException as exc:
-                checker.hang(probe, clock() - started, type(exc).__name__)
+                stalled = lag.stalled_between(started, clock())
+                checker.hang(probe, clock() - started, type(exc).__name__, stalled)
             except httpx.HTTPError as exc:
                 checker.unreachable(probe, exc)
             else:
                 elapsed = clock() - started
                 checker.answer(probe, response, elapsed)
                 if elapsed > limit:
-                    checker.hang(probe, elapsed, "answered too late")
+                    stalled = lag.stalled_between(started, clock())
+                    checker.hang(probe, elapsed, "answered too late", stalled)
             await asyncio.sleep(rng.uniform(0.0, think))
 
 
@@ -785,6 +818,7 @@ async def run_chaos(config: ChaosConfig) -> ChaosReport:
             runtime: Runtime = gateway.app.state.runtime
             await runtime.session.started()
             driver = FaultDriver(sim, runtime, config, rng, report, time.monotonic)
+            lag = LoopLag()
             stop_at = time.monotonic() + config.duration
             clients = [
                 _client(
@@ -795,10 +829,12 @@ async def run_chaos(config: ChaosConfig) -> ChaosReport:
                     stop_at,
                     hang_limit,
                     config.think_seconds,
+                    lag,
                 )
                 for _ in range(config.clients)
             ]
-            await asyncio.gather(driver.run(stop_at), *clients)
+            await asyncio.gather(driver.run(stop_at), lag.run(stop_at), *clients)
+            report.max_loop_lag = round(lag.worst, 3)
             limit = _recovery_limit(settings, hang_limit)
             report.recovered_after = await _recover(gateway.base_url, maker, runtime, sim, limit)
             if report.recovered_after is None:
