@@ -169,16 +169,16 @@ def bearer(token: str) -> dict[str, str]:
 # --- responses -----------------------------------------------------------------------------
 
 
-def codes(body: Mapping[str, Any]) -> list[str]:
-    """The ``extensions.code`` of every error in a GraphQL response body."""
-    return [error["extensions"]["code"] for error in body.get("errors", [])]
+def codes(body: Mapping[str, Any]) -> list[str | None]:
+    """The ``extensions.code`` of every error in a GraphQL response body (None: uncoded)."""
+    return [(error.get("extensions") or {}).get("code") for error in body.get("errors") or []]
 
 
-def coded_errors(body: Mapping[str, Any]) -> dict[tuple[Any, ...], str]:
+def coded_errors(body: Mapping[str, Any]) -> dict[tuple[Any, ...], str | None]:
     """Each error's path (as a tuple, () when it has none) mapped to its code."""
     return {
-        tuple(error.get("path") or ()): error["extensions"]["code"]
-        for error in body.get("errors", [])
+        tuple(error.get("path") or ()): (error.get("extensions") or {}).get("code")
+        for error in body.get("errors") or []
     }
 
 

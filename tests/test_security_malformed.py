@@ -1,0 +1,90 @@
+"""Malformed requests, found by the fuzz tests, kept here as plain cases.
+
+Whatever a client sends, the answer is a coded GraphQL error for the client's mistake:
+never a 500 in plain text, never an error without ``extensions.code``, never the text of
+an exception inside the gateway, and nothing logged as a bug.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from gateway.security.identity import READ
+from tests.gateway_stack import StackFactory
+from tests.security_helpers import anonymous_security, codes
+
+CLIENT_CODES = {"BAD_REQUEST", "BAD_USER_INPUT"}
+DOCUMENT_CODES = {"GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED"}
+
+BODIES = {
+    "string": b'"{ __typename }"',
+    "number": b"6400",
+    "null": b"null",
+    "boolean": b"true",
+    "invalid-utf8": b'{"query": "\xff\xfe"}',
+    "nul-bytes": b"\x00" * 9,
+    "deeply-nested-array": b"[" * 5000 + b"]" * 5000,
+    "deeply-nested-object": b'{"a":' * 5000 + b"1" + b"}" * 5000,
+    "truncated": b'{"query": "{ __typename }"',
+}
+
+
+@pytest.mark.parametrize("name", sorted(BODIES))
+async def test_malformed_json_body_is_a_coded_400(
+    gateway_stack: StackFactory, caplog: pytest.LogCaptureFixture, name: str
+) -> None:
+    """A body that is not a JSON object (or not JSON, or not UTF-8): 400 with a client code."""
+    stack = await gateway_stack(security=anonymous_security([READ]), login_at_start=False)
+    caplog.set_level(logging.ERROR)
+    response = await stack.client.post(
+        "/graphql", content=BODIES[name], headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400, response.text[:200]
+    assert "json" in response.headers["content-type"]
+    assert set(codes(response.json())) <= CLIENT_CODES
+    assert codes(response.json())
+    assert dict(stack.pbx.stats.calls) == {}
+
+
+async def test_malformed_batch_item_query_is_a_client_error(
+    gateway_stack: StackFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Batching on, an operation whose query is not a string: a client error, not a bug."""
+    stack = await gateway_stack(
+        security=anonymous_security([READ], batching=True), login_at_start=False
+    )
+    caplog.set_level(logging.ERROR)
+    response = await stack.client.post("/graphql", json=[{"query": 5}])
+    assert response.status_code < 500
+    body = response.json()
+    answers = body if isinstance(body, list) else [body]
+    assert all(set(codes(answer)) <= CLIENT_CODES | DOCUMENT_CODES for answer in answers), body
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+DOCUMENTS = {
+    "empty-root": "{ }",
+    "empty-selection": '{ conference(number: "6400") { } }',
+    "empty-inline-fragment": '{ conference(number: "6400") { ... on Conference { } } }',
+    "unknown-fragment": '{ conference(number: "6400") { ...Missing } }',
+    "unknown-fragment-at-root": "{ ...Missing }",
+}
+
+
+@pytest.mark.parametrize("name", sorted(DOCUMENTS))
+async def test_malformed_document_is_coded_not_an_exception_text(
+    gateway_stack: StackFactory, caplog: pytest.LogCaptureFixture, name: str
+) -> None:
+    """Documents that trip a validation rule's own code are still coded document errors,
+    without the exception's text, and nothing runs against the PBX."""
+    stack = await gateway_stack(security=anonymous_security([READ]), login_at_start=False)
+    body = await stack.graphql(DOCUMENTS[name])
+    assert body.get("data") is None
+    assert codes(body)
+    assert set(codes(body)) <= DOCUMENT_CODES, body
+    for error in body["errors"]:
+        assert "max() arg" not in error["message"]
+        assert error["message"] != "'Missing'"
+    assert dict(stack.pbx.stats.calls) == {}
