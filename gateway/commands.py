@@ -9,14 +9,14 @@ import os
 import sys
 from typing import Any
 
-import uvicorn
-
+from gateway import serving
 from gateway.app import create_app
 from gateway.errors import ConfigError
 from gateway.observability.logs import configure_logging
 from gateway.schema import build_schema
 from gateway.security.api_keys import hash_key, new_key
 from gateway.security.identity import ALL_SCOPES, READ
+from gateway.serving import LoopbackServer
 from gateway.settings import Settings
 
 
@@ -68,7 +68,7 @@ def run_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"pbx-gateway: configuration error: {exc.message}", file=sys.stderr)
         return 2
-    configure_logging(os.environ.get("GATEWAY_LOG_LEVEL", "INFO"), json_lines=True)
+    configure_logging(settings.log_level, json_lines=True)
     if settings.security.auth == "none":
         logging.getLogger("gateway").warning(
             "GATEWAY_AUTH=none: clients are not authenticated; anonymous callers get %s",
@@ -76,13 +76,21 @@ def run_serve(args: argparse.Namespace) -> int:
         )
     # On SIGTERM uvicorn stops accepting, lets in-flight requests finish within the
     # grace period, then runs the lifespan's shutdown, which logs out of the PBX.
-    uvicorn.run(
+    server = LoopbackServer(
         create_app(settings),
-        host=args.host,
-        port=args.port,
-        log_config=None,  # keep the JSON logging configured above
-        timeout_graceful_shutdown=settings.shutdown_grace,
+        args.host,
+        args.port,
+        handle_signals=True,
+        graceful_shutdown=settings.shutdown_grace,
+        log_level=settings.log_level.lower(),
+        forwarded_allow_ips=",".join(settings.security.trusted_proxies) or None,
     )
+
+    async def main() -> None:
+        await server.start()
+        await server.wait()
+
+    serving.run(main())
     return 0
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -29,6 +29,9 @@ class _Server(uvicorn.Server):
             return
         with super().capture_signals():
             yield
+            # uvicorn re-raises the signal it handled once it has stopped, so the process
+            # would die by SIGTERM (exit 143). A handled stop is a clean stop: exit 0.
+            self._captured_signals.clear()
 
 
 class LoopbackServer:
@@ -43,6 +46,7 @@ class LoopbackServer:
         handle_signals: bool = False,
         graceful_shutdown: int = 10,
         log_level: str = "warning",
+        forwarded_allow_ips: str | None = None,
     ) -> None:
         self.app, self.host, self.port = app, host, port
         self._config = uvicorn.Config(
@@ -52,6 +56,9 @@ class LoopbackServer:
             log_config=None,  # keep whatever logging the embedding program configured
             access_log=False,
             timeout_graceful_shutdown=graceful_shutdown,
+            # X-Forwarded-For is believed only from these proxies (client identity for
+            # anonymous rate limits); uvicorn's default trusts 127.0.0.1 alone.
+            forwarded_allow_ips=forwarded_allow_ips,
         )
         self._server = _Server(self._config, handle_signals)
         self._task: asyncio.Task[None] | None = None
@@ -105,3 +112,13 @@ class LoopbackServer:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+def run(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` on uvloop when it is installed (faster I/O), else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)

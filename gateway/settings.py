@@ -76,6 +76,7 @@ class Settings:
     redis_token_key: Secret | None = None
     redis_prefix: str = "pbxgw:"
     redis_timeout: float = 2.0
+    log_level: str = "INFO"
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -108,6 +109,9 @@ class Settings:
             redis_token_key=_token_key(reader),
             redis_prefix=reader.get("GATEWAY_REDIS_PREFIX") or "pbxgw:",
             redis_timeout=reader.number("GATEWAY_REDIS_TIMEOUT", 2.0, minimum=0.05),
+            log_level=reader.choice(
+                "GATEWAY_LOG_LEVEL", ("debug", "info", "warning", "error"), "info"
+            ).upper(),
         )
 
 

@@ -222,12 +222,6 @@ def test_wheel_gateway_logs_out_of_the_pbx_on_sigterm(served: Served) -> None:
     assert served.logouts == 1, served.log
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="uvicorn re-raises the SIGTERM it handled once shut down (Server.capture_signals), "
-    "so `serve` ends killed by it (-15, 143 in a shell) unless it is a container's PID 1; "
-    "to be fixed in gateway/commands.py, then this mark goes",
-)
 def test_wheel_gateway_exits_0_on_sigterm(served: Served) -> None:
     """A SIGTERM stop is a clean exit, status 0."""
     assert served.returncode == 0, served.log

@@ -67,6 +67,7 @@ class PbxSession:
         self._login_task: asyncio.Task[str] | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._warm_up: asyncio.Task[None] | None = None
+        self._first_attempt = asyncio.Event()
         self._guard = LoginGuard(
             cooldown=login_cooldown, lockout_backoff=lockout_backoff, clock=clock
         )
@@ -111,15 +112,30 @@ class PbxSession:
             self._warm_up = asyncio.create_task(self._log_in_quietly())
 
     async def started(self) -> None:
-        """Wait for the start-up login, if one was asked for, to end either way."""
+        """Wait for the start-up login's first attempt, if one was asked for, to end."""
         if self._warm_up is not None:
-            await asyncio.shield(self._warm_up)
+            await self._first_attempt.wait()
 
     async def _log_in_quietly(self) -> None:
+        """Log in at start-up; while the PBX is unreachable, keep trying with back-off, so
+        a gateway started before its PBX becomes ready without waiting for a query (an
+        unready pod gets none). A rejected login is not retried here: the guard decides."""
+        delay = 1.0
         try:
-            await self._current_token()
-        except PbxError as exc:  # readiness reports it; the next query tries as the guard allows
-            logger.warning("start-up login failed: %s", exc.message)
+            while True:
+                try:
+                    await self._current_token()
+                    return
+                except PbxUnavailableError as exc:
+                    logger.warning("start-up login: %s; again in %.0f s", exc.message, delay)
+                except PbxError as exc:  # readiness reports it; queries retry as allowed
+                    logger.warning("start-up login failed: %s", exc.message)
+                    return
+                self._first_attempt.set()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+        finally:
+            self._first_attempt.set()
 
     async def close(self) -> None:
         """Stop the heartbeat and log out, so the PBX frees the token now."""
