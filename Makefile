@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format bench schema clean system-deps
+.PHONY: run test lint format bench bench-quick schema clean system-deps
 
 run: $(STAMP)  ## The gateway plus the embedded PBX simulator, GraphiQL at http://127.0.0.1:8000/graphql
 	$(PY) -m gateway demo
@@ -25,6 +25,12 @@ lint: $(STAMP)  ## ruff and mypy (strict), both must be clean
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+bench: $(STAMP)  ## Gateway vs HTTP ceiling vs naive gateway, < 5 min, loopback only; results in bench/results/
+	$(PY) -m bench
+
+bench-quick: $(STAMP)  ## The one-minute benchmark
+	$(PY) -m bench --quick
 
 schema: $(STAMP)  ## Regenerate schema.graphql from the code
 	$(PY) -m gateway export-schema > schema.graphql
