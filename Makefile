@@ -6,12 +6,13 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format bench bench-quick schema clean system-deps
+.PHONY: run test lint format bench bench-quick schema clean system-deps chaos graphiql-assets
 
 run: $(STAMP)  ## The gateway plus the embedded PBX simulator, GraphiQL at http://127.0.0.1:8000/graphql
+	-@$(PYTHON) scripts/fetch-graphiql-assets  # GraphiQL's files (npm); without them the page says how
 	$(PY) -m gateway demo
 
-test: lint system-deps  ## The whole suite: lint, types, then pytest
+test: lint system-deps graphiql-assets  ## The whole suite: lint, types, then pytest
 	$(PY) -m pytest
 
 system-deps:  ## Debian packages the tests use (redis-server, chromium, node), when root
@@ -25,6 +26,12 @@ lint: $(STAMP)  ## ruff and mypy (strict), both must be clean
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+graphiql-assets:  ## GraphiQL's browser files from the npm registry into gateway/static/graphiql/
+	$(PYTHON) scripts/fetch-graphiql-assets
+
+chaos: $(STAMP)  ## Two minutes of random PBX faults under 50 clients, loopback only; exit 1 on a broken invariant
+	$(PY) scripts/chaos.py --duration 120 --clients 50
 
 bench: $(STAMP)  ## Gateway vs HTTP ceiling vs naive gateway, < 5 min, loopback only; results in bench/results/
 	$(PY) -m bench
@@ -42,4 +49,4 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist *.egg-info
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist *.egg-info gateway/static/graphiql
