@@ -24,6 +24,8 @@ One request, in order:
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -38,6 +40,7 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import StrawberryGraphQLError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, GraphQLRequestProtocol
 from strawberry.http.base import BaseRequestProtocol
+from strawberry.http.types import QueryParams
 from strawberry.schema.base import BaseSchema
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult, SubscriptionExecutionResult
@@ -66,6 +69,8 @@ _HTTP_CODES: Final = {
     415: "UNSUPPORTED_MEDIA_TYPE",
 }
 _EXCHANGE: Final = "graphql_exchange"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -144,9 +149,11 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
     def _finish(self, request: Request, exchange: _Exchange, response: Response) -> Response:
         """Status, media type, APQ registration and caching headers of a GraphQL answer."""
         results = exchange.results
+        if not results:  # not a GraphQL answer (nothing strawberry serves here today)
+            return http_caching.uncacheable(response)
         request_error = [_is_request_error(result) for result in results]
         if not exchange.batch and request_error[0] and exchange.media_type == GRAPHQL_RESPONSE_JSON:
-            response.status_code = 500 if "INTERNAL_ERROR" in _codes(results[0]) else 400
+            response.status_code = 500 if _codes(results[0]) & {"INTERNAL_ERROR", ""} else 400
         response.headers["content-type"] = content_type(exchange.media_type)
         if not any(request_error):
             for sha256, query in exchange.to_remember.items():
@@ -178,8 +185,6 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
         code = _HTTP_CODES.get(exc.status_code, "BAD_REQUEST")
         if isinstance(exc, _CodedRefusal):
             code = exc.code
-        elif "batch" in exc.reason.lower():
-            code = "BAD_USER_INPUT"
         return self._refusal(exchange, exc.status_code, code, exc.reason)
 
     def _refusal(
@@ -207,13 +212,41 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
         # other client's ``Accept: */*``, is a GraphQL request.
         return _asks_for_ide(request.method, request.query_params, request.headers)
 
+    def decode_json(self, data: str | bytes) -> object:
+        # UTF-8 is the only request encoding (GraphQL over HTTP); json.loads would guess.
+        return json.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        """The body (or a GET ``variables``/``extensions`` value): a JSON object or array;
+        anything else is a 400, never a 500."""
+        try:
+            value = self.decode_json(data)
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
+            raise HTTPException(400, "Unable to parse the request as UTF-8 JSON") from exc
+        if not isinstance(value, dict | list):
+            message = "Expected a JSON object (or, for a batch, an array)"
+            raise HTTPException(400, message)
+        return value
+
+    def parse_query_params(self, params: QueryParams) -> dict[str, Any]:
+        # JSON null for an optional parameter is the same as leaving it out.
+        kept = {
+            name: value
+            for name, value in params.items()
+            if not (name in ("variables", "extensions") and value == "null")
+        }
+        return super().parse_query_params(kept)
+
     def _validate_batch_request(
         self, request_data: list[GraphQLRequestData], protocol: GraphQLRequestProtocol
     ) -> None:
         # strawberry reads each item with .get(): check they are objects, and say which
         # limit a too-long batch breaks.
         batching = self.schema.config.batching_config
-        if batching is not None and len(request_data) > batching["max_operations"]:
+        if batching is None:
+            message = "batching is off here (GATEWAY_BATCHING): send one operation per request"
+            raise _CodedRefusal(message, "BAD_USER_INPUT")
+        if len(request_data) > batching["max_operations"]:
             raise _CodedRefusal(
                 f"this batch holds {len(request_data)} operations; at most "
                 f"{batching['max_operations']} are allowed (GATEWAY_MAX_BATCH)",
@@ -288,6 +321,9 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
             exchange.results.append(result)
         if _is_request_error(result):
             answer.pop("data", None)  # nothing executed: the GraphQL spec says no data entry
+        if answer.get("errors"):
+            request_id = exchange.context.request_id if exchange and exchange.context else None
+            answer["errors"] = [_coded(error, request_id) for error in answer["errors"] or ()]
         return answer
 
 
@@ -297,6 +333,21 @@ class _CodedRefusal(HTTPException):
     def __init__(self, reason: str, code: str) -> None:
         super().__init__(400, reason)
         self.code = code
+
+
+def _coded(error: Any, request_id: str | None) -> Any:
+    """The error, or, when it has no ``extensions.code``, INTERNAL_ERROR naming the request.
+
+    ErrorCodes codes every error it sees; one raised by a validation rule itself (a bug in
+    a limiter, say) ends the operation before ErrorCodes can, so this is the last net.
+    """
+    if not isinstance(error, dict) or (error.get("extensions") or {}).get("code"):
+        return error
+    logger.error("uncoded GraphQL error in request %s: %s", request_id, error.get("message"))
+    return {
+        "message": f"Internal error; quote request id {request_id} to the gateway's operator.",
+        "extensions": {"code": "INTERNAL_ERROR", "requestId": request_id},
+    }
 
 
 def _exchange_of(request: Request | WebSocket) -> _Exchange | None:
@@ -324,4 +375,5 @@ def _is_request_error(result: ExecutionResult) -> bool:
 
 
 def _codes(result: ExecutionResult) -> set[str]:
-    return {str((error.extensions or {}).get("code")) for error in result.errors or ()}
+    """The errors' codes; ``""`` for an error without one (a bug: see :func:`_coded`)."""
+    return {str((error.extensions or {}).get("code") or "") for error in result.errors or ()}

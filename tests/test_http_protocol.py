@@ -171,6 +171,11 @@ async def test_field_error_is_a_partial_answer_200_in_both_media_types(
         (b'{"query": "{ __typename }", "extensions": "x"}', "extensions"),
         (b'{"query": "{ __typename }", "operationName": 0}', "operationName"),
         (b'{"query": "{ __typename }", "operationName": {"a": 1}}', "operationName"),
+        (b'{"query": "\xd8\x01"}', "UTF-8"),  # not UTF-8 (json.loads alone would guess)
+        (b"[" * 5000 + b"]" * 5000, "JSON"),  # deeper than Python's recursion limit
+        (b"7", "JSON object"),
+        (b'"{ __typename }"', "JSON object"),
+        (b"null", "JSON object"),
     ],
 )
 async def test_malformed_request_is_400_in_both_media_types(
@@ -188,6 +193,22 @@ async def test_malformed_request_is_400_in_both_media_types(
         assert codes(answer) == ["BAD_REQUEST"]
         assert fragment in answer["errors"][0]["message"]
         assert "data" not in answer
+
+
+async def test_an_error_without_a_code_is_masked_as_internal(gateway_stack: StackFactory) -> None:
+    """Every error is coded: one raised inside a validation rule (strawberry's depth limiter
+    trips over an empty selection set) becomes INTERNAL_ERROR naming the request, 500 with
+    graphql-response+json, and its text stays in the log."""
+    stack = await gateway_stack()
+    document = '{ conference(number: "6400") { a: number { b: number { } } } }'
+    for accept in (G, J):
+        response = await post(stack, {"query": document}, accept)
+        answer = response.json()
+        assert codes(answer) in (["INTERNAL_ERROR"], ["GRAPHQL_VALIDATION_FAILED"])
+        internal = codes(answer) == ["INTERNAL_ERROR"]  # until strawberry fixes the limiter
+        assert response.status_code == {G: 500 if internal else 400, J: 200}[accept]
+        assert "max()" not in response.text
+    assert stack.calls() == 0
 
 
 async def test_null_optional_parameters_equal_absent_ones(gateway_stack: StackFactory) -> None:
@@ -278,6 +299,13 @@ async def test_get_variables_that_are_not_json_are_400(gateway_stack: StackFacto
         response = await get(stack, G, query=ROOM_QUERY, variables=variables)
         assert response.status_code == 400
     assert stack.calls() == 0
+
+
+async def test_get_null_variables_and_extensions_are_absent(gateway_stack: StackFactory) -> None:
+    """variables=null and extensions=null (JSON null) mean the same as leaving them out."""
+    stack = await gateway_stack()
+    response = await get(stack, G, query=ROOM_QUERY, variables="null", extensions="null")
+    assert response.json() == ROOM_ANSWER
 
 
 async def test_get_without_query_is_400(gateway_stack: StackFactory) -> None:
