@@ -75,6 +75,12 @@ def create_app(
                     max_concurrency=settings.pbx_max_concurrency,
                     max_waiting=settings.pbx_max_waiting,
                     fleet=fleet.slots if fleet else None,
+                    # A call we gave up on may still be running at the PBX: keep its slot.
+                    linger=(
+                        settings.pbx_timeout
+                        if settings.pbx_timeout_linger is None
+                        else settings.pbx_timeout_linger
+                    ),
                 ),
                 breaker=CircuitBreaker(
                     threshold=settings.pbx_breaker_threshold,

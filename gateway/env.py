@@ -61,6 +61,10 @@ class EnvReader:
             raise ConfigError(f"{name} must be a finite number of at least {minimum}, got {raw!r}")
         return value
 
+    def optional_number(self, name: str, *, minimum: float) -> float | None:
+        """A number of seconds, or None when unset."""
+        return None if self.get(name) is None else self.number(name, 0.0, minimum=minimum)
+
     def integer(self, name: str, default: int, *, minimum: int) -> int:
         raw = self.get(name)
         if raw is None:

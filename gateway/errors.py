@@ -116,7 +116,15 @@ class PbxUnavailableError(PbxError):
 
 
 class PbxTimeoutError(PbxUnavailableError):
-    """The PBX did not answer in time."""
+    """The PBX did not answer in time.
+
+    ``reached_pbx`` is False when the connection was never made: only then is the PBX
+    known not to be working on the request still.
+    """
+
+    def __init__(self, message: str, *, endpoint: str, reached_pbx: bool = True) -> None:
+        super().__init__(message, endpoint=endpoint)
+        self.reached_pbx = reached_pbx
 
 
 class PbxConnectionError(PbxUnavailableError):

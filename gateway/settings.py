@@ -55,6 +55,9 @@ class Settings:
     pbx_password: PasswordSource
     pbx_verify_tls: bool | str = True
     pbx_timeout: float = 10.0
+    pbx_timeout_linger: float | None = None
+    """Seconds a timed-out call keeps its slot (the PBX is likely still on it).
+    None: as long as ``pbx_timeout``."""
     pbx_max_concurrency: int = 2
     pbx_max_waiting: int = 50
     pbx_heartbeat_interval: float = 1200.0
@@ -88,6 +91,9 @@ class Settings:
             pbx_password=_password_source(environ),
             pbx_verify_tls=_verify_tls(reader, "PBX_VERIFY_TLS"),
             pbx_timeout=reader.number("PBX_TIMEOUT", 10.0, minimum=0.1),
+            pbx_timeout_linger=reader.number("PBX_TIMEOUT_LINGER", -1.0, minimum=0)
+            if reader.get("PBX_TIMEOUT_LINGER")
+            else None,
             pbx_max_concurrency=reader.integer("PBX_MAX_CONCURRENCY", 2, minimum=1),
             pbx_max_waiting=reader.integer("PBX_MAX_WAITING", 50, minimum=0),
             pbx_heartbeat_interval=reader.number("PBX_HEARTBEAT_INTERVAL", 1200.0, minimum=1),

@@ -14,6 +14,7 @@ from gateway.errors import (
     PbxLockedOutError,
     PbxProtocolError,
     PbxTokenError,
+    PbxUnavailableError,
 )
 from gateway.pbx.login_guard import HARD_STOP_FAILURES, MAX_UNCHANGED_FAILURES
 from gateway.pbx.session import PbxSession
@@ -153,12 +154,14 @@ async def test_session_expired_token_is_replaced_without_error() -> None:
 
 
 async def test_session_second_token_error_is_raised_not_retried_again() -> None:
-    """If the retry also hits a token error, it is raised: one retry only."""
+    """If the retry also hits a token error it is not retried again: the PBX is refusing
+    fresh tokens, which the caller sees as PBX_UNAVAILABLE (stale data can be served)."""
     pbx = FakePbx()
     pbx.queue(QUERY, failed("20004"), failed("20006"))
     async with pbx_session(pbx.transport()) as session:
-        with pytest.raises(PbxTokenError):
+        with pytest.raises(PbxUnavailableError) as error:
             await session.call(QUERY, BODY)
+    assert isinstance(error.value.__cause__, PbxTokenError)
     assert pbx.count("login") == 2
     assert pbx.count(QUERY) == 2
 

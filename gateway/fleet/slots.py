@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Final
 
-from gateway.errors import PbxBusyError
+from gateway.errors import PbxBusyError, PbxTimeoutError
 from gateway.fleet.link import RedisLink, script
 
 _ACQUIRE: Final = """
@@ -75,6 +75,17 @@ class FleetSlots:
             delay = min(delay * 2, 0.05)
         try:
             yield
-        finally:
-            key = self._key
-            await self._link.run(lambda client: client.zrem(key, lease_id), 0)
+        except PbxTimeoutError as exc:
+            if not exc.reached_pbx:
+                await self._release(lease_id)
+            # else: the PBX may still be working on it: the lease runs out by itself
+            raise
+        except BaseException:
+            await self._release(lease_id)
+            raise
+        else:
+            await self._release(lease_id)
+
+    async def _release(self, lease_id: str) -> None:
+        key = self._key
+        await self._link.run(lambda client: client.zrem(key, lease_id), 0)

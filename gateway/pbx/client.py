@@ -115,10 +115,15 @@ class PbxClient:
         *,
         token: str | None = None,
         idempotent: bool = False,
+        bypass_breaker: bool = False,
     ) -> JsonObject:
-        """POST ``body`` to ``endpoint`` and return the ``Success`` envelope as a dict."""
+        """POST ``body`` to ``endpoint`` and return the ``Success`` envelope as a dict.
+
+        ``bypass_breaker`` is for the one call that must be tried whatever the breaker
+        thinks: the logout at shutdown, so the token does not stay live on the PBX.
+        """
         try:
-            return await self._call_once(endpoint, body, token)
+            return await self._call_once(endpoint, body, token, bypass_breaker)
         except PbxConnectionError:
             if not idempotent:
                 raise
@@ -126,9 +131,14 @@ class PbxClient:
             return await self._call_once(endpoint, body, token)
 
     async def _call_once(
-        self, endpoint: str, body: Mapping[str, Any] | None, token: str | None
+        self,
+        endpoint: str,
+        body: Mapping[str, Any] | None,
+        token: str | None,
+        bypass_breaker: bool = False,
     ) -> JsonObject:
-        self.breaker.before_call(endpoint)
+        if not bypass_breaker:
+            self.breaker.before_call(endpoint)
         started: float | None = None
         try:
             async with self.limiter.slot(endpoint):
@@ -171,6 +181,7 @@ class PbxClient:
                 f"the PBX did not answer {where} in time ({type(exc).__name__}); "
                 "check that it is up and not overloaded, or raise PBX_TIMEOUT",
                 endpoint=endpoint,
+                reached_pbx=not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout),
             ) from exc
         except httpx.TransportError as exc:
             raise PbxConnectionError(

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
-from gateway.errors import PbxBusyError
+from gateway.errors import PbxBusyError, PbxTimeoutError
 
 
 class SharedSlots(Protocol):
@@ -27,11 +27,17 @@ class PbxLimiter:
     """A semaphore that refuses to queue more than ``max_waiting`` callers."""
 
     def __init__(
-        self, *, max_concurrency: int, max_waiting: int, fleet: SharedSlots | None = None
+        self,
+        *,
+        max_concurrency: int,
+        max_waiting: int,
+        fleet: SharedSlots | None = None,
+        linger: float = 0.0,
     ) -> None:
         self._slots = asyncio.Semaphore(max_concurrency)
         self._max_waiting = max_waiting
         self._fleet = fleet
+        self._linger = linger
         self.in_flight = 0
         self.waiting = 0
         self.max_waiting_seen = 0
@@ -57,19 +63,37 @@ class PbxLimiter:
                 self.waiting -= 1
         else:
             await self._slots.acquire()
+        lingering = False
         try:
             if self._fleet is None:
                 self.in_flight += 1
                 try:
                     yield
+                except PbxTimeoutError as exc:
+                    lingering = exc.reached_pbx and self._linger > 0
+                    raise
                 finally:
-                    self.in_flight -= 1
+                    if not lingering:
+                        self.in_flight -= 1
             else:
                 async with self._fleet.lease(endpoint):  # the fleet-wide cap, after ours
                     self.in_flight += 1
                     try:
                         yield
+                    except PbxTimeoutError as exc:
+                        lingering = exc.reached_pbx and self._linger > 0
+                        raise
                     finally:
-                        self.in_flight -= 1
+                        if not lingering:
+                            self.in_flight -= 1
         finally:
-            self._slots.release()
+            if lingering:
+                # We stopped waiting, but the PBX is most likely still working on the call:
+                # keep its slot taken a while longer so we do not pile more onto it.
+                asyncio.get_running_loop().call_later(self._linger, self._end_linger)
+            else:
+                self._slots.release()
+
+    def _end_linger(self) -> None:
+        self.in_flight -= 1
+        self._slots.release()

@@ -101,7 +101,17 @@ class PbxSession:
             await self._forget(token)
             logger.info("PBX token no longer valid on %s; logging in again", endpoint)
         token = await self._current_token()
-        return await self._client.call(endpoint, body, token=token, idempotent=idempotent)
+        try:
+            return await self._client.call(endpoint, body, token=token, idempotent=idempotent)
+        except PbxTokenError as exc:
+            # A token fresh from a login refused at once: the PBX is not keeping sessions
+            # (restarting, overloaded); no second re-login, report it as unavailable.
+            await self._forget(token)
+            raise PbxUnavailableError(
+                f"the PBX refused a token it had just issued ({exc.meaning}); it may be "
+                "restarting, try again shortly",
+                endpoint=endpoint,
+            ) from exc
 
     def start(self, *, login_now: bool = False) -> None:
         """Start the heartbeat timer and, with ``login_now``, a first login in the background
@@ -156,7 +166,7 @@ class PbxSession:
             return  # the token is the fleet's: other replicas still use it (it idles out)
         if token is not None:
             try:
-                await self._client.call("logout", None, token=token)
+                await self._client.call("logout", None, token=token, bypass_breaker=True)
             except PbxError as exc:
                 logger.warning("PBX logout failed: %s", exc.message)
 
