@@ -7,8 +7,9 @@ In order, and nothing reaches the PBX before the last two steps:
 2. the input's rules (``BAD_USER_INPUT``, every violation at once);
 3. the caller's budget of PBX calls, charged two: the change and its read-back;
 4. one ``conference/update``, never retried (:mod:`gateway.pbx.conference_update`);
-5. the store forgets the room (fresh, stale and the ``all`` listing), then reads it back
-   with one fresh ``conference/query``, which refills the cache for everyone.
+5. the store forgets the room (fresh, stale and the ``all`` listing; with a fleet, in
+   Redis and on every replica too), then reads it back with one fresh
+   ``conference/query``, which refills the cache for everyone.
 
 Each attempt leaves one ``gateway.audit`` line naming the client, the room and the
 fields, never their values.
@@ -173,14 +174,15 @@ class Mutation:
         except GatewayError as exc:
             unknown = may_have_applied(exc)
             if unknown:  # it may have changed: whatever the cache holds may be wrong now
-                context.store.forget(changes.number)
+                await context.store.invalidate(changes.number)
             audit(changes.number, "unknown" if unknown else "refused", exc)
             if isinstance(exc, PbxRateLimitedError) and context.response is not None:
                 context.response.headers["Retry-After"] = str(exc.retry_after)
             raise
-        # Forget first: a query already under way may bring back the old value, and the
-        # store will not keep it (see ConferenceStore.forget); the read-back is new.
-        context.store.forget(changes.number)
+        # Forget first, here and (with a fleet) in Redis and on every replica: a query
+        # already under way may bring back the old value, and the store will not keep it
+        # (see ConferenceStore.forget); the read-back is a fetch of its own.
+        await context.store.invalidate(changes.number)
         audit(changes.number, "applied")
         (read_back,) = await context.store.get_many(
             [changes.number], report=context.stale, deadline=context.deadline
