@@ -5,6 +5,7 @@
     GatewayError                    code               meaning
     ├── ConfigError                 -                  bad settings; start-up stops with one line
     ├── BadInputError               BAD_USER_INPUT     the caller asked for something invalid
+    ├── ForbiddenError              FORBIDDEN          the caller lacks the scope for that field
     │   └── InvalidFieldsError                         input fields break their rules (each named)
     ├── RateLimitedError            RATE_LIMITED       the caller's PBX budget is spent for now
     └── PbxError                    (per subclass)     anything about the PBX; names the endpoint
@@ -81,6 +82,12 @@ class InvalidFieldsError(BadInputError):
             "field": self.violations[0][0] if self.violations else None,
             "violations": [{"field": field, "rule": rule} for field, rule in self.violations],
         }
+
+
+class ForbiddenError(GatewayError):
+    """The caller is authenticated but lacks the scope this field or operation needs."""
+
+    code = "FORBIDDEN"
 
 
 class RateLimitedError(GatewayError):

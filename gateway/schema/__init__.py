@@ -13,6 +13,7 @@ from collections.abc import Callable
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     DisableIntrospection,
     MaxAliasesLimiter,
     MaxTokensLimiter,
@@ -23,6 +24,7 @@ from strawberry.schema.config import BatchingConfig, StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from gateway.observability.request_log import RequestRecorder
+from gateway.schema.document_cache import document_cache
 from gateway.schema.error_codes import ErrorCodes
 from gateway.schema.mutation import Mutation
 from gateway.schema.query import Query
@@ -46,17 +48,22 @@ class GatewaySchema(strawberry.Schema):
 def build_schema(security: SecuritySettings | None = None) -> strawberry.Schema:
     """The gateway's schema with its extensions, one policy each."""
     limits = security or SecuritySettings(introspection=True)
+    # Validation rules are built once: a rule class made per request would cost time, and
+    # the document cache (which skips validation for texts it has seen) relies on it too.
+    rules = [
+        *QueryDepthLimiter(max_depth=limits.max_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=limits.max_aliases).validation_rules,
+        *(DisableIntrospection().validation_rules if not limits.introspection else []),
+    ]
     # Classes or factories: strawberry makes a fresh instance per operation.
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
         ErrorCodes,
         StaleMarks,
         RequestRecorder,
-        functools.partial(QueryDepthLimiter, max_depth=limits.max_depth),
-        functools.partial(MaxAliasesLimiter, max_alias_count=limits.max_aliases),
+        document_cache(),
+        functools.partial(AddValidationRules, rules),
         functools.partial(MaxTokensLimiter, max_token_count=limits.max_tokens),
     ]
-    if not limits.introspection:
-        extensions.append(DisableIntrospection)
     batching = BatchingConfig(max_operations=limits.max_batch) if limits.batching else None
     return GatewaySchema(
         query=Query,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Final
 
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
@@ -18,6 +19,13 @@ from strawberry.extensions import SchemaExtension
 from gateway.errors import GatewayError
 
 logger = logging.getLogger(__name__)
+
+# graphql-core and strawberry's limit rules report plain messages; these name the limit.
+_TOO_LARGE: Final = (
+    "exceeds maximum operation depth",
+    "aliases found. Allowed:",
+    "tokens. Parsing aborted",
+)
 
 
 class ErrorCodes(SchemaExtension):
@@ -36,7 +44,9 @@ class ErrorCodes(SchemaExtension):
             return error
         if original is None or isinstance(original, GraphQLError):  # graphql-core's own
             code = (
-                "GRAPHQL_PARSE_FAILED"
+                "OPERATION_TOO_LARGE"
+                if any(marker in error.message for marker in _TOO_LARGE)
+                else "GRAPHQL_PARSE_FAILED"
                 if error.message.startswith("Syntax Error")
                 else "BAD_USER_INPUT"
                 if error.message.startswith("Variable ")

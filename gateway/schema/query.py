@@ -40,15 +40,15 @@ class Query:
     ) -> list[ConferenceNode]:
         context = info.context
         if numbers is None or numbers is strawberry.UNSET:  # absent or null: every room
+            # The store fills per-room entries from this listing, so other fields of the
+            # same request that need single rooms find them there: no priming needed.
             everything = await context.store.get_all(
                 report=context.stale, deadline=context.deadline, admit=context.admit
             )
-            for conference in everything:
-                context.loader.prime(conference.number, conference)
-            return [ConferenceNode.from_record(conference) for conference in everything]
+            return [ConferenceNode.of(conference) for conference in everything]
         wanted = context.numbers.admit(numbers)
         found = await context.loader.load_many(wanted)
-        return [ConferenceNode.from_record(c) for c in found if c is not None]
+        return [ConferenceNode.of(c) for c in found if c is not None]
 
     @strawberry.field(
         permission_classes=[CanRead],
@@ -58,4 +58,4 @@ class Query:
         context = info.context
         (wanted,) = context.numbers.admit([number])
         found = await context.loader.load(wanted)
-        return None if found is None else ConferenceNode.from_record(found)
+        return None if found is None else ConferenceNode.of(found)

@@ -7,11 +7,13 @@ seen the PBX manual.
 from __future__ import annotations
 
 import enum
+from typing import cast
 
 import strawberry
 
+from gateway.errors import ForbiddenError
 from gateway.pbx.conferences import Conference, Prompt
-from gateway.schema.permissions import CanReadPins
+from gateway.security.identity import PINS
 
 
 @strawberry.enum(description="What members hear when someone joins or leaves the conference.")
@@ -30,6 +32,37 @@ class ConferencePrompt(enum.Enum):
         return None if prompt is None else cls[prompt.name]
 
 
+def _participant_password(root: strawberry.Parent[Conference], info: strawberry.Info) -> str | None:
+    return _pin(info, root.participant_password)
+
+
+def _moderator_password(root: strawberry.Parent[Conference], info: strawberry.Info) -> str | None:
+    return _pin(info, root.moderator_password)
+
+
+def _has_participant_password(root: strawberry.Parent[Conference]) -> bool:
+    return root.participant_password is not None
+
+
+def _has_moderator_password(root: strawberry.Parent[Conference]) -> bool:
+    return root.moderator_password is not None
+
+
+def _prompt(root: strawberry.Parent[Conference]) -> ConferencePrompt | None:
+    return ConferencePrompt.from_record(root.prompt)
+
+
+def _pin(info: strawberry.Info, pin: str | None) -> str | None:
+    """A PIN, for callers holding ``conferences:pins``; FORBIDDEN on this path otherwise."""
+    identity = getattr(info.context, "identity", None)
+    if identity is None or not identity.has(PINS):
+        raise ForbiddenError(
+            f"the caller lacks the {PINS} scope needed to read PINs; "
+            "hasParticipantPassword and hasModeratorPassword tell whether a PIN is set"
+        )
+    return pin
+
+
 @strawberry.type(
     name="Conference",
     description=(
@@ -38,29 +71,39 @@ class ConferencePrompt(enum.Enum):
     ),
 )
 class ConferenceNode:
+    """The GraphQL view of a decoded PBX record.
+
+    Never instantiated: resolvers return the store's :class:`Conference` records as they
+    are, and these fields read them (plain fields by attribute name, the rest through the
+    small resolvers above). No per-request copy of a room is made, which matters when a
+    list holds thousands.
+    """
+
     number: str = strawberry.field(
         description='The room\'s number: the extension callers dial to join it, e.g. "6400".'
     )
     name: str = strawberry.field(description="The room's display name.")
     participant_password: str | None = strawberry.field(
-        permission_classes=[CanReadPins],
+        resolver=_participant_password,
         description=(
             "The PIN members enter to join; null when the room has none. Needs the "
             "conferences:pins scope."
         ),
     )
     moderator_password: str | None = strawberry.field(
-        permission_classes=[CanReadPins],
+        resolver=_moderator_password,
         description=(
             "The PIN that makes a caller a moderator; null when the room has none. Needs the "
             "conferences:pins scope."
         ),
     )
     has_participant_password: bool = strawberry.field(
-        description="Whether members need a PIN to join (no special scope needed)."
+        resolver=_has_participant_password,
+        description="Whether members need a PIN to join (no special scope needed).",
     )
     has_moderator_password: bool = strawberry.field(
-        description="Whether the room has a moderator PIN (no special scope needed)."
+        resolver=_has_moderator_password,
+        description="Whether the room has a moderator PIN (no special scope needed).",
     )
     wait_for_moderator: bool = strawberry.field(
         description="Whether members wait (with music or silence) until a moderator joins."
@@ -81,26 +124,14 @@ class ConferenceNode:
         )
     )
     prompt: ConferencePrompt | None = strawberry.field(
+        resolver=_prompt,
         description=(
             "What members hear when someone joins or leaves; null on PBX models that do not "
             "report it."
-        )
+        ),
     )
 
-    @classmethod
-    def from_record(cls, conference: Conference) -> ConferenceNode:
-        """The GraphQL view of a decoded PBX record."""
-        return cls(
-            number=conference.number,
-            name=conference.name,
-            participant_password=conference.participant_password,
-            moderator_password=conference.moderator_password,
-            has_participant_password=conference.participant_password is not None,
-            has_moderator_password=conference.moderator_password is not None,
-            wait_for_moderator=conference.wait_for_moderator,
-            allow_invite=conference.allow_invite,
-            moderators=list(conference.moderators),
-            music_on_hold=conference.music_on_hold,
-            mute=conference.mute,
-            prompt=ConferencePrompt.from_record(conference.prompt),
-        )
+    @staticmethod
+    def of(conference: Conference) -> ConferenceNode:
+        """``conference`` typed as the GraphQL type that reads it (no copy is made)."""
+        return cast(ConferenceNode, conference)
