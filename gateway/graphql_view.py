@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import orjson
 from cross_web import AsyncHTTPRequestAdapter, HTTPException  # what strawberry's views raise
 from starlette.requests import Request
 from starlette.responses import Response
@@ -87,6 +88,10 @@ class _Exchange:
 
 class GatewayGraphQL(GraphQL[GatewayContext, None]):
     """strawberry's ASGI view speaking GraphQL over HTTP; see the module docstring."""
+
+    def encode_json(self, data: object) -> bytes:
+        """orjson: several times faster than json on large answers (10,000 rooms)."""
+        return orjson.dumps(data)
 
     def __init__(
         self,
