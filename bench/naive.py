@@ -62,10 +62,10 @@ async def resolve_conferences(
     session = info.context.session
     if numbers is None or numbers is strawberry.UNSET:
         everything = await query_conferences(session, "all")
-        return [ConferenceNode.from_record(room) for room in everything.values()]
+        return [ConferenceNode.of(room) for room in everything.values()]
     wanted = check_numbers(numbers)
     found = await query_conferences(session, wanted)
-    return [ConferenceNode.from_record(found[number]) for number in wanted if number in found]
+    return [ConferenceNode.of(found[number]) for number in wanted if number in found]
 
 
 async def resolve_conference(info: Info, number: str) -> ConferenceNode | None:
@@ -73,7 +73,7 @@ async def resolve_conference(info: Info, number: str) -> ConferenceNode | None:
     (wanted,) = check_numbers([number])
     found = await query_conferences(info.context.session, [wanted])
     room = found.get(wanted)
-    return None if room is None else ConferenceNode.from_record(room)
+    return None if room is None else ConferenceNode.of(room)
 
 
 @strawberry.type(name="Query")

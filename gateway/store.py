@@ -26,9 +26,10 @@ requests per second. So the store
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from cachetools import TTLCache
@@ -52,12 +53,18 @@ Outcome = Conference | None | Exception
 """One number's answer: the room, ``None`` when the PBX has no such room, or the error."""
 
 
+_versions = itertools.count(1)
+"""Every answer the store keeps gets the next number: "the same answer" is "the same number"
+(a clock that has not moved cannot tell two fetches apart)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """A cached answer for one number: the room, or ``None`` for "no such room"."""
 
     conference: Conference | None
     fetched_at: float
+    version: int = field(default_factory=lambda: next(_versions))
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,16 +73,22 @@ class Listing:
 
     conferences: tuple[Conference, ...]
     fetched_at: float
+    version: int = field(default_factory=lambda: next(_versions))
 
 
 @dataclass
 class ServedReport(StaleReport):
-    """A :class:`StaleReport` that also keeps the oldest ``fetched_at`` of every answer the
-    store gave (fresh or stale), so the HTTP response can say how long it stays fresh."""
+    """A :class:`StaleReport` that also keeps, for every answer the store gave (fresh or
+    stale), when it was fetched: the oldest, so the HTTP response can say how long it
+    stays fresh, and per key (a number, or ``all``), so a cached response can tell whether
+    the data it was built from is still the store's current data."""
 
     oldest_fetched_at: float | None = None
+    sources: dict[str, int] = field(default_factory=dict)
+    """Store key -> version of the answer served for it."""
 
-    def served(self, fetched_at: float) -> None:
+    def served(self, key: str, fetched_at: float, version: int) -> None:
+        self.sources.setdefault(key, version)
         if self.oldest_fetched_at is None or fetched_at < self.oldest_fetched_at:
             self.oldest_fetched_at = fetched_at
 
@@ -173,8 +186,8 @@ class ConferenceStore:
             if stale is not None:
                 entries[number] = stale
                 self._note(report, number, stale, failure)
-        for entry in entries.values():
-            _note_served(report, entry.fetched_at)
+        for number, entry in entries.items():
+            _note_served(report, number, entry)
         return [entries[n].conference if n in entries else failures[n] for n in numbers]
 
     def _sort(
@@ -216,7 +229,7 @@ class ConferenceStore:
         listing = self._listing.get(ALL)
         if listing is not None and self._clock() - listing.fetched_at < self._ttl:
             self.stats.hits += 1
-            _note_served(report, listing.fetched_at)
+            _note_served(report, ALL, listing)
             return list(listing.conferences)
         known = self._known_listing.get(ALL)
         recent = known is not None and self._clock() - known.fetched_at < self._revalidate_until
@@ -228,7 +241,7 @@ class ConferenceStore:
                     if known is None or not _may_serve_stale(refusal):
                         raise
                     self._note_listing(report, known, refusal)
-                    _note_served(report, known.fetched_at)
+                    _note_served(report, ALL, known)
                     return list(known.conferences)
             self._listing_inflight = self._new_future()
             self._spawn(self._fetch_listing(self._listing_inflight, self._epoch))
@@ -238,7 +251,7 @@ class ConferenceStore:
                 self.stats.misses += 1
         if known is not None and recent:
             self.stats.hits += 1
-            _note_served(report, known.fetched_at)
+            _note_served(report, ALL, known)
             return list(known.conferences)
         try:
             listing = await self._wait(self._listing_inflight, deadline)
@@ -246,10 +259,20 @@ class ConferenceStore:
             if known is None or not _may_serve_stale(exc):
                 raise
             self._note_listing(report, known, exc)
-            _note_served(report, known.fetched_at)
+            _note_served(report, ALL, known)
             return list(known.conferences)
-        _note_served(report, listing.fetched_at)
+        _note_served(report, ALL, listing)
         return list(listing.conferences)
+
+    def current(self, key: str) -> int | None:
+        """The version of the fresh answer the store would give for ``key`` (a number or
+        ``all``) right now, or None when it would have to fetch or serve stale."""
+        entry: Entry | Listing | None = (
+            self._listing.get(ALL) if key == ALL else self._fresh.get(key)
+        )
+        if entry is None or self._clock() - entry.fetched_at >= self._ttl:
+            return None
+        return entry.version
 
     async def invalidate(self, number: str) -> None:
         """:meth:`forget` here and, with a shared tier, in Redis and on every replica."""
@@ -426,9 +449,9 @@ class ConferenceStore:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-def _note_served(report: StaleReport | None, fetched_at: float) -> None:
+def _note_served(report: StaleReport | None, key: str, answer: Entry | Listing) -> None:
     if isinstance(report, ServedReport):
-        report.served(fetched_at)
+        report.served(key, answer.fetched_at, answer.version)
 
 
 def _may_serve_stale(error: Exception) -> bool:

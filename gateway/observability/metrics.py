@@ -72,6 +72,11 @@ class Metrics:
             buckets=_PBX_BUCKETS,
             registry=self.registry,
         )
+        self.response_cache_hits = Counter(
+            "gateway_response_cache_hits",
+            "Requests answered from the response cache (no execution, no store lookup).",
+            registry=self.registry,
+        )
         self.rejections = Counter(
             "gateway_http_rejections",
             "Requests refused before GraphQL ran, by code (UNAUTHENTICATED, RATE_LIMITED, ...).",

@@ -45,6 +45,8 @@ class RequestRecorder(SchemaExtension):
             metrics.request_seconds.labels(label).observe(seconds)
             for code in codes:
                 metrics.errors.labels(code).inc()
+            if getattr(context, "response_cached", False):
+                metrics.response_cache_hits.inc()
         identity = getattr(context, "identity", None)
         logger.info(
             "graphql %s %s",
@@ -57,7 +59,13 @@ class RequestRecorder(SchemaExtension):
                     "outcome": outcome,
                     "duration_ms": round(seconds * 1000, 2),
                     "pbx_fetches": fetches,
-                    "cache": "stale" if stale else "miss" if fetches else "hit",
+                    "cache": "stale"
+                    if stale
+                    else "miss"
+                    if fetches
+                    else "response"
+                    if getattr(context, "response_cached", False)
+                    else "hit",
                     "client": getattr(identity, "name", None),
                     "error_codes": codes,
                 }

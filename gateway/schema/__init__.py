@@ -28,6 +28,7 @@ from gateway.schema.document_cache import document_cache
 from gateway.schema.error_codes import ErrorCodes
 from gateway.schema.mutation import Mutation
 from gateway.schema.query import Query
+from gateway.schema.response_cache import response_cache
 from gateway.schema.stale_marks import StaleMarks
 from gateway.security.config import SecuritySettings
 
@@ -61,6 +62,7 @@ def build_schema(security: SecuritySettings | None = None) -> strawberry.Schema:
         StaleMarks,
         RequestRecorder,
         document_cache(),
+        response_cache(),
         functools.partial(AddValidationRules, rules),
         functools.partial(MaxTokensLimiter, max_token_count=limits.max_tokens),
     ]

@@ -41,6 +41,8 @@ class GatewayContext:
     response: Response | None = None
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
     metrics: Metrics | None = None
+    response_cached: bool = False
+    """Whether the answer came from the response cache (no execution)."""
     fetches_started: int = 0
     """PBX fetches this request started (for its log line)."""
     stale: ServedReport = field(default_factory=ServedReport)
