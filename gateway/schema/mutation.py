@@ -7,6 +7,8 @@ In order, and nothing reaches the PBX before the last two steps:
 2. the input's rules (``BAD_USER_INPUT``, every violation at once);
 3. the caller's budget of PBX calls, charged two: the change and its read-back;
 4. one ``conference/update``, never retried (:mod:`gateway.pbx.conference_update`);
+   bounded by ``PBX_TIMEOUT`` but not by the request deadline, which would abandon a
+   change half-way and leave its outcome unknown for no gain;
 5. the store forgets the room (fresh, stale and the ``all`` listing; with a fleet, in
    Redis and on every replica too), then reads it back with one fresh
    ``conference/query``, which refills the cache for everyone.
@@ -132,7 +134,7 @@ class UpdateConferencePayload:
                 "the PBX accepted the change but no longer reports the room; query it again",
                 endpoint="conference/query",
             )
-        return ConferenceNode.of(self.read_back)
+        return ConferenceNode.from_record(self.read_back)
 
 
 @strawberry.type(description="Change the PBX's conference rooms.")
