@@ -134,7 +134,7 @@ class UpdateConferencePayload:
                 "the PBX accepted the change but no longer reports the room; query it again",
                 endpoint="conference/query",
             )
-        return ConferenceNode.from_record(self.read_back)
+        return ConferenceNode.of(self.read_back)
 
 
 @strawberry.type(description="Change the PBX's conference rooms.")
