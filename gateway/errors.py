@@ -5,8 +5,8 @@
     GatewayError                    code               meaning
     ├── ConfigError                 -                  bad settings; start-up stops with one line
     ├── BadInputError               BAD_USER_INPUT     the caller asked for something invalid
-    ├── ForbiddenError              FORBIDDEN          the caller lacks the scope for that field
     │   └── InvalidFieldsError                         input fields break their rules (each named)
+    ├── ForbiddenError              FORBIDDEN          the caller lacks the scope for that field
     ├── RateLimitedError            RATE_LIMITED       the caller's PBX budget is spent for now
     └── PbxError                    (per subclass)     anything about the PBX; names the endpoint
         ├── PbxUnavailableError     PBX_UNAVAILABLE    no usable answer right now (may pass)
