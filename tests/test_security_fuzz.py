@@ -355,6 +355,7 @@ JSON_BODIES = st.one_of(
         },
     ).map(json.dumps),
     st.lists(graphql_request() | JSON_VALUES, max_size=7).map(json.dumps),
+    st.lists(st.fixed_dictionaries({"query": JSON_VALUES}), min_size=1, max_size=3).map(json.dumps),
     # Fixed depths, far from the decoder's recursion limit on either side, so the outcome
     # never depends on how deep the server's stack happens to be.
     st.sampled_from([1, 30, 5000, 20000]).map(lambda depth: "[" * depth + "]" * depth),

@@ -64,27 +64,45 @@ async def test_malformed_batch_item_query_is_a_client_error(
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
-DOCUMENTS = {
-    "empty-root": "{ }",
-    "empty-selection": '{ conference(number: "6400") { } }',
-    "empty-inline-fragment": '{ conference(number: "6400") { ... on Conference { } } }',
-    "unknown-fragment": '{ conference(number: "6400") { ...Missing } }',
-    "unknown-fragment-at-root": "{ ...Missing }",
+UNKNOWN_FRAGMENTS = {
+    "in-selection": '{ conference(number: "6400") { ...Missing } }',
+    "at-root": "{ ...Missing }",
 }
 
 
-@pytest.mark.parametrize("name", sorted(DOCUMENTS))
-async def test_malformed_document_is_coded_not_an_exception_text(
+@pytest.mark.parametrize("name", sorted(UNKNOWN_FRAGMENTS))
+async def test_malformed_unknown_fragment_is_a_validation_error(
     gateway_stack: StackFactory, caplog: pytest.LogCaptureFixture, name: str
 ) -> None:
-    """Documents that trip a validation rule's own code are still coded document errors,
-    without the exception's text, and nothing runs against the PBX."""
+    """A spread of a fragment that is not defined is GRAPHQL_VALIDATION_FAILED, not a
+    limiter's KeyError; nothing is logged as a bug and the PBX is not asked."""
     stack = await gateway_stack(security=anonymous_security([READ]), login_at_start=False)
-    body = await stack.graphql(DOCUMENTS[name])
+    caplog.set_level(logging.ERROR)
+    body = await stack.graphql(UNKNOWN_FRAGMENTS[name])
     assert body.get("data") is None
-    assert codes(body)
-    assert set(codes(body)) <= DOCUMENT_CODES, body
-    for error in body["errors"]:
-        assert "max() arg" not in error["message"]
-        assert error["message"] != "'Missing'"
+    assert set(codes(body)) == {"GRAPHQL_VALIDATION_FAILED"}, body
+    assert any("Missing" in error["message"] for error in body["errors"])
+    assert all(error["message"] != "'Missing'" for error in body["errors"])
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
     assert dict(stack.pbx.stats.calls) == {}
+
+
+EMPTY_SELECTIONS = {
+    "root": "{ }",
+    "field": '{ conference(number: "6400") { } }',
+    "inline-fragment": '{ conference(number: "6400") { ... on Conference { } } }',
+}
+
+
+@pytest.mark.parametrize("name", sorted(EMPTY_SELECTIONS))
+async def test_malformed_empty_selection_set_is_not_an_internal_error(
+    gateway_stack: StackFactory, caplog: pytest.LogCaptureFixture, name: str
+) -> None:
+    """An empty selection set (a syntax error in the spec, accepted by graphql-core 3.3)
+    is answered as a document error or plainly, never as a crash of the depth limiter."""
+    stack = await gateway_stack(security=anonymous_security([READ]))
+    caplog.set_level(logging.ERROR)
+    body = await stack.graphql(EMPTY_SELECTIONS[name])
+    assert set(codes(body)) <= DOCUMENT_CODES, body
+    assert "max() arg" not in str(body)
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
