@@ -36,6 +36,7 @@ from gateway.pbx.limiter import PbxLimiter
 from gateway.pbx.session import PbxSession
 from gateway.runtime import Runtime
 from gateway.schema import build_schema
+from gateway.schema.response_cache import ResponseCache
 from gateway.security.gate import Authenticator, GraphQLGate
 from gateway.security.rate_limit import RateLimiter
 from gateway.settings import Settings
@@ -132,7 +133,10 @@ def create_app(
                 if fleet is not None:
                     await fleet.close()
 
-    graphql = GatewayGraphQL(build_schema(security), settings, clock=clock)
+    answers = ResponseCache()  # shared by the schema (which fills it) and the view's fast path
+    graphql = GatewayGraphQL(
+        build_schema(security, answers), settings, clock=clock, answers=answers
+    )
     gate = GraphQLGate(
         graphql,
         settings=security,

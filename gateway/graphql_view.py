@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -55,10 +56,12 @@ from gateway.media_types import (
     is_json_request,
     negotiate,
 )
+from gateway.observability import request_log
 from gateway.persisted_queries import PersistedQueries, PersistedQueryError
 from gateway.runtime import Runtime
 from gateway.schema.context import GatewayContext
 from gateway.schema.numbers import NumberBudget
+from gateway.schema.response_cache import ResponseCache, key_for
 from gateway.security.identity import Identity
 from gateway.settings import Settings
 
@@ -99,8 +102,10 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
         settings: Settings,
         *,
         clock: Callable[[], float] = time.monotonic,
+        answers: ResponseCache | None = None,
     ) -> None:
         security = settings.security
+        self._answers = answers or ResponseCache()
         super().__init__(schema, graphql_ide="graphiql" if security.graphiql else None)
         self._clock = clock
         self._persisted = PersistedQueries(
@@ -142,6 +147,9 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
         if request.method == "POST" and not is_json_request(request.headers.get("content-type")):
             message = "send the POST body as JSON, with 'Content-Type: application/json'"
             return self._refusal(exchange, 415, "UNSUPPORTED_MEDIA_TYPE", message)
+        cached = await self._cached_answer(request, exchange)
+        if cached is not None:
+            return cached
         try:
             response = await self.run(request)
         except HTTPException as exc:
@@ -150,6 +158,59 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
             status = 400 if exc.malformed or exchange.media_type == GRAPHQL_RESPONSE_JSON else 200
             return self._refusal(exchange, status, exc.code, exc.message)
         return self._finish(request, exchange, response)
+
+    async def _cached_answer(self, request: Request, exchange: _Exchange) -> Response | None:
+        """The response cache's answer, before any GraphQL work, or None to go the long way
+        (see :mod:`gateway.schema.response_cache`). Persisted queries go the long way."""
+        identity: Identity | None = request.scope.get("state", {}).get("identity")
+        runtime: Runtime | None = getattr(request.app.state, "runtime", None)
+        if identity is None or runtime is None:
+            return None
+        started = time.perf_counter()
+        if request.method == "GET":
+            params: Mapping[str, Any] = request.query_params
+            variables: Any = params.get("variables")
+            try:
+                variables = orjson.loads(variables) if variables else None
+            except orjson.JSONDecodeError:
+                return None
+        else:
+            try:
+                params = orjson.loads(await request.body())
+            except orjson.JSONDecodeError:
+                return None
+            if not isinstance(params, dict):
+                return None
+            variables = params.get("variables")
+        query, name = params.get("query"), params.get("operationName")
+        if (
+            not isinstance(query, str)
+            or not isinstance(name, str | None)
+            or not isinstance(variables, dict | None)
+            or params.get("extensions")
+        ):
+            return None
+        kept = self._answers.get(key_for(query, name, variables, identity.scopes), runtime.store)
+        if kept is None:
+            return None
+        if kept.body is None:
+            kept.body = self.encode_json({"data": kept.data})
+        response = Response(kept.body, media_type=content_type(exchange.media_type))
+        request_log.record(
+            runtime.metrics,
+            request_id=uuid.uuid4().hex[:16],
+            operation=name or None,
+            outcome="ok",
+            seconds=time.perf_counter() - started,
+            pbx_fetches=0,
+            cache="response",
+            client=identity.name,
+            codes=[],
+        )
+        if request.method != "GET":
+            return http_caching.uncacheable(response)
+        cache_control = self._caching.cache_control(kept.oldest, self._clock())
+        return http_caching.cacheable(response, cache_control, request.headers.get("if-none-match"))
 
     def _finish(self, request: Request, exchange: _Exchange, response: Response) -> Response:
         """Status, media type, APQ registration and caching headers of a GraphQL answer."""

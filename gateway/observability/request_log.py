@@ -16,6 +16,8 @@ from typing import Any
 
 from strawberry.extensions import SchemaExtension
 
+from gateway.observability.metrics import Metrics
+
 logger = logging.getLogger("gateway.request")
 
 
@@ -37,37 +39,57 @@ class RequestRecorder(SchemaExtension):
         if stale and not codes:
             outcome = "stale"
         fetches = getattr(context, "fetches_started", 0)
-        metrics = getattr(context, "metrics", None)
-        operation = self.execution_context.operation_name
-        if metrics is not None:
-            label = metrics.operation_label(operation)
-            metrics.requests.labels(label, outcome).inc()
-            metrics.request_seconds.labels(label).observe(seconds)
-            for code in codes:
-                metrics.errors.labels(code).inc()
-            if getattr(context, "response_cached", False):
-                metrics.response_cache_hits.inc()
-        identity = getattr(context, "identity", None)
-        logger.info(
-            "graphql %s %s",
-            operation or "anonymous",
-            outcome,
-            extra={
-                "fields": {
-                    "request_id": getattr(context, "request_id", None),
-                    "operation": operation,
-                    "outcome": outcome,
-                    "duration_ms": round(seconds * 1000, 2),
-                    "pbx_fetches": fetches,
-                    "cache": "stale"
-                    if stale
-                    else "miss"
-                    if fetches
-                    else "response"
-                    if getattr(context, "response_cached", False)
-                    else "hit",
-                    "client": getattr(identity, "name", None),
-                    "error_codes": codes,
-                }
-            },
+        cached = getattr(context, "response_cached", False)
+        record(
+            getattr(context, "metrics", None),
+            request_id=getattr(context, "request_id", None),
+            operation=self.execution_context.operation_name,
+            outcome=outcome,
+            seconds=seconds,
+            pbx_fetches=fetches,
+            cache="stale" if stale else "miss" if fetches else "response" if cached else "hit",
+            client=getattr(getattr(context, "identity", None), "name", None),
+            codes=codes,
         )
+
+
+def record(
+    metrics: Metrics | None,
+    *,
+    request_id: str | None,
+    operation: str | None,
+    outcome: str,
+    seconds: float,
+    pbx_fetches: int,
+    cache: str,
+    client: str | None,
+    codes: list[str],
+) -> None:
+    """The metrics and the log line of one GraphQL request (executed or not)."""
+    if metrics is not None:
+        label = metrics.operation_label(operation)
+        metrics.requests.labels(label, outcome).inc()
+        metrics.request_seconds.labels(label).observe(seconds)
+        for code in codes:
+            metrics.errors.labels(code).inc()
+        if cache == "response":
+            metrics.response_cache_hits.inc()
+    if not logger.isEnabledFor(logging.INFO):
+        return  # building the line costs more than the rest of a cached answer
+    logger.info(
+        "graphql %s %s",
+        operation or "anonymous",
+        outcome,
+        extra={
+            "fields": {
+                "request_id": request_id,
+                "operation": operation,
+                "outcome": outcome,
+                "duration_ms": round(seconds * 1000, 2),
+                "pbx_fetches": pbx_fetches,
+                "cache": cache,
+                "client": client,
+                "error_codes": codes,
+            }
+        },
+    )

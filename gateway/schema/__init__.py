@@ -28,7 +28,7 @@ from gateway.schema.document_cache import document_cache
 from gateway.schema.error_codes import ErrorCodes
 from gateway.schema.mutation import Mutation
 from gateway.schema.query import Query
-from gateway.schema.response_cache import response_cache
+from gateway.schema.response_cache import ResponseCache, response_caching
 from gateway.schema.stale_marks import StaleMarks
 from gateway.security.config import SecuritySettings
 
@@ -46,8 +46,11 @@ class GatewaySchema(strawberry.Schema):
         return None
 
 
-def build_schema(security: SecuritySettings | None = None) -> strawberry.Schema:
-    """The gateway's schema with its extensions, one policy each."""
+def build_schema(
+    security: SecuritySettings | None = None, answers: ResponseCache | None = None
+) -> strawberry.Schema:
+    """The gateway's schema with its extensions, one policy each; ``answers`` is the
+    response cache, shared with the HTTP view's fast path."""
     limits = security or SecuritySettings(introspection=True)
     # Validation rules are built once: a rule class made per request would cost time, and
     # the document cache (which skips validation for texts it has seen) relies on it too.
@@ -62,7 +65,7 @@ def build_schema(security: SecuritySettings | None = None) -> strawberry.Schema:
         StaleMarks,
         RequestRecorder,
         document_cache(),
-        response_cache(),
+        response_caching(answers or ResponseCache()),
         functools.partial(AddValidationRules, rules),
         functools.partial(MaxTokensLimiter, max_token_count=limits.max_tokens),
     ]
