@@ -22,7 +22,7 @@ import shlex
 import shutil
 import subprocess
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Coroutine, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ import pytest
 import uvicorn
 import yaml
 
-from gateway import commands
+from gateway import commands, serving
 from gateway.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -114,10 +114,18 @@ _MORE_PASSES = ({"GATEWAY_AUTH": "api-key"}, {"GATEWAY_AUTH": "jwt"})
 
 
 def serve_variable_names() -> frozenset[str]:
-    """The names `pbx-gateway serve` looks up, with uvicorn.run stubbed out."""
+    """The names `pbx-gateway serve` looks up, with the server's start stubbed out (serve
+    hands its main coroutine to ``serving.run``; the stub closes it unstarted, so nothing
+    binds a port or blocks)."""
     seen: set[str] = set()
     served: list[object] = []
+
+    def record(main: Coroutine[Any, Any, None]) -> None:
+        main.close()
+        served.append(main)
+
     with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(serving, "run", record)
         patch.setattr(uvicorn, "run", lambda app, **options: served.append(app))
         patch.setattr(logging, "basicConfig", lambda **options: None)
         for overrides in ({}, *_MORE_PASSES):
