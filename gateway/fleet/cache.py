@@ -47,6 +47,24 @@ return released
 
 LISTING: Final = "all"
 
+# Writes that keep to what was true when their fetch began: KEYS are n entry keys then
+# their n version keys; ARGV is n, then per entry (blob, seconds, version seen before the
+# fetch). An entry whose room was changed (forget bumped its version) meanwhile is not
+# written: it may hold the old value.
+_WRITE_IF_UNCHANGED: Final = """
+local n = tonumber(ARGV[1])
+local written = 0
+for i = 1, n do
+  local seen = ARGV[1 + (i - 1) * 3 + 3]
+  local now = redis.call('GET', KEYS[n + i]) or ''
+  if now == seen then
+    redis.call('SET', KEYS[i], ARGV[1 + (i - 1) * 3 + 1], 'EX', ARGV[1 + (i - 1) * 3 + 2])
+    written = written + 1
+  end
+end
+return written
+"""
+
 
 class SharedCache:
     """The fleet tier: read, claim, fetch-or-wait, write; see the module docstring."""
@@ -118,26 +136,42 @@ class SharedCache:
         """Rooms other replicas fetched, whatever their age (to serve stale)."""
         return {n: (c, age) for n, (c, age) in (await self.read(numbers)).items() if c is not None}
 
-    async def write(self, answers: dict[str, Conference | None], fetched_at: float) -> None:
-        """Share fresh answers: rooms for the stale TTL, "no such room" for the fresh TTL."""
+    async def versions(self, numbers: Sequence[str]) -> dict[str, str]:
+        """Each room's change counter (bumped by :meth:`forget`), read before a fetch."""
+        raw = await self._mget([self._version_key(n) for n in numbers])
+        return {n: (v.decode() if v else "") for n, v in zip(numbers, raw, strict=True)}
+
+    async def write(
+        self,
+        answers: dict[str, Conference | None],
+        fetched_at: float,
+        seen: dict[str, str] | None = None,
+    ) -> None:
+        """Share fresh answers: rooms for the stale TTL, "no such room" for the fresh TTL;
+        with ``seen`` (versions read before the fetch), only rooms not changed since."""
         if not answers:
             return
+        numbers = list(answers)
+        if seen is None:  # nothing to compare with: take the versions as they are now
+            seen = await self.versions(numbers)
+        keys = [self._entry_key(n) for n in numbers] + [self._version_key(n) for n in numbers]
+        args: list[Any] = [len(numbers)]
+        for number in numbers:
+            conference = answers[number]
+            seconds = self._unknown_seconds if conference is None else self._keep_seconds
+            args += [_encode(conference, fetched_at), seconds, seen.get(number, "")]
+        await script(self._link, _WRITE_IF_UNCHANGED, keys, args, 0)
 
-        async def put(client: Any) -> None:
-            async with client.pipeline(transaction=False) as pipe:
-                for number, conference in answers.items():
-                    blob = _encode(conference, fetched_at)
-                    seconds = self._unknown_seconds if conference is None else self._keep_seconds
-                    pipe.set(self._entry_key(number), blob, ex=seconds)
-                await pipe.execute()
-
-        await self._link.run(put, None)
+    def _version_key(self, number: str) -> str:
+        return self._link.key("ver", number)
 
     async def forget(self, number: str) -> None:
         """Drop ``number`` everywhere: its entry, the listing, and every replica's copy."""
 
         async def drop(client: Any) -> None:
-            async with client.pipeline(transaction=False) as pipe:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.incr(self._version_key(number))  # fetches begun before: do not write
+                pipe.expire(self._version_key(number), self._keep_seconds)
                 pipe.delete(self._entry_key(number), self._link.key("listing"))
                 pipe.publish(self.channel, f"{self._replica} {number}")
                 await pipe.execute()
@@ -237,9 +271,10 @@ class SharedCache:
         self, owner: str, numbers: list[str], fetch: Fetch
     ) -> dict[str, tuple[Conference | None, float]]:
         try:
+            seen = await self.versions(numbers)
             found = await self._fetched(numbers, fetch)
             answers: dict[str, Conference | None] = {n: found.get(n) for n in numbers}
-            await self.write(answers, time.time())
+            await self.write(answers, time.time(), seen)
             return {n: (c, 0.0) for n, c in answers.items()}
         finally:
             keys = [self._claim_key(n) for n in numbers]

@@ -1,0 +1,53 @@
+"""The fleet's shared cache against a real Redis: writes never undo a change."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from gateway.fleet.cache import SharedCache
+from gateway.fleet.link import RedisLink
+from gateway.pbx.conferences import Conference
+from gateway.secrets import Secret
+from tests.processes import RedisProcess, redis_process
+
+__all__ = ["redis_process"]
+
+OLD = Conference("6400", "Sales", None, None, False, True, (), True, False, None)
+
+
+@pytest.fixture
+async def shared(redis_process: RedisProcess) -> AsyncIterator[SharedCache]:
+    link = RedisLink(Secret(redis_process.url))
+    await link.start()
+    try:
+        yield SharedCache(link, ttl=30, stale_ttl=3600, claim_seconds=5, wait_seconds=2)
+    finally:
+        await link.close()
+
+
+async def test_fleet_cache_write_after_forget_is_dropped(shared: SharedCache) -> None:
+    """A fetch that began before a change must not write what it read: it may be the old room."""
+    seen = await shared.versions(["6400"])
+    await shared.forget("6400")  # the room changed (another replica's mutation)
+    await shared.write({"6400": OLD}, 1000.0, seen)
+    assert await shared.read(["6400"]) == {}
+
+
+async def test_fleet_cache_write_without_a_change_is_kept(shared: SharedCache) -> None:
+    """With no change in between, the answer is shared with its age."""
+    seen = await shared.versions(["6400"])
+    await shared.write({"6400": OLD}, 1000.0, seen)
+    (room, age) = (await shared.read(["6400"]))["6400"]
+    assert room == OLD
+    assert age > 0
+
+
+async def test_fleet_cache_rooms_round_trip_exactly(shared: SharedCache) -> None:
+    """Every field survives the trip through Redis, "no such room" included."""
+    await shared.write({"6400": OLD, "9999": None}, 2000.0)
+    read = await shared.read(["6400", "9999", "1234"])
+    assert read["6400"][0] == OLD
+    assert read["9999"][0] is None
+    assert "1234" not in read
