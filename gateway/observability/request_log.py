@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -82,7 +83,7 @@ def record(
         outcome,
         extra={
             "fields": {
-                "request_id": request_id,
+                "request_id": request_id or uuid.uuid4().hex[:16],
                 "operation": operation,
                 "outcome": outcome,
                 "duration_ms": round(seconds * 1000, 2),
