@@ -354,3 +354,9 @@ def test_settings_are_frozen() -> None:
     loaded = settings()
     with pytest.raises(AttributeError):
         loaded.pbx_url = "http://elsewhere"  # type: ignore[misc]
+
+
+def test_settings_trusted_proxies_are_read_as_a_list() -> None:
+    """GATEWAY_TRUSTED_PROXIES lists the proxies whose X-Forwarded-For is believed."""
+    read = settings(GATEWAY_TRUSTED_PROXIES="10.0.0.1, 10.0.0.2")
+    assert read.security.trusted_proxies == ("10.0.0.1", "10.0.0.2")

@@ -102,6 +102,7 @@ def security_from_environ(reader: EnvReader) -> SecuritySettings:
         persisted_documents=load_documents(documents_file) if documents_file else {},
         apq_max_entries=reader.integer("GATEWAY_APQ_MAX_ENTRIES", 1000, minimum=0),
         apq_ttl=reader.number("GATEWAY_APQ_TTL", 86_400.0, minimum=1),
+        trusted_proxies=reader.words("GATEWAY_TRUSTED_PROXIES"),
     )
 
 
