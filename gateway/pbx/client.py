@@ -37,6 +37,7 @@ from gateway.errors import (
     PbxTransientError,
     PbxUnavailableError,
 )
+from gateway.observability.tracing import pbx_call_span
 from gateway.pbx import errnos
 from gateway.pbx.breaker import CircuitBreaker
 from gateway.pbx.limiter import PbxLimiter
@@ -144,7 +145,8 @@ class PbxClient:
             async with self.limiter.slot(endpoint):
                 self.calls += 1
                 started = time.perf_counter()
-                response = await self._send(endpoint, body, token)
+                with pbx_call_span(endpoint):
+                    response = await self._send(endpoint, body, token)
             payload = decode_envelope(endpoint, response)
         except PbxUnavailableError as exc:
             self.breaker.failed()

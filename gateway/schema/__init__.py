@@ -24,6 +24,7 @@ from strawberry.schema.config import BatchingConfig, StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from gateway.observability.request_log import RequestRecorder
+from gateway.observability.tracing import OperationSpan
 from gateway.schema.document_cache import document_cache
 from gateway.schema.error_codes import ErrorCodes
 from gateway.schema.mutation import Mutation
@@ -64,6 +65,7 @@ def build_schema(
         ErrorCodes,
         StaleMarks,
         RequestRecorder,
+        OperationSpan,
         document_cache(),
         response_caching(answers or ResponseCache()),
         functools.partial(AddValidationRules, rules),
