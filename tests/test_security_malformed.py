@@ -48,20 +48,35 @@ async def test_malformed_json_body_is_a_coded_400(
     assert dict(stack.pbx.stats.calls) == {}
 
 
-async def test_malformed_batch_item_query_is_a_client_error(
-    gateway_stack: StackFactory, caplog: pytest.LogCaptureFixture
+BAD_BATCH_ITEMS = {
+    "query-number": {"query": 5},
+    "query-object": {"query": {"kind": "Document"}},
+    "variables-number": {"query": "{ __typename }", "variables": 5},
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_BATCH_ITEMS))
+async def test_malformed_batch_item_is_checked_like_a_single_request(
+    gateway_stack: StackFactory, caplog: pytest.LogCaptureFixture, name: str
 ) -> None:
-    """Batching on, an operation whose query is not a string: a client error, not a bug."""
+    """Batching on, an operation whose query is not a string (or variables not an object)
+    is refused as a client error, as it would be alone; never INTERNAL_ERROR or a log line."""
     stack = await gateway_stack(
         security=anonymous_security([READ], batching=True), login_at_start=False
     )
     caplog.set_level(logging.ERROR)
-    response = await stack.client.post("/graphql", json=[{"query": 5}])
+    item = BAD_BATCH_ITEMS[name]
+    alone = await stack.client.post("/graphql", json=item)
+    assert alone.status_code == 400
+    response = await stack.client.post("/graphql", json=[item])
     assert response.status_code < 500
     body = response.json()
     answers = body if isinstance(body, list) else [body]
-    assert all(set(codes(answer)) <= CLIENT_CODES | DOCUMENT_CODES for answer in answers), body
+    found = [code for answer in answers for code in codes(answer)]
+    assert found, body
+    assert set(found) <= CLIENT_CODES | DOCUMENT_CODES, body
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert dict(stack.pbx.stats.calls) == {}
 
 
 UNKNOWN_FRAGMENTS = {
