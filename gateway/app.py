@@ -4,7 +4,8 @@ Nothing is built at import time. The lifespan owns the long-lived things, in ord
 one shared ``httpx.AsyncClient``, the PBX client and session (token keeper, heartbeat),
 and the conference store; on shutdown it closes them in reverse, logging out of the PBX
 before the HTTP client goes. Tests pass ``transport=`` (an in-process simulator) and
-``clock=`` (to move TTLs without sleeping).
+``clock=`` (to move TTLs without sleeping); ``extra_routes=`` are served beside the
+gateway's own (the demo adds its examples).
 
 Around ``/graphql``, outermost first: CORS (an explicit origin allowlist), then the
 security gate (body size, authentication, request rate), then strawberry's view.
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 import httpx
@@ -24,7 +25,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from gateway.graphql_view import GatewayGraphQL
 from gateway.health import healthz, readyz
@@ -50,6 +51,7 @@ def create_app(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     clock: Callable[[], float] = time.monotonic,
+    extra_routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
     """The gateway's ASGI app for ``settings``."""
     security = settings.security
@@ -163,6 +165,7 @@ def create_app(
             Route("/readyz", readyz, methods=["GET", "HEAD"]),
             Route("/metrics", metrics.endpoint, methods=["GET"]),
             Route("/", _to_graphiql),
+            *extra_routes,
         ],
         middleware=middleware,
         lifespan=lifespan,

@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from gateway.app import create_app
+from gateway.examples import WEB_EXAMPLE_URL, example_routes
 from gateway.observability.logs import configure_logging
 from gateway.secrets import Secret
 from gateway.security.config import SecuritySettings
@@ -70,7 +71,7 @@ def run_demo(args: argparse.Namespace) -> int:
 async def _serve(host: str, port: int, pbx_port: int) -> None:
     async with SimulatorServer(port=pbx_port) as pbx:
         gateway = LoopbackServer(
-            create_app(demo_settings(pbx.base_url)),
+            create_app(demo_settings(pbx.base_url), extra_routes=example_routes()),
             host,
             port,
             handle_signals=True,
@@ -81,6 +82,7 @@ async def _serve(host: str, port: int, pbx_port: int) -> None:
             f"\n  Simulated PBX:  {pbx.base_url}  (user {DEMO_USERNAME!r}, password "
             f"{DEMO_PASSWORD!r}; admin under {pbx.base_url}/__simulator/)\n"
             f"  GraphiQL:       {gateway.base_url}/graphql\n"
+            f"  Web example:    {gateway.base_url}{WEB_EXAMPLE_URL}\n"
             f"  Try:            curl -s {gateway.base_url}/graphql -H 'content-type: "
             'application/json\' -d \'{"query":"{ conferences { number name } }"}\'\n'
             "  Client authentication is OFF in the demo (GATEWAY_AUTH=none, every scope, PINs\n"
