@@ -1,0 +1,1 @@
+"""A microservice using the gateway: conference_report.py."""
