@@ -72,6 +72,18 @@ _HTTP_CODES: Final = {
     415: "UNSUPPORTED_MEDIA_TYPE",
 }
 _EXCHANGE: Final = "graphql_exchange"
+_BATCH_ITEM_TYPES: Final[dict[str, type | tuple[type, ...]]] = {
+    "query": str,
+    "operationName": str,
+    "variables": dict,
+    "extensions": dict,
+}
+_BATCH_ITEM_NAMES: Final = {
+    "query": "a string",
+    "operationName": "a string",
+    "variables": "an object",
+    "extensions": "an object",
+}
 
 logger = logging.getLogger(__name__)
 
@@ -322,6 +334,17 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
             raise _CodedRefusal(
                 "every operation of a batch must be a JSON object", "BAD_USER_INPUT"
             )
+        # Each item gets the checks a single request gets (strawberry makes them only there).
+        for index, item in enumerate(request_data):
+            data: Any = item
+            for name, kinds in _BATCH_ITEM_TYPES.items():
+                value = data.get(name)
+                if value is not None and not isinstance(value, kinds):
+                    raise _CodedRefusal(
+                        f"operation {index} of the batch: `{name}` must be "
+                        f"{_BATCH_ITEM_NAMES[name]} or null",
+                        "BAD_USER_INPUT",
+                    )
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket

@@ -13,6 +13,7 @@ from gateway.errors import (
     PbxProtocolError,
     PbxTokenError,
     PbxTransientError,
+    PbxUnavailableError,
 )
 from gateway.pbx.conference_query import query_conferences
 from gateway.pbx.conferences import Conference, Prompt, decode_conference
@@ -298,12 +299,14 @@ async def test_query_conferences_transient_errno_does_not_fall_back(errno: str) 
 
 
 async def test_query_conferences_token_error_twice_does_not_fall_back() -> None:
-    """A token error that survives the session's one retry is raised, not turned into "all"."""
+    """A token error that survives the session's one retry is raised (as the PBX being
+    unavailable: it refuses fresh tokens), not turned into an "all" query."""
     pbx = FakePbx()
     pbx.queue(ENDPOINT, failed("20004"), failed("20006"))
     async with pbx_session(pbx.transport()) as session:
-        with pytest.raises(PbxTokenError):
+        with pytest.raises(PbxUnavailableError) as error:
             await query_conferences(session, ["6400"])
+    assert isinstance(error.value.__cause__, PbxTokenError)
     assert pbx.bodies(ENDPOINT) == [{"number": "6400"}, {"number": "6400"}]
     assert pbx.count("login") == 2
 

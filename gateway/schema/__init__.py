@@ -17,7 +17,6 @@ from strawberry.extensions import (
     DisableIntrospection,
     MaxAliasesLimiter,
     MaxTokensLimiter,
-    QueryDepthLimiter,
     SchemaExtension,
 )
 from strawberry.schema.config import BatchingConfig, StrawberryConfig
@@ -25,6 +24,7 @@ from strawberry.types import ExecutionContext
 
 from gateway.observability.request_log import RequestRecorder
 from gateway.observability.tracing import OperationSpan
+from gateway.schema.depth_limit import depth_limit
 from gateway.schema.document_cache import document_cache
 from gateway.schema.error_codes import ErrorCodes
 from gateway.schema.mutation import Mutation
@@ -56,7 +56,7 @@ def build_schema(
     # Validation rules are built once: a rule class made per request would cost time, and
     # the document cache (which skips validation for texts it has seen) relies on it too.
     rules = [
-        *QueryDepthLimiter(max_depth=limits.max_depth).validation_rules,
+        depth_limit(limits.max_depth),
         *MaxAliasesLimiter(max_alias_count=limits.max_aliases).validation_rules,
         *(DisableIntrospection().validation_rules if not limits.introspection else []),
     ]

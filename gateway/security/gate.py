@@ -96,6 +96,7 @@ class GraphQLGate:
         self._authenticator = authenticator
         self._requests = requests
         self._metrics = metrics
+        self._failures = RateLimiter(rate=1.0, burst=20.0, clock=requests.clock)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -115,6 +116,15 @@ class GraphQLGate:
         try:
             identity = self._authenticator.identify(headers, address)
         except Unauthenticated as exc:
+            # Guessing keys costs too: an address's failed attempts have a budget of their
+            # own (the request budget is per identity, which a failure does not have).
+            wait = self._failures.take(address)
+            if wait > 0:
+                retry = max(1, math.ceil(wait))
+                message = f"too many failed authentications from {address}; retry in {retry} s"
+                extra = {"retry-after": str(retry)}
+                await self._refuse(scope, receive, send, 429, "RATE_LIMITED", message, extra)
+                return
             extra = {"www-authenticate": self._authenticator.challenge}
             await self._refuse(scope, receive, send, 401, "UNAUTHENTICATED", str(exc), extra)
             return

@@ -34,13 +34,13 @@ class RateLimiter:
     ) -> None:
         self._rate = rate
         self._burst = burst
-        self._clock = clock
+        self.clock = clock
         self._buckets: LRUCache[str, _Bucket] = LRUCache(max_keys)
         self.rejected = 0
 
     def take(self, key: str, cost: float = 1.0) -> float:
         """Take ``cost`` tokens for ``key``: 0.0 when allowed, else seconds to wait."""
-        now = self._clock()
+        now = self.clock()
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = _Bucket(self._burst, now)

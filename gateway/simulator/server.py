@@ -28,7 +28,9 @@ _BACKLOG = 128
 
 def _listening_socket(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    # IPPROTO_TCP named: asyncio sets TCP_NODELAY only then; without it every
+    # keep-alive answer waited ~40 ms for the client's delayed ACK.
     # Connection: close leaves server-side TIME_WAIT sockets; rebinding the port needs this.
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
