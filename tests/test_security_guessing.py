@@ -34,3 +34,13 @@ async def test_failed_authentications_are_rate_limited_per_address(
     stack.clock.advance(30)
     again = await stack.client.post("/graphql", json=query, headers={"x-api-key": "guess"})
     assert again.status_code == 401
+
+
+async def test_query_string_over_the_body_limit_is_refused(gateway_stack: StackFactory) -> None:
+    """A GET whose query string is longer than GATEWAY_MAX_BODY_BYTES is 414, no PBX call."""
+    stack = await gateway_stack(security=SecuritySettings(max_body_bytes=2048, rate=1e6, burst=1e6))
+    before = dict(stack.pbx.stats.calls)
+    response = await stack.client.get("/graphql", params={"query": "{ " + "x " * 2000 + "}"})
+    assert response.status_code == 414
+    assert response.json()["errors"][0]["extensions"]["code"] == "OPERATION_TOO_LARGE"
+    assert dict(stack.pbx.stats.calls) == before

@@ -5,7 +5,8 @@ the PBX. In order:
 
 1. The GraphiQL page itself (a browser's ``GET`` asking for HTML) passes when GraphiQL is
    on: it holds no data; the queries it sends come back through this gate.
-2. The body is read up to ``max_body_bytes``; beyond: 413 ``OPERATION_TOO_LARGE``.
+2. The body (and a GET's query string) may hold ``max_body_bytes``; beyond: 413 (414)
+   ``OPERATION_TOO_LARGE``.
 3. The caller is identified (API key, JWT, or anonymous by address); failure: 401
    ``UNAUTHENTICATED`` with a ``WWW-Authenticate`` challenge.
 4. The caller's request budget is charged; empty: 429 ``RATE_LIMITED`` with ``Retry-After``.
@@ -105,6 +106,10 @@ class GraphQLGate:
         headers = Headers(scope=scope)
         if self._is_ide_page(scope, headers):
             await self._app(scope, receive, send)
+            return
+        if len(scope.get("query_string", b"")) > self._settings.max_body_bytes:
+            message = f"the query string exceeds {self._settings.max_body_bytes} bytes"
+            await self._refuse(scope, receive, send, 414, "OPERATION_TOO_LARGE", message)
             return
         body = await _read_body(receive, self._settings.max_body_bytes)
         if body is None:
