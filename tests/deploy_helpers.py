@@ -6,6 +6,7 @@
   merge patches, a secretGenerator), so the overlay can be checked without kubectl; it
   refuses any other kustomize feature rather than render it wrongly.
 - ``dockerfile_stages()``: deploy/Dockerfile as stages of (instruction, arguments).
+- ``nginx_config()``: deploy/nginx/*.conf as a tree of directives.
 - ``settings_for()``: ``Settings.from_environ`` on a deploy file's environment, with the
   secret files it names written to a temporary directory.
 """
@@ -39,6 +40,7 @@ DEPLOY = REPO / "deploy"
 KUBERNETES = DEPLOY / "kubernetes"
 BASE = KUBERNETES / "base"
 SIMULATOR_OVERLAY = KUBERNETES / "overlays" / "simulator"
+FLEET_OVERLAY = KUBERNETES / "overlays" / "fleet"
 DOCKERFILE = DEPLOY / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 
@@ -228,11 +230,30 @@ def secret_files(secret: Document) -> dict[str, bytes]:
     return files
 
 
+WORKLOAD_KINDS = ("Deployment", "StatefulSet")
+
+
 def pod_templates(resources: list[Document]) -> Iterator[tuple[str, Document]]:
-    """(Deployment name, pod template spec) for every Deployment."""
+    """(name, pod template) for every Deployment and StatefulSet."""
     for resource in resources:
-        if resource["kind"] == "Deployment":
+        if resource["kind"] in WORKLOAD_KINDS:
             yield resource["metadata"]["name"], resource["spec"]["template"]
+
+
+def workload(resources: list[Document], name: str) -> Document:
+    """The one Deployment or StatefulSet named ``name``."""
+    found = [r for r in resources if r["kind"] in WORKLOAD_KINDS and r["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one workload {name!r}, found {len(found)}"
+    return found[0]
+
+
+def selected(selector: Mapping[str, str], resources: list[Document]) -> list[str]:
+    """The workloads whose pods carry every label of ``selector``."""
+    return [
+        name
+        for name, template in pod_templates(resources)
+        if selector.items() <= template["metadata"]["labels"].items()
+    ]
 
 
 def gateway_environment(resources: list[Document]) -> dict[str, str]:
@@ -269,6 +290,8 @@ PASSWORD_VARIABLES = frozenset(
 )
 # Plausible contents for secret files whose real content the repository never holds.
 PLACEHOLDER_FILES = {
+    "GATEWAY_REDIS_URL_FILE": b"redis://:a-password@redis.test:6379/0\n",
+    "GATEWAY_REDIS_TOKEN_KEY_FILE": base64.urlsafe_b64encode(bytes(32)) + b"\n",  # Fernet
     "PBX_PASSWORD_FILE": b"a password\n",
     "PBX_VERIFY_TLS": b"-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n",
     "GATEWAY_API_KEYS_FILE": json.dumps(
@@ -384,3 +407,71 @@ def builder_sources(stage: Stage) -> list[str]:
         if "from" not in flags:
             sources += shlex.split(rest)[:-1]
     return sources
+
+
+# --- nginx ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Directive:
+    """One nginx directive: its name, its arguments (quotes removed), its block if any."""
+
+    name: str
+    args: tuple[str, ...]
+    block: tuple[Directive, ...] | None = None
+
+    def all(self, name: str) -> list[Directive]:
+        """The directives named ``name`` directly in this block."""
+        return [d for d in self.block or () if d.name == name]
+
+    def one(self, name: str, *args: str) -> Directive:
+        """The single directive ``name`` (whose arguments start with ``args``) here."""
+        found = [d for d in self.all(name) if d.args[: len(args)] == args]
+        assert len(found) == 1, f"expected one {name} {' '.join(args)}, found {len(found)}"
+        return found[0]
+
+    def walk(self) -> Iterator[Directive]:
+        """Every directive inside this block, depth first."""
+        for directive in self.block or ():
+            yield directive
+            yield from directive.walk()
+
+
+_NGINX_TOKEN = re.compile(
+    r"""\s+|#[^\n]*|"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)'|([{};])|([^\s{};"'#]+)"""
+)
+
+
+def nginx_config(path: Path) -> Directive:
+    """An nginx configuration file as the tree of its directives (the root is ``main``);
+    enough of nginx's grammar for deploy/nginx: words, quoted strings, blocks, comments."""
+    stack: list[list[Directive]] = [[]]
+    words: list[str] = []
+    names: list[tuple[str, tuple[str, ...]]] = []
+    text = path.read_text(encoding="utf-8")
+    position = 0
+    while position < len(text):
+        match = _NGINX_TOKEN.match(text, position)
+        assert match, f"{path.name}: cannot read from {text[position : position + 40]!r}"
+        position = match.end()
+        double, single, punctuation, word = match.groups()
+        if punctuation == ";":
+            assert words, f"{path.name}: an empty directive"
+            stack[-1].append(Directive(words[0], tuple(words[1:])))
+            words = []
+        elif punctuation == "{":
+            assert words, f"{path.name}: a block without a name"
+            names.append((words[0], tuple(words[1:])))
+            stack.append([])
+            words = []
+        elif punctuation == "}":
+            assert not words and names, f"{path.name}: unbalanced braces or a missing ';'"
+            name, args = names.pop()
+            block = tuple(stack.pop())
+            stack[-1].append(Directive(name, args, block))
+        elif double is not None or single is not None:
+            words.append(bytes(double or single or "", "utf-8").decode("unicode_escape"))
+        elif word is not None:
+            words.append(word)
+    assert not words and not names and len(stack) == 1, f"{path.name}: unterminated"
+    return Directive("main", (), tuple(stack[0]))
