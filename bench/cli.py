@@ -29,6 +29,7 @@ QUICK = Options(
     w4_ttl=1.0,
     sizes=(1_000,),
     worker_counts=(1, 2),
+    fleet_counts=(2,),
     budget=55.0,
     compare_stacks=False,
     loadgen_check=False,
@@ -77,7 +78,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--connections", type=int,
                    help="one concurrency for all (default 64; w3 4; w4 200)")  # fmt: skip
     p.add_argument("--sizes", type=_numbers, help="w3 room counts (100,1000,10000)")
-    p.add_argument("--workers", type=_numbers, help="uvicorn worker counts (1,2,4)")
+    p.add_argument("--workers", type=_numbers,
+                   help="uvicorn worker counts of workers and fleet (1,2,4)")  # fmt: skip
     p.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
     p.add_argument("--http", choices=("auto", "h11", "httptools"), default="auto")
     p.add_argument("--budget", type=float, help="seconds; later runs are skipped past it")
@@ -113,6 +115,7 @@ def options_from(args: argparse.Namespace) -> Options:
         ("targets", args.targets),
         ("sizes", args.sizes),
         ("worker_counts", args.workers),
+        ("fleet_counts", args.workers),
         ("budget", args.budget),
         ("connections", args.connections),
         ("wait_quiet", args.wait_quiet),

@@ -228,3 +228,70 @@ class ServerProcess:
 def python_module(module: str, *args: str) -> list[str]:
     """``python -m module args...`` with this interpreter."""
     return [sys.executable, "-m", module, *args]
+
+
+class RedisServer(ServerProcess):
+    """``redis-server`` on ``127.0.0.1:port`` for the fleet runs: nothing persisted
+    (``--save ""``, ``--appendonly no``), so it starts in milliseconds and leaves no file.
+    It speaks RESP, not HTTP: :meth:`command` is a minimal client for the harness's own
+    questions (PING, FLUSHALL, INFO), each on its own short connection."""
+
+    def __init__(self, binary: str, *, port: int, log_dir: Path, nice: int = 0) -> None:
+        argv = [
+            binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", str(log_dir), "--logfile", "",
+        ]  # fmt: skip
+        super().__init__("redis", argv, port=port, log_dir=log_dir, nice=nice)
+
+    @property
+    def url(self) -> str:
+        """What the gateway is given as its Redis URL."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def command(self, *words: str, timeout: float = 5.0) -> bytes | int:
+        """One command; its reply (a bulk or simple string as bytes, an integer as int)."""
+        encoded = [word.encode() for word in words]
+        request = b"*%d\r\n" % len(encoded) + b"".join(
+            b"$%d\r\n%s\r\n" % (len(word), word) for word in encoded
+        )
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as sock:
+            sock.sendall(request)
+            with sock.makefile("rb") as reply:
+                line = reply.readline()
+                kind, rest = line[:1], line[1:].rstrip(b"\r\n")
+                if kind == b"+":
+                    return rest
+                if kind == b":":
+                    return int(rest)
+                if kind == b"$":
+                    size = int(rest)
+                    return b"" if size < 0 else reply.read(size + 2)[:-2]
+                raise RuntimeError(f"redis answered {line!r} to {words[0]}")
+
+    def info(self) -> dict[str, str]:
+        """``INFO``'s fields (all sections) as strings."""
+        text = self.command("INFO", "all")
+        assert isinstance(text, bytes)
+        fields: dict[str, str] = {}
+        for line in text.decode().splitlines():
+            name, colon, value = line.partition(":")
+            if colon and not name.startswith("#"):
+                fields[name] = value
+        return fields
+
+    def flush(self) -> None:
+        """Forget everything (each fleet run starts as a fresh fleet: no token, no cache)."""
+        self.command("FLUSHALL")
+
+    def wait_answering(self, *, timeout: float = 15.0) -> None:
+        """Until PING answers PONG; raise with the log's tail if it never does."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited at start-up:\n{self.log_tail()}")
+            with contextlib.suppress(OSError, RuntimeError):
+                if self.command("PING", timeout=1.0) == b"PONG":
+                    self._known_pids.update(process_tree(self.pid))
+                    return
+            time.sleep(0.02)
+        raise RuntimeError(f"redis-server not answering after {timeout:.0f} s:\n{self.log_tail()}")

@@ -70,7 +70,10 @@ def workload_header(workload: Workload, loadgen: str) -> str:
 def run_row(run: dict[str, Any]) -> str:
     """One measured window."""
     server, pbx = run["server"], run["pbx"]
-    target = run["target"] if run["workers"] == 1 else f"gw x{run['workers']}"
+    if run["workload"] == "fleet":
+        target = f"fleet x{run['workers']}"
+    else:
+        target = run["target"] if run["workers"] == 1 else f"gw x{run['workers']}"
     same = run.get("same_bytes_as_gateway")
     note = "" if same is None or same else "  (response differs from the gateway's!)"
     return (
@@ -95,7 +98,7 @@ def run_row(run: dict[str, Any]) -> str:
 
 def summary(document: dict[str, Any]) -> str:
     """Ratios, w3's scaling table, w4's verdict, the workers table, the client check."""
-    parts = [_ratios(document["ratios"])]
+    parts = [_ratios(document["ratios"])] if document["ratios"] else []
     if document["w3_scaling"]:
         parts.append(_scaling(document["w3_scaling"]))
     w4 = [r for r in document["runs"] if r["workload"] == "w4" and r["target"] == "gateway"]
@@ -104,6 +107,9 @@ def summary(document: dict[str, Any]) -> str:
     workers = [r for r in document["runs"] if r["workload"] == "workers"]
     if workers:
         parts.append(_workers(workers))
+    fleet = [r for r in document["runs"] if r["workload"] == "fleet"]
+    if fleet:
+        parts.append(_fleet(fleet, document.get("fleet_vs_workers", [])))
     parts.append(_client_check(document))
     noisy = [r for r in document["runs"] if (r["machine"]["other_cores"] or 0) > 0.25]
     if noisy:
@@ -195,6 +201,49 @@ def _workers(runs: list[dict[str, Any]]) -> str:
             f"{run['server']['cpu_percent']:>7.0f}%"
         )
     lines.append("  logins: at start-up, one per worker (none during the runs)")
+    return "\n".join(lines)
+
+
+def _fleet(runs: list[dict[str, Any]], versus: list[dict[str, Any]]) -> str:
+    lines = [
+        "\n== uvicorn --workers N sharing one Redis (one PBX session, one cache, one PBX cap)",
+        f"  {'workers':>7} {'req/s':>9} {'p99 ms':>8} {'errors':>7} {'PBX/100 req':>12} "
+        f"{'query calls':>12} {'logins':>7} {'PBX max conc':>13} {'Redis cmd/req':>14} "
+        f"{'Redis CPU':>10} {'peak RSS (sum)':>15} {'srv CPU':>8}",
+    ]
+    for run in runs:
+        redis = run.get("redis") or {}
+        redis_cpu = (
+            f"{100 * redis['cpu_s'] / run['duration_s']:.0f}%"
+            if redis.get("cpu_s") is not None and run["duration_s"]
+            else "-"
+        )
+        lines.append(
+            f"  {run['workers']:>7} {_num(run['rps']):>9} {_num(run['latency_ms']['p99'], 1):>8} "
+            f"{run['errors']['total']:>7,} {_num(run['pbx']['per_100_requests'], 3):>12} "
+            f"{run['pbx']['query_calls']:>12,} {run['pbx']['startup_logins'] or 0:>7} "
+            f"{run['pbx']['max_in_flight']:>13} {_num(redis.get('commands_per_request'), 1):>14} "
+            f"{redis_cpu:>10} {megabytes(run['server']['peak_rss_bytes']):>15} "
+            f"{run['server']['cpu_percent']:>7.0f}%"
+        )
+    lines.append(
+        "  logins: at start-up, for the whole fleet; PBX max conc: the most calls the PBX "
+        "held at once (the cap is 2 for the fleet, 2 per worker without Redis)"
+    )
+    if versus:
+        lines.append(
+            "\n== workers without Redis -> with Redis, same worker count "
+            "(req/s, PBX query calls in the window, start-up logins, PBX max concurrency)"
+        )
+        for row in versus:
+            lines.append(
+                f"  x{row['workers']:<3} req/s {_num(row['rps'][0], 0):>7} -> "
+                f"{_num(row['rps'][1], 0):<7} ({_times(row['rps_fleet/workers'])})  "
+                f"query calls {row['query_calls'][0]:>5,} -> {row['query_calls'][1]:<5,}  "
+                f"logins {row['startup_logins'][0] or 0} -> {row['startup_logins'][1] or 0}  "
+                f"PBX max conc {row['pbx_max_in_flight'][0]} -> {row['pbx_max_in_flight'][1]}  "
+                f"errors {row['errors'][0]:,} -> {row['errors'][1]:,}"
+            )
     return "\n".join(lines)
 
 

@@ -5,6 +5,11 @@ captured), then the limit app replaying those bytes, then the naive app; before 
 measured window the simulator settles (nothing in flight) and zeroes its counters, so
 PBX calls are those of the window alone. Every target is a fresh process, so its peak
 RSS (``VmHWM``) is that of one workload.
+
+The multi-worker runs: ``workers`` is w4's mix on ``uvicorn --workers N`` with nothing
+shared (each worker logs in and caches on its own); ``fleet`` is the same mix and worker
+counts with one ``redis-server`` behind them (one PBX session, one cache, one PBX cap),
+flushed before each count so every run starts as a new fleet.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import dataclasses
 import itertools
 import os
 import platform
+import re
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Mapping
@@ -25,12 +32,12 @@ from typing import Any
 
 from bench import report, workloads
 from bench.loadgen import Load, LoadGenerator, PythonClient, Wrk
-from bench.processes import ROOT, machine_busy_seconds, raise_priority
+from bench.processes import ROOT, RedisServer, machine_busy_seconds, raise_priority
 from bench.targets import Simulator, Stack, Target, TargetFactory
 from bench.workloads import Workload
 
 TARGETS = ("gateway", "limit", "naive")
-WORKLOADS = ("w1", "w2", "w3", "w4", "workers")
+WORKLOADS = ("w1", "w2", "w3", "w4", "workers", "fleet")
 RESULTS_VERSION = 1
 QUIET_CORES = 0.25
 """Other work below this many busy cores counts as a quiet machine."""
@@ -45,6 +52,8 @@ class Options:
     w4_ttl: float = 2.0
     sizes: tuple[int, ...] = (100, 1_000, 10_000)
     worker_counts: tuple[int, ...] = (1, 2, 4)
+    fleet_counts: tuple[int, ...] | None = None
+    """Worker counts of the fleet runs (with Redis); None: the same as ``worker_counts``."""
     workloads: tuple[str, ...] = WORKLOADS
     targets: tuple[str, ...] = TARGETS
     latency: float = 0.02
@@ -121,6 +130,8 @@ class Bench:
                 self.workload(workload, first=workload.key == "w1")
             if "workers" in self.options.workloads:
                 self.workers()
+            if "fleet" in self.options.workloads:
+                self.fleet()
         document = {
             "version": RESULTS_VERSION,
             "started_at": started.isoformat(timespec="seconds"),
@@ -129,6 +140,7 @@ class Bench:
             "options": options_json(self.options),
             "runs": self.runs,
             "ratios": ratios(self.runs),
+            "fleet_vs_workers": fleet_vs_workers(self.runs),
             "w3_scaling": w3_scaling(self.runs),
             "loadgen_check": self.checks,
             "skipped": self.skipped,
@@ -240,15 +252,17 @@ class Bench:
 
     # --- the multi-worker runs ----------------------------------------------------------
 
+    def _multi_worker(self, key: str, what: str) -> Workload:
+        """w4's mix (sized, with its short TTL) as the ``key`` workload."""
+        workload = self._sized(workloads.w4(self.options.w4_duration, ttl=self.options.w4_ttl))
+        return Workload(
+            key, f"{what}, {workload.title}", workload.rooms, workload.connections,
+            workload.bodies, max(self.options.duration, 3.0), workload.gateway_settings,
+        )  # fmt: skip
+
     def workers(self) -> None:
         """w4's mix on ``uvicorn --workers N``: each worker has its own token and cache."""
-        workload = workloads.w4(self.options.w4_duration, ttl=self.options.w4_ttl)
-        workload = self._sized(workload)
-        workload = Workload(
-            "workers", f"gateway with uvicorn --workers N, {workload.title}", workload.rooms,
-            workload.connections, workload.bodies, max(self.options.duration, 3.0),
-            workload.gateway_settings,
-        )  # fmt: skip
+        workload = self._multi_worker("workers", "gateway with uvicorn --workers N")
         self.say(report.workload_header(workload, self.loadgen.name))
         simulator = self.simulator(workload.rooms)
         for count in self.options.worker_counts:
@@ -260,6 +274,32 @@ class Bench:
             ) as target:
                 logins = simulator.stats()["logins_succeeded"]
                 self.measure(workload, target, simulator, workers=count, startup_logins=logins)
+
+    def fleet(self) -> None:
+        """The same on ``uvicorn --workers N`` sharing one Redis: one PBX session, one
+        cache, one PBX cap. A fresh fleet per count: Redis flushed, a new token key."""
+        workload = self._multi_worker("fleet", "gateway with uvicorn --workers N sharing Redis")
+        self.say(report.workload_header(workload, self.loadgen.name))
+        binary = shutil.which("redis-server")
+        if binary is None:
+            self._skip("fleet: redis-server is not installed (apt-get install redis-server)")
+            return
+        simulator = self.simulator(workload.rooms)
+        redis = self._exit.enter_context(self.factory.redis(binary))
+        counts = self.options.fleet_counts or self.options.worker_counts
+        for count in counts:
+            if not self._fits(workload.duration + count, f"fleet workers={count}"):
+                continue
+            redis.flush()
+            simulator.settle()
+            with self.factory.target(
+                "gateway", simulator, workers=count, settings=workload.gateway_settings,
+                redis=redis,
+            ) as target:  # fmt: skip
+                logins = simulator.stats()["logins_succeeded"]
+                self.measure(
+                    workload, target, simulator, workers=count, startup_logins=logins, redis=redis
+                )
 
     # --- one measured window ------------------------------------------------------------
 
@@ -275,6 +315,7 @@ class Bench:
         captured: bool = False,
         workers: int = 1,
         startup_logins: int | None = None,
+        redis: RedisServer | None = None,
         record: bool = True,
     ) -> dict[str, Any]:
         """Settle the PBX, run the load, read the counters and the process; print a row."""
@@ -297,17 +338,20 @@ class Bench:
             simulator.process.sample(),
             machine_busy_seconds(),
         )
+        redis_before = (redis.sample(), redis.info()) if redis is not None else None
         result = loadgen.run(
             Load(target.process.base_url, workload.bodies, workload.connections, workload.duration),
             self.workdir,
         )
         stats = simulator.stats()
         after, sim_after = target.process.sample(), simulator.process.sample()
+        shared = _redis_window(redis, redis_before, result.requests)
         busy = machine_busy_seconds() - busy_before
         ours = (
             after.cpu_seconds - before.cpu_seconds
             + sim_after.cpu_seconds - sim_before.cpu_seconds
             + result.client_cpu_s
+            + (shared["cpu_s"] if shared else 0.0)
         )  # fmt: skip
         calls: dict[str, int] = stats["calls"]
         total_calls = sum(calls.values())
@@ -358,6 +402,7 @@ class Bench:
                 "simulator_cpu_s": round(sim_after.cpu_seconds - sim_before.cpu_seconds, 3),
                 "waited_for_quiet_s": waited,
             },
+            "redis": shared,
             "response_bytes": len(first_reply) if first_reply is not None else None,
             "same_bytes_as_gateway": same,
             "state": state,
@@ -389,12 +434,33 @@ def _per(calls: int, requests: int, per: int) -> float | None:
     return round(calls * per / requests, 3) if requests else None
 
 
+def _redis_window(
+    redis: RedisServer | None, before: tuple[Any, dict[str, str]] | None, requests: int
+) -> dict[str, Any] | None:
+    """What Redis did during a window: commands (per client request), its CPU, memory."""
+    if redis is None or before is None:
+        return None
+    sample, info = redis.sample(), redis.info()
+    commands = int(info["total_commands_processed"]) - int(before[1]["total_commands_processed"])
+    return {
+        "commands": commands,
+        "commands_per_request": round(commands / requests, 2) if requests else None,
+        "cpu_s": round(sample.cpu_seconds - before[0].cpu_seconds, 3),
+        "used_memory_bytes": int(info["used_memory"]),
+        "keys": sum(
+            int(value.split(",")[0].removeprefix("keys="))
+            for name, value in info.items()
+            if re.fullmatch(r"db[0-9]+", name)
+        ),
+    }
+
+
 def ratios(runs: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
     """Per workload: gateway rps / limit rps and gateway rps / naive rps (main stack)."""
     by_label: dict[str, dict[str, dict[str, Any]]] = {}
     stacks = {run["stack"] for run in runs if run["target"] == "limit"}
     for run in runs:
-        if run["workload"] == "workers" or (stacks and run["stack"] not in stacks):
+        if run["workload"] in ("workers", "fleet") or (stacks and run["stack"] not in stacks):
             continue
         by_label.setdefault(run["label"], {})[run["target"]] = run
     out: dict[str, dict[str, float | None]] = {}
@@ -421,6 +487,41 @@ def ratios(runs: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
             # None finished in the window: its rate is under 1/duration, so the ratio is over
             out[label]["gateway/naive_at_least"] = round(gateway["rps"] * naive["duration_s"], 1)
     return out
+
+
+def fleet_vs_workers(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per worker count run both ways: the fleet's (with Redis) figures over the workers'
+    (without): requests/s, PBX query calls, logins, the PBX's highest concurrency."""
+    by_count: dict[int, dict[str, dict[str, Any]]] = {}
+    for run in runs:
+        if run["workload"] in ("workers", "fleet"):
+            by_count.setdefault(run["workers"], {})[run["workload"]] = run
+    rows = []
+    for count in sorted(by_count):
+        pair = by_count[count]
+        if len(pair) != 2:
+            continue
+        alone, fleet = pair["workers"], pair["fleet"]
+        rows.append(
+            {
+                "workers": count,
+                "rps": [alone["rps"], fleet["rps"]],
+                "rps_fleet/workers": round(fleet["rps"] / alone["rps"], 3)
+                if alone["rps"]
+                else None,
+                "query_calls": [alone["pbx"]["query_calls"], fleet["pbx"]["query_calls"]],
+                "pbx_per_100_requests": [
+                    alone["pbx"]["per_100_requests"],
+                    fleet["pbx"]["per_100_requests"],
+                ],
+                "startup_logins": [alone["pbx"]["startup_logins"], fleet["pbx"]["startup_logins"]],
+                "window_logins": [alone["pbx"]["logins"], fleet["pbx"]["logins"]],
+                "pbx_max_in_flight": [alone["pbx"]["max_in_flight"], fleet["pbx"]["max_in_flight"]],
+                "p99_ms": [alone["latency_ms"]["p99"], fleet["latency_ms"]["p99"]],
+                "errors": [alone["errors"]["total"], fleet["errors"]["total"]],
+            }
+        )
+    return rows
 
 
 def w3_scaling(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -480,6 +581,7 @@ def options_json(options: Options) -> dict[str, Any]:
         "w4_ttl_s": options.w4_ttl,
         "sizes": list(options.sizes),
         "worker_counts": list(options.worker_counts),
+        "fleet_counts": list(options.fleet_counts or options.worker_counts),
         "workloads": list(options.workloads),
         "targets": list(options.targets),
         "pbx_latency_s": options.latency,

@@ -7,8 +7,14 @@ what varies through the environment:
 
 - ``BENCH_PBX_URL`` and ``BENCH_SETTINGS`` (JSON: ``Settings`` fields to override in
   ``demo_settings``) for the gateway and the naive app;
+- ``BENCH_REDIS_URL`` and ``BENCH_REDIS_TOKEN_KEY`` (the fleet runs): the gateway's
+  ``GATEWAY_REDIS_URL`` and ``GATEWAY_REDIS_TOKEN_KEY``, under names of the harness's own
+  so a ``GATEWAY_REDIS_URL`` exported in the developer's shell never leaks into a run;
 - ``BENCH_REPLIES`` (a file from ``limit.save_replies``) for the limit app;
-- ``BENCH_INFO`` (a file): the factory writes the event loop class it runs on there.
+- ``BENCH_INFO`` (a file): the factory writes the event loop class it runs on there;
+- ``BENCH_READY_DIR`` (a directory): each gateway worker puts a file named by its pid
+  there once its lifespan has started, so the harness can wait for all N workers (with
+  Redis one login serves them all, so counting logins would not tell).
 """
 
 from __future__ import annotations
@@ -24,11 +30,13 @@ from typing import Any, TypeVar
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bench.limit import create_limit_app, load_replies
 from bench.naive import create_naive_app
 from gateway.app import create_app
 from gateway.demo import demo_settings
+from gateway.secrets import Secret
 from gateway.settings import Settings
 from gateway.simulator import SimulatorConfig, SimulatorServer, generate_conferences
 
@@ -61,7 +69,14 @@ def bench_settings() -> Settings:
     """``demo_settings`` for ``BENCH_PBX_URL``, with ``BENCH_SETTINGS`` applied."""
     overrides = json.loads(os.environ.get("BENCH_SETTINGS", "{}"))
     settings, ignored = with_overrides(demo_settings(os.environ["BENCH_PBX_URL"]), overrides)
-    _note_runtime(ignored_settings=ignored)
+    redis_url = os.environ.get("BENCH_REDIS_URL")
+    if redis_url:
+        settings = dataclasses.replace(
+            settings,
+            redis_url=Secret(redis_url),
+            redis_token_key=Secret(os.environ["BENCH_REDIS_TOKEN_KEY"]),
+        )
+    _note_runtime(ignored_settings=ignored, redis=bool(redis_url))
     return settings
 
 
@@ -79,9 +94,34 @@ def _note_runtime(**facts: Any) -> None:
     Path(path).write_text(json.dumps({"loop_class": name, **facts}))
 
 
-def gateway_app() -> Starlette:
+def gateway_app() -> ASGIApp:
     """The real gateway (uvicorn factory)."""
-    return create_app(bench_settings())
+    return _announcing_start(create_app(bench_settings()))
+
+
+def _announcing_start(app: ASGIApp) -> ASGIApp:
+    """``app``, noting in ``BENCH_READY_DIR`` when its lifespan startup has completed."""
+    folder = os.environ.get("BENCH_READY_DIR")
+    if not folder:
+        return app
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await app(scope, receive, send)
+            return
+
+        async def announce(message: Message) -> None:
+            await send(message)
+            if message["type"] == "lifespan.startup.complete":
+                _touch(Path(folder, str(os.getpid())))  # once per worker: blocking is fine
+
+        await app(scope, receive, announce)
+
+    return wrapped
+
+
+def _touch(path: Path) -> None:
+    path.touch()
 
 
 def naive_app() -> Starlette:

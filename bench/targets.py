@@ -4,6 +4,8 @@
 process. :class:`TargetFactory` starts the gateway, the limit app or the naive app as
 ``python -m bench.serve KIND`` on a fresh port, all with the same uvicorn loop and HTTP
 parser, and waits until each can answer (the gateway and the naive app: logged in).
+For the fleet runs it also starts a ``redis-server`` (:class:`~bench.processes.RedisServer`)
+and hands the gateway its URL and a fresh token key.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from cryptography.fernet import Fernet
 
 from bench.limit import save_replies
-from bench.processes import ServerProcess, free_port, python_module
+from bench.processes import RedisServer, ServerProcess, free_port, python_module
 
 BENCH_SETTINGS: dict[str, Any] = {
     # One load generator stands for many clients: where the gateway has per-client request
@@ -163,6 +166,17 @@ class TargetFactory:
             simulator.close()
 
     @contextlib.contextmanager
+    def redis(self, binary: str) -> Iterator[RedisServer]:
+        """A redis-server on a fresh loopback port, answering PING."""
+        server = RedisServer(binary, port=free_port(), log_dir=self.workdir, nice=self.nice)
+        server.start()
+        try:
+            server.wait_answering()
+            yield server
+        finally:
+            server.stop()
+
+    @contextlib.contextmanager
     def target(
         self,
         kind: str,
@@ -173,8 +187,12 @@ class TargetFactory:
         settings: Mapping[str, Any] | None = None,
         replies: Mapping[bytes, bytes] | None = None,
         argv_prefix: tuple[str, ...] = (),
+        redis: RedisServer | None = None,
     ) -> Iterator[Target]:
-        """``kind`` (gateway, limit or naive) serving, ready, and logged in to the PBX."""
+        """``kind`` (gateway, limit or naive) serving, ready, and logged in to the PBX.
+
+        With ``redis`` the gateway's workers share it (``BENCH_REDIS_URL``, and a token key
+        made for this process alone), so one login serves them all."""
         stack = stack or self.stack
         port = free_port()
         info_path = self.workdir / f"{kind}-{port}.info.json"
@@ -183,6 +201,13 @@ class TargetFactory:
             "BENCH_SETTINGS": json.dumps({**BENCH_SETTINGS, **(settings or {})}),
             "BENCH_INFO": str(info_path),
         }
+        ready_dir = self.workdir / f"ready-{port}"
+        if kind == "gateway":
+            ready_dir.mkdir()
+            env["BENCH_READY_DIR"] = str(ready_dir)
+        if redis is not None:
+            env["BENCH_REDIS_URL"] = redis.url
+            env["BENCH_REDIS_TOKEN_KEY"] = Fernet.generate_key().decode()
         if replies is not None:
             replies_path = self.workdir / f"replies-{port}.json"
             save_replies(replies_path, replies)
@@ -201,8 +226,19 @@ class TargetFactory:
         target = Target(kind, process, info_path, stack)
         try:
             process.wait_ready("/healthz" if kind == "limit" else "/readyz", timeout=60)
-            if kind != "limit":
-                simulator.wait_for_logins(workers)
+            if kind == "gateway":  # every worker, not just the one that answered /readyz
+                _wait_for_files(ready_dir, workers, what=f"{workers} gateway workers started")
+            if kind != "limit":  # without Redis each worker logs in; with it, one for all
+                simulator.wait_for_logins(1 if redis is not None else workers)
             yield target
         finally:
             target.close()
+
+
+def _wait_for_files(folder: Path, count: int, *, what: str, timeout: float = 60.0) -> None:
+    """Until ``folder`` holds ``count`` files."""
+    end = time.monotonic() + timeout
+    while sum(1 for _ in folder.iterdir()) < count:
+        if time.monotonic() > end:
+            raise RuntimeError(f"not {what} within {timeout:.0f} s")
+        time.sleep(0.05)

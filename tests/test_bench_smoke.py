@@ -1,4 +1,5 @@
-"""The benchmark harness end to end, tiny: w1 against the gateway and the limit app.
+"""The benchmark harness end to end, tiny: w1 against the gateway and the limit app, and
+two workers sharing a Redis (the fleet workload).
 
 Two-second windows, four connections and the asyncio client, so it needs no wrk and no
 uvloop. It checks the machinery (processes start and stop, the results file has its
@@ -9,10 +10,13 @@ cached query costs the PBX nothing. It never asserts on a timing.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -83,3 +87,26 @@ def test_bench_compare_reads_two_results_files(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "w1 gateway asyncio+h11" in done.stdout
     assert "+50%" in done.stdout
+
+
+def test_bench_tiny_fleet_run_logs_in_once_for_all_workers(tmp_path: Path) -> None:
+    """Two workers sharing a Redis the harness starts: the PBX sees one login at start-up,
+    never more than the fleet's cap of calls at once, and Redis serves the workers."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    out = tmp_path / "results.json"
+    done = _bench(
+        "--workloads", "fleet", "--workers", "2", "--duration", "1", "--connections", "4",
+        "--loadgen", "python", "--out", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = json.loads(out.read_text())
+
+    (run,) = results["runs"]
+    assert (run["workload"], run["target"], run["workers"]) == ("fleet", "gateway", 2)
+    assert run["requests"] > 0 and run["errors"]["total"] == 0
+    assert run["pbx"]["startup_logins"] == 1  # two workers, one PBX session
+    assert run["pbx"]["logins"] == 0
+    assert run["pbx"]["max_in_flight"] <= 2  # PBX_MAX_CONCURRENCY, for the whole fleet
+    assert run["redis"]["commands"] > 0
+    assert results["options"]["fleet_counts"] == [2]
