@@ -65,7 +65,9 @@ class PbxLimiter:
             await self._slots.acquire()
         lingering = False
         try:
-            if self._fleet is None:
+            # The fleet-wide cap (a lease shared through Redis), after ours, when there is one.
+            lease = self._fleet.lease(endpoint) if self._fleet is not None else _no_lease()
+            async with lease:
                 self.in_flight += 1
                 try:
                     yield
@@ -75,17 +77,6 @@ class PbxLimiter:
                 finally:
                     if not lingering:
                         self.in_flight -= 1
-            else:
-                async with self._fleet.lease(endpoint):  # the fleet-wide cap, after ours
-                    self.in_flight += 1
-                    try:
-                        yield
-                    except PbxTimeoutError as exc:
-                        lingering = exc.reached_pbx and self._linger > 0
-                        raise
-                    finally:
-                        if not lingering:
-                            self.in_flight -= 1
         finally:
             if lingering:
                 # We stopped waiting, but the PBX is most likely still working on the call:
@@ -97,3 +88,8 @@ class PbxLimiter:
     def _end_linger(self) -> None:
         self.in_flight -= 1
         self._slots.release()
+
+
+@asynccontextmanager
+async def _no_lease() -> AsyncIterator[None]:
+    yield
