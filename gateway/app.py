@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from gateway.graphiql import graphiql_routes
 from gateway.graphql_view import GatewayGraphQL
 from gateway.health import healthz, readyz
 from gateway.observability.metrics import Metrics
@@ -165,6 +166,7 @@ def create_app(
             Route("/readyz", readyz, methods=["GET", "HEAD"]),
             Route("/metrics", metrics.endpoint, methods=["GET"]),
             Route("/", _to_graphiql),
+            *(graphiql_routes() if security.graphiql else ()),
             *extra_routes,
         ],
         middleware=middleware,

@@ -31,7 +31,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount
@@ -414,3 +414,14 @@ def graphiql_routes(
     folder = directory or graphiql_assets_dir()
     files = _AssetFiles(directory=folder, check_dir=False)
     return [Mount(assets_url.rstrip("/"), app=files, name="graphiql-assets")]
+
+
+def asks_for_ide(method: str, params: Mapping[str, Any], headers: Mapping[str, str]) -> bool:
+    """A browser asking for the GraphiQL page: GET, HTML, and no GraphQL document in the URL
+    (GraphiQL keeps its own state, e.g. ``?q=``, in the URL; that is still the page)."""
+    return (
+        method == "GET"
+        and "query" not in params
+        and "extensions" not in params
+        and "text/html" in headers.get("accept", "")
+    )

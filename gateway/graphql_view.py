@@ -47,6 +47,7 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types import ExecutionResult, SubscriptionExecutionResult
 
 from gateway import http_caching
+from gateway.graphiql import asks_for_ide, render_graphiql_page
 from gateway.http_caching import CachePolicy
 from gateway.media_types import (
     GRAPHQL_RESPONSE_JSON,
@@ -144,7 +145,7 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
         if request.method not in ("GET", "POST"):
             message = "GraphQL is served here over GET (queries only) and POST"
             return self._refusal(exchange, 405, "METHOD_NOT_ALLOWED", message, allow="GET, POST")
-        if _asks_for_ide(request.method, request.query_params, request.headers):
+        if asks_for_ide(request.method, request.query_params, request.headers):
             # The page holds no data, and the gate lets it through without an identity.
             if self.graphql_ide is None:
                 return self._refusal(exchange, 404, "NOT_FOUND", "GraphiQL is off here")
@@ -284,10 +285,14 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
             response.headers["allow"] = allow
         return http_caching.uncacheable(response)
 
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """The self-hosted GraphiQL page (assets from this server, never a CDN)."""
+        return render_graphiql_page(request.url.path)
+
     def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
         # Only a browser asking for a page: a GET carrying a persisted-query hash, or any
         # other client's ``Accept: */*``, is a GraphQL request.
-        return _asks_for_ide(request.method, request.query_params, request.headers)
+        return asks_for_ide(request.method, request.query_params, request.headers)
 
     def decode_json(self, data: str | bytes) -> object:
         # UTF-8 is the only request encoding (GraphQL over HTTP); json.loads would guess.
@@ -441,15 +446,6 @@ def _coded(error: Any, request_id: str | None) -> Any:
 def _exchange_of(request: Request | WebSocket) -> _Exchange | None:
     exchange = request.scope.get("state", {}).get(_EXCHANGE)
     return exchange if isinstance(exchange, _Exchange) else None
-
-
-def _asks_for_ide(method: str, params: Mapping[str, Any], headers: Mapping[str, str]) -> bool:
-    return (
-        method == "GET"
-        and "query" not in params
-        and "extensions" not in params
-        and "text/html" in headers.get("accept", "")
-    )
 
 
 def _is_request_error(result: ExecutionResult) -> bool:

@@ -21,10 +21,11 @@ import logging
 import math
 from typing import Any
 
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, QueryParams
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.graphiql import asks_for_ide
 from gateway.observability.metrics import Metrics
 from gateway.security.api_keys import ApiKeyAuthenticator
 from gateway.security.config import SecuritySettings
@@ -178,12 +179,8 @@ class GraphQLGate:
         await _reject(scope, receive, send, status, code, message, headers)
 
     def _is_ide_page(self, scope: Scope, headers: Headers) -> bool:
-        return (
-            self._settings.graphiql
-            and scope["method"] == "GET"
-            and "text/html" in headers.get("accept", "")
-            and not scope.get("query_string")
-        )
+        params = QueryParams(scope.get("query_string", b""))
+        return self._settings.graphiql and asks_for_ide(scope["method"], params, headers)
 
 
 def _bearer(headers: Headers) -> str | None:
