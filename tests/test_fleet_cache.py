@@ -51,3 +51,19 @@ async def test_fleet_cache_rooms_round_trip_exactly(shared: SharedCache) -> None
     assert read["6400"][0] == OLD
     assert read["9999"][0] is None
     assert "1234" not in read
+
+
+async def test_fleet_link_says_when_redis_is_not_there_at_start(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A replica whose Redis does not answer at start says so (naming where, never the
+    password), instead of silently acting as a separate PBX client."""
+    from tests.processes import free_port
+
+    link = RedisLink(Secret(f"redis://:s3cret-pw@127.0.0.1:{free_port()}/0"), timeout=0.5)
+    await link.start()
+    await link.close()
+    assert link.up is False
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("does not answer" in w and "127.0.0.1" in w for w in warnings)
+    assert "s3cret-pw" not in caplog.text

@@ -15,8 +15,10 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
+from urllib.parse import urlsplit
 
 import redis.asyncio as redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeout
 
@@ -35,6 +37,8 @@ class RedisLink:
 
     def __init__(self, url: Secret, *, prefix: str = "pbxgw:", timeout: float = 2.0) -> None:
         self.prefix = prefix
+        parts = urlsplit(url.reveal())
+        self._where = f"{parts.hostname or parts.path}:{parts.port or 6379}"  # never the password
         self.client: redis.Redis = redis.Redis.from_url(
             url.reveal(),
             socket_timeout=timeout,
@@ -53,7 +57,7 @@ class RedisLink:
 
     async def start(self) -> None:
         """Connect (or note that Redis is not there yet) and start the rejoin probe."""
-        await self._ping()
+        await self._ping(first=True)
         self._probe = asyncio.create_task(self._probe_forever())
 
     async def close(self) -> None:
@@ -75,16 +79,28 @@ class RedisLink:
             if self._slow_in_a_row >= SLOW_ANSWERS_BEFORE_DOWN:
                 self._down(exc)
             return fallback
-        except (RedisError, OSError) as exc:
+        except (RedisConnectionError, OSError) as exc:  # refused, reset, wrong password
             self._down(exc)
+            return fallback
+        except RedisError as exc:
+            # A command refused (out of memory, a script flushed): Redis is there, so this
+            # one operation falls back; marking the link down would flap every second.
+            logger.warning("Redis refused a command (%s); using local state for it", exc)
             return fallback
         self._slow_in_a_row = 0
         return result
 
-    async def _ping(self) -> None:
+    async def _ping(self, *, first: bool = False) -> None:
         try:
             await self.client.ping()
         except (RedisError, OSError, TimeoutError) as exc:
+            if first:  # say so now: otherwise replicas silently act as separate clients
+                logger.warning(
+                    "Redis at %s does not answer (%s); this replica works on its own state "
+                    "until it does",
+                    self._where,
+                    type(exc).__name__,
+                )
             self._down(exc)
         else:
             if not self.up:
