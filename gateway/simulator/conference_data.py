@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from gateway.simulator.conference_rules import Conference, check_conference
+from gateway.simulator.conference_rules import FIELDS, Conference, check_conference
 
 # (name, participant PIN, moderator PIN, wait, invite, moderators, music, mute, prompt)
 _DEFAULT_ROOMS: tuple[tuple[str, ...], ...] = (
@@ -30,17 +30,7 @@ _DEFAULT_ROOMS: tuple[tuple[str, ...], ...] = (
     ("Training Room 1", "4321", "1357", "yes", "yes", "4020", "yes", "no", "default"),
     ("Réunion Lyon", "", "2020", "no", "no", "4000", "yes", "no", "none"),
 )
-_VALUE_FIELDS = (
-    "name",
-    "participantepassword",
-    "moderatorpassword",
-    "waitformoderator",
-    "allowinvite",
-    "moderators",
-    "musiconhold",
-    "mute",
-    "prompt",
-)
+_VALUE_FIELDS = FIELDS[1:]  # every wire field after "number", in the same order
 MAX_GENERATED = 100_000
 
 
