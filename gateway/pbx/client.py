@@ -102,7 +102,6 @@ class PbxClient:
         self.limiter = limiter or PbxLimiter(max_concurrency=max_concurrency, max_waiting=1000)
         self.breaker = breaker or CircuitBreaker(threshold=1_000_000)
         self.observer: CallObserver = _ignore
-        self.calls = 0
 
     @property
     def base_url(self) -> str:
@@ -143,7 +142,6 @@ class PbxClient:
         started: float | None = None
         try:
             async with self.limiter.slot(endpoint):
-                self.calls += 1
                 started = time.perf_counter()
                 with pbx_call_span(endpoint):
                     response = await self._send(endpoint, body, token)

@@ -126,29 +126,27 @@ class GraphQLGate:
             # own (the request budget is per identity, which a failure does not have).
             wait = self._failures.take(address)
             if wait > 0:
-                retry = max(1, math.ceil(wait))
-                message = f"too many failed authentications from {address}; retry in {retry} s"
-                extra = {"retry-after": str(retry)}
-                await self._refuse(scope, receive, send, 429, "RATE_LIMITED", message, extra)
+                what = f"failed authentications from {address}"
+                await self._rate_limited(scope, receive, send, what, wait)
                 return
             extra = {"www-authenticate": self._authenticator.challenge}
             await self._refuse(scope, receive, send, 401, "UNAUTHENTICATED", str(exc), extra)
             return
         wait = self._requests.take(identity.name)
         if wait > 0:
-            retry = max(1, math.ceil(wait))
-            await _reject(
-                scope,
-                receive,
-                send,
-                429,
-                "RATE_LIMITED",
-                f"too many requests from {identity.name}; retry in {retry} s",
-                {"retry-after": str(retry)},
-            )
+            await self._rate_limited(scope, receive, send, f"requests from {identity.name}", wait)
             return
         scope.setdefault("state", {})["identity"] = identity
         await self._app(scope, _replay(body, receive), send)
+
+    async def _rate_limited(
+        self, scope: Scope, receive: Receive, send: Send, what: str, wait: float
+    ) -> None:
+        retry = max(1, math.ceil(wait))
+        message = f"too many {what}; retry in {retry} s"
+        await self._refuse(
+            scope, receive, send, 429, "RATE_LIMITED", message, {"retry-after": str(retry)}
+        )
 
     async def _refuse(
         self,
@@ -176,7 +174,11 @@ class GraphQLGate:
                 }
             },
         )
-        await _reject(scope, receive, send, status, code, message, headers)
+        if scope["type"] != "http":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        body: dict[str, Any] = {"errors": [{"message": message, "extensions": {"code": code}}]}
+        await JSONResponse(body, status_code=status, headers=headers)(scope, receive, send)
 
     def _is_ide_page(self, scope: Scope, headers: Headers) -> bool:
         params = QueryParams(scope.get("query_string", b""))
@@ -218,19 +220,3 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return {"type": "http.request", "body": body, "more_body": False}
 
     return replay
-
-
-async def _reject(
-    scope: Scope,
-    receive: Receive,
-    send: Send,
-    status: int,
-    code: str,
-    message: str,
-    headers: dict[str, str] | None = None,
-) -> None:
-    if scope["type"] != "http":
-        await send({"type": "websocket.close", "code": 1008})
-        return
-    body: dict[str, Any] = {"errors": [{"message": message, "extensions": {"code": code}}]}
-    await JSONResponse(body, status_code=status, headers=headers)(scope, receive, send)
