@@ -12,6 +12,7 @@ Modules, one concept each:
 - ``api`` and ``endpoints``: the API calls; ``admin``: the ``/__simulator`` routes;
   ``routing``: any-method routes; ``app``: ``create_simulator_app``.
 - ``server``: ``SimulatorServer`` over loopback; ``threaded``: the same on a background thread.
+- ``profiles``: named firmware variants (``PROFILES``), each a set of config changes.
 - ``command``: the ``pbx-gateway simulator`` subcommand.
 """
 
@@ -28,6 +29,7 @@ from gateway.simulator.config import (
     SimulatorConfig,
     password_digest,
 )
+from gateway.simulator.profiles import PROFILES, FirmwareProfile, profile_config
 from gateway.simulator.server import SimulatorServer
 from gateway.simulator.state import SimulatorState
 from gateway.simulator.threaded import run_simulator_in_thread
@@ -35,7 +37,9 @@ from gateway.simulator.threaded import run_simulator_in_thread
 __all__ = [
     "DEMO_PASSWORD",
     "DEMO_USERNAME",
+    "PROFILES",
     "ConferenceDataError",
+    "FirmwareProfile",
     "SimulatorConfig",
     "SimulatorServer",
     "SimulatorState",
@@ -44,5 +48,6 @@ __all__ = [
     "generate_conferences",
     "load_conferences",
     "password_digest",
+    "profile_config",
     "run_simulator_in_thread",
 ]

@@ -19,6 +19,7 @@ from gateway.simulator.conference_data import (
 )
 from gateway.simulator.conference_rules import Conference
 from gateway.simulator.config import (
+    ABSENTABLE_FIELDS,
     ADMIN_PREFIX,
     API_PREFIX,
     DEMO_PASSWORD,
@@ -26,6 +27,12 @@ from gateway.simulator.config import (
     UNKNOWN_NUMBERS_MODES,
     SimulatorConfig,
     password_digest,
+)
+from gateway.simulator.profiles import (
+    DEFAULT_PROFILE,
+    PROFILES,
+    matching_profile,
+    profile_config,
 )
 from gateway.simulator.server import SimulatorServer
 
@@ -51,9 +58,29 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     add("--token-ttl", type=float, default=1800.0, metavar="S", help="idle token lifetime")
     add("--lockout-threshold", type=int, default=5, metavar="N", help="failed logins to lock")
     add("--lockout-seconds", type=float, default=600.0, metavar="S", help="how long a lock lasts")
-    add("--k2", action="store_true", help="answer like a K2: no mute, no prompt")
-    add("--unknown-numbers", choices=UNKNOWN_NUMBERS_MODES, default="omit")
-    add("--new-login-kills-old-tokens", action="store_true")
+    add(
+        "--profile",
+        choices=tuple(PROFILES),
+        default=DEFAULT_PROFILE,
+        help="a firmware variant (default: %(default)s); the switches below override it",
+    )
+    add("--k2", action="store_true", default=None, help="answer like a K2: no mute, no prompt")
+    add(
+        "--absent-fields",
+        metavar="F,F",
+        type=_field_list,
+        help=f"room fields this firmware leaves out ({', '.join(ABSENTABLE_FIELDS)})",
+    )
+    add("--unknown-numbers", choices=UNKNOWN_NUMBERS_MODES, help="how unknown numbers are answered")
+    add("--unknown-errno", metavar="E", help="errno for --unknown-numbers=failed")
+    add("--login-failure-errno", metavar="E", help="errno of a rejected login (default 20003)")
+    add(
+        "--heartbeat-requires-ipaddr",
+        action="store_true",
+        default=None,
+        help="refuse a heartbeat without ipaddr",
+    )
+    add("--new-login-kills-old-tokens", action="store_true", default=None)
     add("--fail-next", type=int, default=0, metavar="N", help="fail the next N API calls")
     add("--fail-errno", default="20010", metavar="E", help="errno for --fail-next")
     add("--fail-endpoint", default=None, metavar="EP", help="only fail calls to this endpoint")
@@ -67,20 +94,37 @@ def build_config(args: argparse.Namespace) -> SimulatorConfig:
         conferences = load_conferences(args.data)
     elif args.conferences is not None:
         conferences = generate_conferences(args.conferences)
-    return SimulatorConfig(
+    # The profile first; a switch given on the command line overrides what it says.
+    variant = {
+        name: getattr(args, name)
+        for name in (
+            "k2",
+            "absent_fields",
+            "unknown_numbers",
+            "unknown_errno",
+            "login_failure_errno",
+            "heartbeat_requires_ipaddr",
+            "new_login_kills_old_tokens",
+        )
+        if getattr(args, name) is not None
+    }
+    return profile_config(
+        args.profile,
         username=args.username,
         password=args.password,
         conferences=conferences,
         token_ttl=args.token_ttl,
-        new_login_kills_old_tokens=args.new_login_kills_old_tokens,
         lockout_threshold=args.lockout_threshold,
         lockout_seconds=args.lockout_seconds,
-        k2=args.k2,
-        unknown_numbers=args.unknown_numbers,
         latency=args.latency,
         jitter=args.jitter,
         serial=args.serial,
+        **variant,
     )
+
+
+def _field_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def banner(server: SimulatorServer) -> str:
@@ -89,6 +133,7 @@ def banner(server: SimulatorServer) -> str:
     return "\n".join(
         [
             f"Yeastar S-Series PBX simulator (API v2.0.0, plain HTTP) listening on {url}",
+            f"  firmware: {_describe_variant(config)}",
             f"  API:    {url}{API_PREFIX}/  ({len(server.state.book)} conferences)",
             f"  login:  username {config.username!r}, password {config.password!r}"
             f" (sent as MD5 {password_digest(config.password)})",
@@ -96,6 +141,13 @@ def banner(server: SimulatorServer) -> str:
             "Press Ctrl+C to stop.",
         ]
     )
+
+
+def _describe_variant(config: SimulatorConfig) -> str:
+    profile = matching_profile(config)
+    if profile is None:
+        return "a custom variant (see --help for the switches)"
+    return f"profile {profile.name}: {profile.summary}"
 
 
 async def _serve(args: argparse.Namespace, config: SimulatorConfig) -> None:

@@ -95,8 +95,8 @@ def check_conference(raw: Any) -> Conference:
     return {field: check_field(field, record[field]) for field in FIELDS}
 
 
-def wire_view(conference: Conference, *, k2: bool) -> Conference:
-    """The conference as the PBX model sends it: K2 leaves out ``mute`` and ``prompt``."""
-    if not k2:
+def wire_view(conference: Conference, *, left_out: frozenset[str] = frozenset()) -> Conference:
+    """The conference as the PBX model sends it, without the fields its firmware lacks."""
+    if not left_out:
         return dict(conference)
-    return {key: value for key, value in conference.items() if key not in K2_ABSENT_FIELDS}
+    return {key: value for key, value in conference.items() if key not in left_out}

@@ -13,6 +13,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from gateway.simulator.conference_rules import FIELDS, K2_ABSENT_FIELDS
+
+# Fields a firmware may leave out of a room; ``number`` and ``name`` are always there.
+ABSENTABLE_FIELDS: tuple[str, ...] = tuple(f for f in FIELDS if f not in ("number", "name"))
+
 UnknownNumbers = Literal["omit", "empty", "missing", "failed"]
 UNKNOWN_NUMBERS_MODES: tuple[str, ...] = get_args(UnknownNumbers)
 
@@ -34,6 +39,9 @@ RUNTIME_TUNABLES = frozenset(
         "invalid_errno",
         "expired_errno",
         "k2",
+        "absent_fields",
+        "login_failure_errno",
+        "heartbeat_requires_ipaddr",
         "new_login_kills_old_tokens",
         "token_ttl",
         "lockout_threshold",
@@ -65,6 +73,13 @@ class SimulatorConfig:
     lockout_seconds: float = 600.0
     # K2 models leave out ``mute`` and ``prompt``.
     k2: bool = False
+    # Room fields this firmware does not send at all (older API builds: ``musiconhold`` came in
+    # 2021, a draft S-Series v2 page has no ``allowinvite``; pbx-api.md "Older API builds").
+    absent_fields: tuple[str, ...] = ()
+    # The errno of a rejected login: 20003 by S-Series v1, 30003 in K2 v1's own example.
+    login_failure_errno: str = "20003"
+    # The S-Series v2 heartbeat page marks ``ipaddr`` as required: refuse a heartbeat without it.
+    heartbeat_requires_ipaddr: bool = False
     # Unknown on the real PBX: how it answers a number that does not exist.
     unknown_numbers: UnknownNumbers = "omit"
     unknown_errno: str = "10004"
@@ -92,11 +107,26 @@ class SimulatorConfig:
                 f"unknown_numbers must be one of {', '.join(UNKNOWN_NUMBERS_MODES)}, "
                 f"got {self.unknown_numbers!r}"
             )
-        for name in ("expired_errno", "unknown_errno", "invalid_errno"):
+        # JSON (the admin route) brings a list: keep one canonical, hashable form.
+        object.__setattr__(self, "absent_fields", tuple(sorted(set(self.absent_fields))))
+        unknown_fields = sorted(set(self.absent_fields) - set(ABSENTABLE_FIELDS))
+        if unknown_fields:
+            raise ValueError(
+                f"absent_fields may name only {', '.join(ABSENTABLE_FIELDS)}, "
+                f"got {', '.join(unknown_fields)}"
+            )
+        for name in ("expired_errno", "unknown_errno", "invalid_errno", "login_failure_errno"):
             value = getattr(self, name)
             if not (isinstance(value, str) and value.isdigit()):
                 raise ValueError(f"{name} must be a string of digits, got {value!r}")
 
     def tunables(self) -> dict[str, object]:
         """The runtime-changeable part, as JSON-ready values (for the admin config route)."""
-        return {name: getattr(self, name) for name in sorted(RUNTIME_TUNABLES)}
+        values = {name: getattr(self, name) for name in sorted(RUNTIME_TUNABLES)}
+        values["absent_fields"] = list(self.absent_fields)
+        return values
+
+    def fields_left_out(self) -> frozenset[str]:
+        """The room fields this firmware never sends (K2's and any named in ``absent_fields``)."""
+        k2_absent = K2_ABSENT_FIELDS if self.k2 else frozenset()
+        return k2_absent | frozenset(self.absent_fields)

@@ -19,7 +19,6 @@ from gateway.simulator.conference_book import (
 from gateway.simulator.conference_rules import wire_view
 from gateway.simulator.config import password_digest
 from gateway.simulator.envelope import (
-    BAD_CREDENTIALS,
     IP_LOCKED,
     PARAMETER_BLANK,
     failed,
@@ -47,7 +46,8 @@ async def login(state: SimulatorState, body: Body, request: Request) -> Response
     if not good:
         state.stats.logins_failed += 1
         state.lockout.record_failure(address, now, config.lockout_threshold, config.lockout_seconds)
-        return failed(BAD_CREDENTIALS)
+        # 20003 by the S-Series docs; a profile may answer otherwise (K2 v1's example: 30003).
+        return failed(config.login_failure_errno)
     state.lockout.record_success(address)
     if config.new_login_kills_old_tokens:
         state.tokens.end_user(config.username)
@@ -56,7 +56,15 @@ async def login(state: SimulatorState, body: Body, request: Request) -> Response
 
 
 async def heartbeat(state: SimulatorState, body: Body, request: Request) -> Response:
-    """``heartbeat``: the token check already restarted the token's idle clock."""
+    """``heartbeat``: the token check already restarted the token's idle clock.
+
+    With ``heartbeat_requires_ipaddr`` (the S-Series v2 page marks it required) a heartbeat
+    without a non-blank ``ipaddr`` is refused as a blank parameter; the token still lives.
+    """
+    ipaddr = body.get("ipaddr")
+    if state.config.heartbeat_requires_ipaddr and not (isinstance(ipaddr, str) and ipaddr.strip()):
+        state.stats.heartbeats_refused += 1
+        return failed(PARAMETER_BLANK)
     state.stats.heartbeats += 1
     return success()
 
@@ -98,7 +106,8 @@ async def query_conferences(state: SimulatorState, body: Body, request: Request)
             return pbx_answer({"status": "Success"})
         if unknown and config.unknown_numbers == "empty":
             rooms = []
-    return success(conferences=[wire_view(room, k2=config.k2) for room in rooms])
+    left_out = config.fields_left_out()
+    return success(conferences=[wire_view(room, left_out=left_out) for room in rooms])
 
 
 async def update_conference(state: SimulatorState, body: Body, request: Request) -> Response:

@@ -23,6 +23,7 @@ class SimulatorStats:
     logins_failed: int = 0
     logins_locked: int = 0
     heartbeats: int = 0
+    heartbeats_refused: int = 0
     logouts: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
@@ -51,6 +52,7 @@ class SimulatorStats:
             "logins_locked": self.logins_locked,
             "live_tokens": live_tokens,
             "heartbeats": self.heartbeats,
+            "heartbeats_refused": self.heartbeats_refused,
             "logouts": self.logouts,
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
