@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from gateway.env import EnvReader
+from gateway.env import EnvReader, read_secret_file
 from gateway.errors import ConfigError
 from gateway.settings import PasswordSource, Settings, pbx_password_source, pbx_verify_tls
 
@@ -112,8 +112,8 @@ def options_from(environ: Mapping[str, str], args: argparse.Namespace) -> Doctor
         url = parse_pbx_url("PBX_URL", reader.required("PBX_URL"))
     username = args.username or reader.required("PBX_USERNAME")
     if args.password_file is not None:
+        read_secret_file("--password-file", Path(args.password_file))  # bad usage, said now
         password = PasswordSource(path=Path(args.password_file))
-        password.current_md5()  # an unreadable or empty file is bad usage, said now
         password_from = "--password-file"  # noqa: S105 - a flag name, not a password
     else:
         password = pbx_password_source(environ)
