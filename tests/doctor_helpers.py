@@ -5,7 +5,8 @@ doctor in the test's loop. ``serve_app`` serves any ASGI app on loopback, over T
 certificate (the simulator itself speaks plain HTTP); ``self_signed_certificate`` makes the
 kind of certificate a PBX ships with. ``not_a_pbx`` and ``redirecting`` are the web servers a
 wrong ``PBX_URL`` meets; ``with_member_endpoints`` is a simulator whose firmware has the
-live-conference endpoints the simulator lacks.
+live-conference endpoints the simulator lacks, and ``with_endpoints``
+any firmware that answers one endpoint its own way.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import datetime
 import ipaddress
 import json
 import socket
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -149,22 +150,31 @@ def redirecting(location: str, seen: list[str]) -> Starlette:
     return Starlette(routes=[Route("/{path:path}", moved, methods=METHODS)])
 
 
-def with_member_endpoints(simulator: ASGIApp, seen: list[Mapping[str, Any]]) -> ASGIApp:
-    """The simulator, on a firmware that has the live-conference and member endpoints.
+Answer = Callable[[dict[str, Any]], Response]
 
-    Each of them refuses a blank ``number`` with 10004 before doing anything, as the PBX does
-    with a blank required parameter; ``seen`` collects the bodies they received.
-    """
-    paths = {f"/api/v2.0.0/{endpoint}" for endpoint in CONFERENCE_ENDPOINTS}
+
+def with_endpoints(simulator: ASGIApp, answers: Mapping[str, Answer]) -> ASGIApp:
+    """The simulator, except that each endpoint in ``answers`` is answered by its function
+    (given the JSON body): a firmware that differs from every simulator profile there."""
+    paths = {f"/api/v2.0.0/{endpoint}": answer for endpoint, answer in answers.items()}
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] not in paths:
+        answer = paths.get(scope["path"]) if scope["type"] == "http" else None
+        if answer is None:
             await simulator(scope, receive, send)
             return
         body = json.loads(await Request(scope, receive).body() or b"{}")
-        seen.append(body)
-        blank = not str(body.get("number", "")).strip()
-        answer = failed("10004") if blank else success()
-        await answer(scope, receive, send)
+        await answer(body)(scope, receive, send)
 
     return app
+
+
+def with_member_endpoints(simulator: ASGIApp, seen: list[Mapping[str, Any]]) -> ASGIApp:
+    """A firmware with the live-conference and member endpoints, each refusing a blank
+    ``number`` with 10004 before doing anything; ``seen`` collects the bodies received."""
+
+    def member_control(body: dict[str, Any]) -> Response:
+        seen.append(body)
+        return failed("10004") if not str(body.get("number", "")).strip() else success()
+
+    return with_endpoints(simulator, dict.fromkeys(CONFERENCE_ENDPOINTS, member_control))

@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.responses import Response
 
 from gateway.doctor.variant import CONFERENCE_ENDPOINTS
 from gateway.simulator import DEMO_PASSWORD, SimulatorServer, create_simulator_app
+from gateway.simulator.envelope import success
 from gateway.simulator.state import SimulatorState
 from tests.doctor_helpers import (
     free_port,
@@ -21,6 +23,7 @@ from tests.doctor_helpers import (
     self_signed_certificate,
     serve_app,
     statuses,
+    with_endpoints,
     with_member_endpoints,
 )
 
@@ -171,3 +174,48 @@ async def test_doctor_password_file_flag(tmp_path: Path) -> None:
         )
     assert report.findings.login == "accepted"
     assert report.password_from == "--password-file"
+
+
+def _rooms(body: dict[str, Any]) -> Response:
+    """Rooms that disagree: musiconhold in one only, a field no document lists in both; a
+    batch answered with a room nobody asked for."""
+    if body.get("number") == "all":
+        return success(
+            conferences=[
+                {"number": "6400", "name": "A", "musiconhold": "yes", "vendorfield": "x"},
+                {"number": "6401", "name": "B", "vendorfield": "x"},
+            ]
+        )
+    return success(conferences=[{"number": "9999", "name": "C"}])
+
+
+async def test_doctor_reports_fields_some_rooms_lack_and_odd_batches() -> None:
+    """Fields in some rooms only and undocumented ones are named; a batch answered with a
+    room nobody asked for is 'unexpected', matches no profile, and is a warning, not a pass."""
+    async with serve_app(
+        with_endpoints(create_simulator_app(), {"conference/query": _rooms})
+    ) as url:
+        report = await run_doctor(url)
+    findings = report.findings
+    assert findings.fields_partial == ["musiconhold"]
+    assert findings.fields_extra == ["vendorfield"]
+    assert "participantepassword" in (findings.fields_absent or [])
+    assert findings.unknown_numbers == "unexpected"
+    assert findings.profiles == []
+    assert statuses(report)["unknown numbers"] == "warn"
+    assert statuses(report)["variant"] == "warn"
+    assert report.exit_code == 0
+
+
+async def test_doctor_rooms_without_a_number_are_a_problem() -> None:
+    """A listing whose rooms lack their number cannot be matched to requests: a problem."""
+
+    def numberless(body: dict[str, Any]) -> Response:
+        return success(conferences=[{"name": "A"}])
+
+    async with serve_app(
+        with_endpoints(create_simulator_app(), {"conference/query": numberless})
+    ) as url:
+        report = await run_doctor(url)
+    assert statuses(report)["rooms"] == "PROBLEM"
+    assert report.exit_code == 1

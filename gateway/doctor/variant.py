@@ -94,11 +94,9 @@ def _field_findings(records: Sequence[Mapping[str, Any]], report: Report) -> Non
     extra = sorted({key for room in records for key in room if key not in FIELDS})
     findings.fields_present, findings.fields_absent = everywhere, nowhere
     findings.fields_partial, findings.fields_extra = partial, extra
-    result = (
-        f"{len(records)} room(s); every field present"
-        if not (nowhere or partial)
-        else (f"{len(records)} room(s)")
-    )
+    result = f"{len(records)} room(s)"
+    if not (nowhere or partial):
+        result += "; every field present"
     if nowhere:
         notes = list(dict.fromkeys(_FIELD_ERAS[f] for f in nowhere if f in _FIELD_ERAS))
         result += f"; absent: {', '.join(nowhere)}"
@@ -107,7 +105,10 @@ def _field_findings(records: Sequence[Mapping[str, Any]], report: Report) -> Non
         result += f"; in some rooms only: {', '.join(partial)}"
     if extra:
         result += f"; fields the documents do not list: {', '.join(extra)}"
-    if nowhere or partial:
+    if {"number", "name"} & {*nowhere, *partial}:
+        # Without its number a room cannot be matched to a request at all.
+        report.add("rooms", Status.PROBLEM, result, "report it with `doctor --json` output")
+    elif nowhere or partial:
         report.add(
             "rooms",
             Status.INFO,
