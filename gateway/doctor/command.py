@@ -61,6 +61,10 @@ def run_doctor(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"pbx-gateway doctor: {exc.message}", file=sys.stderr)
         return 2
-    report = asyncio.run(diagnose(options))
+    try:
+        report = asyncio.run(diagnose(options))
+    except KeyboardInterrupt:  # the run's own finally has logged out of any token by now
+        print("pbx-gateway doctor: interrupted", file=sys.stderr)
+        return 130
     print(render_json(report) if args.json else render_table(report))
     return report.exit_code
