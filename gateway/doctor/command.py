@@ -1,7 +1,8 @@
 """The ``pbx-gateway doctor`` subcommand: arguments, settings, one run, the exit status.
 
 Exit status 0 when nothing is wrong, 1 when a check found a problem, 2 for bad usage (a
-missing or malformed setting, said in one line on stderr before anything is sent).
+missing or malformed setting, said in one line on stderr before anything is sent); 130 when
+interrupted (after the logout).
 """
 
 from __future__ import annotations
