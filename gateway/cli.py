@@ -10,6 +10,7 @@ import argparse
 from collections.abc import Sequence
 
 from gateway import __version__, commands, demo
+from gateway.doctor import command as doctor_command
 from gateway.simulator import command as simulator_command
 
 
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.register(subparsers)
     demo.register(subparsers)
+    doctor_command.register(subparsers)
     simulator_command.register(subparsers)
     return parser
 

@@ -165,6 +165,16 @@ def _verify_tls(reader: EnvReader, name: str) -> bool | str:
     return raw
 
 
+def pbx_verify_tls(reader: EnvReader, name: str = "PBX_VERIFY_TLS") -> bool | str:
+    """``PBX_VERIFY_TLS`` alone, read as ``serve`` reads it (``doctor`` reads no more)."""
+    return _verify_tls(reader, name)
+
+
+def pbx_password_source(environ: Mapping[str, str]) -> PasswordSource:
+    """The PBX password setting alone, read as ``serve`` reads it (``doctor`` reads no more)."""
+    return _password_source(environ)
+
+
 def _password_source(environ: Mapping[str, str]) -> PasswordSource:
     """Exactly one of the four password variables, checked now (and files read once now)."""
     given = [

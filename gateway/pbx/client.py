@@ -20,6 +20,7 @@ import asyncio
 import json
 import logging
 import random
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -73,7 +74,8 @@ def build_http_client(
     return httpx.AsyncClient(
         base_url=base_url,
         timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
-        verify=verify,
+        # A CA file as a context: httpx 0.28 deprecates verify=<path> (a warning, then an error).
+        verify=ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify,
         follow_redirects=False,
         transport=transport,
         # Boa closes every connection anyway; keeping none avoids reusing a dead socket.
