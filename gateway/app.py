@@ -111,6 +111,7 @@ def create_app(
                 revalidate_window=settings.revalidate_window,
                 max_entries=settings.cache_max_entries,
                 batch_size=settings.batch_size,
+                lanes=settings.pbx_max_concurrency,
                 clock=clock,
                 shared=fleet.cache if fleet else None,
             )

@@ -11,6 +11,10 @@ requests per second. So the store
 - fetches every number one request misses in one ``conference/query`` (split only above
   ``batch_size``), and fills per-number entries from an ``all`` listing, so later single
   lookups need no call;
+- with ``lanes`` (the PBX cap), sends at most that many number fetches at once; misses
+  that arrive meanwhile join one queued batch (up to ``batch_size`` numbers), sent when a
+  lane frees, so N concurrent requests for N different cold rooms cost a few calls, not N.
+  ``admit`` is charged only for the calls a request really adds (joining is free);
 - keeps each room's last known value for ``stale_ttl`` (``GATEWAY_STALE_TTL``) in a
   second TTLCache, and serves it, noted in the request's
   :class:`~gateway.staleness.StaleReport`, when the PBX cannot answer (the error says so
@@ -27,8 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -117,6 +122,7 @@ class ConferenceStore:
         revalidate_window: float = 0.0,
         max_entries: int = 50_000,
         batch_size: int = 100,
+        lanes: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         shared: SharedCache | None = None,
     ) -> None:
@@ -133,6 +139,9 @@ class ConferenceStore:
         self._known: TTLCache[str, Entry] = TTLCache(max_entries, keep, timer=clock)
         self._known_listing: TTLCache[str, Listing] = TTLCache(1, keep, timer=clock)
         self._inflight: dict[str, asyncio.Future[Entry]] = {}
+        self._lanes = lanes  # number fetches sent at once; None: no limit of our own
+        self._running = 0
+        self._queued: list[dict[str, asyncio.Future[Entry]]] = []  # batches waiting for a lane
         self._listing_inflight: asyncio.Future[Listing] | None = None
         self._tasks: set[asyncio.Task[None]] = set()  # strong refs: the loop keeps weak ones
         # Every forget() is a new epoch; a fetch notes the epoch it started in and keeps a
@@ -164,18 +173,17 @@ class ConferenceStore:
         """
         entries, waiting, missing, revalidate = self._sort(numbers)
         failures: dict[str, Exception] = {}
-        chunks = list(_chunks(missing, self._batch_size))
+        calls = self._new_calls(len(missing))
         try:
-            if chunks and admit is not None:
-                admit(len(chunks))
+            if calls and admit is not None:
+                admit(calls)  # the caller pays for the PBX calls it adds, nothing else
         except Exception as refusal:
             failures.update(dict.fromkeys(missing, refusal))
         else:
-            for chunk in chunks:
-                waiting.update(self._start_fetch(chunk))
-        for chunk in _chunks(revalidate, self._batch_size):
-            self.stats.revalidations += 1
-            self._start_fetch(chunk)
+            waiting.update(self._enqueue(missing))
+        if revalidate:
+            self.stats.revalidations += math.ceil(len(revalidate) / self._batch_size)
+            self._enqueue(revalidate)
         for number, future in waiting.items():
             try:
                 entries[number] = await self._wait(future, deadline)
@@ -347,11 +355,33 @@ class ConferenceStore:
                 endpoint="conference/query",
             ) from None
 
-    def _start_fetch(self, numbers: list[str]) -> dict[str, asyncio.Future[Entry]]:
-        futures: dict[str, asyncio.Future[Entry]] = {n: self._new_future() for n in numbers}
-        self._inflight.update(futures)
-        self._spawn(self._fetch_numbers(futures, self._epoch))
+    def _new_calls(self, count: int) -> int:
+        """PBX calls ``count`` more missed numbers would add: the queued batch takes them
+        for free while it has room (it is sent anyway), then each ``batch_size`` is one."""
+        room = self._batch_size - len(self._queued[-1]) if self._queued else 0
+        return math.ceil(max(0, count - room) / self._batch_size)
+
+    def _enqueue(self, numbers: list[str]) -> dict[str, asyncio.Future[Entry]]:
+        """One future per number, in the last queued batch (a new one when it is full),
+        then as many batches sent as lanes are free."""
+        futures: dict[str, asyncio.Future[Entry]] = {}
+        for number in numbers:
+            if not self._queued or len(self._queued[-1]) >= self._batch_size:
+                self._queued.append({})
+            batch = self._queued[-1]
+            # Asked again after forget() while still queued: the call is not sent yet, so
+            # its answer is newer than the change; share it.
+            future = batch.get(number) or self._new_future()
+            batch[number] = self._inflight[number] = futures[number] = future
+        self._dispatch()
         return futures
+
+    def _dispatch(self) -> None:
+        """Send queued batches while a lane is free."""
+        while self._queued and (self._lanes is None or self._running < self._lanes):
+            self._running += 1
+            # The epoch when the call starts: a forget() before it cannot be undone by it.
+            self._spawn(self._fetch_numbers(self._queued.pop(0), self._epoch))
 
     async def _fetch_numbers(self, futures: dict[str, asyncio.Future[Entry]], epoch: int) -> None:
         self.stats.fetches += 1
@@ -373,6 +403,8 @@ class ConferenceStore:
             for number, future in futures.items():
                 if self._inflight.get(number) is future:
                     del self._inflight[number]
+            self._running -= 1
+            self._dispatch()
 
     async def _fetch_listing(self, future: asyncio.Future[Listing], epoch: int) -> None:
         self.stats.fetches += 1
@@ -443,7 +475,11 @@ class ConferenceStore:
         task.add_done_callback(self._tasks.discard)
 
     async def aclose(self) -> None:
-        """Cancel fetches still under way (at shutdown)."""
+        """Cancel fetches still under way or queued (at shutdown)."""
+        for batch in self._queued:
+            for future in batch.values():
+                future.cancel()
+        self._queued.clear()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -460,8 +496,3 @@ def _may_serve_stale(error: Exception) -> bool:
 
 def _as_gateway_error(error: Exception) -> GatewayError:
     return error if isinstance(error, GatewayError) else GatewayError(str(error))
-
-
-def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
