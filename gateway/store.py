@@ -22,7 +22,9 @@ requests per second. So the store
   never served stale;
 - serves an entry that expired less than ``revalidate_window`` seconds ago at once and
   refreshes it in the background (stale-while-revalidate), so a hot key's expiry costs one
-  PBX call and no client waits for it;
+  PBX call and no client waits for it; such an answer is noted in the report too (nothing
+  older than the TTL is presented as fresh): as revalidating, or, once a refresh of it
+  failed, with that failure, until a refresh succeeds;
 - after :meth:`~ConferenceStore.forget` (a room was changed), never keeps what a fetch
   that started before it brings back for that room: it may be the old value.
 """
@@ -138,6 +140,8 @@ class ConferenceStore:
         keep = max(stale_ttl, ttl + revalidate_window)
         self._known: TTLCache[str, Entry] = TTLCache(max_entries, keep, timer=clock)
         self._known_listing: TTLCache[str, Listing] = TTLCache(1, keep, timer=clock)
+        # The last failed refresh of a known entry, until one succeeds: its stale mark.
+        self._refresh_failed: TTLCache[str, GatewayError] = TTLCache(max_entries, keep, timer=clock)
         self._inflight: dict[str, asyncio.Future[Entry]] = {}
         self._lanes = lanes  # number fetches sent at once; None: no limit of our own
         self._running = 0
@@ -172,6 +176,8 @@ class ConferenceStore:
         caller's rate limit) to refuse them, and those numbers then fail with its error.
         """
         entries, waiting, missing, revalidate = self._sort(numbers)
+        for number, entry in entries.items():
+            self._note_expired(report, number, entry)
         failures: dict[str, Exception] = {}
         calls = self._new_calls(len(missing))
         try:
@@ -259,6 +265,8 @@ class ConferenceStore:
                 self.stats.misses += 1
         if known is not None and recent:
             self.stats.hits += 1
+            if report is not None:  # past its TTL: marked, never presented as fresh
+                report.add_listing(self._clock() - known.fetched_at, self._refresh_failed.get(ALL))
             _note_served(report, ALL, known)
             return list(known.conferences)
         try:
@@ -302,12 +310,13 @@ class ConferenceStore:
         """
         self._epoch += 1
         self._forgotten_at[number] = self._epoch
-        for cache in (self._fresh, self._known):
+        for cache in (self._fresh, self._known, self._refresh_failed):
             cache.pop(number, None)
         self._inflight.pop(number, None)
         self._listing_inflight = None
         self._listing.clear()
         self._known_listing.clear()
+        self._refresh_failed.pop(ALL, None)
 
     def _unchanged_since(self, number: str, epoch: int) -> bool:
         """Whether ``number`` was not forgotten after ``epoch`` (its answer may be kept)."""
@@ -319,6 +328,13 @@ class ConferenceStore:
         if known is not None and now - known.fetched_at < self._revalidate_until:
             return known
         return None
+
+    def _note_expired(self, report: StaleReport | None, number: str, entry: Entry) -> None:
+        """Mark an entry served past its TTL (stale-while-revalidate): revalidating, or
+        with the failure of its last refresh."""
+        age = self._clock() - entry.fetched_at
+        if report is not None and age >= self._ttl and entry.conference is not None:
+            report.add(number, age, self._refresh_failed.get(number))
 
     def _stale_for(self, number: str, error: Exception) -> Entry | None:
         if not _may_serve_stale(error):
@@ -391,6 +407,9 @@ class ConferenceStore:
         except Exception as exc:
             self.stats.failed_fetches += 1
             await self._learn_stale_copies(numbers)
+            for number in numbers:
+                if number in self._known:
+                    self._refresh_failed[number] = _as_gateway_error(exc)
             for future in futures.values():
                 future.set_exception(exc)
         else:
@@ -412,11 +431,14 @@ class ConferenceStore:
             rooms, now = await self._load_listing()
         except Exception as exc:
             self.stats.failed_fetches += 1
+            if ALL in self._known_listing:
+                self._refresh_failed[ALL] = _as_gateway_error(exc)
             future.set_exception(exc)
         else:
             listing = Listing(tuple(rooms), now)
             if self._epoch == epoch:  # nothing was forgotten meanwhile: the whole list holds
                 self._listing[ALL] = self._known_listing[ALL] = listing
+                self._refresh_failed.pop(ALL, None)
             for conference in listing.conferences:
                 if self._unchanged_since(conference.number, epoch):
                     self._keep(conference.number, Entry(conference, now))
@@ -457,6 +479,7 @@ class ConferenceStore:
 
     def _keep(self, number: str, entry: Entry) -> None:
         self._fresh[number] = entry
+        self._refresh_failed.pop(number, None)
         if entry.conference is None:
             self._known.pop(number, None)  # a room that is gone is never served stale
         else:
