@@ -10,6 +10,7 @@ refreshes are real calls to the simulator, awaited through the store's counters.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any, Final
 
 from gateway.store import ConferenceStore
@@ -28,14 +29,25 @@ def store_of(stack: Stack) -> ConferenceStore:
     return stack.gateway_runtime().store
 
 
-async def settled(stack: Stack, *, fetches: int) -> None:
-    """Until the store has finished ``fetches`` fetches (background refreshes included)."""
-    store = store_of(stack)
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Until ``condition()`` holds (a background refresh landed or failed); bounded."""
     for _ in range(500):
-        if store.stats.fetches >= fetches and not store._tasks:
+        if condition():
             return
         await asyncio.sleep(0.01)
-    raise AssertionError(f"the store finished {store.stats.fetches} fetches, not {fetches}")
+    raise AssertionError(f"{what} did not happen")
+
+
+async def refreshed(stack: Stack, key: str = "6400") -> None:
+    """Until a refresh of ``key`` (a number, or ``all``) succeeded: its answer is fresh."""
+    store = store_of(stack)
+    await until(lambda: store.current(key) is not None, f"a refresh of {key}")
+
+
+async def failed(stack: Stack, count: int) -> None:
+    """Until ``count`` fetches have failed in all."""
+    store = store_of(stack)
+    await until(lambda: store.stats.failed_fetches >= count, f"{count} failed fetches")
 
 
 def stale_of(body: dict[str, Any]) -> dict[str, Any]:
@@ -60,7 +72,7 @@ async def test_stale_answer_past_ttl_while_refreshing_is_marked_revalidating(
     assert "GATEWAY_CACHE_TTL" in stale["message"]
     (entry,) = stale["conferences"]
     assert (entry["number"], entry["ageSeconds"], entry["revalidating"]) == ("6400", 31, True)
-    await settled(stack, fetches=2)
+    await refreshed(stack)
     again = await stack.graphql(ONE)
     assert again == fresh
     assert stack.calls() == 2
@@ -76,8 +88,7 @@ async def test_stale_after_a_failed_refresh_every_answer_is_marked_until_one_suc
     stack.pbx.fail_next(-1, "30003", endpoint="conference/query")
     stack.clock.advance(31)
     assert stale_of(await stack.graphql(ONE))["code"] == "REVALIDATING"  # nothing failed yet
-    await settled(stack, fetches=2)
-    assert store_of(stack).stats.failed_fetches == 1
+    await failed(stack, 1)
     for seen in range(2, 6):
         stack.clock.advance(1)  # still inside the window: served at once, refreshed again
         body = await stack.graphql(ONE)
@@ -85,11 +96,11 @@ async def test_stale_after_a_failed_refresh_every_answer_is_marked_until_one_suc
         stale = stale_of(body)
         assert stale["code"] == "PBX_UNAVAILABLE"
         assert "revalidating" not in stale["conferences"][0]
-        await settled(stack, fetches=seen + 1)
+        await failed(stack, seen)
     stack.pbx.clear_faults()
     recovering = await stack.graphql(ONE)  # the last refresh failed: still marked
     assert stale_of(recovering)["code"] == "PBX_UNAVAILABLE"
-    await settled(stack, fetches=7)
+    await refreshed(stack)
     assert store_of(stack).stats.failed_fetches == 5
     assert await stack.graphql(ONE) == fresh
 
@@ -106,13 +117,16 @@ async def test_stale_listing_past_ttl_is_marked_and_keeps_its_failure(
     first = stale_of(await stack.graphql(EVERY))
     assert first["code"] == "REVALIDATING"
     assert first["allConferences"]["revalidating"] is True
-    await settled(stack, fetches=2)
-    failed = await stack.graphql(EVERY)
-    assert failed["data"] == fresh["data"]
-    assert stale_of(failed)["code"] == "PBX_UNAVAILABLE"
-    assert "revalidating" not in stale_of(failed)["allConferences"]
+    await failed(stack, 1)
+    after_failure = await stack.graphql(EVERY)
+    assert after_failure["data"] == fresh["data"]
+    assert stale_of(after_failure)["code"] == "PBX_UNAVAILABLE"
+    assert "revalidating" not in stale_of(after_failure)["allConferences"]
+    await failed(stack, 2)  # the refresh that answer started failed too
     stack.pbx.clear_faults()
-    await settled(stack, fetches=3)
+    recovering = await stack.graphql(EVERY)  # starts a refresh that succeeds
+    assert stale_of(recovering)["code"] == "PBX_UNAVAILABLE"
+    await refreshed(stack, "all")
     assert await stack.graphql(EVERY) == fresh
 
 
