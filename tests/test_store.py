@@ -266,3 +266,18 @@ async def test_store_forget_while_queued_shares_the_unsent_call(
     await asyncio.gather(busy, before, after)
     assert fetch.calls == [["6400"], ["6401"]]
     assert store.current("6401") is not None  # kept: the call started after the change
+
+
+async def test_store_100_concurrent_distinct_cold_rooms_cost_3_calls(
+    fetch: CountingFetch, clock: FakeClock
+) -> None:
+    """Two lanes (the PBX cap), batch size 100: 100 concurrent requests for 100 different cold
+    rooms are two calls sent at once and one queued batch of the other 98."""
+    store = ConferenceStore(fetch, ttl=30, batch_size=100, lanes=2, clock=clock)
+    fetch.gate = asyncio.Event()
+    numbers = [str(n) for n in range(7000, 7100)]
+    tasks = [asyncio.ensure_future(store.get_many([n])) for n in numbers]
+    await settle()
+    fetch.gate.set()
+    await asyncio.gather(*tasks)
+    assert fetch.calls == [["7000"], ["7001"], numbers[2:]]
