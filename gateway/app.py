@@ -39,6 +39,7 @@ from gateway.pbx.session import PbxSession
 from gateway.runtime import Runtime
 from gateway.schema import build_schema
 from gateway.schema.response_cache import ResponseCache
+from gateway.security.config import SecuritySettings
 from gateway.security.gate import Authenticator, GraphQLGate
 from gateway.security.rate_limit import RateLimiter
 from gateway.settings import Settings
@@ -57,7 +58,7 @@ def create_app(
     """The gateway's ASGI app for ``settings``."""
     security = settings.security
     misses = RateLimiter(rate=security.miss_rate, burst=security.miss_burst, clock=clock)
-    requests = RateLimiter(rate=security.rate, burst=security.burst, clock=clock)
+    requests = request_limiter(security, clock)
     metrics = Metrics()
 
     @asynccontextmanager
@@ -110,6 +111,7 @@ def create_app(
                 revalidate_window=settings.revalidate_window,
                 max_entries=settings.cache_max_entries,
                 batch_size=settings.batch_size,
+                lanes=settings.pbx_max_concurrency,
                 clock=clock,
                 shared=fleet.cache if fleet else None,
             )
@@ -145,6 +147,7 @@ def create_app(
         settings=security,
         authenticator=Authenticator(security),
         requests=requests,
+        clock=clock,
         metrics=metrics,
     )
     middleware = []
@@ -174,6 +177,19 @@ def create_app(
     )
     metrics.watch(lambda: getattr(app.state, "runtime", None))
     return app
+
+
+def request_limiter(security: SecuritySettings, clock: Callable[[], float]) -> RateLimiter | None:
+    """The per-identity request budget, or None: it is opt-in (``GATEWAY_RATE_LIMIT``).
+
+    Off by default because a cached read costs the PBX nothing; the PBX is guarded by the
+    concurrency cap, the cache, single-flight and the PBX-fetch budget. A request budget
+    is for operators who want to bound what each client may ask of the gateway itself.
+    """
+    if security.rate is None:
+        return None
+    burst = security.burst if security.burst is not None else max(1.0, 2 * security.rate)
+    return RateLimiter(rate=security.rate, burst=burst, clock=clock)
 
 
 async def _to_graphiql(request: Request) -> Response:

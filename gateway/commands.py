@@ -16,7 +16,7 @@ from gateway.observability.logs import configure_logging
 from gateway.schema import build_schema
 from gateway.security.api_keys import hash_key, new_key
 from gateway.security.identity import ALL_SCOPES, READ
-from gateway.serving import LoopbackServer
+from gateway.serving import CannotListen, LoopbackServer
 from gateway.settings import Settings
 
 
@@ -88,9 +88,14 @@ def run_serve(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         await server.start()
+        logging.getLogger("gateway").info("listening on %s", server.base_url)
         await server.wait()
 
-    serving.run(main())
+    try:
+        serving.run(main())
+    except CannotListen as exc:  # a busy port is a setting to change, not a crash
+        print(f"pbx-gateway: {exc.message}", file=sys.stderr)
+        return 1
     return 0
 
 

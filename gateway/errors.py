@@ -90,6 +90,12 @@ class ForbiddenError(GatewayError):
     code = "FORBIDDEN"
 
 
+def retry_seconds(wait: float) -> int:
+    """A wait as the whole seconds a client is told (message, ``retryAfter``, ``Retry-After``):
+    rounded up and at least 1, so a message never says "retry in 0 s"."""
+    return max(1, math.ceil(wait))
+
+
 class RateLimitedError(GatewayError):
     """The caller used up its budget of PBX fetches; nothing was sent to the PBX."""
 
@@ -98,7 +104,7 @@ class RateLimitedError(GatewayError):
 
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message)
-        self.retry_after = max(1, math.ceil(retry_after))
+        self.retry_after = retry_seconds(retry_after)
 
     @property
     def extensions(self) -> dict[str, Any]:
@@ -204,7 +210,7 @@ class PbxRateLimitedError(PbxApiError):
         self, message: str, *, endpoint: str, errno: str | None, retry_after: float
     ) -> None:
         super().__init__(message, endpoint=endpoint, errno=errno)
-        self.retry_after = max(1, math.ceil(retry_after))
+        self.retry_after = retry_seconds(retry_after)
 
     @property
     def extensions(self) -> dict[str, Any]:

@@ -29,7 +29,8 @@ class Runtime:
     client: PbxClient
     session: PbxSession
     store: ConferenceStore
-    requests: RateLimiter
+    requests: RateLimiter | None
+    """The per-identity request budget; None unless GATEWAY_RATE_LIMIT is set."""
     misses: RateLimiter
     metrics: Metrics
     clock: Callable[[], float]

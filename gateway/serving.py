@@ -9,12 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import socket
 from collections.abc import Coroutine, Iterator
 from types import TracebackType
 from typing import Any
 
 import uvicorn
+
+
+class CannotListen(OSError):
+    """The listening socket could not be bound; ``message`` says what to change."""
+
+    def __init__(self, host: str, port: int, cause: OSError) -> None:
+        super().__init__(cause.errno, cause.strerror)
+        where = f"{host}:{port}"
+        if cause.errno == errno.EADDRINUSE:
+            hint = f"port {port} is already in use (another gateway?); choose another with --port"
+        else:
+            hint = (
+                f"{cause.strerror or cause}; check --host (an address of this machine) and --port"
+            )
+        self.message = f"cannot listen on {where}: {hint}"
 
 
 class _Server(uvicorn.Server):
@@ -78,9 +94,9 @@ class LoopbackServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((self.host, self.port))
-        except OSError:
+        except OSError as exc:
             sock.close()
-            raise
+            raise CannotListen(self.host, self.port, exc) from exc
         self.port = sock.getsockname()[1]
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
         while not self._server.started:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
+from urllib.parse import urlsplit
 
 from gateway.env import FALSE, TRUE, EnvReader, read_secret_file
 from gateway.errors import ConfigError
@@ -86,7 +87,7 @@ class Settings:
         """Read and check every variable; raise ConfigError naming the first bad one."""
         reader = EnvReader(environ)
         return cls(
-            pbx_url=reader.url("PBX_URL"),
+            pbx_url=_pbx_url(reader),
             pbx_username=reader.required("PBX_USERNAME"),
             pbx_password=_password_source(environ),
             pbx_verify_tls=_verify_tls(reader, "PBX_VERIFY_TLS"),
@@ -119,6 +120,20 @@ class Settings:
                 "GATEWAY_LOG_LEVEL", ("debug", "info", "warning", "error"), "info"
             ).upper(),
         )
+
+
+def _pbx_url(reader: EnvReader) -> str:
+    """``PBX_URL``: scheme, host and port only. The gateway adds ``/api/v2.0.0/`` itself, so a
+    path would be doubled and cost a failed login with a misleading answer: refused now."""
+    url = reader.url("PBX_URL")
+    parts = urlsplit(url)
+    if parts.path:
+        origin = f"{parts.scheme}://{parts.netloc}"
+        raise ConfigError(
+            f"PBX_URL must hold no path (the gateway adds /api/v2.0.0/ itself): "
+            f"write {origin} instead of {url}"
+        )
+    return url
 
 
 def _secret(reader: EnvReader, name: str) -> Secret | None:

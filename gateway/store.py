@@ -11,6 +11,10 @@ requests per second. So the store
 - fetches every number one request misses in one ``conference/query`` (split only above
   ``batch_size``), and fills per-number entries from an ``all`` listing, so later single
   lookups need no call;
+- with ``lanes`` (the PBX cap), sends at most that many number fetches at once; misses
+  that arrive meanwhile join one queued batch (up to ``batch_size`` numbers), sent when a
+  lane frees, so N concurrent requests for N different cold rooms cost a few calls, not N.
+  ``admit`` is charged only for the calls a request really adds (joining is free);
 - keeps each room's last known value for ``stale_ttl`` (``GATEWAY_STALE_TTL``) in a
   second TTLCache, and serves it, noted in the request's
   :class:`~gateway.staleness.StaleReport`, when the PBX cannot answer (the error says so
@@ -18,7 +22,9 @@ requests per second. So the store
   never served stale;
 - serves an entry that expired less than ``revalidate_window`` seconds ago at once and
   refreshes it in the background (stale-while-revalidate), so a hot key's expiry costs one
-  PBX call and no client waits for it;
+  PBX call and no client waits for it; such an answer is noted in the report too (nothing
+  older than the TTL is presented as fresh): as revalidating, or, once a refresh of it
+  failed, with that failure, until a refresh succeeds;
 - after :meth:`~ConferenceStore.forget` (a room was changed), never keeps what a fetch
   that started before it brings back for that room: it may be the old value.
 """
@@ -27,8 +33,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -117,6 +124,7 @@ class ConferenceStore:
         revalidate_window: float = 0.0,
         max_entries: int = 50_000,
         batch_size: int = 100,
+        lanes: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         shared: SharedCache | None = None,
     ) -> None:
@@ -132,7 +140,12 @@ class ConferenceStore:
         keep = max(stale_ttl, ttl + revalidate_window)
         self._known: TTLCache[str, Entry] = TTLCache(max_entries, keep, timer=clock)
         self._known_listing: TTLCache[str, Listing] = TTLCache(1, keep, timer=clock)
+        # The last failed refresh of a known entry, until one succeeds: its stale mark.
+        self._refresh_failed: TTLCache[str, GatewayError] = TTLCache(max_entries, keep, timer=clock)
         self._inflight: dict[str, asyncio.Future[Entry]] = {}
+        self._lanes = lanes  # number fetches sent at once; None: no limit of our own
+        self._running = 0
+        self._queued: list[dict[str, asyncio.Future[Entry]]] = []  # batches waiting for a lane
         self._listing_inflight: asyncio.Future[Listing] | None = None
         self._tasks: set[asyncio.Task[None]] = set()  # strong refs: the loop keeps weak ones
         # Every forget() is a new epoch; a fetch notes the epoch it started in and keeps a
@@ -163,19 +176,20 @@ class ConferenceStore:
         caller's rate limit) to refuse them, and those numbers then fail with its error.
         """
         entries, waiting, missing, revalidate = self._sort(numbers)
+        for number, entry in entries.items():
+            self._note_expired(report, number, entry)
         failures: dict[str, Exception] = {}
-        chunks = list(_chunks(missing, self._batch_size))
+        calls = self._new_calls(len(missing))
         try:
-            if chunks and admit is not None:
-                admit(len(chunks))
+            if calls and admit is not None:
+                admit(calls)  # the caller pays for the PBX calls it adds, nothing else
         except Exception as refusal:
             failures.update(dict.fromkeys(missing, refusal))
         else:
-            for chunk in chunks:
-                waiting.update(self._start_fetch(chunk))
-        for chunk in _chunks(revalidate, self._batch_size):
-            self.stats.revalidations += 1
-            self._start_fetch(chunk)
+            waiting.update(self._enqueue(missing))
+        if revalidate:
+            self.stats.revalidations += math.ceil(len(revalidate) / self._batch_size)
+            self._enqueue(revalidate)
         for number, future in waiting.items():
             try:
                 entries[number] = await self._wait(future, deadline)
@@ -251,6 +265,8 @@ class ConferenceStore:
                 self.stats.misses += 1
         if known is not None and recent:
             self.stats.hits += 1
+            if report is not None:  # past its TTL: marked, never presented as fresh
+                report.add_listing(self._clock() - known.fetched_at, self._refresh_failed.get(ALL))
             _note_served(report, ALL, known)
             return list(known.conferences)
         try:
@@ -294,12 +310,13 @@ class ConferenceStore:
         """
         self._epoch += 1
         self._forgotten_at[number] = self._epoch
-        for cache in (self._fresh, self._known):
+        for cache in (self._fresh, self._known, self._refresh_failed):
             cache.pop(number, None)
         self._inflight.pop(number, None)
         self._listing_inflight = None
         self._listing.clear()
         self._known_listing.clear()
+        self._refresh_failed.pop(ALL, None)
 
     def _unchanged_since(self, number: str, epoch: int) -> bool:
         """Whether ``number`` was not forgotten after ``epoch`` (its answer may be kept)."""
@@ -311,6 +328,13 @@ class ConferenceStore:
         if known is not None and now - known.fetched_at < self._revalidate_until:
             return known
         return None
+
+    def _note_expired(self, report: StaleReport | None, number: str, entry: Entry) -> None:
+        """Mark an entry served past its TTL (stale-while-revalidate): revalidating, or
+        with the failure of its last refresh."""
+        age = self._clock() - entry.fetched_at
+        if report is not None and age >= self._ttl and entry.conference is not None:
+            report.add(number, age, self._refresh_failed.get(number))
 
     def _stale_for(self, number: str, error: Exception) -> Entry | None:
         if not _may_serve_stale(error):
@@ -347,11 +371,33 @@ class ConferenceStore:
                 endpoint="conference/query",
             ) from None
 
-    def _start_fetch(self, numbers: list[str]) -> dict[str, asyncio.Future[Entry]]:
-        futures: dict[str, asyncio.Future[Entry]] = {n: self._new_future() for n in numbers}
-        self._inflight.update(futures)
-        self._spawn(self._fetch_numbers(futures, self._epoch))
+    def _new_calls(self, count: int) -> int:
+        """PBX calls ``count`` more missed numbers would add: the queued batch takes them
+        for free while it has room (it is sent anyway), then each ``batch_size`` is one."""
+        room = self._batch_size - len(self._queued[-1]) if self._queued else 0
+        return math.ceil(max(0, count - room) / self._batch_size)
+
+    def _enqueue(self, numbers: list[str]) -> dict[str, asyncio.Future[Entry]]:
+        """One future per number, in the last queued batch (a new one when it is full),
+        then as many batches sent as lanes are free."""
+        futures: dict[str, asyncio.Future[Entry]] = {}
+        for number in numbers:
+            if not self._queued or len(self._queued[-1]) >= self._batch_size:
+                self._queued.append({})
+            batch = self._queued[-1]
+            # Asked again after forget() while still queued: the call is not sent yet, so
+            # its answer is newer than the change; share it.
+            future = batch.get(number) or self._new_future()
+            batch[number] = self._inflight[number] = futures[number] = future
+        self._dispatch()
         return futures
+
+    def _dispatch(self) -> None:
+        """Send queued batches while a lane is free."""
+        while self._queued and (self._lanes is None or self._running < self._lanes):
+            self._running += 1
+            # The epoch when the call starts: a forget() before it cannot be undone by it.
+            self._spawn(self._fetch_numbers(self._queued.pop(0), self._epoch))
 
     async def _fetch_numbers(self, futures: dict[str, asyncio.Future[Entry]], epoch: int) -> None:
         self.stats.fetches += 1
@@ -361,6 +407,9 @@ class ConferenceStore:
         except Exception as exc:
             self.stats.failed_fetches += 1
             await self._learn_stale_copies(numbers)
+            for number in numbers:
+                if number in self._known:
+                    self._refresh_failed[number] = _as_gateway_error(exc)
             for future in futures.values():
                 future.set_exception(exc)
         else:
@@ -373,6 +422,8 @@ class ConferenceStore:
             for number, future in futures.items():
                 if self._inflight.get(number) is future:
                     del self._inflight[number]
+            self._running -= 1
+            self._dispatch()
 
     async def _fetch_listing(self, future: asyncio.Future[Listing], epoch: int) -> None:
         self.stats.fetches += 1
@@ -380,11 +431,14 @@ class ConferenceStore:
             rooms, now = await self._load_listing()
         except Exception as exc:
             self.stats.failed_fetches += 1
+            if ALL in self._known_listing:
+                self._refresh_failed[ALL] = _as_gateway_error(exc)
             future.set_exception(exc)
         else:
             listing = Listing(tuple(rooms), now)
             if self._epoch == epoch:  # nothing was forgotten meanwhile: the whole list holds
                 self._listing[ALL] = self._known_listing[ALL] = listing
+                self._refresh_failed.pop(ALL, None)
             for conference in listing.conferences:
                 if self._unchanged_since(conference.number, epoch):
                     self._keep(conference.number, Entry(conference, now))
@@ -425,6 +479,7 @@ class ConferenceStore:
 
     def _keep(self, number: str, entry: Entry) -> None:
         self._fresh[number] = entry
+        self._refresh_failed.pop(number, None)
         if entry.conference is None:
             self._known.pop(number, None)  # a room that is gone is never served stale
         else:
@@ -443,7 +498,11 @@ class ConferenceStore:
         task.add_done_callback(self._tasks.discard)
 
     async def aclose(self) -> None:
-        """Cancel fetches still under way (at shutdown)."""
+        """Cancel fetches still under way or queued (at shutdown)."""
+        for batch in self._queued:
+            for future in batch.values():
+                future.cancel()
+        self._queued.clear()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -460,8 +519,3 @@ def _may_serve_stale(error: Exception) -> bool:
 
 def _as_gateway_error(error: Exception) -> GatewayError:
     return error if isinstance(error, GatewayError) else GatewayError(str(error))
-
-
-def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

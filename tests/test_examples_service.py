@@ -123,6 +123,18 @@ async def test_conference_report_says_how_old_stale_data_is(
     assert "\n".join(lines[2:]) + "\n" == REPORT.split("\n", 1)[1]
 
 
+async def test_conference_report_just_past_the_ttl_reports_no_outage(
+    gateway_stack: StackFactory, tmp_path: Path
+) -> None:
+    """Just past the gateway's TTL the answer is marked REVALIDATING (being refreshed): the
+    report is the normal one, with no "PBX unreachable" line."""
+    stack, key = await keyed_stack(gateway_stack, tmp_path)
+    await run_report(stack, key)
+    stack.clock.advance(31)  # past the 30 s TTL, inside the 30 s revalidate window
+    status, out, _ = await run_report(stack, key)
+    assert (status, out) == (0, REPORT)
+
+
 async def test_conference_report_without_a_key_exits_1_saying_why(
     gateway_stack: StackFactory, tmp_path: Path
 ) -> None:

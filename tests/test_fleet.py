@@ -182,5 +182,7 @@ async def test_fleet_pbx_concurrency_cap_holds(fleet_factory: Any) -> None:
     documents = [f'{{ conference(number: "{7000 + i}") {{ name }} }}' for i in range(60)]
     results = await fleet.burst(documents, width=60)
     assert all("errors" not in r for r in results)
-    assert fleet.calls() >= 10  # many separate calls: the cap had something to hold
+    # Each replica sends up to its two lanes at once (misses queue behind them and merge):
+    # six calls wanted at once, at least, so the fleet-wide cap had something to hold.
+    assert fleet.calls() >= 6
     assert fleet.stats.max_in_flight <= 2

@@ -131,12 +131,17 @@ async def test_credentials_changed_mid_run_never_lock_out(gateway_stack: StackFa
 
 
 async def test_expiring_hot_key_is_revalidated_once(gateway_stack: StackFactory) -> None:
-    """Just past the TTL, a burst is served at once while one background refresh runs."""
+    """Just past the TTL, a burst is served at once while one background refresh runs;
+    what the expired entries answer is marked REVALIDATING, never presented as fresh."""
     stack = await gateway_stack(cache_ttl=30, revalidate_window=30)
-    await stack.graphql(TEN_QUERY)
+    fresh = await stack.graphql(TEN_QUERY)
     stack.clock.advance(31)
     results = await burst(stack, [TEN_QUERY] * 100, width=100)
-    assert all(r == results[0] for r in results) and "errors" not in results[0]
+    assert all(r["data"] == fresh["data"] and "errors" not in r for r in results)
+    marks = [r.get("extensions", {}).get("stale", {}).get("code") for r in results]
+    # Those answered before the refresh landed are marked; any after it are fresh.
+    assert "REVALIDATING" in marks
+    assert set(marks) <= {"REVALIDATING", None}
     for _ in range(100):  # the refresh runs in the background: wait for its count
         if stack.calls() == 2 and stack.pbx.stats.in_flight == 0:
             break

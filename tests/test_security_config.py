@@ -108,6 +108,27 @@ def test_security_limits_below_their_minimum_are_refused(name: str, value: str) 
     assert name in config_error(GATEWAY_AUTH="none", **{name: value})
 
 
+def test_security_request_rate_limit_is_off_unless_configured() -> None:
+    """No GATEWAY_RATE_LIMIT: no request budget; the PBX-fetch budget stays on (1/s, 10)."""
+    loaded = security(GATEWAY_AUTH="none")
+    assert (loaded.rate, loaded.burst) == (None, None)
+    assert (loaded.miss_rate, loaded.miss_burst) == (1.0, 10.0)
+
+
+def test_security_request_rate_limit_opts_in_with_its_burst() -> None:
+    """GATEWAY_RATE_LIMIT turns the request budget on; GATEWAY_RATE_BURST sizes it."""
+    loaded = security(GATEWAY_AUTH="none", GATEWAY_RATE_LIMIT="50", GATEWAY_RATE_BURST="80")
+    assert (loaded.rate, loaded.burst) == (50.0, 80.0)
+    assert security(GATEWAY_AUTH="none", GATEWAY_RATE_LIMIT="5").burst is None  # 2x rate
+
+
+def test_security_request_burst_without_a_rate_is_refused() -> None:
+    """GATEWAY_RATE_BURST alone would silently do nothing: a one-line error naming both."""
+    message = config_error(GATEWAY_AUTH="none", GATEWAY_RATE_BURST="100")
+    assert "GATEWAY_RATE_BURST" in message
+    assert "GATEWAY_RATE_LIMIT" in message
+
+
 # --- api-key -------------------------------------------------------------------------------
 
 

@@ -210,3 +210,19 @@ async def test_rate_limited_listing_without_a_known_copy_is_refused(
     assert codes(body) == ["RATE_LIMITED"]
     assert body["data"] is None
     assert stack.pbx.stats.query_numbers == ["90001", "90002"]
+
+
+async def test_rate_limited_message_and_retry_after_agree_when_rounded(
+    gateway_stack: StackFactory, keys: Keys
+) -> None:
+    """A wait of 0.2 s reads "retry in 1 s" with retryAfter 1, never "retry in 0 s"."""
+    stored, plain = keys
+    stack = await gateway_stack(security=api_key_security(stored, miss_rate=1, miss_burst=1))
+    key = plain["wallboard"]
+    await ask(stack, key, ONE % "90001")
+    stack.clock.advance(0.8)  # 0.8 of a fetch back: 0.2 s short of the next one
+    response = await ask(stack, key, ONE % "90002")
+    (error,) = response.json()["errors"]
+    assert error["extensions"] == {"code": "RATE_LIMITED", "retryAfter": 1}
+    assert "retry in 1 s" in error["message"]
+    assert response.headers["retry-after"] == "1"

@@ -360,3 +360,20 @@ def test_settings_trusted_proxies_are_read_as_a_list() -> None:
     """GATEWAY_TRUSTED_PROXIES lists the proxies whose X-Forwarded-For is believed."""
     read = settings(GATEWAY_TRUSTED_PROXIES="10.0.0.1, 10.0.0.2")
     assert read.security.trusted_proxies == ("10.0.0.1", "10.0.0.2")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://192.168.5.150:8088/api/v2.0.0",
+        "https://192.168.5.150:8088/api/v2.0.0/",
+        "https://192.168.5.150:8088/api",
+    ],
+)
+def test_settings_url_with_a_path_is_refused_saying_what_to_write(url: str) -> None:
+    """PBX_URL ending in /api/v2.0.0 (or any path) is refused at load, before any login,
+    with one line that says what to write instead."""
+    message = config_error({**BASE, "PBX_PASSWORD": PASSWORD, "PBX_URL": url}).message
+    assert "\n" not in message
+    assert "PBX_URL" in message
+    assert "write https://192.168.5.150:8088 instead" in message

@@ -175,3 +175,109 @@ async def test_store_cancelled_caller_does_not_cancel_shared_fetch(
     (result,) = await stayer
     assert isinstance(result, Conference)
     assert len(fetch.calls) == 1
+
+
+# --- lanes: misses queued behind busy calls merge into one batch ---------------------------
+
+
+class Charges:
+    """An ``admit`` that records what each request was charged."""
+
+    def __init__(self) -> None:
+        self.charged: list[int] = []
+
+    def __call__(self, calls: int) -> None:
+        self.charged.append(calls)
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_store_misses_behind_busy_lanes_merge_into_one_call(
+    fetch: CountingFetch, clock: FakeClock
+) -> None:
+    """With one lane busy, nine requests for nine other rooms wait in one queued batch: two
+    PBX calls in all; the first two requests are charged one call each, the rest nothing."""
+    store = ConferenceStore(fetch, ttl=30, batch_size=100, lanes=1, clock=clock)
+    fetch.gate = asyncio.Event()
+    charges = Charges()
+    tasks = [
+        asyncio.ensure_future(store.get_many([str(n)], admit=charges)) for n in range(6400, 6410)
+    ]
+    await settle()
+    assert fetch.calls == [["6400"]]
+    fetch.gate.set()
+    results = await asyncio.gather(*tasks)
+    assert [r[0].number for r in results if isinstance(r[0], Conference)] == [
+        str(n) for n in range(6400, 6410)
+    ]
+    assert fetch.calls == [["6400"], [str(n) for n in range(6401, 6410)]]
+    assert charges.charged == [1, 1]
+
+
+async def test_store_queued_batch_holds_at_most_batch_size(
+    fetch: CountingFetch, clock: FakeClock
+) -> None:
+    """A full queued batch starts another, and that one is charged as a call of its own."""
+    store = ConferenceStore(fetch, ttl=30, batch_size=3, lanes=1, clock=clock)
+    fetch.gate = asyncio.Event()
+    charges = Charges()
+    first = asyncio.ensure_future(store.get_many(["6400"], admit=charges))
+    await settle()
+    later = asyncio.ensure_future(store.get_many(["6401", "6402", "6403", "6404"], admit=charges))
+    await settle()
+    assert charges.charged == [1, 2]
+    fetch.gate.set()
+    await asyncio.gather(first, later)
+    assert fetch.calls == [["6400"], ["6401", "6402", "6403"], ["6404"]]
+
+
+async def test_store_refused_admit_queues_nothing(fetch: CountingFetch, clock: FakeClock) -> None:
+    """A request whose new call is refused gets the refusal for its numbers; nothing is sent
+    for them."""
+    store = ConferenceStore(fetch, ttl=30, batch_size=100, lanes=1, clock=clock)
+
+    def refuse(calls: int) -> None:
+        raise PbxTimeoutError("refused", endpoint="conference/query")
+
+    results = await store.get_many(["6400", "6401"], admit=refuse)
+    assert all(isinstance(r, PbxTimeoutError) for r in results)
+    assert fetch.calls == []
+
+
+async def test_store_forget_while_queued_shares_the_unsent_call(
+    fetch: CountingFetch, clock: FakeClock
+) -> None:
+    """A room forgotten (changed) while its batch waits for a lane is asked again: the
+    request joins the unsent batch, whose answer is newer than the change and is kept."""
+    store = ConferenceStore(fetch, ttl=30, batch_size=100, lanes=1, clock=clock)
+    fetch.gate = asyncio.Event()
+    busy = asyncio.ensure_future(store.get_many(["6400"]))
+    await settle()
+    before = asyncio.ensure_future(store.get_many(["6401"]))
+    await settle()
+    store.forget("6401")
+    fetch.known["6401"] = room("6401")  # the PBX's new value
+    after = asyncio.ensure_future(store.get_many(["6401"]))
+    await settle()
+    fetch.gate.set()
+    await asyncio.gather(busy, before, after)
+    assert fetch.calls == [["6400"], ["6401"]]
+    assert store.current("6401") is not None  # kept: the call started after the change
+
+
+async def test_store_100_concurrent_distinct_cold_rooms_cost_3_calls(
+    fetch: CountingFetch, clock: FakeClock
+) -> None:
+    """Two lanes (the PBX cap), batch size 100: 100 concurrent requests for 100 different cold
+    rooms are two calls sent at once and one queued batch of the other 98."""
+    store = ConferenceStore(fetch, ttl=30, batch_size=100, lanes=2, clock=clock)
+    fetch.gate = asyncio.Event()
+    numbers = [str(n) for n in range(7000, 7100)]
+    tasks = [asyncio.ensure_future(store.get_many([n])) for n in numbers]
+    await settle()
+    fetch.gate.set()
+    await asyncio.gather(*tasks)
+    assert fetch.calls == [["7000"], ["7001"], numbers[2:]]

@@ -121,7 +121,8 @@ def report(answer: Response) -> list[str]:
     waiting = [room for room in rooms if room["waitForModerator"]]
     lines = [f"{len(rooms)} conference rooms"]
     stale = answer.get("extensions", {}).get("stale")
-    if stale is not None:
+    # REVALIDATING: just past the gateway's TTL and being refreshed, not an outage.
+    if stale is not None and stale["code"] != "REVALIDATING":
         minutes = int(stale["oldestAgeSeconds"] // 60)
         lines.append(f"PBX unreachable ({stale['code']}): data from {minutes} minutes ago")
     lines.append(f"\nRooms with a PIN ({len(with_pin)}):")

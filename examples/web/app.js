@@ -34,7 +34,7 @@ const PROMPTS = { DEFAULT: "Beep", EXTEN: "Announce number", NONE: "Silent" };
 
 async function load() {
   const result = await client.query(ROOMS, {}, { requestPolicy: "network-only" }).toPromise();
-  show("stale", result.extensions?.stale && staleText(result.extensions.stale));
+  show("stale", staleText(result.extensions?.stale));
   show("failure", result.error && `Cannot load the rooms: ${result.error.message}`);
   if (result.data) {
     renderRooms(result.data.conferences);
@@ -45,7 +45,10 @@ async function load() {
   document.body.dataset.state = result.data ? "loaded" : "failed"; // for tests and CSS
 }
 
+// A banner only when the PBX could not answer: REVALIDATING means the data just passed the
+// gateway's TTL and is being refreshed (the "Data from" line still shows its age).
 function staleText(stale) {
+  if (!stale || stale.code === "REVALIDATING") return "";
   const minutes = Math.floor(stale.oldestAgeSeconds / 60);
   const age =
     minutes < 1 ? "less than a minute" : minutes === 1 ? "1 minute" : `${minutes} minutes`;

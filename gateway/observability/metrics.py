@@ -173,6 +173,8 @@ class _RuntimeCollector(Collector):
         limited = CounterMetricFamily(
             "gateway_rate_limited", "Refusals by the per-client budgets.", labels=["budget"]
         )
-        limited.add_metric(["requests"], runtime.requests.rejected)
+        limited.add_metric(
+            ["requests"], runtime.requests.rejected if runtime.requests is not None else 0
+        )
         limited.add_metric(["pbx_fetches"], runtime.misses.rejected)
         yield limited

@@ -16,7 +16,7 @@ import enum
 import time
 from collections.abc import Callable
 
-from gateway.errors import PbxCircuitOpenError
+from gateway.errors import PbxCircuitOpenError, retry_seconds
 
 
 class CircuitState(enum.Enum):
@@ -65,7 +65,7 @@ class CircuitBreaker:
             return
         raise PbxCircuitOpenError(
             f"the PBX failed {self._threshold} calls in a row, so the gateway is not calling "
-            f"it for now (next try in {max(retry_in, 0):.0f} s); check that the PBX is up and "
+            f"it for now (next try in {retry_seconds(retry_in)} s); check that the PBX is up and "
             "reachable",
             endpoint=endpoint,
         )

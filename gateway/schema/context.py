@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.dataloader import DataLoader
 
-from gateway.errors import RateLimitedError
+from gateway.errors import RateLimitedError, retry_seconds
 from gateway.observability.metrics import Metrics
 from gateway.pbx.conferences import Conference
 from gateway.schema.numbers import NumberBudget
@@ -67,7 +67,7 @@ class GatewayContext:
         if wait > 0:
             error = RateLimitedError(
                 f"{self.identity.name} asked for too many rooms that are not cached; the PBX "
-                f"is protected by a per-client budget of fetches; retry in {wait:.0f} s",
+                f"is protected by a per-client budget of fetches; retry in {retry_seconds(wait)} s",
                 retry_after=wait,
             )
             if self.response is not None:

@@ -45,8 +45,11 @@ class SecuritySettings:
     max_body_bytes: int = 65_536
     batching: bool = False
     max_batch: int = 10
-    rate: float = 20.0
-    burst: float = 40.0
+    rate: float | None = None
+    """Requests per second per identity; None (the default): no request rate limit.
+    Cached reads cost the PBX nothing, and the PBX-fetch budget below guards the misses."""
+    burst: float | None = None
+    """The request bucket's size; None: twice ``rate``."""
     miss_rate: float = 1.0
     miss_burst: float = 10.0
     trusted_proxies: tuple[str, ...] = field(default=())
@@ -94,8 +97,8 @@ def security_from_environ(reader: EnvReader) -> SecuritySettings:
         max_body_bytes=reader.integer("GATEWAY_MAX_BODY_BYTES", 65_536, minimum=1024),
         batching=reader.boolean("GATEWAY_BATCHING", False),
         max_batch=reader.integer("GATEWAY_MAX_BATCH", 10, minimum=1),
-        rate=reader.number("GATEWAY_RATE_LIMIT", 20.0, minimum=0.01),
-        burst=reader.number("GATEWAY_RATE_BURST", 40.0, minimum=1),
+        rate=reader.optional_number("GATEWAY_RATE_LIMIT", minimum=0.01),
+        burst=_request_burst(reader),
         miss_rate=reader.number("GATEWAY_MISS_RATE_LIMIT", 1.0, minimum=0.001),
         miss_burst=reader.number("GATEWAY_MISS_BURST", 10.0, minimum=1),
         persisted_only=persisted_only,
@@ -104,6 +107,17 @@ def security_from_environ(reader: EnvReader) -> SecuritySettings:
         apq_ttl=reader.number("GATEWAY_APQ_TTL", 86_400.0, minimum=1),
         trusted_proxies=reader.words("GATEWAY_TRUSTED_PROXIES"),
     )
+
+
+def _request_burst(reader: EnvReader) -> float | None:
+    """``GATEWAY_RATE_BURST``, which means something only with ``GATEWAY_RATE_LIMIT``."""
+    burst = reader.optional_number("GATEWAY_RATE_BURST", minimum=1)
+    if burst is not None and reader.get("GATEWAY_RATE_LIMIT") is None:
+        raise ConfigError(
+            "GATEWAY_RATE_BURST needs GATEWAY_RATE_LIMIT (request rate limiting is off "
+            "unless GATEWAY_RATE_LIMIT is set)"
+        )
+    return burst
 
 
 def _jwt_verifier(reader: EnvReader) -> JwtVerifier:

@@ -9,7 +9,8 @@ the PBX. In order:
    ``OPERATION_TOO_LARGE``.
 3. The caller is identified (API key, JWT, or anonymous by address); failure: 401
    ``UNAUTHENTICATED`` with a ``WWW-Authenticate`` challenge.
-4. The caller's request budget is charged; empty: 429 ``RATE_LIMITED`` with ``Retry-After``.
+4. With ``GATEWAY_RATE_LIMIT`` set (it is off by default), the caller's request budget is
+   charged; empty: 429 ``RATE_LIMITED`` with ``Retry-After``.
 
 The identity goes on to the GraphQL context through ``scope["state"]``. Rejections are
 GraphQL-shaped JSON (``{"errors": [{"message", "extensions": {"code"}}]}``).
@@ -18,13 +19,15 @@ GraphQL-shaped JSON (``{"errors": [{"message", "extensions": {"code"}}]}``).
 from __future__ import annotations
 
 import logging
-import math
+import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.datastructures import Headers, QueryParams
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.errors import retry_seconds
 from gateway.graphiql import asks_for_ide
 from gateway.observability.metrics import Metrics
 from gateway.security.api_keys import ApiKeyAuthenticator
@@ -90,7 +93,8 @@ class GraphQLGate:
         *,
         settings: SecuritySettings,
         authenticator: Authenticator,
-        requests: RateLimiter,
+        requests: RateLimiter | None,
+        clock: Callable[[], float] = time.monotonic,
         metrics: Metrics | None = None,
     ) -> None:
         self._app = app
@@ -98,7 +102,7 @@ class GraphQLGate:
         self._authenticator = authenticator
         self._requests = requests
         self._metrics = metrics
-        self._failures = RateLimiter(rate=1.0, burst=20.0, clock=requests.clock)
+        self._failures = RateLimiter(rate=1.0, burst=20.0, clock=clock)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -132,7 +136,7 @@ class GraphQLGate:
             extra = {"www-authenticate": self._authenticator.challenge}
             await self._refuse(scope, receive, send, 401, "UNAUTHENTICATED", str(exc), extra)
             return
-        wait = self._requests.take(identity.name)
+        wait = 0.0 if self._requests is None else self._requests.take(identity.name)
         if wait > 0:
             await self._rate_limited(scope, receive, send, f"requests from {identity.name}", wait)
             return
@@ -142,7 +146,7 @@ class GraphQLGate:
     async def _rate_limited(
         self, scope: Scope, receive: Receive, send: Send, what: str, wait: float
     ) -> None:
-        retry = max(1, math.ceil(wait))
+        retry = retry_seconds(wait)
         message = f"too many {what}; retry in {retry} s"
         await self._refuse(
             scope, receive, send, 429, "RATE_LIMITED", message, {"retry-after": str(retry)}

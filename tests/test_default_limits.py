@@ -1,0 +1,124 @@
+"""Defaults that hold: with the shipped limits, real traffic from one address is answered.
+
+Request rate limiting is opt-in; the PBX-fetch budget stays on and charges a client only
+for the PBX calls it really adds (misses that join a call under way or queued are free),
+so concurrent services get every room while a scan of unknown numbers is still stopped.
+Every stack here runs default ``SecuritySettings`` (only ``auth="none"``, which ``serve``
+requires to be chosen): no limit is lifted. The gateway's clock is fake and never moves,
+so no budget refills during a test: the counts are the worst case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any, Final
+
+import httpx
+
+from gateway.security.config import SecuritySettings
+from gateway.simulator import SimulatorConfig
+from gateway.simulator.conference_data import generate_conferences
+from tests.gateway_stack import Stack, StackFactory
+
+ROOMS: Final = [str(n) for n in range(6400, 6500)]  # 100 rooms on the simulated PBX
+ONE: Final = '{ conference(number: "%s") { number name } }'
+SOME: Final = "{ conferences(numbers: [%s]) { number name } }"
+EVERY: Final = "{ conferences { number name } }"
+PBX_LATENCY: Final = 0.02
+"""Seconds the simulated PBX takes per call: a real one takes longer, never none."""
+
+
+async def default_stack(gateway_stack: StackFactory) -> Stack:
+    """Default settings against a PBX with 100 rooms that answers in 20 ms."""
+    config = SimulatorConfig(conferences=generate_conferences(100), latency=PBX_LATENCY)
+    return await gateway_stack(sim_config=config, security=SecuritySettings(auth="none"))
+
+
+def mixed_documents(seed: int = 14) -> list[str]:
+    """200 queries: single rooms (cold, then cached), lists of rooms, and the full listing."""
+    rng = random.Random(seed)
+    documents: list[str] = []
+    for index in range(200):
+        kind = index % 4
+        if kind == 3 and index % 8 == 3:
+            documents.append(EVERY)
+        elif kind == 2:
+            picked = rng.sample(ROOMS, 5)
+            documents.append(SOME % ", ".join(f'"{n}"' for n in picked))
+        else:
+            documents.append(ONE % rng.choice(ROOMS))
+    return documents
+
+
+async def one_client(stack: Stack, documents: list[str]) -> list[httpx.Response]:
+    """A client of its own (its own connection), sending ``documents`` one after another."""
+    async with httpx.AsyncClient(base_url=stack.gateway.base_url, timeout=30) as client:
+        return [await client.post("/graphql", json={"query": d}) for d in documents]
+
+
+def room_answers(responses: list[httpx.Response]) -> list[dict[str, Any]]:
+    bodies = [response.json() for response in responses]
+    assert [r.status_code for r in responses] == [200] * len(responses), bodies
+    assert [b for b in bodies if "errors" in b] == []
+    return bodies
+
+
+async def test_defaults_200_queries_from_50_concurrent_clients_all_succeed(
+    gateway_stack: StackFactory,
+) -> None:
+    """Default settings: 200 mixed queries from 50 concurrent clients on one address (cold
+    and cached rooms, lists, the full listing) all succeed, for a handful of PBX calls."""
+    stack = await default_stack(gateway_stack)
+    documents = mixed_documents()
+    per_client = [documents[i::50] for i in range(50)]
+    results = await asyncio.gather(*(one_client(stack, d) for d in per_client))
+    bodies = room_answers([response for responses in results for response in responses])
+    assert len(bodies) == 200
+    for body in bodies:
+        data = body["data"]
+        if "conference" in data:
+            assert data["conference"]["number"] in ROOMS
+        else:
+            assert data["conferences"]
+    calls = stack.calls()
+    print(f"\n200 queries from 50 clients: {calls} conference/query calls")
+    assert calls <= 12
+    assert stack.gateway_runtime().misses.rejected == 0
+
+
+async def test_defaults_50_concurrent_single_room_lookups_all_answer(
+    gateway_stack: StackFactory,
+) -> None:
+    """One client looking up 50 existing cold rooms one request each, all at once, gets all
+    50 rooms (never RATE_LIMITED): the misses merge into a few calls, charged once each."""
+    stack = await default_stack(gateway_stack)
+    wanted = ROOMS[:50]
+    responses = await asyncio.gather(
+        *(stack.client.post("/graphql", json={"query": ONE % n}) for n in wanted)
+    )
+    bodies = room_answers(list(responses))
+    assert [b["data"]["conference"]["number"] for b in bodies] == wanted
+    calls = stack.calls()
+    print(f"\n50 concurrent cold single-room lookups: {calls} conference/query calls")
+    assert calls <= 5
+    assert set(",".join(stack.pbx.stats.query_numbers).split(",")) == set(wanted)
+
+
+async def test_defaults_scan_of_unknown_numbers_is_stopped_by_the_fetch_budget(
+    gateway_stack: StackFactory,
+) -> None:
+    """A client scanning non-existent numbers one by one gets its 10 fetches (the default
+    burst), then RATE_LIMITED with no PBX call: the PBX stays protected by default."""
+    stack = await default_stack(gateway_stack)
+    rng = random.Random(19)
+    scanned = [str(n) for n in rng.sample(range(70_000, 80_000), 40)]
+    codes: list[str | None] = []
+    for number in scanned:
+        body = await stack.graphql(ONE % number)
+        assert body["data"] == {"conference": None}
+        codes.append(body["errors"][0]["extensions"]["code"] if "errors" in body else None)
+    assert codes == [None] * 10 + ["RATE_LIMITED"] * 30
+    assert stack.calls() == 10
+    # The scan spent only the scanner's budget on PBX fetches; cached reads still answer.
+    assert (await stack.graphql(ONE % scanned[0]))["data"] == {"conference": None}
