@@ -26,7 +26,9 @@
 
 Messages say what happened and what to do. They carry the errno, its meaning and the
 endpoint, never the token, the password or its MD5: the PBX client builds every message
-from its own strings, not from upstream text.
+from its own strings, not from upstream text. A message reaches GraphQL clients, so the
+PBX's address and hints meant for the operator (which setting to check) go in a
+:class:`PbxError`'s ``hint`` instead, which only the log shows (:attr:`PbxError.log_line`).
 """
 
 from __future__ import annotations
@@ -106,13 +108,23 @@ class RateLimitedError(GatewayError):
 
 
 class PbxError(GatewayError):
-    """Something about the PBX went wrong while calling ``endpoint``."""
+    """Something about the PBX went wrong while calling ``endpoint``.
+
+    ``hint`` is for the operator only (the PBX's URL, the setting to check): it is logged,
+    never sent to a client.
+    """
 
     code = "PBX_ERROR"
 
-    def __init__(self, message: str, *, endpoint: str) -> None:
+    def __init__(self, message: str, *, endpoint: str, hint: str = "") -> None:
         super().__init__(message)
         self.endpoint = endpoint
+        self.hint = hint
+
+    @property
+    def log_line(self) -> str:
+        """The message with the operator's hint, for the log."""
+        return f"{self.message}; {self.hint}" if self.hint else self.message
 
 
 class PbxUnavailableError(PbxError):
@@ -129,8 +141,10 @@ class PbxTimeoutError(PbxUnavailableError):
     known not to be working on the request still.
     """
 
-    def __init__(self, message: str, *, endpoint: str, reached_pbx: bool = True) -> None:
-        super().__init__(message, endpoint=endpoint)
+    def __init__(
+        self, message: str, *, endpoint: str, reached_pbx: bool = True, hint: str = ""
+    ) -> None:
+        super().__init__(message, endpoint=endpoint, hint=hint)
         self.reached_pbx = reached_pbx
 
 

@@ -147,10 +147,13 @@ class PbxClient:
                     response = await self._send(endpoint, body, token)
             payload = decode_envelope(endpoint, response)
         except PbxUnavailableError as exc:
+            # The PBX's address and the operator's hint go to the log only, never to a client.
+            logger.warning("PBX at %s, %s: %s", self.base_url, endpoint, exc.log_line)
             self.breaker.failed()
             self._observe(endpoint, "unavailable", getattr(exc, "errno", None), started)
             raise
         except PbxApiError as exc:
+            logger.info("PBX at %s, %s: %s", self.base_url, endpoint, exc.log_line)
             self.breaker.succeeded()  # a decoded refusal: the device is there
             self._observe(endpoint, "failed", exc.errno, started)
             raise
@@ -173,27 +176,27 @@ class PbxClient:
         """The one seam where httpx's exceptions become the gateway's, most specific first."""
         params = {"token": token} if token is not None else None
         content = b"" if body is None else json.dumps(body).encode()
-        where = f"{endpoint} at {self.base_url}"
         try:
             return await self._http.post(API_PATH + endpoint, content=content, params=params)
         except httpx.TimeoutException as exc:
             raise PbxTimeoutError(
-                f"the PBX did not answer {where} in time ({type(exc).__name__}); "
-                "check that it is up and not overloaded, or raise PBX_TIMEOUT",
+                f"the PBX did not answer {endpoint} in time ({type(exc).__name__}); "
+                "try again shortly",
                 endpoint=endpoint,
                 reached_pbx=not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout),
+                hint="check that it is up and not overloaded, or raise PBX_TIMEOUT",
             ) from exc
         except httpx.TransportError as exc:
             raise PbxConnectionError(
-                f"could not talk to the PBX for {where} ({type(exc).__name__}); check PBX_URL, "
-                "the network, and PBX_VERIFY_TLS for a self-signed certificate",
+                f"could not reach the PBX for {endpoint} ({type(exc).__name__}); try again shortly",
                 endpoint=endpoint,
+                hint="check PBX_URL, the network, and PBX_VERIFY_TLS for a self-signed certificate",
             ) from exc
         except httpx.HTTPError as exc:  # DecodingError (a body that lies about its encoding)
             raise PbxProtocolError(
-                f"the answer to {where} could not be read ({type(exc).__name__}); something "
-                "between the gateway and the PBX may be rewriting it",
+                f"the answer to {endpoint} could not be read ({type(exc).__name__})",
                 endpoint=endpoint,
+                hint="something between the gateway and the PBX may be rewriting it",
             ) from exc
 
 
@@ -201,18 +204,20 @@ def decode_envelope(endpoint: str, response: httpx.Response) -> JsonObject:
     """Read ``status``/``errno``; the PBX always answers HTTP 200 (``pbx-api.md``)."""
     if response.status_code != 200:
         raise PbxProtocolError(
-            f"{endpoint} answered HTTP {response.status_code}; the PBX API always answers 200, "
-            "so something between the gateway and the PBX (proxy, wrong port) answered instead",
+            f"{endpoint} answered HTTP {response.status_code}, which the PBX API never does",
             endpoint=endpoint,
+            hint="something between the gateway and the PBX (a proxy, a wrong port in PBX_URL) "
+            "answered instead",
         )
     try:
         payload = json.loads(response.content)
     except (ValueError, UnicodeDecodeError):
         raise PbxProtocolError(
             f"{endpoint} answered {len(response.content)} bytes that are not JSON "
-            f"(content-type {response.headers.get('content-type', 'none')!r}); is PBX_URL the "
-            "PBX's API address and is the API enabled (Settings > PBX > General > API)?",
+            f"(content-type {response.headers.get('content-type', 'none')[:60]!r})",
             endpoint=endpoint,
+            hint="is PBX_URL the PBX's API address and is the API enabled "
+            "(Settings > PBX > General > API)?",
         ) from None
     if not isinstance(payload, dict):
         raise PbxProtocolError(f"{endpoint} answered JSON that is not an object", endpoint=endpoint)
