@@ -14,7 +14,9 @@
         │   ├── PbxConnectionError                     refused, reset, DNS, TLS
         │   ├── PbxProtocolError                       non-200, non-JSON, truncated, wrong shape
         │   ├── PbxCircuitOpenError                    recent calls failed: not calling for now
-        │   └── PbxTransientError                      errno 20010 / 30001 / 30003
+        │   ├── PbxTransientError                      errno 20010 / 30001 / 30003
+        │   └── SharedSessionUnreadableError           the fleet's token is sealed with another
+        │                                              key: this replica does not log in
         ├── PbxBusyError            PBX_BUSY           too many calls waiting for the PBX
         ├── PbxAuthError            PBX_AUTH_FAILED    errno 20003: the gateway's credentials
         ├── PbxLockedOutError       PBX_LOCKED_OUT     errno 20002: our address is locked out
@@ -160,6 +162,15 @@ class PbxCircuitOpenError(PbxUnavailableError):
     """Recent calls failed; the breaker keeps the gateway off the PBX for a while."""
 
 
+class SharedSessionUnreadableError(PbxUnavailableError):
+    """The fleet's PBX token in Redis cannot be decrypted with this replica's key.
+
+    Logging in anyway would end the token the other replicas use (on a PBX where a new
+    login ends older tokens) and they would log in again in turn; so this replica makes no
+    PBX call and reports not ready until the keys agree.
+    """
+
+
 class PbxBusyError(PbxError):
     """The PBX's request slots and wait queue are full; the call was not queued."""
 
@@ -170,8 +181,8 @@ class PbxBusyError(PbxError):
 class PbxApiError(PbxError):
     """The PBX answered ``Failed`` with an ``errno``."""
 
-    def __init__(self, message: str, *, endpoint: str, errno: str | None) -> None:
-        super().__init__(message, endpoint=endpoint)
+    def __init__(self, message: str, *, endpoint: str, errno: str | None, hint: str = "") -> None:
+        super().__init__(message, endpoint=endpoint, hint=hint)
         self.errno = errno
         self.meaning = errno_meaning(errno)
 

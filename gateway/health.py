@@ -46,9 +46,14 @@ async def readyz(request: Request) -> JSONResponse:
         reasons.append("the PBX failed repeatedly; the circuit breaker is open")
     if runtime.fleet is not None and not runtime.fleet.link.up:
         reasons.append("Redis is unreachable: cache and PBX session are local until it is back")
+    # A replica that cannot read the fleet's token makes no PBX call: never ready.
+    unusable = runtime.fleet.share.problem if runtime.fleet is not None else None
+    if unusable is not None:
+        checks["pbxSession"] = "fleet token unreadable"
+        reasons.append(unusable)
     if not session.has_token and not reasons:
         reasons.append("not logged in to the PBX yet (the first query logs in)")
-    ready = session.has_token or store.holds_data
+    ready = (session.has_token or store.holds_data) and unusable is None
     body = {"ready": ready, "checks": checks, "reasons": [] if ready else reasons}
     if ready and reasons:
         body["warnings"] = reasons  # serving stale data: ready, but say why it is stale
