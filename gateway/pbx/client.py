@@ -11,7 +11,14 @@ on the application's one shared ``httpx.AsyncClient`` and returns the decoded bo
 
 A semaphore caps concurrent PBX requests: the device is a single-process embedded web
 server that closes every connection (``pbx-api.md``, Transport), so the gateway never
-sends it more than ``max_concurrency`` requests at once.
+sends it more than ``max_concurrency`` requests at once. The cap counts from the PBX's
+side: a call runs in a task of its own, so a caller that gives up (cancelled) does not
+free its slot while the PBX still works on the request; the slot is free when the
+exchange has ended (see :meth:`PbxClient._exchange` and the limiter's linger).
+
+Every call has one total deadline (``deadline``, by default the HTTP client's read
+timeout, i.e. ``PBX_TIMEOUT``): httpx's own timeouts are per phase and per chunk, so a
+PBX that drips its answer a byte at a time would otherwise hold a slot for ever.
 """
 
 from __future__ import annotations
@@ -97,8 +104,11 @@ class PbxClient:
         limiter: PbxLimiter | None = None,
         breaker: CircuitBreaker | None = None,
         max_concurrency: int = 2,
+        deadline: float | None = None,
     ) -> None:
         self._http = http
+        self.deadline = deadline if deadline is not None else (http.timeout.read or 30.0)
+        self._abandoned: set[asyncio.Task[httpx.Response]] = set()
         self.limiter = limiter or PbxLimiter(max_concurrency=max_concurrency, max_waiting=1000)
         self.breaker = breaker or CircuitBreaker(threshold=1_000_000)
         self.observer: CallObserver = _ignore
@@ -139,36 +149,60 @@ class PbxClient:
     ) -> JsonObject:
         if not bypass_breaker:
             self.breaker.before_call(endpoint)
-        started: float | None = None
+        sent: list[float] = []  # when the request left (empty: it never reached the PBX)
         try:
-            async with self.limiter.slot(endpoint):
-                started = time.perf_counter()
-                with pbx_call_span(endpoint):
-                    response = await self._send(endpoint, body, token)
+            response = await self._exchange(endpoint, body, token, sent)
             payload = decode_envelope(endpoint, response)
         except PbxUnavailableError as exc:
             # The PBX's address and the operator's hint go to the log only, never to a client.
             logger.warning("PBX at %s, %s: %s", self.base_url, endpoint, exc.log_line)
             self.breaker.failed()
-            self._observe(endpoint, "unavailable", getattr(exc, "errno", None), started)
+            self._observe(endpoint, "unavailable", getattr(exc, "errno", None), sent)
             raise
         except PbxApiError as exc:
             logger.info("PBX at %s, %s: %s", self.base_url, endpoint, exc.log_line)
             self.breaker.succeeded()  # a decoded refusal: the device is there
-            self._observe(endpoint, "failed", exc.errno, started)
+            self._observe(endpoint, "failed", exc.errno, sent)
             raise
         except BaseException:
             self.breaker.abandoned()
             raise
         self.breaker.succeeded()
-        self._observe(endpoint, "success", None, started)
+        self._observe(endpoint, "success", None, sent)
         return payload
 
-    def _observe(
-        self, endpoint: str, outcome: str, errno: str | None, started: float | None
-    ) -> None:
-        if started is not None:  # None: refused before reaching the PBX (no call was made)
-            self.observer(endpoint, outcome, errno, time.perf_counter() - started)
+    def _observe(self, endpoint: str, outcome: str, errno: str | None, sent: list[float]) -> None:
+        if sent:  # empty: refused before reaching the PBX (no call was made)
+            self.observer(endpoint, outcome, errno, time.perf_counter() - sent[0])
+
+    async def _exchange(
+        self, endpoint: str, body: Mapping[str, Any] | None, token: str | None, sent: list[float]
+    ) -> httpx.Response:
+        """Take a slot and send, in a task the caller's cancellation does not end once the
+        request is on its way: the PBX goes on working on a request whose caller gave up,
+        so its slot stays taken until the PBX has answered or the deadline cut it off."""
+
+        async def exchange() -> httpx.Response:
+            async with self.limiter.slot(endpoint):
+                sent.append(time.perf_counter())
+                with pbx_call_span(endpoint):
+                    return await self._send(endpoint, body, token)
+
+        task = asyncio.create_task(exchange())
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not sent:
+                task.cancel()  # still waiting for a slot: nothing reached the PBX
+            else:
+                self._abandoned.add(task)  # a reference, so it runs to its end
+                task.add_done_callback(self._abandoned_ended)
+            raise
+
+    def _abandoned_ended(self, task: asyncio.Task[httpx.Response]) -> None:
+        self._abandoned.discard(task)
+        if not task.cancelled():
+            task.exception()  # nobody waits for it any more: its outcome is not an error
 
     async def _send(
         self, endpoint: str, body: Mapping[str, Any] | None, token: str | None
@@ -177,7 +211,8 @@ class PbxClient:
         params = {"token": token} if token is not None else None
         content = b"" if body is None else json.dumps(body).encode()
         try:
-            return await self._http.post(API_PATH + endpoint, content=content, params=params)
+            async with asyncio.timeout(self.deadline):  # the whole call, not each chunk
+                return await self._http.post(API_PATH + endpoint, content=content, params=params)
         except httpx.TimeoutException as exc:
             raise PbxTimeoutError(
                 f"the PBX did not answer {endpoint} in time ({type(exc).__name__}); "
@@ -191,6 +226,14 @@ class PbxClient:
                 f"could not reach the PBX for {endpoint} ({type(exc).__name__}); try again shortly",
                 endpoint=endpoint,
                 hint="check PBX_URL, the network, and PBX_VERIFY_TLS for a self-signed certificate",
+            ) from exc
+        except TimeoutError as exc:  # the deadline: e.g. a PBX dripping its answer
+            raise PbxTimeoutError(
+                f"the PBX did not answer {endpoint} within {self.deadline:g} s (its whole "
+                "answer); try again shortly",
+                endpoint=endpoint,
+                hint="PBX_TIMEOUT bounds the whole call, answer included: check that the PBX "
+                "is not overloaded and nothing between it and the gateway slows its answers",
             ) from exc
         except httpx.HTTPError as exc:  # DecodingError (a body that lies about its encoding)
             raise PbxProtocolError(
