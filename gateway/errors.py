@@ -14,7 +14,9 @@
         │   ├── PbxConnectionError                     refused, reset, DNS, TLS
         │   ├── PbxProtocolError                       non-200, non-JSON, truncated, wrong shape
         │   ├── PbxCircuitOpenError                    recent calls failed: not calling for now
-        │   └── PbxTransientError                      errno 20010 / 30001 / 30003
+        │   ├── PbxTransientError                      errno 20010 / 30001 / 30003
+        │   └── SharedSessionUnreadableError           the fleet's token is sealed with another
+        │                                              key: this replica does not log in
         ├── PbxBusyError            PBX_BUSY           too many calls waiting for the PBX
         ├── PbxAuthError            PBX_AUTH_FAILED    errno 20003: the gateway's credentials
         ├── PbxLockedOutError       PBX_LOCKED_OUT     errno 20002: our address is locked out
@@ -26,7 +28,9 @@
 
 Messages say what happened and what to do. They carry the errno, its meaning and the
 endpoint, never the token, the password or its MD5: the PBX client builds every message
-from its own strings, not from upstream text.
+from its own strings, not from upstream text. A message reaches GraphQL clients, so the
+PBX's address and hints meant for the operator (which setting to check) go in a
+:class:`PbxError`'s ``hint`` instead, which only the log shows (:attr:`PbxError.log_line`).
 """
 
 from __future__ import annotations
@@ -112,13 +116,23 @@ class RateLimitedError(GatewayError):
 
 
 class PbxError(GatewayError):
-    """Something about the PBX went wrong while calling ``endpoint``."""
+    """Something about the PBX went wrong while calling ``endpoint``.
+
+    ``hint`` is for the operator only (the PBX's URL, the setting to check): it is logged,
+    never sent to a client.
+    """
 
     code = "PBX_ERROR"
 
-    def __init__(self, message: str, *, endpoint: str) -> None:
+    def __init__(self, message: str, *, endpoint: str, hint: str = "") -> None:
         super().__init__(message)
         self.endpoint = endpoint
+        self.hint = hint
+
+    @property
+    def log_line(self) -> str:
+        """The message with the operator's hint, for the log."""
+        return f"{self.message}; {self.hint}" if self.hint else self.message
 
 
 class PbxUnavailableError(PbxError):
@@ -135,8 +149,10 @@ class PbxTimeoutError(PbxUnavailableError):
     known not to be working on the request still.
     """
 
-    def __init__(self, message: str, *, endpoint: str, reached_pbx: bool = True) -> None:
-        super().__init__(message, endpoint=endpoint)
+    def __init__(
+        self, message: str, *, endpoint: str, reached_pbx: bool = True, hint: str = ""
+    ) -> None:
+        super().__init__(message, endpoint=endpoint, hint=hint)
         self.reached_pbx = reached_pbx
 
 
@@ -152,6 +168,15 @@ class PbxCircuitOpenError(PbxUnavailableError):
     """Recent calls failed; the breaker keeps the gateway off the PBX for a while."""
 
 
+class SharedSessionUnreadableError(PbxUnavailableError):
+    """The fleet's PBX token in Redis cannot be decrypted with this replica's key.
+
+    Logging in anyway would end the token the other replicas use (on a PBX where a new
+    login ends older tokens) and they would log in again in turn; so this replica makes no
+    PBX call and reports not ready until the keys agree.
+    """
+
+
 class PbxBusyError(PbxError):
     """The PBX's request slots and wait queue are full; the call was not queued."""
 
@@ -162,8 +187,8 @@ class PbxBusyError(PbxError):
 class PbxApiError(PbxError):
     """The PBX answered ``Failed`` with an ``errno``."""
 
-    def __init__(self, message: str, *, endpoint: str, errno: str | None) -> None:
-        super().__init__(message, endpoint=endpoint)
+    def __init__(self, message: str, *, endpoint: str, errno: str | None, hint: str = "") -> None:
+        super().__init__(message, endpoint=endpoint, hint=hint)
         self.errno = errno
         self.meaning = errno_meaning(errno)
 

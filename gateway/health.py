@@ -1,8 +1,9 @@
 """``/healthz`` and ``/readyz``: cheap probes that never call the PBX.
 
 - ``/healthz``: the process is alive and serving (liveness). Always 200 while it answers.
-- ``/readyz``: the gateway can answer queries (readiness): it holds a PBX token, or it
-  holds data it could serve (fresh or stale). 503 otherwise, with the reasons in JSON, so
+- ``/readyz``: the gateway can answer queries (readiness): it holds a PBX token and a PBX
+  request slot is not stuck on a call the PBX never finished, or it holds data it could
+  serve (fresh or stale). 503 otherwise, with the reasons in JSON, so
   an operator sees at once whether the PBX is down, the credentials are wrong, or the
   gateway has simply not been asked anything yet.
 
@@ -30,10 +31,12 @@ async def readyz(request: Request) -> JSONResponse:
     if runtime is None:
         return JSONResponse({"ready": False, "reasons": ["starting up"]}, status_code=503)
     session, store, breaker = runtime.session, runtime.store, runtime.client.breaker
+    limiter = runtime.client.limiter
     checks: dict[str, Any] = {
         "pbxSession": "logged in" if session.has_token else "no token",
         "cachedConferences": store.holds_data,
         "circuit": breaker.state.value,
+        "pbxSlots": {"limit": limiter.limit, "inUse": limiter.in_flight, "stuck": limiter.stuck},
     }
     if runtime.fleet is not None:
         up = runtime.fleet.link.up
@@ -44,11 +47,23 @@ async def readyz(request: Request) -> JSONResponse:
         reasons.append(f"{blocked.code}: {blocked.message}")
     if breaker.state is not CircuitState.CLOSED:
         reasons.append("the PBX failed repeatedly; the circuit breaker is open")
+    # Every slot held by a call cut off at its deadline: a new query would only wait.
+    jammed = limiter.stuck >= limiter.limit
+    if jammed:
+        reasons.append(
+            f"all {limiter.limit} PBX request slots are held by calls the PBX did not finish "
+            f"within the {runtime.client.deadline:g} s deadline"
+        )
     if runtime.fleet is not None and not runtime.fleet.link.up:
         reasons.append("Redis is unreachable: cache and PBX session are local until it is back")
+    # A replica that cannot read the fleet's token makes no PBX call: never ready.
+    unusable = runtime.fleet.share.problem if runtime.fleet is not None else None
+    if unusable is not None:
+        checks["pbxSession"] = "fleet token unreadable"
+        reasons.append(unusable)
     if not session.has_token and not reasons:
         reasons.append("not logged in to the PBX yet (the first query logs in)")
-    ready = session.has_token or store.holds_data
+    ready = ((session.has_token and not jammed) or store.holds_data) and unusable is None
     body = {"ready": ready, "checks": checks, "reasons": [] if ready else reasons}
     if ready and reasons:
         body["warnings"] = reasons  # serving stale data: ready, but say why it is stale

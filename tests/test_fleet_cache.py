@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 import pytest
+from cryptography.fernet import Fernet
 
 from gateway.fleet.cache import SharedCache
 from gateway.fleet.link import RedisLink
+from gateway.fleet.sealing import Sealer
 from gateway.pbx.conferences import Conference
 from gateway.secrets import Secret
 from tests.processes import RedisProcess, redis_process
@@ -22,7 +25,14 @@ async def shared(redis_process: RedisProcess) -> AsyncIterator[SharedCache]:
     link = RedisLink(Secret(redis_process.url))
     await link.start()
     try:
-        yield SharedCache(link, ttl=30, stale_ttl=3600, claim_seconds=5, wait_seconds=2)
+        yield SharedCache(
+            link,
+            ttl=30,
+            stale_ttl=3600,
+            claim_seconds=5,
+            wait_seconds=2,
+            sealer=Sealer(Secret(Fernet.generate_key().decode())),
+        )
     finally:
         await link.close()
 
@@ -31,14 +41,14 @@ async def test_fleet_cache_write_after_forget_is_dropped(shared: SharedCache) ->
     """A fetch that began before a change must not write what it read: it may be the old room."""
     seen = await shared.versions(["6400"])
     await shared.forget("6400")  # the room changed (another replica's mutation)
-    await shared.write({"6400": OLD}, 1000.0, seen)
+    await shared.write({"6400": OLD}, time.time() - 5, seen)
     assert await shared.read(["6400"]) == {}
 
 
 async def test_fleet_cache_write_without_a_change_is_kept(shared: SharedCache) -> None:
     """With no change in between, the answer is shared with its age."""
     seen = await shared.versions(["6400"])
-    await shared.write({"6400": OLD}, 1000.0, seen)
+    await shared.write({"6400": OLD}, time.time() - 5, seen)
     (room, age) = (await shared.read(["6400"]))["6400"]
     assert room == OLD
     assert age > 0
@@ -46,7 +56,7 @@ async def test_fleet_cache_write_without_a_change_is_kept(shared: SharedCache) -
 
 async def test_fleet_cache_rooms_round_trip_exactly(shared: SharedCache) -> None:
     """Every field survives the trip through Redis, "no such room" included."""
-    await shared.write({"6400": OLD, "9999": None}, 2000.0)
+    await shared.write({"6400": OLD, "9999": None}, time.time())
     read = await shared.read(["6400", "9999", "1234"])
     assert read["6400"][0] == OLD
     assert read["9999"][0] is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -122,3 +123,39 @@ async def test_limiter_caps_concurrency() -> None:
 
     await asyncio.gather(*(work() for _ in range(20)))
     assert peak == 2
+
+
+def test_breaker_transitions_are_logged_once_each(caplog: pytest.LogCaptureFixture) -> None:
+    """Open (with failure count and cool-down), half-open and closed: one log line each."""
+    clock = FakeClock()
+    breaker = CircuitBreaker(threshold=3, cooldown=30, clock=clock)
+    with caplog.at_level(logging.INFO, logger="gateway.pbx.breaker"):
+        for _ in range(5):  # two more failures while open: no second "open" line
+            breaker.failed()
+        clock.now = 31
+        breaker.before_call("conference/query")
+        breaker.succeeded()
+        breaker.succeeded()  # already closed: nothing more to say
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines == [
+        "PBX circuit breaker open after 3 failed calls in a row: not calling the PBX for 30 s",
+        "PBX circuit breaker half-open: letting one trial call (conference/query) through",
+        "PBX circuit breaker closed: the PBX answered again",
+    ]
+
+
+def test_breaker_failed_trial_logs_reopening(caplog: pytest.LogCaptureFixture) -> None:
+    """A failed half-open trial opens the breaker again, and says so."""
+    clock = FakeClock()
+    breaker = CircuitBreaker(threshold=1, cooldown=10, clock=clock)
+    breaker.failed()
+    clock.now = 11
+    breaker.before_call("conference/query")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="gateway.pbx.breaker"):
+        breaker.failed()
+    assert [r.getMessage() for r in caplog.records] == [
+        "PBX circuit breaker open after 2 failed calls in a row (the trial call failed): "
+        "not calling the PBX for 10 s"
+    ]
+    assert breaker.opened_count == 2

@@ -227,7 +227,8 @@ async def test_client_timeout_raises_timeout_error(exc_type: type[httpx.Transpor
     assert isinstance(info.value.__cause__, exc_type)
     assert info.value.extensions["code"] == "PBX_UNAVAILABLE"
     assert exc_type.__name__ in info.value.message
-    assert "PBX_TIMEOUT" in info.value.message
+    assert "PBX_TIMEOUT" in info.value.hint  # the operator's hint, for the log only
+    assert "PBX_TIMEOUT" not in info.value.message
 
 
 @pytest.mark.parametrize(
@@ -238,7 +239,7 @@ async def test_client_timeout_raises_timeout_error(exc_type: type[httpx.Transpor
 async def test_client_connection_failure_raises_connection_error(
     exc_type: type[httpx.TransportError],
 ) -> None:
-    """Refused and reset connections are a PbxConnectionError naming PBX_URL, not a timeout."""
+    """Refused and reset connections are a PbxConnectionError whose log hint names PBX_URL."""
     transport, calls = raising(exc_type)
     with pytest.raises(PbxConnectionError) as info:
         await call_with(transport)
@@ -246,8 +247,9 @@ async def test_client_connection_failure_raises_connection_error(
     assert len(calls) == 1
     assert isinstance(info.value.__cause__, exc_type)
     assert info.value.extensions["code"] == "PBX_UNAVAILABLE"
-    assert "PBX_URL" in info.value.message
-    assert "t0k3n" not in info.value.message
+    assert "PBX_URL" in info.value.hint
+    assert "PBX_URL" not in info.value.message
+    assert "t0k3n" not in info.value.log_line
 
 
 # --- Failed envelopes ----------------------------------------------------------------------

@@ -117,6 +117,8 @@ async def test_drop_in_process_raises_connection_reset(
         ("fail", {"count": 1, "errno": "abc"}),
         ("garbage", {"kind": "xml"}),
         ("stall", {"seconds": -1}),
+        ("drip", {"interval": 0}),
+        ("drip", {"interval": "fast"}),
         ("drop", {"count": "2"}),
         ("drop", {"count": True}),
     ],
@@ -135,10 +137,12 @@ async def test_faults_route_lists_armed_faults(sim_client: httpx.AsyncClient) ->
     """``GET /__simulator/faults`` shows what is armed and how much is left."""
     await sim_client.post("/__simulator/faults/fail", json={"count": 3, "errno": 20010})
     await sim_client.post("/__simulator/faults/stall", json={"endpoint": "login", "seconds": 5})
+    await sim_client.post("/__simulator/faults/drip", json={"count": -1, "interval": 0.2})
     armed = (await sim_client.get("/__simulator/faults")).json()["armed"]
     assert armed == [
         {"kind": "fail", "remaining": 3, "endpoint": None, "errno": "20010"},
         {"kind": "stall", "remaining": 1, "endpoint": "login", "seconds": 5.0},
+        {"kind": "drip", "remaining": -1, "endpoint": None, "interval": 0.2},
     ]
 
 

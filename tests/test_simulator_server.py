@@ -157,3 +157,36 @@ def test_run_simulator_in_thread_reports_bind_failure() -> None:
     with run_simulator_in_thread() as server, pytest.raises(OSError):  # noqa: SIM117
         with run_simulator_in_thread(port=server.port):
             pass
+
+
+async def test_server_drip_sends_the_answer_one_byte_at_a_time(sim_server: SimulatorServer) -> None:
+    """A drip sends the real answer byte by byte, with its true length; the call is in
+    flight until the last byte is out."""
+    sim_server.state.drip_next(1, interval=0.005, endpoint="login")
+    chunks: list[bytes] = []
+    async with (
+        httpx.AsyncClient(base_url=sim_server.base_url) as client,
+        client.stream("POST", LOGIN, json=GOOD) as response,
+    ):
+        async for chunk in response.aiter_raw():
+            chunks.append(chunk)
+            if len(chunks) == 1:
+                assert sim_server.state.stats.in_flight == 1
+    body = b"".join(chunks)
+    assert int(response.headers["content-length"]) == len(body)
+    assert len(chunks) > 10  # many small pieces, not one answer
+    assert httpx.Response(200, content=body).json()["status"] == "Success"
+    await _eventually(lambda: sim_server.state.stats.in_flight == 0)
+
+
+async def test_server_drip_stops_when_the_client_hangs_up(sim_server: SimulatorServer) -> None:
+    """A client that gives up mid-drip ends the call: it leaves the in-flight count."""
+    sim_server.state.drip_next(1, interval=30.0, endpoint="login")
+    async with (
+        httpx.AsyncClient(base_url=sim_server.base_url) as client,
+        client.stream("POST", LOGIN, json=GOOD) as response,
+    ):
+        async for _ in response.aiter_raw():
+            break  # one byte, then hang up
+    assert sim_server.state.stats.max_in_flight == 1
+    await _eventually(lambda: sim_server.state.stats.in_flight == 0)

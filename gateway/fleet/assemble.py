@@ -48,6 +48,7 @@ async def open_fleet(settings: Settings) -> Fleet | None:
             stale_ttl=settings.stale_ttl,
             claim_seconds=settings.pbx_timeout * 2 + 10,  # a login and a query, with margin
             wait_seconds=settings.request_deadline,
+            sealer=Sealer(settings.redis_token_key),
         ),
     )
 
@@ -55,6 +56,7 @@ async def open_fleet(settings: Settings) -> Fleet | None:
 try:
     from gateway.fleet.cache import SharedCache
     from gateway.fleet.link import RedisLink
+    from gateway.fleet.sealing import Sealer
     from gateway.fleet.session_share import SessionShare
     from gateway.fleet.slots import FleetSlots
 except ImportError as exc:  # pragma: no cover - depends on the installed extras

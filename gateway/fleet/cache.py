@@ -4,8 +4,11 @@ Each replica keeps its fast in-process store (:mod:`gateway.store`); this tier s
 between it and the PBX, so that
 
 - a room any replica fetched is served by every other one, with its true age (entries
-  are JSON with the wall-clock time of the fetch; Redis keeps a room for the stale TTL,
-  "no such room" for the fresh TTL only);
+  hold the wall-clock time of the fetch; Redis keeps a room for the stale TTL, "no such
+  room" for the fresh TTL only);
+- entries and the listing are sealed (:mod:`gateway.fleet.sealing`): encrypted, so a Redis
+  reader sees no PIN, and authenticated with their time, so an altered, moved or
+  post-dated entry is refused and counts as a miss;
 - a room nobody has is fetched by one replica for the fleet: each number is claimed with
   ``SET NX PX`` (a lock that expires, so a replica that dies while holding it blocks the
   others at most until then); the others poll for the result, boundedly, and fetch for
@@ -20,7 +23,6 @@ With Redis down every method falls back to "nothing shared" and the replica work
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -28,6 +30,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final
 
 from gateway.fleet.link import RedisLink, script
+from gateway.fleet.sealing import Sealer
 from gateway.pbx.conferences import Conference, Prompt
 
 logger = logging.getLogger(__name__)
@@ -77,8 +80,10 @@ class SharedCache:
         stale_ttl: float,
         claim_seconds: float,
         wait_seconds: float,
+        sealer: Sealer,
     ) -> None:
         self._link = link
+        self.sealer = sealer
         self._ttl = ttl
         self._keep_seconds = max(1, int(max(stale_ttl, ttl)))
         self._unknown_seconds = max(1, int(ttl))
@@ -103,7 +108,7 @@ class SharedCache:
         now = time.time()
         found: dict[str, tuple[Conference | None, float]] = {}
         for number, blob in zip(numbers, blobs, strict=True):
-            decoded = _decode(blob)
+            decoded = self._decode(self._entry_key(number), blob)
             if decoded is not None:
                 conference, fetched_at = decoded
                 found[number] = (conference, max(0.0, now - fetched_at))
@@ -159,7 +164,12 @@ class SharedCache:
         for number in numbers:
             conference = answers[number]
             seconds = self._unknown_seconds if conference is None else self._keep_seconds
-            args += [_encode(conference, fetched_at), seconds, seen.get(number, "")]
+            blob = self.sealer.seal(
+                self._entry_key(number),
+                None if conference is None else _plain(conference),
+                fetched_at,
+            )
+            args += [blob, seconds, seen.get(number, "")]
         await script(self._link, _WRITE_IF_UNCHANGED, keys, args, 0)
 
     def _version_key(self, number: str) -> str:
@@ -180,20 +190,24 @@ class SharedCache:
 
     async def read_listing(self) -> tuple[list[Conference], float] | None:
         """The fleet's ``all`` listing and its age, if Redis holds one."""
-        blob = await self._link.run(lambda client: client.get(self._link.key("listing")), None)
+        key = self._link.key("listing")
+        blob = (await self._mget([key]))[0]
         if not blob:
             return None
-        try:
-            data = json.loads(blob)
-            rooms = [_conference(item) for item in data["rooms"]]
-            return rooms, max(0.0, time.time() - float(data["at"]))
-        except (ValueError, KeyError, TypeError):
+        opened = self.sealer.open(key, blob, max_age=self._keep_seconds)
+        if opened is None:
             return None
+        data, fetched_at = opened
+        try:
+            rooms = [_conference(item) for item in data]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None  # sealed by the fleet, so another version's shape: treat as absent
+        return rooms, max(0.0, time.time() - fetched_at)
 
     async def write_listing(self, conferences: Iterable[Conference], fetched_at: float) -> None:
         rooms = list(conferences)
-        blob = json.dumps({"at": fetched_at, "rooms": [_plain(c) for c in rooms]})
         key = self._link.key("listing")
+        blob = self.sealer.seal(key, [_plain(c) for c in rooms], fetched_at)
         await self._link.run(lambda client: client.set(key, blob, ex=self._keep_seconds), None)
         await self.write({c.number: c for c in rooms}, fetched_at)
 
@@ -302,6 +316,18 @@ class SharedCache:
                 waiting = [n for n, h in zip(waiting, held, strict=True) if h is not None]
         return answers
 
+    def _decode(self, key: str, blob: bytes | None) -> tuple[Conference | None, float] | None:
+        if not blob:
+            return None
+        opened = self.sealer.open(key, blob, max_age=self._keep_seconds)
+        if opened is None:
+            return None
+        room, fetched_at = opened
+        try:
+            return (None if room is None else _conference(room)), fetched_at
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None  # sealed by the fleet, so another version's shape: treat as absent
+
     async def _mget(self, keys: list[str]) -> list[bytes | None]:
         async def get(client: Any) -> list[bytes | None]:
             values: list[bytes | None] = await client.mget(keys)
@@ -339,20 +365,3 @@ def _conference(data: dict[str, Any]) -> Conference:
         mute=data.get("mute"),
         prompt=None if prompt is None else Prompt(prompt),
     )
-
-
-def _encode(conference: Conference | None, fetched_at: float) -> str:
-    return json.dumps(
-        {"at": fetched_at, "room": None if conference is None else _plain(conference)}
-    )
-
-
-def _decode(blob: bytes | None) -> tuple[Conference | None, float] | None:
-    if not blob:
-        return None
-    try:
-        data = json.loads(blob)
-        room = data.get("room")
-        return (None if room is None else _conference(room)), float(data["at"])
-    except (ValueError, KeyError, TypeError):
-        return None  # unreadable (another version wrote it): treat as absent

@@ -9,6 +9,11 @@ lock: one replica logs in, the others wait for and use its token; a token error 
 the token once (compare-and-delete), so the fleet re-logs in once. Heartbeats are sent
 by whichever replica takes the heartbeat turn. The failed-login guard's state is shared
 too, so the whole fleet makes at most one failed login per cool-down.
+
+A token this replica cannot decrypt means its key differs from the fleet's: it raises
+:class:`~gateway.errors.SharedSessionUnreadableError` instead of logging in (which would
+end the others' token), logs it once and shows in ``/readyz`` (:attr:`SessionShare.problem`)
+until it reads the fleet's token again or there is none.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -25,8 +31,18 @@ from typing import Any, Final
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from gateway.errors import SharedSessionUnreadableError
 from gateway.fleet.link import RedisLink, script
 from gateway.secrets import Secret
+
+logger = logging.getLogger(__name__)
+
+UNREADABLE: Final = (
+    "the fleet's PBX token in Redis cannot be decrypted with this replica's "
+    "GATEWAY_REDIS_TOKEN_KEY: the replicas' keys differ; this replica will not log in to the "
+    "PBX on its own (that would end the other replicas' session) until every replica has "
+    "the same key"
+)
 
 TOKEN_SECONDS: Final = 25 * 60
 """How long Redis keeps a token nobody used: less than the PBX's 30 idle minutes."""
@@ -61,6 +77,8 @@ class SessionShare:
         self._guard_key = link.key("session", "guard")
         self._lock_ms = int(login_lock_seconds * 1000)
         self.login_lock_seconds = login_lock_seconds
+        self.problem: str | None = None
+        """Why this replica cannot use the fleet's session (for readiness), if it cannot."""
 
     @property
     def available(self) -> bool:
@@ -72,14 +90,32 @@ class SessionShare:
         return hmac.new(self._mac_key, secret.encode(), hashlib.sha256).hexdigest()[:32]
 
     async def current(self) -> str | None:
-        """The fleet's token, or None (none yet, unreadable, or Redis down)."""
+        """The fleet's token, or None (none yet, or Redis down).
+
+        Raises SharedSessionUnreadableError when there is one this replica cannot decrypt.
+        """
         blob = await self._link.run(lambda client: client.get(self._token_key), None)
         if not blob:
+            self._readable()  # no token at all: this replica may log in for the fleet
             return None
         try:
-            return self._fernet.decrypt(blob).decode()
+            token = self._fernet.decrypt(blob).decode()
         except (InvalidToken, UnicodeDecodeError):
-            return None  # written with another key: treat as absent, a login replaces it
+            if self.problem is None:
+                logger.error("%s", UNREADABLE)
+            self.problem = UNREADABLE
+            raise SharedSessionUnreadableError(
+                "this gateway replica cannot use the PBX session right now; try again shortly",
+                endpoint="login",
+                hint=UNREADABLE,
+            ) from None
+        self._readable()
+        return token
+
+    def _readable(self) -> None:
+        if self.problem is not None:
+            logger.warning("this replica can use the fleet's PBX session again")
+            self.problem = None
 
     async def publish(self, token: str) -> None:
         """Make ``token`` the fleet's token."""

@@ -8,15 +8,21 @@ consecutive failed calls the breaker *opens*: calls fail at once for ``cooldown`
 
 Only "no usable answer" failures count (:class:`~gateway.errors.PbxUnavailableError`);
 any decoded answer, even ``Failed`` with an errno, proves the device is there.
+
+Every transition is logged once (open with the failure count and cool-down, half-open,
+closed), so an operator can tell from the log when the gateway stopped calling the PBX.
 """
 
 from __future__ import annotations
 
 import enum
+import logging
 import time
 from collections.abc import Callable
 
 from gateway.errors import PbxCircuitOpenError, retry_seconds
+
+logger = logging.getLogger(__name__)
 
 
 class CircuitState(enum.Enum):
@@ -62,6 +68,9 @@ class CircuitBreaker:
         retry_in = self._cooldown - (self._clock() - opened_at)
         if retry_in <= 0 and not self._trial_running:
             self._trial_running = True  # this call is the one trial
+            logger.info(
+                "PBX circuit breaker half-open: letting one trial call (%s) through", endpoint
+            )
             return
         raise PbxCircuitOpenError(
             f"the PBX failed {self._threshold} calls in a row, so the gateway is not calling "
@@ -72,6 +81,8 @@ class CircuitBreaker:
 
     def succeeded(self) -> None:
         """A call got a decoded answer: the device is there."""
+        if self._opened_at is not None:
+            logger.warning("PBX circuit breaker closed: the PBX answered again")
         self._failures = 0
         self._opened_at = None
         self._trial_running = False
@@ -82,6 +93,13 @@ class CircuitBreaker:
         if self._trial_running or self._failures >= self._threshold:
             if self._opened_at is None or self._trial_running:
                 self.opened_count += 1
+                logger.warning(
+                    "PBX circuit breaker open after %d failed calls in a row%s: not calling "
+                    "the PBX for %.0f s",
+                    self._failures,
+                    " (the trial call failed)" if self._trial_running else "",
+                    self._cooldown,
+                )
             self._opened_at = self._clock()
             self._trial_running = False
 

@@ -11,7 +11,14 @@ on the application's one shared ``httpx.AsyncClient`` and returns the decoded bo
 
 A semaphore caps concurrent PBX requests: the device is a single-process embedded web
 server that closes every connection (``pbx-api.md``, Transport), so the gateway never
-sends it more than ``max_concurrency`` requests at once.
+sends it more than ``max_concurrency`` requests at once. The cap counts from the PBX's
+side: a call runs in a task of its own, so a caller that gives up (cancelled) does not
+free its slot while the PBX still works on the request; the slot is free when the
+exchange has ended (see :meth:`PbxClient._exchange` and the limiter's linger).
+
+Every call has one total deadline (``deadline``, by default the HTTP client's read
+timeout, i.e. ``PBX_TIMEOUT``): httpx's own timeouts are per phase and per chunk, so a
+PBX that drips its answer a byte at a time would otherwise hold a slot for ever.
 """
 
 from __future__ import annotations
@@ -99,8 +106,11 @@ class PbxClient:
         limiter: PbxLimiter | None = None,
         breaker: CircuitBreaker | None = None,
         max_concurrency: int = 2,
+        deadline: float | None = None,
     ) -> None:
         self._http = http
+        self.deadline = deadline if deadline is not None else (http.timeout.read or 30.0)
+        self._abandoned: set[asyncio.Task[httpx.Response]] = set()
         self.limiter = limiter or PbxLimiter(max_concurrency=max_concurrency, max_waiting=1000)
         self.breaker = breaker or CircuitBreaker(threshold=1_000_000)
         self.observer: CallObserver = _ignore
@@ -141,33 +151,60 @@ class PbxClient:
     ) -> JsonObject:
         if not bypass_breaker:
             self.breaker.before_call(endpoint)
-        started: float | None = None
+        sent: list[float] = []  # when the request left (empty: it never reached the PBX)
         try:
-            async with self.limiter.slot(endpoint):
-                started = time.perf_counter()
-                with pbx_call_span(endpoint):
-                    response = await self._send(endpoint, body, token)
+            response = await self._exchange(endpoint, body, token, sent)
             payload = decode_envelope(endpoint, response)
         except PbxUnavailableError as exc:
+            # The PBX's address and the operator's hint go to the log only, never to a client.
+            logger.warning("PBX at %s, %s: %s", self.base_url, endpoint, exc.log_line)
             self.breaker.failed()
-            self._observe(endpoint, "unavailable", getattr(exc, "errno", None), started)
+            self._observe(endpoint, "unavailable", getattr(exc, "errno", None), sent)
             raise
         except PbxApiError as exc:
+            logger.info("PBX at %s, %s: %s", self.base_url, endpoint, exc.log_line)
             self.breaker.succeeded()  # a decoded refusal: the device is there
-            self._observe(endpoint, "failed", exc.errno, started)
+            self._observe(endpoint, "failed", exc.errno, sent)
             raise
         except BaseException:
             self.breaker.abandoned()
             raise
         self.breaker.succeeded()
-        self._observe(endpoint, "success", None, started)
+        self._observe(endpoint, "success", None, sent)
         return payload
 
-    def _observe(
-        self, endpoint: str, outcome: str, errno: str | None, started: float | None
-    ) -> None:
-        if started is not None:  # None: refused before reaching the PBX (no call was made)
-            self.observer(endpoint, outcome, errno, time.perf_counter() - started)
+    def _observe(self, endpoint: str, outcome: str, errno: str | None, sent: list[float]) -> None:
+        if sent:  # empty: refused before reaching the PBX (no call was made)
+            self.observer(endpoint, outcome, errno, time.perf_counter() - sent[0])
+
+    async def _exchange(
+        self, endpoint: str, body: Mapping[str, Any] | None, token: str | None, sent: list[float]
+    ) -> httpx.Response:
+        """Take a slot and send, in a task the caller's cancellation does not end once the
+        request is on its way: the PBX goes on working on a request whose caller gave up,
+        so its slot stays taken until the PBX has answered or the deadline cut it off."""
+
+        async def exchange() -> httpx.Response:
+            async with self.limiter.slot(endpoint):
+                sent.append(time.perf_counter())
+                with pbx_call_span(endpoint):
+                    return await self._send(endpoint, body, token)
+
+        task = asyncio.create_task(exchange())
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not sent:
+                task.cancel()  # still waiting for a slot: nothing reached the PBX
+            else:
+                self._abandoned.add(task)  # a reference, so it runs to its end
+                task.add_done_callback(self._abandoned_ended)
+            raise
+
+    def _abandoned_ended(self, task: asyncio.Task[httpx.Response]) -> None:
+        self._abandoned.discard(task)
+        if not task.cancelled():
+            task.exception()  # nobody waits for it any more: its outcome is not an error
 
     async def _send(
         self, endpoint: str, body: Mapping[str, Any] | None, token: str | None
@@ -175,27 +212,36 @@ class PbxClient:
         """The one seam where httpx's exceptions become the gateway's, most specific first."""
         params = {"token": token} if token is not None else None
         content = b"" if body is None else json.dumps(body).encode()
-        where = f"{endpoint} at {self.base_url}"
         try:
-            return await self._http.post(API_PATH + endpoint, content=content, params=params)
+            async with asyncio.timeout(self.deadline):  # the whole call, not each chunk
+                return await self._http.post(API_PATH + endpoint, content=content, params=params)
         except httpx.TimeoutException as exc:
             raise PbxTimeoutError(
-                f"the PBX did not answer {where} in time ({type(exc).__name__}); "
-                "check that it is up and not overloaded, or raise PBX_TIMEOUT",
+                f"the PBX did not answer {endpoint} in time ({type(exc).__name__}); "
+                "try again shortly",
                 endpoint=endpoint,
                 reached_pbx=not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout),
+                hint="check that it is up and not overloaded, or raise PBX_TIMEOUT",
             ) from exc
         except httpx.TransportError as exc:
             raise PbxConnectionError(
-                f"could not talk to the PBX for {where} ({type(exc).__name__}); check PBX_URL, "
-                "the network, and PBX_VERIFY_TLS for a self-signed certificate",
+                f"could not reach the PBX for {endpoint} ({type(exc).__name__}); try again shortly",
                 endpoint=endpoint,
+                hint="check PBX_URL, the network, and PBX_VERIFY_TLS for a self-signed certificate",
+            ) from exc
+        except TimeoutError as exc:  # the deadline: e.g. a PBX dripping its answer
+            raise PbxTimeoutError(
+                f"the PBX did not answer {endpoint} within {self.deadline:g} s (its whole "
+                "answer); try again shortly",
+                endpoint=endpoint,
+                hint="PBX_TIMEOUT bounds the whole call, answer included: check that the PBX "
+                "is not overloaded and nothing between it and the gateway slows its answers",
             ) from exc
         except httpx.HTTPError as exc:  # DecodingError (a body that lies about its encoding)
             raise PbxProtocolError(
-                f"the answer to {where} could not be read ({type(exc).__name__}); something "
-                "between the gateway and the PBX may be rewriting it",
+                f"the answer to {endpoint} could not be read ({type(exc).__name__})",
                 endpoint=endpoint,
+                hint="something between the gateway and the PBX may be rewriting it",
             ) from exc
 
 
@@ -203,18 +249,20 @@ def decode_envelope(endpoint: str, response: httpx.Response) -> JsonObject:
     """Read ``status``/``errno``; the PBX always answers HTTP 200 (``pbx-api.md``)."""
     if response.status_code != 200:
         raise PbxProtocolError(
-            f"{endpoint} answered HTTP {response.status_code}; the PBX API always answers 200, "
-            "so something between the gateway and the PBX (proxy, wrong port) answered instead",
+            f"{endpoint} answered HTTP {response.status_code}, which the PBX API never does",
             endpoint=endpoint,
+            hint="something between the gateway and the PBX (a proxy, a wrong port in PBX_URL) "
+            "answered instead",
         )
     try:
         payload = json.loads(response.content)
     except (ValueError, UnicodeDecodeError):
         raise PbxProtocolError(
             f"{endpoint} answered {len(response.content)} bytes that are not JSON "
-            f"(content-type {response.headers.get('content-type', 'none')!r}); is PBX_URL the "
-            "PBX's API address and is the API enabled (Settings > PBX > General > API)?",
+            f"(content-type {response.headers.get('content-type', 'none')[:60]!r})",
             endpoint=endpoint,
+            hint="is PBX_URL the PBX's API address and is the API enabled "
+            "(Settings > PBX > General > API)?",
         ) from None
     if not isinstance(payload, dict):
         raise PbxProtocolError(f"{endpoint} answered JSON that is not an object", endpoint=endpoint)

@@ -5,6 +5,11 @@ The device serves a few requests per second at best (``pbx-api.md``, Transport):
 processes together), at most ``max_waiting`` more wait for a
 slot, and anything beyond that is refused at once with ``PBX_BUSY`` (callers serve stale
 data instead) rather than queueing without end while clients time out.
+
+How a slot counts: it is taken from before the request is sent until the exchange has
+ended (the PBX answered, or the client's deadline closed the connection); a call cut off
+after reaching the PBX keeps its slot ``linger`` seconds more, since the PBX presumably
+still works on it. Such slots are ``stuck``: readiness reports them.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ class PbxLimiter:
         linger: float = 0.0,
     ) -> None:
         self._slots = asyncio.Semaphore(max_concurrency)
+        self.limit = max_concurrency
         self._max_waiting = max_waiting
         self._fleet = fleet
         self._linger = linger
@@ -42,6 +48,8 @@ class PbxLimiter:
         self.waiting = 0
         self.max_waiting_seen = 0
         self.rejected = 0
+        self.stuck = 0
+        """Slots held by calls cut off at the PBX that may still be running there."""
 
     @asynccontextmanager
     async def slot(self, endpoint: str) -> AsyncIterator[None]:
@@ -81,11 +89,13 @@ class PbxLimiter:
             if lingering:
                 # We stopped waiting, but the PBX is most likely still working on the call:
                 # keep its slot taken a while longer so we do not pile more onto it.
+                self.stuck += 1
                 asyncio.get_running_loop().call_later(self._linger, self._end_linger)
             else:
                 self._slots.release()
 
     def _end_linger(self) -> None:
+        self.stuck -= 1
         self.in_flight -= 1
         self._slots.release()
 

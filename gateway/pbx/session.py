@@ -29,6 +29,7 @@ from gateway.errors import (
     PbxTokenError,
     PbxTransientError,
     PbxUnavailableError,
+    SharedSessionUnreadableError,
 )
 from gateway.pbx.client import JsonObject, PbxClient
 from gateway.pbx.login_guard import LoginGuard
@@ -174,9 +175,13 @@ class PbxSession:
         """Reset the token's idle timer, or forget a token the PBX no longer knows."""
         token = self._token
         if self._share is not None:
+            try:
+                shared = await self._share.current()
+            except SharedSessionUnreadableError:
+                return  # another key's token: leave the turn to a replica that can read it
             if not await self._share.heartbeat_turn(self._heartbeat_interval):
                 return  # another replica keeps the fleet's token alive this time
-            token = await self._share.current() or token
+            token = shared or token
         if token is None:
             return
         try:

@@ -138,6 +138,15 @@ _ROUTES: list[tuple[str, str, Action]] = [
             )
         ),
     ),
+    (
+        "/faults/drip",
+        "POST",
+        _done(
+            lambda s, b: s.drip_next(
+                _count(b), float(_arg(b, "interval", (int, float), 0.5)), _endpoint(b)
+            )
+        ),
+    ),
     # Required seconds: once down, no admin call can reach the simulator to bring it back.
     (
         "/faults/down",

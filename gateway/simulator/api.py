@@ -8,7 +8,8 @@ and so that faults hit every call, even malformed ones, as a broken PBX would):
 2. ``serial`` mode: wait for the one-at-a-time lock.
 3. Latency plus jitter.
 4. An armed stall.
-5. An armed answer fault (drop, garbage, fail) replaces the answer.
+5. An armed answer fault (drop, garbage, fail) replaces the answer; an armed drip sends the
+   answer, whichever it is, one byte at a time (the call stays in flight until it is sent).
 6. Method: anything but POST answers 20001.
 7. Path: anything but ``/api/v2.0.0/<known endpoint>`` answers 10003.
 8. Body: logout ignores it; an empty body answers 20007 (heartbeat takes it as ``{}``); a body
@@ -40,7 +41,7 @@ from gateway.simulator.envelope import (
     UNSUPPORTED_REQUEST,
     failed,
 )
-from gateway.simulator.misbehave import fault_answer
+from gateway.simulator.misbehave import DrippingResponse, DroppedResponse, fault_answer
 from gateway.simulator.state import SimulatorState
 from gateway.simulator.tokens import TokenCheck
 
@@ -60,6 +61,7 @@ async def handle_api_call(request: Request) -> Response:
     endpoint = endpoint_of(request.url.path)
     state.stats.calls[endpoint or "unknown"] += 1
     state.stats.enter()
+    dripping = False
     try:
         # Read now: a stalled call must not find its client gone when it wakes up.
         await request.body()
@@ -70,14 +72,26 @@ async def handle_api_call(request: Request) -> Response:
             stall = state.faults.take_stall(endpoint)
             if stall is not None:
                 await state.stall(stall.seconds)
+            drip = state.faults.take_drip(endpoint)
             fault = state.faults.take_answer(endpoint)
-            if fault is not None:
-                return fault_answer(fault)
-            return await answer(state, request, endpoint)
+            response = (
+                fault_answer(fault) if fault is not None else await answer(state, request, endpoint)
+            )
+            if drip is None or isinstance(response, DroppedResponse):
+                return response  # a dropped connection has no answer to drip
+            generation = state.faults.generation
+            dripping = True  # the response leaves the in-flight count once it is all sent
+            return DrippingResponse(
+                response,
+                drip.interval,
+                hurry=lambda: state.shutting_down or state.faults.generation != generation,
+                done=state.stats.leave,
+            )
     except ClientDisconnect:
         return Response(status_code=499)  # nobody is listening; keep the server log quiet
     finally:
-        state.stats.leave()
+        if not dripping:
+            state.stats.leave()
 
 
 async def _read_body(request: Request, endpoint: str) -> dict[str, Any] | Response:

@@ -1,9 +1,11 @@
-"""The PBX's bad days that are counted in calls: fail, garbage, drop, stall.
+"""The PBX's bad days that are counted in calls: fail, garbage, drop, stall, drip.
 
 Each kind is armed for the next ``count`` API calls (``-1``: until cleared), optionally only for
 one endpoint. A call may be stalled first and then still get one answer fault (drop, garbage or
-fail, in that order of precedence). Clearing bumps ``generation``, which is what releases
-stalled calls early (they poll it, so clearing works from any thread or event loop).
+fail, in that order of precedence); whatever its answer, a drip then sends it one byte every
+``interval`` seconds (a client whose timeout is per chunk never times out). Clearing bumps
+``generation``, which is what releases stalled calls early and hurries drips (they poll it,
+so clearing works from any thread or event loop).
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, get_args
 
-FaultKind = Literal["fail", "garbage", "drop", "stall"]
+FaultKind = Literal["fail", "garbage", "drop", "stall", "drip"]
 GarbageKind = Literal["html", "truncated", "empty", "500"]
 GARBAGE_KINDS: tuple[str, ...] = get_args(GarbageKind)
 FOREVER = -1
 DEFAULT_STALL_SECONDS = 3600.0
+DEFAULT_DRIP_INTERVAL = 0.5
 _ANSWER_KINDS: tuple[FaultKind, ...] = ("drop", "garbage", "fail")
 
 
@@ -29,6 +32,7 @@ class ArmedFault:
     errno: str = ""
     garbage: GarbageKind = "html"
     seconds: float = DEFAULT_STALL_SECONDS
+    interval: float = DEFAULT_DRIP_INTERVAL
 
     def __post_init__(self) -> None:
         if self.remaining < FOREVER or self.remaining == 0:
@@ -41,6 +45,8 @@ class ArmedFault:
             )
         if self.seconds <= 0:
             raise ValueError(f"seconds must be > 0, got {self.seconds}")
+        if not 0 < self.interval <= 60:
+            raise ValueError(f"interval must be > 0 and <= 60, got {self.interval}")
 
     def applies_to(self, endpoint: str | None) -> bool:
         """Whether a call to ``endpoint`` (None: unknown endpoint) triggers this fault."""
@@ -52,6 +58,7 @@ class ArmedFault:
             "fail": {"errno"},
             "garbage": {"garbage"},
             "stall": {"seconds"},
+            "drip": {"interval"},
             "drop": set(),
         }[self.kind]
         return {key: value for key, value in asdict(self).items() if key in keep}
@@ -90,6 +97,10 @@ class FaultBoard:
     def take_stall(self, endpoint: str | None) -> ArmedFault | None:
         """The stall this call must sit through, if any (consumes one count)."""
         return self._take("stall", endpoint)
+
+    def take_drip(self, endpoint: str | None) -> ArmedFault | None:
+        """The drip this call's answer must go out at, if any (consumes one count)."""
+        return self._take("drip", endpoint)
 
     def take_answer(self, endpoint: str | None) -> ArmedFault | None:
         """The fault that replaces this call's answer, if any (consumes one count)."""

@@ -1,4 +1,5 @@
-"""The answers of a PBX having a bad day: garbage bodies and connections dropped mid-answer.
+"""The answers of a PBX having a bad day: garbage bodies, connections dropped mid-answer, and
+answers dripped out one byte at a time.
 
 A dropped connection is played at the ASGI level: the response starts with a ``Content-Length``
 larger than what follows, then ``SimulatedConnectionDrop`` is raised. Under uvicorn that closes
@@ -8,7 +9,10 @@ exception reaches the caller as a ``ConnectionResetError``. Drops are meant for 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import Callable
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -73,3 +77,64 @@ def fault_answer(fault: ArmedFault) -> Response:
     if fault.kind == "garbage":
         return garbage(fault.garbage)
     return failed(fault.errno)
+
+
+class DrippingResponse(Response):
+    """Sends ``inner``'s body one byte every ``interval`` seconds, with its true length.
+
+    Stops when the client hangs up (nobody would read the rest), and sends the rest at once
+    when ``hurry()`` turns true (faults cleared, shutting down). ``done`` runs when it ends
+    either way: the call stays in flight until then, as on a PBX still writing its answer.
+    """
+
+    def __init__(
+        self,
+        inner: Response,
+        interval: float,
+        *,
+        hurry: Callable[[], bool],
+        done: Callable[[], None],
+    ) -> None:
+        super().__init__(b"", status_code=inner.status_code)
+        self._inner, self._interval, self._hurry, self._done = inner, interval, hurry, done
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gone = asyncio.Event()
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+
+        watcher = asyncio.create_task(watch())
+        try:
+            body = bytes(self._inner.body)
+            headers = [(k, v) for k, v in self._inner.raw_headers if k != b"content-length"]
+            headers.append((b"content-length", str(len(body)).encode()))
+            await send(
+                {"type": "http.response.start", "status": self.status_code, "headers": headers}
+            )
+            for index in range(len(body)):
+                if gone.is_set():
+                    return
+                if self._hurry():
+                    await send({"type": "http.response.body", "body": body[index:]})
+                    return
+                last = index == len(body) - 1
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": body[index : index + 1],
+                        "more_body": not last,
+                    }
+                )
+                if not last:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(gone.wait(), self._interval)
+            if not body:
+                await send({"type": "http.response.body", "body": b""})
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            self._done()

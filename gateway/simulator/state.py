@@ -19,6 +19,7 @@ from gateway.simulator.conference_book import ConferenceBook
 from gateway.simulator.conference_data import check_all, default_conferences
 from gateway.simulator.config import RUNTIME_TUNABLES, SimulatorConfig
 from gateway.simulator.faults import (
+    DEFAULT_DRIP_INTERVAL,
     DEFAULT_STALL_SECONDS,
     ArmedFault,
     FaultBoard,
@@ -126,6 +127,12 @@ class SimulatorState:
     ) -> None:
         """The next ``count`` calls hang up to ``seconds`` or until cleared (``.../stall``)."""
         self.faults.arm(ArmedFault("stall", count, endpoint, seconds=seconds))
+
+    def drip_next(
+        self, count: int, interval: float = DEFAULT_DRIP_INTERVAL, endpoint: str | None = None
+    ) -> None:
+        """The next ``count`` answers go out one byte every ``interval`` seconds (``.../drip``)."""
+        self.faults.arm(ArmedFault("drip", count, endpoint, interval=interval))
 
     def clear_faults(self) -> None:
         """Disarm every fault and release stalled calls (``POST /__simulator/faults/clear``)."""
