@@ -7,17 +7,21 @@ from typing import Annotated
 import strawberry
 
 from gateway.schema.context import GatewayContext
+from gateway.schema.numbers import non_null_items
 from gateway.schema.permissions import CanRead
 from gateway.schema.types import ConferenceNode
 
 Info = strawberry.Info[GatewayContext, None]
 
 NumbersArgument = Annotated[
-    list[str] | None,
+    # ``[String]``, exactly the contract's type: a client's ``[String]``, ``[String!]`` or
+    # ``[String]!`` variable fits it; a null item is refused by position (non_null_items).
+    list[str | None] | None,
     strawberry.argument(
         description=(
-            'Room numbers, such as ["6400", "6401"]: digits only, one number per item. '
-            "Leave out for every room."
+            'Room numbers, such as ["6400", "6401"]: digits only, one number per item; a '
+            "null item is refused (BAD_USER_INPUT naming its position). Leave out, or give "
+            "null, for every room."
         )
     ),
 ]
@@ -46,7 +50,7 @@ class Query:
                 report=context.stale, deadline=context.deadline, admit=context.admit
             )
             return [ConferenceNode.of(conference) for conference in everything]
-        wanted = context.numbers.admit(numbers)
+        wanted = context.numbers.admit(non_null_items(numbers))
         found = await context.loader.load_many(wanted)
         return [ConferenceNode.of(c) for c in found if c is not None]
 
