@@ -18,7 +18,7 @@ ROOMS = "query Rooms($numbers: {type}) {{ conferences(numbers: $numbers) {{ numb
 def test_contract_numbers_argument_is_list_of_nullable_strings() -> None:
     """The schema says `conferences(numbers: [String])`, not `[String!]`."""
     printed = build_schema().as_str()
-    assert "    numbers: [String]\n  ): " in printed
+    assert "    numbers: [String]\n  ): [Conference]!" in printed
 
 
 @pytest.mark.parametrize("variable_type", ["[String]", "[String!]", "[String]!"])
