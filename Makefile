@@ -6,14 +6,14 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format bench bench-quick schema clean system-deps chaos graphiql-assets web-example
+.PHONY: run test lint format bench bench-quick schema clean system-deps chaos graphiql-assets web-example schema-check-tools
 
 run: $(STAMP)  ## The gateway plus the embedded PBX simulator, GraphiQL at http://127.0.0.1:8000/graphql
 	-@$(PYTHON) scripts/fetch-graphiql-assets  # GraphiQL's files (npm); without them the page says how
 	-@$(PYTHON) scripts/build-web-example  # the web example's urql bundle (npm); likewise
 	$(PY) -m gateway demo
 
-test: lint system-deps graphiql-assets web-example  ## The whole suite: lint, types, then pytest
+test: lint system-deps graphiql-assets web-example schema-check-tools  ## The whole suite: lint, types, then pytest
 	$(PY) -m pytest
 
 system-deps:  ## Debian packages the tests use (redis-server, chromium, node), when root
@@ -30,6 +30,9 @@ format: $(STAMP)
 
 graphiql-assets:  ## GraphiQL's browser files from the npm registry into gateway/static/graphiql/
 	$(PYTHON) scripts/fetch-graphiql-assets
+
+schema-check-tools:  ## graphql-inspector from the npm registry into tools/schema-check/ (the schema checks in the suite)
+	$(PYTHON) scripts/check-schema --install
 
 web-example:  ## urql's core, bundled from the npm registry into examples/web/vendor/ (demo: /examples/web/)
 	$(PYTHON) scripts/build-web-example

@@ -34,6 +34,7 @@ from gateway.observability.metrics import Metrics
 from gateway.pbx.breaker import CircuitBreaker
 from gateway.pbx.client import PbxClient, build_http_client
 from gateway.pbx.conference_query import query_conferences
+from gateway.pbx.field_notes import FieldNotes
 from gateway.pbx.limiter import PbxLimiter
 from gateway.pbx.session import PbxSession
 from gateway.runtime import Runtime
@@ -105,7 +106,11 @@ def create_app(
                 share=fleet.share if fleet else None,
             )
             store = ConferenceStore(
-                functools.partial(query_conferences, session),
+                functools.partial(
+                    query_conferences,
+                    session,
+                    notes=FieldNotes(settings.cache_ttl, clock=clock),  # once per room+field+TTL
+                ),
                 ttl=settings.cache_ttl,
                 stale_ttl=settings.stale_ttl,
                 revalidate_window=settings.revalidate_window,

@@ -15,6 +15,12 @@ requests per second. So the store
   that arrive meanwhile join one queued batch (up to ``batch_size`` numbers), sent when a
   lane frees, so N concurrent requests for N different cold rooms cost a few calls, not N.
   ``admit`` is charged only for the calls a request really adds (joining is free);
+- keeps "no such room" only when proven (:meth:`~ConferenceStore._settle`): numbers an
+  answer leaves open (a short multi-number batch, a failed one) are checked against the
+  ``all`` listing, itself cached and single-flight, before any is called unknown;
+- keeps a room the PBX sent but that cannot be read (``UnreadableRoom``) for the TTL like
+  any answer, so it costs no extra PBX calls; it answers as an error at that room's path
+  and is never served stale;
 - keeps each room's last known value for ``stale_ttl`` (``GATEWAY_STALE_TTL``) in a
   second TTLCache, and serves it, noted in the request's
   :class:`~gateway.staleness.StaleReport`, when the PBX cannot answer (the error says so
@@ -35,7 +41,7 @@ import asyncio
 import itertools
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -45,13 +51,15 @@ from gateway.errors import GatewayError, PbxTimeoutError
 
 if TYPE_CHECKING:
     from gateway.fleet.cache import SharedCache
-from gateway.pbx.conferences import Conference
+from gateway.pbx.conferences import Conference, QueryAnswer, Room, UnreadableRoom, in_order
 from gateway.staleness import StaleReport
 
 ALL: Final = "all"
 
-Fetch = Callable[[Sequence[str] | Literal["all"]], Awaitable[dict[str, Conference]]]
-"""Asks the PBX: numbers (or ``all``) in, the conferences it knows keyed by number out."""
+Fetch = Callable[[Sequence[str] | Literal["all"]], Awaitable[Mapping[str, Room]]]
+"""Asks the PBX: numbers (or ``all``) in, the rooms it reports keyed by number out. A
+:class:`QueryAnswer` also says which asked numbers it leaves open (``unproven``); a plain
+mapping proves every asked number it leaves out unknown."""
 
 Admit = Callable[[int], None]
 """Asked before new PBX fetches start for a caller; raises to refuse them."""
@@ -67,18 +75,19 @@ _versions = itertools.count(1)
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """A cached answer for one number: the room, or ``None`` for "no such room"."""
+    """A cached answer for one number: the room (readable or not), or ``None`` for "no such
+    room"."""
 
-    conference: Conference | None
+    conference: Room | None
     fetched_at: float
     version: int = field(default_factory=lambda: next(_versions))
 
 
 @dataclass(frozen=True, slots=True)
 class Listing:
-    """A cached ``all`` answer, in the PBX's order."""
+    """A cached ``all`` answer, in the PBX's order (unreadable entries in their place)."""
 
-    conferences: tuple[Conference, ...]
+    conferences: tuple[Room, ...]
     fetched_at: float
     version: int = field(default_factory=lambda: next(_versions))
 
@@ -202,7 +211,7 @@ class ConferenceStore:
                 self._note(report, number, stale, failure)
         for number, entry in entries.items():
             _note_served(report, number, entry)
-        return [entries[n].conference if n in entries else failures[n] for n in numbers]
+        return [_outcome(entries[n].conference) if n in entries else failures[n] for n in numbers]
 
     def _sort(
         self, numbers: Sequence[str]
@@ -238,13 +247,14 @@ class ConferenceStore:
         report: StaleReport | None = None,
         deadline: float | None = None,
         admit: Admit | None = None,
-    ) -> list[Conference]:
-        """Every conference, in the PBX's order; one ``all`` call per TTL at most."""
+    ) -> list[Conference | Exception]:
+        """Every conference, in the PBX's order; one ``all`` call per TTL at most. An entry
+        that cannot be read is its error, in its place."""
         listing = self._listing.get(ALL)
         if listing is not None and self._clock() - listing.fetched_at < self._ttl:
             self.stats.hits += 1
             _note_served(report, ALL, listing)
-            return list(listing.conferences)
+            return _listed(listing)
         known = self._known_listing.get(ALL)
         recent = known is not None and self._clock() - known.fetched_at < self._revalidate_until
         if self._listing_inflight is None:
@@ -256,7 +266,7 @@ class ConferenceStore:
                         raise
                     self._note_listing(report, known, refusal)
                     _note_served(report, ALL, known)
-                    return list(known.conferences)
+                    return _listed(known)
             self._listing_inflight = self._new_future()
             self._spawn(self._fetch_listing(self._listing_inflight, self._epoch))
             if recent:
@@ -268,7 +278,7 @@ class ConferenceStore:
             if report is not None:  # past its TTL: marked, never presented as fresh
                 report.add_listing(self._clock() - known.fetched_at, self._refresh_failed.get(ALL))
             _note_served(report, ALL, known)
-            return list(known.conferences)
+            return _listed(known)
         try:
             listing = await self._wait(self._listing_inflight, deadline)
         except Exception as exc:
@@ -276,9 +286,9 @@ class ConferenceStore:
                 raise
             self._note_listing(report, known, exc)
             _note_served(report, ALL, known)
-            return list(known.conferences)
+            return _listed(known)
         _note_served(report, ALL, listing)
-        return list(listing.conferences)
+        return _listed(listing)
 
     def current(self, key: str) -> int | None:
         """The version of the fresh answer the store would give for ``key`` (a number or
@@ -439,9 +449,9 @@ class ConferenceStore:
             if self._epoch == epoch:  # nothing was forgotten meanwhile: the whole list holds
                 self._listing[ALL] = self._known_listing[ALL] = listing
                 self._refresh_failed.pop(ALL, None)
-            for conference in listing.conferences:
-                if self._unchanged_since(conference.number, epoch):
-                    self._keep(conference.number, Entry(conference, now))
+            for room in listing.conferences:
+                if room.number is not None and self._unchanged_since(room.number, epoch):
+                    self._keep(room.number, Entry(room, now))
             future.set_result(listing)
         finally:
             if self._listing_inflight is future:  # forget() may have let a newer one start
@@ -450,22 +460,58 @@ class ConferenceStore:
     async def _load(self, numbers: list[str]) -> dict[str, Entry]:
         """Ask the PBX (through the fleet's tier when there is one) for ``numbers``."""
         if self._shared is None:
-            found = await self._fetch(numbers)
+            found = await self._settle(numbers)
             now = self._clock()
             return {n: Entry(found.get(n), now) for n in numbers}
-        answers = await self._shared.load(numbers, self._fetch)
+        answers = await self._shared.load(numbers, self._settle)
         now = self._clock()
         return {n: Entry(room, now - age) for n, (room, age) in answers.items()}
 
-    async def _load_listing(self) -> tuple[list[Conference], float]:
+    async def _load_listing(self) -> tuple[list[Room], float]:
         if self._shared is None:
-            return list((await self._fetch(ALL)).values()), self._clock()
+            return in_order(await self._fetch(ALL)), self._clock()
 
-        async def fetch_all() -> dict[str, Conference]:
+        async def fetch_all() -> Mapping[str, Room]:
             return await self._fetch(ALL)
 
         rooms, age = await self._shared.load_listing(fetch_all)
         return rooms, self._clock() - age
+
+    async def _settle(self, numbers: list[str]) -> dict[str, Room]:
+        """Fetch ``numbers``; a number left out of the result is proven unknown, since the
+        numbers the answer leaves open are looked up in the ``all`` listing first (one call,
+        cached for the TTL and shared with every other caller through its single flight)."""
+        answer = await self._fetch(numbers)
+        rooms = dict(answer)
+        open_numbers = [n for n in _unproven(answer) if n not in rooms]
+        if not open_numbers:
+            return rooms
+        listing = await self._listing_for_proof()
+        listed = {room.number: room for room in listing.conferences if room.number is not None}
+        numberless = len(listed) < len(listing.conferences)
+        for number in open_numbers:
+            if number in listed:
+                rooms[number] = listed[number]
+            elif numberless:  # a room the PBX did not number may be this one: nothing proven
+                rooms[number] = UnreadableRoom(
+                    number,
+                    f"the PBX's list of rooms holds a room without a readable number; room "
+                    f"{number} may be it, so it is not reported as unknown",
+                    "conference/query",
+                )
+        return rooms
+
+    async def _listing_for_proof(self) -> Listing:
+        """The ``all`` listing: the fresh cached one, the one under way, or a new fetch."""
+        listing = self._listing.get(ALL)
+        if listing is not None and self._clock() - listing.fetched_at < self._ttl:
+            return listing
+        if self._listing_inflight is None:
+            self._listing_inflight = self._new_future()
+            self.stats.misses += 1
+            self._spawn(self._fetch_listing(self._listing_inflight, self._epoch))
+        found: Listing = await asyncio.shield(self._listing_inflight)
+        return found
 
     async def _learn_stale_copies(self, numbers: list[str]) -> None:
         """After a failed fetch: rooms other replicas fetched are last known values too."""
@@ -480,8 +526,8 @@ class ConferenceStore:
     def _keep(self, number: str, entry: Entry) -> None:
         self._fresh[number] = entry
         self._refresh_failed.pop(number, None)
-        if entry.conference is None:
-            self._known.pop(number, None)  # a room that is gone is never served stale
+        if not isinstance(entry.conference, Conference):
+            self._known.pop(number, None)  # gone or unreadable: never served stale
         else:
             self._known[number] = entry
 
@@ -506,6 +552,20 @@ class ConferenceStore:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _outcome(room: Room | None) -> Conference | Exception | None:
+    return room.error() if isinstance(room, UnreadableRoom) else room
+
+
+def _listed(listing: Listing) -> list[Conference | Exception]:
+    return [
+        room.error() if isinstance(room, UnreadableRoom) else room for room in listing.conferences
+    ]
+
+
+def _unproven(answer: Mapping[str, Room]) -> frozenset[str]:
+    return answer.unproven if isinstance(answer, QueryAnswer) else frozenset()
 
 
 def _note_served(report: StaleReport | None, key: str, answer: Entry | Listing) -> None:

@@ -17,6 +17,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from gateway.simulator import DEMO_PASSWORD, SimulatorConfig, run_simulator_in_thread
+from gateway.simulator.profiles import profile_config
 from gateway.simulator.server import SimulatorServer
 from tests.processes import GatewayProcess, RedisProcess, redis_process, wait_until
 
@@ -186,3 +187,17 @@ async def test_fleet_pbx_concurrency_cap_holds(fleet_factory: Any) -> None:
     # six calls wanted at once, at least, so the fleet-wide cap had something to hold.
     assert fleet.calls() >= 6
     assert fleet.stats.max_in_flight <= 2
+
+
+async def test_fleet_unknown_number_settled_once_for_the_fleet(fleet_factory: Any) -> None:
+    """A PBX answering short batches with an empty list: 60 requests for 6405+6999 over three
+    replicas all answer 6405, with one batch and one `all` listing for the whole fleet."""
+    fleet = fleet_factory(profile_config("unknown-empty", latency=0.02))
+    pair = '{ conferences(numbers: ["6405", "6999"]) { number } }'
+    results = await fleet.burst([pair] * 60)
+    assert all(r == {"data": {"conferences": [{"number": "6405"}]}} for r in results), results
+    assert fleet.stats.query_numbers.count("all") == 1
+    assert fleet.calls() == 2
+    again = await fleet.burst([pair] * 30)
+    assert again == results[:30]
+    assert fleet.calls() == 2

@@ -16,7 +16,14 @@ from gateway.errors import (
     PbxUnavailableError,
 )
 from gateway.pbx.conference_query import query_conferences
-from gateway.pbx.conferences import Conference, Prompt, decode_conference
+from gateway.pbx.conferences import (
+    Conference,
+    FieldNote,
+    Prompt,
+    QueryAnswer,
+    UnreadableRoom,
+    decode_conference,
+)
 from tests.pbx_fakes import FakePbx, conference, failed, ok, pbx_session
 
 ENDPOINT = "conference/query"
@@ -67,10 +74,9 @@ def test_decode_conference_reads_every_documented_field() -> None:
         (4000, ("4000",)),
         (" 4000 , 4001 ", ("4000", "4001")),
         ("4000,,4001,", ("4000", "4001")),
-        (None, ()),
         (["4000", 4001], ("4000", "4001")),
     ],
-    ids=["empty", "one", "comma-list", "int", "padded", "empty-items", "null", "list"],
+    ids=["empty", "one", "comma-list", "int", "padded", "empty-items", "list"],
 )
 def test_decode_conference_moderators_in_every_shape(
     moderators: object, expected: tuple[str, ...]
@@ -79,11 +85,12 @@ def test_decode_conference_moderators_in_every_shape(
     assert decode(moderators=moderators).moderators == expected
 
 
-def test_decode_conference_moderators_absent_is_empty() -> None:
-    """A ConferenceInfo without moderators has none."""
+def test_decode_conference_moderators_absent_is_not_reported() -> None:
+    """A ConferenceInfo without moderators (or with null) says nothing about them: None."""
     raw = conference("6400")
     del raw["moderators"]
-    assert decode_conference(raw, endpoint=ENDPOINT).moderators == ()
+    assert decode_conference(raw, endpoint=ENDPOINT).moderators is None
+    assert decode(moderators=None).unreported == {"moderators"}
 
 
 def test_decode_conference_k2_without_mute_and_prompt_gives_none() -> None:
@@ -108,13 +115,23 @@ def test_decode_conference_empty_pins_are_none() -> None:
     assert decoded.moderator_password is None
 
 
-def test_decode_conference_absent_pins_are_none() -> None:
-    """PIN fields missing altogether are None too."""
+def test_decode_conference_absent_pins_are_none_and_unreported() -> None:
+    """PIN fields missing altogether are None too, and named as not reported."""
     raw = conference("6400")
     del raw["participantepassword"]
     del raw["moderatorpassword"]
     decoded = decode_conference(raw, endpoint=ENDPOINT)
     assert (decoded.participant_password, decoded.moderator_password) == (None, None)
+    assert decoded.unreported == {"participant_password", "moderator_password"}
+    assert decode(participantepassword="").unreported == frozenset()
+
+
+def test_decode_conference_reads_corrected_pin_spelling() -> None:
+    """A firmware that spells it participantpassword is read the same."""
+    raw = conference("6400")
+    del raw["participantepassword"]
+    raw["participantpassword"] = "1234"
+    assert decode_conference(raw, endpoint=ENDPOINT).participant_password == "1234"
 
 
 def test_decode_conference_pin_of_zeros_is_kept() -> None:
@@ -122,24 +139,50 @@ def test_decode_conference_pin_of_zeros_is_kept() -> None:
     assert decode(participantepassword="0000").participant_password == "0000"
 
 
-@pytest.mark.parametrize("field", ["waitformoderator", "allowinvite", "musiconhold", "mute"])
-@pytest.mark.parametrize("value", ["maybe", "", 2, ["yes"], "y"])
-def test_decode_conference_bad_yes_no_raises_protocol_error(field: str, value: object) -> None:
-    """A yes/no field with anything else is a PbxProtocolError naming the room and the field."""
-    with pytest.raises(PbxProtocolError) as info:
-        decode(**{field: value})
-    assert "6400" in info.value.message
-    assert field in info.value.message
-    assert info.value.endpoint == ENDPOINT
+FLAGS = {
+    "waitformoderator": "wait_for_moderator",
+    "allowinvite": "allow_invite",
+    "musiconhold": "music_on_hold",
+    "mute": "mute",
+}
 
 
-@pytest.mark.parametrize("field", ["waitformoderator", "allowinvite", "musiconhold"])
-def test_decode_conference_missing_required_flag_raises_protocol_error(field: str) -> None:
-    """A documented yes/no field (other than K2's mute) missing is a PbxProtocolError."""
+@pytest.mark.parametrize("field", list(FLAGS))
+@pytest.mark.parametrize("value", ["maybe", "", 2, ["yes"], "y", {"a": 1}])
+def test_decode_conference_bad_yes_no_is_unreported_and_noted(field: str, value: object) -> None:
+    """A yes/no field with anything else is None, named unreadable in the notes; the room
+    itself decodes."""
+    notes: list[FieldNote] = []
+    decoded = decode_conference(
+        conference("6400", **{field: value}), endpoint=ENDPOINT, notes=notes
+    )
+    assert getattr(decoded, FLAGS[field]) is None
+    assert decoded.unreported == {FLAGS[field]}
+    assert notes == [FieldNote("6400", field, absent=False)]
+
+
+@pytest.mark.parametrize("field", list(FLAGS))
+def test_decode_conference_missing_flag_is_unreported(field: str) -> None:
+    """Any yes/no field left out (older firmware) is None and noted as absent."""
     raw = conference("6400")
     del raw[field]
-    with pytest.raises(PbxProtocolError):
-        decode_conference(raw, endpoint=ENDPOINT)
+    notes: list[FieldNote] = []
+    decoded = decode_conference(raw, endpoint=ENDPOINT, notes=notes)
+    assert getattr(decoded, FLAGS[field]) is None
+    assert notes == [FieldNote("6400", field, absent=True)]
+
+
+@pytest.mark.parametrize(("value", "expected"), [(True, True), (False, False)])
+def test_decode_conference_json_booleans_are_flags(value: bool, expected: bool) -> None:
+    """A firmware that sends JSON true/false instead of "yes"/"no" is read the same."""
+    assert decode(allowinvite=value).allow_invite is expected
+
+
+@pytest.mark.parametrize("name", [{"x": 1}, ["Board"], True])
+def test_decode_conference_name_of_garbage_type_raises_protocol_error(name: object) -> None:
+    """A name that is not text makes the room unreadable (PbxProtocolError naming it)."""
+    with pytest.raises(PbxProtocolError, match="6400"):
+        decode(name=name)
 
 
 @pytest.mark.parametrize(
@@ -200,18 +243,30 @@ async def test_query_conferences_matches_by_number_not_position() -> None:
     async with pbx_session(pbx.transport()) as session:
         found = await query_conferences(session, ["6400", "6402"])
     assert list(found) == ["6400", "6402"]
-    assert found["6400"].name == "Room 6400"
-    assert found["6402"].name == "Room 6402"
+    assert [room.name for room in found.values() if isinstance(room, Conference)] == [
+        "Room 6400",
+        "Room 6402",
+    ]
     assert pbx.bodies(ENDPOINT) == [{"number": "6400,6402"}]
 
 
-async def test_query_conferences_absent_numbers_are_not_found() -> None:
-    """A requested number the PBX leaves out is absent from the result."""
+async def test_query_conferences_short_batch_leaves_numbers_unproven() -> None:
+    """A number a multi-number batch leaves out is absent and unproven (not "unknown")."""
     pbx = FakePbx()
     async with pbx_session(pbx.transport()) as session:
         found = await query_conferences(session, ["6400", "7777", "6401"])
     assert sorted(found) == ["6400", "6401"]
+    assert found.unproven == {"7777"}
     assert pbx.count(ENDPOINT) == 1
+
+
+async def test_query_conferences_single_number_answer_proves_absence() -> None:
+    """A single-number answer without it proves it unknown: nothing unproven."""
+    pbx = FakePbx()
+    async with pbx_session(pbx.transport()) as session:
+        found = await query_conferences(session, ["7777"])
+    assert found == {}
+    assert found.unproven == frozenset()
 
 
 @pytest.mark.parametrize(
@@ -256,35 +311,28 @@ async def test_query_conferences_all_returns_every_room() -> None:
     assert sorted(found) == ["6400", "6401", "6402"]
 
 
-async def test_query_conferences_batch_failure_falls_back_to_all_once() -> None:
-    """A batch failing on a non-token, non-transient errno: one more call, "all", filtered."""
+async def test_query_conferences_batch_failure_leaves_every_number_unproven() -> None:
+    """A batch failing on a non-token, non-transient errno proves nothing: every number is
+    unproven (the store checks them against its shared listing); no "all" call here."""
     pbx = FakePbx(unknown_number_errno="10004")
     async with pbx_session(pbx.transport()) as session:
         found = await query_conferences(session, ["6400", "7777", "6402"])
-    assert pbx.bodies(ENDPOINT) == [{"number": "6400,7777,6402"}, {"number": "all"}]
-    assert sorted(found) == ["6400", "6402"]
+    assert pbx.bodies(ENDPOINT) == [{"number": "6400,7777,6402"}]
+    assert found == {}
+    assert found.unproven == {"6400", "7777", "6402"}
 
 
-@pytest.mark.parametrize("errno", ["10004", "10039", None])
-async def test_query_conferences_fallback_for_any_non_token_errno(errno: str | None) -> None:
-    """Documented, undocumented and missing errnos all fall back to "all" exactly once."""
+@pytest.mark.parametrize("errno", ["10004", "10039", "10110", None])
+async def test_query_conferences_failure_for_any_non_token_errno_is_unproven(
+    errno: str | None,
+) -> None:
+    """Documented, undocumented and missing errnos: one call, the number left unproven."""
     pbx = FakePbx()
     pbx.queue(ENDPOINT, failed(errno))
     async with pbx_session(pbx.transport()) as session:
         found = await query_conferences(session, ["6401"])
-    assert pbx.count(ENDPOINT) == 2
-    assert list(found) == ["6401"]
-
-
-async def test_query_conferences_failing_fallback_raises_its_error() -> None:
-    """When the "all" fallback fails too, its error reaches the caller; no third call."""
-    pbx = FakePbx()
-    pbx.queue(ENDPOINT, failed("10004"), failed("10004"))
-    async with pbx_session(pbx.transport()) as session:
-        with pytest.raises(PbxApiError) as info:
-            await query_conferences(session, ["6401"])
-    assert info.value.errno == "10004"
-    assert pbx.count(ENDPOINT) == 2
+    assert pbx.count(ENDPOINT) == 1
+    assert found.unproven == {"6401"}
 
 
 @pytest.mark.parametrize("errno", ["30003", "20010", "30001"])
@@ -343,10 +391,49 @@ async def test_query_conferences_rejected_credentials_raise_auth_error_once() ->
     assert pbx.count(ENDPOINT) == 0
 
 
+async def test_query_conferences_unreadable_entries_keep_their_place() -> None:
+    """Entries that cannot be read (not an object, no number, a garbage name) become
+    UnreadableRoom in their place; the readable rooms are answered."""
+    pbx = FakePbx()
+    entries = [
+        conference("6400"),
+        "6401",
+        {**conference("6402"), "number": None},
+        conference("6403", name={"x": 1}),
+        conference("6404"),
+    ]
+    pbx.queue(ENDPOINT, ok(conferences=entries))
+    async with pbx_session(pbx.transport()) as session:
+        found = await query_conferences(session, "all")
+    kinds = [type(room).__name__ for room in found.order]
+    assert kinds == [
+        "Conference",
+        "UnreadableRoom",
+        "UnreadableRoom",
+        "UnreadableRoom",
+        "Conference",
+    ]
+    assert sorted(found) == ["6400", "6403", "6404"]
+    unreadable = found["6403"]
+    assert isinstance(unreadable, UnreadableRoom)
+    assert "room 6403" in unreadable.reason
+    assert isinstance(unreadable.error(), PbxProtocolError)
+
+
+async def test_query_conferences_numberless_entry_leaves_single_number_unproven() -> None:
+    """A single-number answer holding a room without a number proves nothing: it may be it."""
+    pbx = FakePbx()
+    pbx.queue(ENDPOINT, ok(conferences=[{**conference("6400"), "number": ""}]))
+    async with pbx_session(pbx.transport()) as session:
+        found = await query_conferences(session, ["6400"])
+    assert isinstance(found, QueryAnswer)
+    assert found.unproven == {"6400"}
+
+
 @pytest.mark.parametrize(
     "answer",
-    [ok(conferences={"6400": {}}), ok(conferences=["6400"]), ok(conferences="6400")],
-    ids=["object", "list-of-strings", "string"],
+    [ok(conferences={"6400": {}}), ok(conferences="6400")],
+    ids=["object", "string"],
 )
 async def test_query_conferences_malformed_list_raises_protocol_error(
     answer: httpx.Response,

@@ -74,7 +74,7 @@ async def started(fetch: HeldFetch, calls: int) -> None:
     raise AssertionError(f"expected {calls} fetches, saw {len(fetch.calls)}")
 
 
-def names(outcomes: list[Conference | Exception | None]) -> list[str | None]:
+def names(outcomes: Sequence[Conference | Exception | None]) -> list[str | None]:
     return [o.name if isinstance(o, Conference) else None for o in outcomes]
 
 
@@ -142,11 +142,11 @@ async def test_store_listing_that_started_before_forget_is_not_kept(
     after = asyncio.create_task(store.get_all())
     await started(fetch, 2)
     fetch.calls[1].release.set()
-    assert [c.name for c in await after] == ["New", "Other"]
+    assert names(await after) == ["New", "Other"]
     fetch.calls[0].release.set()
-    assert [c.name for c in await before] == ["Old", "Other"]
+    assert names(await before) == ["Old", "Other"]
     fetch.hold = False
-    assert [c.name for c in await store.get_all()] == ["New", "Other"]
+    assert names(await store.get_all()) == ["New", "Other"]
     assert names(await store.get_many(["6400", "6401"])) == ["New", "Other"]
     assert len(fetch.calls) == 2
 

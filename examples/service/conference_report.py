@@ -42,16 +42,17 @@ class Conference(TypedDict):
 
     number: str
     name: str
-    hasParticipantPassword: bool
-    hasModeratorPassword: bool
-    waitForModerator: bool
-    moderators: list[str]
+    # None: the PBX does not report it (older firmware leaves some settings out)
+    hasParticipantPassword: bool | None
+    hasModeratorPassword: bool | None
+    waitForModerator: bool | None
+    moderators: list[str] | None
 
 
 class Query(TypedDict):
     """``data``: the root fields QUERY selects."""
 
-    conferences: list[Conference]
+    conferences: list[Conference | None]  # None: a room the gateway could not read (see errors)
 
 
 class GraphQLError(TypedDict):
@@ -116,7 +117,7 @@ def report(answer: Response) -> list[str]:
     if data is None:
         problems = "; ".join(error["message"] for error in errors) or "no data"
         raise NoAnswer(f"the gateway answered without data: {problems}")
-    rooms = data["conferences"]
+    rooms = [room for room in data["conferences"] if room is not None]
     with_pin = [room for room in rooms if _pins(room)]
     waiting = [room for room in rooms if room["waitForModerator"]]
     lines = [f"{len(rooms)} conference rooms"]
@@ -143,6 +144,8 @@ def _pins(room: Conference) -> str:
 
 
 def _moderators(room: Conference) -> str:
+    if room["moderators"] is None:
+        return "moderators not reported by the PBX"
     if not room["moderators"]:
         return "no fixed moderators"
     return "moderators " + ", ".join(room["moderators"])

@@ -61,20 +61,24 @@ function show(id, text) {
   banner.hidden = !text;
 }
 
+// A setting is null when the PBX does not report it (older firmware leaves some out), and a
+// room is null when the gateway could not read it: left out, and result.error says why.
 function renderRooms(rooms) {
-  const rows = rooms.map((room) =>
-    row([
-      room.number,
-      room.name,
-      pin(room),
-      room.moderators.join(", ") || "—",
-      yesNo(room.waitForModerator),
-      yesNo(room.allowInvite),
-      yesNo(room.musicOnHold),
-      room.mute === null ? "—" : yesNo(room.mute),
-      room.prompt === null ? "—" : PROMPTS[room.prompt],
-    ]),
-  );
+  const rows = rooms
+    .filter((room) => room !== null)
+    .map((room) =>
+      row([
+        room.number,
+        room.name,
+        pin(room),
+        room.moderators === null ? "—" : room.moderators.join(", ") || "—",
+        yesNo(room.waitForModerator),
+        yesNo(room.allowInvite),
+        yesNo(room.musicOnHold),
+        yesNo(room.mute),
+        room.prompt === null ? "—" : PROMPTS[room.prompt],
+      ]),
+    );
   document.querySelector("#rooms tbody").replaceChildren(...rows);
 }
 
@@ -112,7 +116,7 @@ function pin(room) {
 }
 
 function yesNo(value) {
-  return value ? "yes" : "no";
+  return value === null ? "—" : value ? "yes" : "no";
 }
 
 document.getElementById("refresh").addEventListener("click", load);

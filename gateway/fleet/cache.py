@@ -26,16 +26,16 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from gateway.fleet.link import RedisLink, script
 from gateway.fleet.sealing import Sealer
-from gateway.pbx.conferences import Conference, Prompt
+from gateway.pbx.conferences import Conference, Prompt, Room, UnreadableRoom, in_order
 
 logger = logging.getLogger(__name__)
 
-Fetch = Callable[[list[str]], Awaitable[dict[str, Conference]]]
+Fetch = Callable[[list[str]], Awaitable[Mapping[str, Room]]]
 
 _RELEASE: Final = """
 local released = 0
@@ -100,13 +100,13 @@ class SharedCache:
     def _claim_key(self, number: str) -> str:
         return self._link.key("claim", number)
 
-    async def read(self, numbers: Sequence[str]) -> dict[str, tuple[Conference | None, float]]:
+    async def read(self, numbers: Sequence[str]) -> dict[str, tuple[Room | None, float]]:
         """What Redis holds for ``numbers``: (room or None, age in seconds)."""
         if not numbers:
             return {}
         blobs = await self._mget([self._entry_key(n) for n in numbers])
         now = time.time()
-        found: dict[str, tuple[Conference | None, float]] = {}
+        found: dict[str, tuple[Room | None, float]] = {}
         for number, blob in zip(numbers, blobs, strict=True):
             decoded = self._decode(self._entry_key(number), blob)
             if decoded is not None:
@@ -114,9 +114,7 @@ class SharedCache:
                 found[number] = (conference, max(0.0, now - fetched_at))
         return found
 
-    async def load(
-        self, numbers: list[str], fetch: Fetch
-    ) -> dict[str, tuple[Conference | None, float]]:
+    async def load(self, numbers: list[str], fetch: Fetch) -> dict[str, tuple[Room | None, float]]:
         """Every number's answer with its age: from Redis if fresh there, else fetched by
         this replica or by whichever replica claimed it first."""
         answers = {n: a for n, a in (await self.read(numbers)).items() if a[1] < self._ttl}
@@ -139,7 +137,11 @@ class SharedCache:
 
     async def stale_copies(self, numbers: Sequence[str]) -> dict[str, tuple[Conference, float]]:
         """Rooms other replicas fetched, whatever their age (to serve stale)."""
-        return {n: (c, age) for n, (c, age) in (await self.read(numbers)).items() if c is not None}
+        return {
+            n: (c, age)
+            for n, (c, age) in (await self.read(numbers)).items()
+            if isinstance(c, Conference)  # never "no such room" or an unreadable one
+        }
 
     async def versions(self, numbers: Sequence[str]) -> dict[str, str]:
         """Each room's change counter (bumped by :meth:`forget`), read before a fetch."""
@@ -148,7 +150,7 @@ class SharedCache:
 
     async def write(
         self,
-        answers: dict[str, Conference | None],
+        answers: dict[str, Room | None],
         fetched_at: float,
         seen: dict[str, str] | None = None,
     ) -> None:
@@ -188,7 +190,7 @@ class SharedCache:
 
         await self._link.run(drop, None)
 
-    async def read_listing(self) -> tuple[list[Conference], float] | None:
+    async def read_listing(self) -> tuple[list[Room], float] | None:
         """The fleet's ``all`` listing and its age, if Redis holds one."""
         key = self._link.key("listing")
         blob = (await self._mget([key]))[0]
@@ -204,16 +206,16 @@ class SharedCache:
             return None  # sealed by the fleet, so another version's shape: treat as absent
         return rooms, max(0.0, time.time() - fetched_at)
 
-    async def write_listing(self, conferences: Iterable[Conference], fetched_at: float) -> None:
+    async def write_listing(self, conferences: Iterable[Room], fetched_at: float) -> None:
         rooms = list(conferences)
         key = self._link.key("listing")
         blob = self.sealer.seal(key, [_plain(c) for c in rooms], fetched_at)
         await self._link.run(lambda client: client.set(key, blob, ex=self._keep_seconds), None)
-        await self.write({c.number: c for c in rooms}, fetched_at)
+        await self.write({c.number: c for c in rooms if c.number is not None}, fetched_at)
 
     async def load_listing(
-        self, fetch_all: Callable[[], Awaitable[dict[str, Conference]]]
-    ) -> tuple[list[Conference], float]:
+        self, fetch_all: Callable[[], Awaitable[Mapping[str, Room]]]
+    ) -> tuple[list[Room], float]:
         """The ``all`` listing with its age: Redis's if fresh, else fetched once for the
         fleet (claimed like a number; the others wait for it)."""
         for _ in range(2):
@@ -224,7 +226,7 @@ class SharedCache:
             owner, mine, _theirs = await self._claim([LISTING])
             if mine:
                 try:
-                    rooms = list((await fetch_all()).values())
+                    rooms = in_order(await fetch_all())
                     await self.write_listing(rooms, time.time())
                     return rooms, 0.0
                 finally:
@@ -240,7 +242,7 @@ class SharedCache:
                     return held
                 if (await self._mget([self._claim_key(LISTING)]))[0] is None:
                     break  # the holder failed: try to claim it ourselves
-        rooms = list((await fetch_all()).values())
+        rooms = in_order(await fetch_all())
         await self.write_listing(rooms, time.time())
         return rooms, 0.0
 
@@ -283,11 +285,11 @@ class SharedCache:
 
     async def _fetch_and_share(
         self, owner: str, numbers: list[str], fetch: Fetch
-    ) -> dict[str, tuple[Conference | None, float]]:
+    ) -> dict[str, tuple[Room | None, float]]:
         try:
             seen = await self.versions(numbers)
             found = await self._fetched(numbers, fetch)
-            answers: dict[str, Conference | None] = {n: found.get(n) for n in numbers}
+            answers: dict[str, Room | None] = {n: found.get(n) for n in numbers}
             await self.write(answers, time.time(), seen)
             return {n: (c, 0.0) for n, c in answers.items()}
         finally:
@@ -295,14 +297,14 @@ class SharedCache:
             await script(self._link, _RELEASE, keys, [owner], 0)
 
     @staticmethod
-    async def _fetched(numbers: list[str], fetch: Fetch) -> dict[str, Conference]:
-        return await fetch(numbers)
+    async def _fetched(numbers: list[str], fetch: Fetch) -> dict[str, Room]:
+        return dict(await fetch(numbers))
 
-    async def _wait_for(self, numbers: list[str]) -> dict[str, tuple[Conference | None, float]]:
+    async def _wait_for(self, numbers: list[str]) -> dict[str, tuple[Room | None, float]]:
         """Poll for answers the claiming replicas are fetching; stop when each has one or
         its claim is gone (the holder failed or died)."""
         give_up = time.monotonic() + self._wait_seconds
-        answers: dict[str, tuple[Conference | None, float]] = {}
+        answers: dict[str, tuple[Room | None, float]] = {}
         waiting = list(numbers)
         delay = 0.01
         while waiting and time.monotonic() < give_up:
@@ -316,7 +318,7 @@ class SharedCache:
                 waiting = [n for n, h in zip(waiting, held, strict=True) if h is not None]
         return answers
 
-    def _decode(self, key: str, blob: bytes | None) -> tuple[Conference | None, float] | None:
+    def _decode(self, key: str, blob: bytes | None) -> tuple[Room | None, float] | None:
         if not blob:
             return None
         opened = self.sealer.open(key, blob, max_age=self._keep_seconds)
@@ -336,7 +338,13 @@ class SharedCache:
         return await self._link.run(get, [None] * len(keys))
 
 
-def _plain(conference: Conference) -> dict[str, Any]:
+def _plain(conference: Room) -> dict[str, Any]:
+    if isinstance(conference, UnreadableRoom):
+        return {
+            "unreadable": conference.reason,
+            "number": conference.number,
+            "endpoint": conference.endpoint,
+        }
     return {
         "number": conference.number,
         "name": conference.name,
@@ -344,24 +352,29 @@ def _plain(conference: Conference) -> dict[str, Any]:
         "moderator_password": conference.moderator_password,
         "wait_for_moderator": conference.wait_for_moderator,
         "allow_invite": conference.allow_invite,
-        "moderators": list(conference.moderators),
+        "moderators": None if conference.moderators is None else list(conference.moderators),
         "music_on_hold": conference.music_on_hold,
         "mute": conference.mute,
         "prompt": None if conference.prompt is None else conference.prompt.value,
+        "unreported": sorted(conference.unreported),
     }
 
 
-def _conference(data: dict[str, Any]) -> Conference:
+def _conference(data: dict[str, Any]) -> Room:
+    if "unreadable" in data:
+        return UnreadableRoom(data.get("number"), str(data["unreadable"]), str(data["endpoint"]))
     prompt = data.get("prompt")
+    moderators = data.get("moderators")
     return Conference(
         number=str(data["number"]),
         name=str(data["name"]),
         participant_password=data.get("participant_password"),
         moderator_password=data.get("moderator_password"),
-        wait_for_moderator=bool(data["wait_for_moderator"]),
-        allow_invite=bool(data["allow_invite"]),
-        moderators=tuple(str(m) for m in data.get("moderators", ())),
-        music_on_hold=bool(data["music_on_hold"]),
+        wait_for_moderator=data.get("wait_for_moderator"),
+        allow_invite=data.get("allow_invite"),
+        moderators=None if moderators is None else tuple(str(m) for m in moderators),
+        music_on_hold=data.get("music_on_hold"),
         mute=data.get("mute"),
         prompt=None if prompt is None else Prompt(prompt),
+        unreported=frozenset(data.get("unreported", ())),
     )

@@ -16,6 +16,22 @@ from gateway.errors import BadInputError
 _NUMBER: Final = re.compile(r"[0-9]{1,15}")
 
 
+def non_null_items(numbers: Iterable[str | None], argument: str = "numbers") -> list[str]:
+    """``numbers`` as given; BadInputError naming the position (0-based) of the first null.
+
+    The contract types the list as ``[String]``, so a client whose variable is ``[String]``
+    passes validation; a null item still names no room, and is refused here, before any PBX call.
+    """
+    items = list(numbers)
+    for position, number in enumerate(items):
+        if number is None:
+            raise BadInputError(
+                f"{argument}[{position}] is null: give a conference number in every item "
+                f"(positions count from 0), or leave {argument} out for every room"
+            )
+    return [number for number in items if number is not None]
+
+
 def check_numbers(numbers: Iterable[str]) -> list[str]:
     """The distinct numbers in first-seen order; BadInputError naming the first bad one."""
     distinct = list(dict.fromkeys(numbers))

@@ -40,11 +40,15 @@ def _moderator_password(root: strawberry.Parent[Conference], info: strawberry.In
     return _pin(info, root.moderator_password)
 
 
-def _has_participant_password(root: strawberry.Parent[Conference]) -> bool:
+def _has_participant_password(root: strawberry.Parent[Conference]) -> bool | None:
+    if "participant_password" in root.unreported:
+        return None  # the PBX did not say: "no PIN" would be a guess
     return root.participant_password is not None
 
 
-def _has_moderator_password(root: strawberry.Parent[Conference]) -> bool:
+def _has_moderator_password(root: strawberry.Parent[Conference]) -> bool | None:
+    if "moderator_password" in root.unreported:
+        return None
     return root.moderator_password is not None
 
 
@@ -61,6 +65,11 @@ def _pin(info: strawberry.Info, pin: str | None) -> str | None:
             "hasParticipantPassword and hasModeratorPassword tell whether a PIN is set"
         )
     return pin
+
+
+_UNREPORTED = (
+    " null when the PBX does not report it (left out, or in a shape the gateway cannot read)."
+)
 
 
 @strawberry.type(
@@ -86,48 +95,69 @@ class ConferenceNode:
     participant_password: str | None = strawberry.field(
         resolver=_participant_password,
         description=(
-            "The PIN members enter to join; null when the room has none. Needs the "
-            "conferences:pins scope."
+            "The PIN members enter to join; null when the room has none or the PBX does not "
+            "report it (hasParticipantPassword tells which). Needs the conferences:pins scope."
         ),
     )
     moderator_password: str | None = strawberry.field(
         resolver=_moderator_password,
         description=(
-            "The PIN that makes a caller a moderator; null when the room has none. Needs the "
-            "conferences:pins scope."
+            "The PIN that makes a caller a moderator; null when the room has none or the PBX "
+            "does not report it (hasModeratorPassword tells which). Needs the conferences:pins "
+            "scope."
         ),
     )
-    has_participant_password: bool = strawberry.field(
+    has_participant_password: bool | None = strawberry.field(
         resolver=_has_participant_password,
-        description="Whether members need a PIN to join (no special scope needed).",
+        description=(
+            "Whether members need a PIN to join (no special scope needed); null when the PBX "
+            "does not report the room's PIN."
+        ),
     )
-    has_moderator_password: bool = strawberry.field(
+    has_moderator_password: bool | None = strawberry.field(
         resolver=_has_moderator_password,
-        description="Whether the room has a moderator PIN (no special scope needed).",
+        description=(
+            "Whether the room has a moderator PIN (no special scope needed); null when the PBX "
+            "does not report it."
+        ),
     )
-    wait_for_moderator: bool = strawberry.field(
-        description="Whether members wait (with music or silence) until a moderator joins."
+    wait_for_moderator: bool | None = strawberry.field(
+        description=(
+            "Whether members wait (with music or silence) until a moderator joins;" + _UNREPORTED
+        )
     )
-    allow_invite: bool = strawberry.field(
-        description="Whether members may invite others into the conference from their phone."
+    allow_invite: bool | None = strawberry.field(
+        description=(
+            "Whether members may invite others into the conference from their phone;"
+            + _UNREPORTED
+            + " A draft S-Series v2 API leaves it out."
+        )
     )
-    moderators: list[str] = strawberry.field(
-        description="Extension numbers that are always moderators of this room; may be empty."
+    moderators: list[str] | None = strawberry.field(
+        description=(
+            "Extension numbers that are always moderators of this room; may be empty;" + _UNREPORTED
+        )
     )
-    music_on_hold: bool = strawberry.field(
-        description="Whether a member alone in the room, or waiting for a moderator, hears music."
+    music_on_hold: bool | None = strawberry.field(
+        description=(
+            "Whether a member alone in the room, or waiting for a moderator, hears music;"
+            + _UNREPORTED
+            + " API builds before 2021 leave it out."
+        )
     )
     mute: bool | None = strawberry.field(
         description=(
-            "Whether everyone but moderators is muted on entry; null on PBX models that do not "
-            "report it."
+            "Whether everyone but moderators is muted on entry;"
+            + _UNREPORTED
+            + " K2 models and API builds before 2021 leave it out."
         )
     )
     prompt: ConferencePrompt | None = strawberry.field(
         resolver=_prompt,
         description=(
-            "What members hear when someone joins or leaves; null on PBX models that do not "
-            "report it."
+            "What members hear when someone joins or leaves;"
+            + _UNREPORTED
+            + " K2 models and API builds before 2021 leave it out."
         ),
     )
 
