@@ -251,7 +251,7 @@ async def test_post_dated_entry_is_not_served_as_fresh(
     gateway = await replica()
     forged = dataclasses.replace(ROOM, name="Forged")
     sealer = Sealer(Secret(KEY))
-    plain = {**dataclasses.asdict(forged), "moderators": [], "prompt": None}
+    plain = {**dataclasses.asdict(forged), "moderators": [], "prompt": None, "unreported": []}
     client = await raw_redis(redis_process)
     async with client:
         await client.set(
