@@ -98,6 +98,8 @@ def test_security_unknown_anonymous_scope_is_refused() -> None:
         ("GATEWAY_MAX_DEPTH", "1"),
         ("GATEWAY_MAX_ALIASES", "0"),
         ("GATEWAY_MAX_TOKENS", "10"),
+        ("GATEWAY_MAX_SELECTIONS", "0"),
+        ("GATEWAY_MAX_FRAGMENT_SPREADS", "-1"),
         ("GATEWAY_MAX_BODY_BYTES", "100"),
         ("GATEWAY_RATE_LIMIT", "0"),
         ("GATEWAY_MISS_BURST", "0.5"),

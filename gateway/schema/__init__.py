@@ -24,7 +24,7 @@ from strawberry.types import ExecutionContext
 from gateway.observability.request_log import RequestRecorder
 from gateway.observability.tracing import OperationSpan
 from gateway.schema.document_budget import CostLimits
-from gateway.schema.document_cache import document_cache
+from gateway.schema.document_cache import DocumentCacheFactory
 from gateway.schema.error_codes import ErrorCodes
 from gateway.schema.mutation import Mutation
 from gateway.schema.query import Query
@@ -63,7 +63,7 @@ def build_schema(
         StaleMarks,
         RequestRecorder,
         OperationSpan,
-        document_cache(cost_limits(limits)),
+        DocumentCacheFactory(cost_limits(limits)),
         response_caching(answers or ResponseCache()),
         functools.partial(AddValidationRules, rules),
         functools.partial(MaxTokensLimiter, max_token_count=limits.max_tokens),

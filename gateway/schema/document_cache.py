@@ -66,6 +66,8 @@ class Documents:
 
     def __init__(self, limits: CostLimits, maxsize: int) -> None:
         self.limits = limits
+        self.validations = 0
+        """Documents validated so far (each distinct document once, while it is cached)."""
         self._entries: LRUCache[bytes, Entry] = LRUCache(maxsize)
         self._keys: LRUCache[str, bytes] = LRUCache(maxsize * 4)
         self._limiters: weakref.WeakKeyDictionary[
@@ -96,6 +98,7 @@ class Documents:
     ) -> tuple[GraphQLError, ...]:
         """The entry's validation errors, validating it in a worker the first time."""
         if entry.errors is None:
+            self.validations += 1
             errors = await self._in_worker(validate_document, schema, entry.document, rules)
             entry.errors = tuple(errors)
         return entry.errors
@@ -169,7 +172,11 @@ class DocumentCache(SchemaExtension):
         yield
 
 
-def document_cache(limits: CostLimits, maxsize: int = 512) -> Callable[[], DocumentCache]:
+class DocumentCacheFactory:
     """The extension factory for one schema, with its own bounded caches."""
-    documents = Documents(limits, maxsize)
-    return lambda: DocumentCache(documents)
+
+    def __init__(self, limits: CostLimits, maxsize: int = 512) -> None:
+        self.documents = Documents(limits, maxsize)
+
+    def __call__(self) -> DocumentCache:
+        return DocumentCache(self.documents)
