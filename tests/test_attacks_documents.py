@@ -204,3 +204,32 @@ async def test_fragment_cycle_is_refused_while_the_probe_answers(
         assert "within itself" in answer["errors"][0]["message"]
     assert_probe_answered(probe)
     assert stack.calls() == 1
+
+
+async def test_unparseable_documents_are_refused_while_the_probe_answers(
+    gateway_stack: StackFactory,
+) -> None:
+    """20 documents of about 2,000 tokens that fail to parse at their very end, at once: each
+    GRAPHQL_PARSE_FAILED with the parser's location (parsed once, in the worker), and the
+    probe answers."""
+    stack = await attack_stack(gateway_stack)
+    documents = [f"# variant {i}\n" + wide(390) + " }" for i in range(20)]
+    answers, probe = await under_attack(stack, send_all(stack, documents))
+    for answer in answers:
+        assert codes(answer) == ["GRAPHQL_PARSE_FAILED"]
+        assert answer["errors"][0]["message"].startswith("Syntax Error")
+        assert answer["errors"][0]["locations"][0]["line"] == 2
+    assert_probe_answered(probe)
+
+
+async def test_unparseable_document_with_an_operation_name_is_a_parse_error(
+    gateway_stack: StackFactory,
+) -> None:
+    """An operationName beside a text that does not parse still gets GRAPHQL_PARSE_FAILED
+    (not an operation-resolution error), over POST and GET."""
+    stack = await attack_stack(gateway_stack)
+    body = {"query": "query Rooms { conferences {", "operationName": "Rooms"}
+    posted = await stack.client.post("/graphql", json=body)
+    got = await stack.client.get("/graphql", params=body)
+    for response in (posted, got):
+        assert codes(response.json()) == ["GRAPHQL_PARSE_FAILED"]

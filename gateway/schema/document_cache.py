@@ -10,8 +10,10 @@ A document not seen before is the expensive case, and an attacker's favourite (i
 - Its parse, cost pass (:mod:`gateway.schema.document_cost`) and validation run in a
   worker thread, at most :data:`WORKERS` at a time, so the event loop keeps answering
   ``/healthz`` and cached queries while they run. On the loop a request costs dictionary
-  look-ups; only a document that does not parse is parsed a second time there, by
-  strawberry, which reports the error (bounded by ``GATEWAY_MAX_TOKENS``).
+  look-ups and the budget's arithmetic, nothing that grows with the document. A text that
+  does not parse is not parsed again on the loop by strawberry: it gets a one-field
+  stand-in document (so strawberry skips its parse) and the worker's syntax error as its
+  validation result, which strawberry answers as it answers its own parse errors.
 - A document over the budget (:mod:`gateway.schema.document_budget`) is refused on its
   cost alone: graphql-core's validation rules never see it.
 - Entries are keyed by the document's tokens (a digest of the token stream: comments,
@@ -37,16 +39,28 @@ from typing import Any, Final, TypeVar
 import anyio
 import anyio.to_thread
 from cachetools import LRUCache
-from graphql import DocumentNode, GraphQLError, GraphQLSchema, TokenKind, parse
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    GraphQLError,
+    GraphQLSchema,
+    NameNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    TokenKind,
+    parse,
+)
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 
 from gateway.schema.document_budget import CostLimits, RequestBudget, refusals
 from gateway.schema.document_cost import DocumentCost, measure
 
-WORKERS: Final = 2
-"""Threads parsing and validating new documents at once (per event loop): the machines
-this runs on have a core or two, and a queue here costs a newcomer milliseconds."""
+WORKERS: Final = 1
+"""Threads parsing and validating new documents at once (per event loop). One: graphql-core
+is pure Python, so a second thread would not run beside the first (the GIL), it would
+only take more turns from the event loop; and the budget keeps each job short."""
 
 _T = TypeVar("_T")
 
@@ -79,11 +93,14 @@ class Documents:
         key = self._keys.get(text)
         return self._entries.get(key) if key is not None else None
 
-    async def learn(self, text: str, parse_options: dict[str, Any]) -> Entry | None:
-        """Parse and measure a new text in a worker; None if it does not parse."""
+    async def learn(
+        self, text: str, parse_options: dict[str, Any], operation_name: str | None
+    ) -> Entry:
+        """Parse and measure a new text in a worker; for a text that does not parse, an
+        uncached entry holding the syntax error (see :func:`_stand_in`)."""
         parsed = await self._in_worker(_parse, text, parse_options)
-        if parsed is None:
-            return None
+        if isinstance(parsed, GraphQLError):
+            return Entry(_stand_in(operation_name), _NOTHING, (parsed,))
         document, key, cost = parsed
         entry = self._entries.get(key)
         if entry is None:
@@ -111,13 +128,32 @@ class Documents:
         return await anyio.to_thread.run_sync(function, *args, limiter=limiter)
 
 
-def _parse(text: str, options: dict[str, Any]) -> tuple[DocumentNode, bytes, DocumentCost] | None:
-    """In a worker: the document, its key and its cost; None when it does not parse."""
+def _parse(
+    text: str, options: dict[str, Any]
+) -> tuple[DocumentNode, bytes, DocumentCost] | GraphQLError:
+    """In a worker: the document, its key and its cost, or the syntax (or token) error."""
     try:
         document = parse(text, **options)
-    except GraphQLError:
-        return None  # strawberry parses it again on the loop and reports the error
+    except GraphQLError as error:
+        return error
     return document, _key(document, text), measure(document)
+
+
+_NOTHING: Final = DocumentCost(selections=0, spreads=0, aliases=0)
+
+
+def _stand_in(operation_name: str | None) -> DocumentNode:
+    """``query <operation_name> { __typename }``, built rather than parsed (the name is the
+    caller's string): a document strawberry can resolve the operation of and leave alone
+    while the entry's errors answer. Never validated or executed."""
+    name = NameNode(value=operation_name) if operation_name else None
+    typename = FieldNode(name=NameNode(value="__typename"))
+    operation = OperationDefinitionNode(
+        operation=OperationType.QUERY,
+        name=name,
+        selection_set=SelectionSetNode(selections=(typename,)),
+    )
+    return DocumentNode(definitions=(operation,))
 
 
 def _key(document: DocumentNode, text: str) -> bytes:
@@ -149,10 +185,10 @@ class DocumentCache(SchemaExtension):
         if query and context.graphql_document is None:
             entry = self._documents.known(query)
             if entry is None:
-                entry = await self._documents.learn(query, dict(context.parse_options))
-            if entry is not None:
-                self._entry = entry
-                context.graphql_document = entry.document
+                options = dict(context.parse_options)
+                entry = await self._documents.learn(query, options, context.operation_name)
+            self._entry = entry
+            context.graphql_document = entry.document
         yield
 
     async def on_validate(self) -> AsyncIterator[None]:
