@@ -110,6 +110,16 @@ def test_security_limits_below_their_minimum_are_refused(name: str, value: str) 
     assert name in config_error(GATEWAY_AUTH="none", **{name: value})
 
 
+def test_security_document_budget_is_read_with_its_defaults() -> None:
+    """GATEWAY_MAX_SELECTIONS and GATEWAY_MAX_FRAGMENT_SPREADS: 300 and 100 unless set."""
+    defaults = security(GATEWAY_AUTH="none")
+    assert (defaults.max_selections, defaults.max_spreads) == (300, 100)
+    chosen = security(
+        GATEWAY_AUTH="none", GATEWAY_MAX_SELECTIONS="1000", GATEWAY_MAX_FRAGMENT_SPREADS="0"
+    )
+    assert (chosen.max_selections, chosen.max_spreads) == (1000, 0)
+
+
 # --- api-key -------------------------------------------------------------------------------
 
 
