@@ -161,11 +161,11 @@ def _key(document: DocumentNode, text: str) -> bytes:
     whitespace or commas (which the lexer skips), different otherwise."""
     token = document.loc.start_token if document.loc is not None else None
     if token is None:
-        return hashlib.sha256(text.encode()).digest()
+        return hashlib.sha256(text.encode(errors="surrogatepass")).digest()
     digest = hashlib.sha256()
     while token is not None:
         if token.kind is not TokenKind.COMMENT:
-            value = (token.value or "").encode()
+            value = (token.value or "").encode(errors="surrogatepass")  # JSON allows lone ones
             # Length-prefixed, so no two different streams share an encoding.
             digest.update(b"%s %d:%s" % (token.kind.value.encode(), len(value), value))
         token = token.next
