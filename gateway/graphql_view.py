@@ -59,7 +59,9 @@ from gateway.media_types import (
 from gateway.observability import request_log
 from gateway.persisted_queries import PersistedQueries, PersistedQueryError
 from gateway.runtime import Runtime
+from gateway.schema import cost_limits
 from gateway.schema.context import GatewayContext
+from gateway.schema.document_budget import RequestBudget
 from gateway.schema.numbers import NumberBudget
 from gateway.schema.response_cache import ResponseCache, key_for
 from gateway.security.identity import Identity
@@ -367,6 +369,7 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
             deadline=runtime.clock() + runtime.settings.request_deadline,
             request=request if isinstance(request, Request) else None,
             response=response if isinstance(response, Response) else None,
+            document_budget=RequestBudget(cost_limits(runtime.settings.security)),
         )
         exchange = _exchange_of(request)
         if exchange is not None:

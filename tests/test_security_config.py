@@ -98,6 +98,8 @@ def test_security_unknown_anonymous_scope_is_refused() -> None:
         ("GATEWAY_MAX_DEPTH", "1"),
         ("GATEWAY_MAX_ALIASES", "0"),
         ("GATEWAY_MAX_TOKENS", "10"),
+        ("GATEWAY_MAX_SELECTIONS", "0"),
+        ("GATEWAY_MAX_FRAGMENT_SPREADS", "-1"),
         ("GATEWAY_MAX_BODY_BYTES", "100"),
         ("GATEWAY_RATE_LIMIT", "0"),
         ("GATEWAY_MISS_BURST", "0.5"),
@@ -127,6 +129,16 @@ def test_security_request_burst_without_a_rate_is_refused() -> None:
     message = config_error(GATEWAY_AUTH="none", GATEWAY_RATE_BURST="100")
     assert "GATEWAY_RATE_BURST" in message
     assert "GATEWAY_RATE_LIMIT" in message
+
+
+def test_security_document_budget_is_read_with_its_defaults() -> None:
+    """GATEWAY_MAX_SELECTIONS and GATEWAY_MAX_FRAGMENT_SPREADS: 300 and 100 unless set."""
+    defaults = security(GATEWAY_AUTH="none")
+    assert (defaults.max_selections, defaults.max_spreads) == (300, 100)
+    chosen = security(
+        GATEWAY_AUTH="none", GATEWAY_MAX_SELECTIONS="1000", GATEWAY_MAX_FRAGMENT_SPREADS="0"
+    )
+    assert (chosen.max_selections, chosen.max_spreads) == (1000, 0)
 
 
 # --- api-key -------------------------------------------------------------------------------

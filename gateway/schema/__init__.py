@@ -15,7 +15,6 @@ from graphql import GraphQLError
 from strawberry.extensions import (
     AddValidationRules,
     DisableIntrospection,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
     SchemaExtension,
 )
@@ -24,8 +23,8 @@ from strawberry.types import ExecutionContext
 
 from gateway.observability.request_log import RequestRecorder
 from gateway.observability.tracing import OperationSpan
-from gateway.schema.depth_limit import depth_limit
-from gateway.schema.document_cache import document_cache
+from gateway.schema.document_budget import CostLimits
+from gateway.schema.document_cache import DocumentCacheFactory
 from gateway.schema.error_codes import ErrorCodes
 from gateway.schema.mutation import Mutation
 from gateway.schema.query import Query
@@ -55,18 +54,16 @@ def build_schema(
     limits = security or SecuritySettings(introspection=True)
     # Validation rules are built once: a rule class made per request would cost time, and
     # the document cache (which skips validation for texts it has seen) relies on it too.
-    rules = [
-        depth_limit(limits.max_depth),
-        *MaxAliasesLimiter(max_alias_count=limits.max_aliases).validation_rules,
-        *(DisableIntrospection().validation_rules if not limits.introspection else []),
-    ]
+    # Depth, aliases, fields and spreads are not rules: the document cache measures them in
+    # one pass and refuses before any rule runs (gateway.schema.document_budget).
+    rules = [*(DisableIntrospection().validation_rules if not limits.introspection else [])]
     # Classes or factories: strawberry makes a fresh instance per operation.
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
         ErrorCodes,
         StaleMarks,
         RequestRecorder,
         OperationSpan,
-        document_cache(),
+        DocumentCacheFactory(cost_limits(limits)),
         response_caching(answers or ResponseCache()),
         functools.partial(AddValidationRules, rules),
         functools.partial(MaxTokensLimiter, max_token_count=limits.max_tokens),
@@ -77,4 +74,14 @@ def build_schema(
         mutation=Mutation,
         extensions=extensions,
         config=StrawberryConfig(batching_config=batching),
+    )
+
+
+def cost_limits(security: SecuritySettings) -> CostLimits:
+    """The document budget's limits, from the security settings."""
+    return CostLimits(
+        max_selections=security.max_selections,
+        max_spreads=security.max_spreads,
+        max_depth=security.max_depth,
+        max_aliases=security.max_aliases,
     )

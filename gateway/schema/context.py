@@ -18,6 +18,7 @@ from strawberry.dataloader import DataLoader
 from gateway.errors import RateLimitedError, retry_seconds
 from gateway.observability.metrics import Metrics
 from gateway.pbx.conferences import Conference
+from gateway.schema.document_budget import RequestBudget
 from gateway.schema.numbers import NumberBudget
 from gateway.security.identity import Identity
 from gateway.security.rate_limit import RateLimiter
@@ -46,6 +47,8 @@ class GatewayContext:
     fetches_started: int = 0
     """PBX fetches this request started (for its log line)."""
     stale: ServedReport = field(default_factory=ServedReport)
+    document_budget: RequestBudget | None = None
+    """Fields and spreads this request's documents may still select (a batch shares it)."""
     """What was served stale, and the oldest ``fetched_at`` of everything served."""
     loader: ConferenceLoader = field(init=False)
 

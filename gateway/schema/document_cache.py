@@ -1,52 +1,218 @@
-"""Parse and validate each distinct GraphQL document once.
+"""Parse, measure and validate each distinct GraphQL document once, off the event loop.
 
 Profiling the hot path (``make bench``) showed graphql-core spending about 70% of a
 cached single-room query validating the same document again, and parsing it again.
-Clients send a handful of distinct documents (their code's queries), so the gateway keeps
-the parsed document and its validation errors per query text in a bounded LRU cache, and
-the next request with the same text skips both steps.
+Clients send a handful of distinct documents, so the parsed document, its cost and its
+validation errors are kept per document, and the next request skips all three steps.
+
+A document not seen before is the expensive case, and an attacker's favourite (issue 15):
+
+- Its parse, cost pass (:mod:`gateway.schema.document_cost`) and validation run in a
+  worker thread, at most :data:`WORKERS` at a time, so the event loop keeps answering
+  ``/healthz`` and cached queries while they run. On the loop a request costs dictionary
+  look-ups and the budget's arithmetic, nothing that grows with the document. A text that
+  does not parse is not parsed again on the loop by strawberry: it gets a one-field
+  stand-in document (so strawberry skips its parse) and the worker's syntax error as its
+  validation result, which strawberry answers as it answers its own parse errors.
+- A document over the budget (:mod:`gateway.schema.document_budget`) is refused on its
+  cost alone: graphql-core's validation rules never see it.
+- Entries are keyed by the document's tokens (a digest of the token stream: comments,
+  whitespace and commas are not tokens), so a comment or reformatting variant of a known
+  document costs one bounded parse, never a second validation. Texts map to keys in a
+  separate LRU, so a flood of variants churns that map, not the documents. (Error
+  locations then point into the first variant's text: the same tokens, maybe other lines.)
 
 Safe because validation depends only on the document and the schema (with its fixed rule
-set: depth, alias and token limits, introspection switch): never on variables or on who
-asks. The cache holds at most ``maxsize`` documents, so unique texts cannot grow memory.
+set): never on variables or on who asks. Only the request's shared budget (a batch's
+operations are charged their sum) is per request, and it is charged on every request.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import asyncio
+import hashlib
+import weakref
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
 
+import anyio
+import anyio.to_thread
 from cachetools import LRUCache
-from graphql import DocumentNode, GraphQLError
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    GraphQLError,
+    GraphQLSchema,
+    NameNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    TokenKind,
+    parse,
+)
 from strawberry.extensions import SchemaExtension
+from strawberry.schema.schema import validate_document
 
-Cached = tuple[DocumentNode, tuple[GraphQLError, ...]]
+from gateway.schema.document_budget import CostLimits, RequestBudget, refusals
+from gateway.schema.document_cost import DocumentCost, measure
+
+WORKERS: Final = 1
+"""Threads parsing and validating new documents at once (per event loop). One: graphql-core
+is pure Python, so a second thread would not run beside the first (the GIL), it would
+only take more turns from the event loop; and the budget keeps each job short."""
+
+_T = TypeVar("_T")
+
+
+@dataclass
+class Entry:
+    """One distinct document: parsed, measured, and its errors once known."""
+
+    document: DocumentNode
+    cost: DocumentCost
+    errors: tuple[GraphQLError, ...] | None
+    """The budget's refusals, or validation's errors once it ran (None: not yet)."""
+
+
+class Documents:
+    """The shared caches and worker threads of one schema."""
+
+    def __init__(self, limits: CostLimits, maxsize: int) -> None:
+        self.limits = limits
+        self.validations = 0
+        """Documents validated so far (each distinct document once, while it is cached)."""
+        self._entries: LRUCache[bytes, Entry] = LRUCache(maxsize)
+        self._keys: LRUCache[str, bytes] = LRUCache(maxsize * 4)
+        self._limiters: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, anyio.CapacityLimiter
+        ] = weakref.WeakKeyDictionary()
+
+    def known(self, text: str) -> Entry | None:
+        """The entry of a text seen before (two look-ups), or None."""
+        key = self._keys.get(text)
+        return self._entries.get(key) if key is not None else None
+
+    async def learn(
+        self, text: str, parse_options: dict[str, Any], operation_name: str | None
+    ) -> Entry:
+        """Parse and measure a new text in a worker; for a text that does not parse, an
+        uncached entry holding the syntax error (see :func:`_stand_in`)."""
+        parsed = await self._in_worker(_parse, text, parse_options)
+        if isinstance(parsed, GraphQLError):
+            return Entry(_stand_in(operation_name), _NOTHING, (parsed,))
+        document, key, cost = parsed
+        entry = self._entries.get(key)
+        if entry is None:
+            refused = refusals(cost, self.limits)
+            entry = Entry(document, cost, tuple(refused) if refused else None)
+            self._entries[key] = entry
+        self._keys[text] = key
+        return entry
+
+    async def validate(
+        self, entry: Entry, schema: GraphQLSchema, rules: tuple[Any, ...]
+    ) -> tuple[GraphQLError, ...]:
+        """The entry's validation errors, validating it in a worker the first time."""
+        if entry.errors is None:
+            self.validations += 1
+            errors = await self._in_worker(validate_document, schema, entry.document, rules)
+            entry.errors = tuple(errors)
+        return entry.errors
+
+    async def _in_worker(self, function: Callable[..., _T], *args: Any) -> _T:
+        loop = asyncio.get_running_loop()
+        limiter = self._limiters.get(loop)
+        if limiter is None:  # anyio's limiter belongs to the loop that made it
+            limiter = self._limiters[loop] = anyio.CapacityLimiter(WORKERS)
+        return await anyio.to_thread.run_sync(function, *args, limiter=limiter)
+
+
+def _parse(
+    text: str, options: dict[str, Any]
+) -> tuple[DocumentNode, bytes, DocumentCost] | GraphQLError:
+    """In a worker: the document, its key and its cost, or the syntax (or token) error."""
+    try:
+        document = parse(text, **options)
+    except GraphQLError as error:
+        return error
+    return document, _key(document, text), measure(document)
+
+
+_NOTHING: Final = DocumentCost(selections=0, spreads=0, aliases=0)
+
+
+def _stand_in(operation_name: str | None) -> DocumentNode:
+    """``query <operation_name> { __typename }``, built rather than parsed (the name is the
+    caller's string): a document strawberry can resolve the operation of and leave alone
+    while the entry's errors answer. Never validated or executed."""
+    name = NameNode(value=operation_name) if operation_name else None
+    typename = FieldNode(name=NameNode(value="__typename"))
+    operation = OperationDefinitionNode(
+        operation=OperationType.QUERY,
+        name=name,
+        selection_set=SelectionSetNode(selections=(typename,)),
+    )
+    return DocumentNode(definitions=(operation,))
+
+
+def _key(document: DocumentNode, text: str) -> bytes:
+    """A digest of the token stream: equal for texts that differ only in comments,
+    whitespace or commas (which the lexer skips), different otherwise."""
+    token = document.loc.start_token if document.loc is not None else None
+    if token is None:
+        return hashlib.sha256(text.encode(errors="surrogatepass")).digest()
+    digest = hashlib.sha256()
+    while token is not None:
+        if token.kind is not TokenKind.COMMENT:
+            value = (token.value or "").encode(errors="surrogatepass")  # JSON allows lone ones
+            # Length-prefixed, so no two different streams share an encoding.
+            digest.update(b"%s %d:%s" % (token.kind.value.encode(), len(value), value))
+        token = token.next
+    return digest.digest()
 
 
 class DocumentCache(SchemaExtension):
-    """One instance per operation (strawberry's rule); the LRU is shared through the factory."""
+    """One instance per operation (strawberry's rule); :class:`Documents` is shared."""
 
-    def __init__(self, cache: LRUCache[str, Cached]) -> None:
-        self._cache = cache
-        self._hit: Cached | None = None
+    def __init__(self, documents: Documents) -> None:
+        self._documents = documents
+        self._entry: Entry | None = None
 
-    def on_parse(self) -> Iterator[None]:
-        query = self.execution_context.query
-        self._hit = self._cache.get(query) if query else None
-        if self._hit is not None:
-            self.execution_context.graphql_document = self._hit[0]
-        yield
-
-    def on_validate(self) -> Iterator[None]:
+    async def on_parse(self) -> AsyncIterator[None]:
         context = self.execution_context
-        if self._hit is not None:
-            context.pre_execution_errors = list(self._hit[1])  # validation is skipped
+        query = context.query
+        if query and context.graphql_document is None:
+            entry = self._documents.known(query)
+            if entry is None:
+                options = dict(context.parse_options)
+                entry = await self._documents.learn(query, options, context.operation_name)
+            self._entry = entry
+            context.graphql_document = entry.document
         yield
-        document, errors = context.graphql_document, context.pre_execution_errors
-        if self._hit is None and context.query and document is not None and errors is not None:
-            self._cache[context.query] = (document, tuple(errors))
+
+    async def on_validate(self) -> AsyncIterator[None]:
+        context = self.execution_context
+        entry = self._entry
+        if entry is not None:
+            errors = entry.errors
+            if errors is None:
+                schema = context.schema._schema  # what strawberry validates with
+                errors = await self._documents.validate(
+                    entry, schema, tuple(context.validation_rules)
+                )
+            budget: RequestBudget | None = getattr(context.context, "document_budget", None)
+            refusal = budget.charge(entry.cost) if budget is not None and not errors else None
+            # Set, even empty: strawberry then skips its own validation.
+            context.pre_execution_errors = [refusal] if refusal else list(errors)
+        yield
 
 
-def document_cache(maxsize: int = 512) -> Callable[[], DocumentCache]:
-    """The extension factory for one schema, with its own bounded cache."""
-    cache: LRUCache[str, Cached] = LRUCache(maxsize)
-    return lambda: DocumentCache(cache)
+class DocumentCacheFactory:
+    """The extension factory for one schema, with its own bounded caches."""
+
+    def __init__(self, limits: CostLimits, maxsize: int = 512) -> None:
+        self.documents = Documents(limits, maxsize)
+
+    def __call__(self) -> DocumentCache:
+        return DocumentCache(self.documents)

@@ -20,12 +20,9 @@ from gateway.errors import GatewayError
 
 logger = logging.getLogger(__name__)
 
-# graphql-core and strawberry's limit rules report plain messages; these name the limit.
-_TOO_LARGE: Final = (
-    "exceeds maximum operation depth",
-    "aliases found. Allowed:",
-    "tokens. Parsing aborted",
-)
+# graphql-core's token limit reports a plain message; this names the limit. (The document
+# budget's refusals carry their code already: gateway.schema.document_budget.)
+_TOO_LARGE: Final = ("tokens. Parsing aborted",)
 
 
 class ErrorCodes(SchemaExtension):

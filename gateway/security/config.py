@@ -42,6 +42,10 @@ class SecuritySettings:
     max_depth: int = 10
     max_aliases: int = 50
     max_tokens: int = 2000
+    max_selections: int = 300
+    """Fields a request may select, fragments expanded (a batch's operations together)."""
+    max_spreads: int = 100
+    """Fragment spreads a request may make, fragments expanded."""
     max_body_bytes: int = 65_536
     batching: bool = False
     max_batch: int = 10
@@ -94,6 +98,8 @@ def security_from_environ(reader: EnvReader) -> SecuritySettings:
         max_depth=reader.integer("GATEWAY_MAX_DEPTH", 10, minimum=2),
         max_aliases=reader.integer("GATEWAY_MAX_ALIASES", 50, minimum=1),
         max_tokens=reader.integer("GATEWAY_MAX_TOKENS", 2000, minimum=50),
+        max_selections=reader.integer("GATEWAY_MAX_SELECTIONS", 300, minimum=1),
+        max_spreads=reader.integer("GATEWAY_MAX_FRAGMENT_SPREADS", 100, minimum=0),
         max_body_bytes=reader.integer("GATEWAY_MAX_BODY_BYTES", 65_536, minimum=1024),
         batching=reader.boolean("GATEWAY_BATCHING", False),
         max_batch=reader.integer("GATEWAY_MAX_BATCH", 10, minimum=1),

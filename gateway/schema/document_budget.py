@@ -1,0 +1,95 @@
+"""The budget a GraphQL document must fit before any validation rule sees it.
+
+graphql-core's validation is not linear: its overlapping-fields rule compares every pair
+of fields that share a response name, so 350 copies of ``conferences { number name }``
+cost 0.75 s of CPU (issue 15), and rules that follow fragment spreads pay for each
+expansion. The figures of :mod:`gateway.schema.document_cost` are cheap to get; a document
+over any limit is refused with ``OPERATION_TOO_LARGE`` on those figures alone, and the
+largest document the default limits admit validates in milliseconds (README, Security).
+
+Batched operations share one request's budget of fields and spreads (:class:`RequestBudget`):
+six documents each under the limit are charged their sum, not six separate budgets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from graphql import GraphQLError
+
+from gateway.schema.document_cost import DocumentCost
+
+TOO_LARGE: Final = "OPERATION_TOO_LARGE"
+
+
+@dataclass(frozen=True)
+class CostLimits:
+    """The per-document limits (``GATEWAY_MAX_SELECTIONS`` and the rest)."""
+
+    max_selections: int
+    max_spreads: int
+    max_depth: int
+    max_aliases: int
+
+
+def refusals(cost: DocumentCost, limits: CostLimits) -> list[GraphQLError]:
+    """A coded error per limit ``cost`` breaks; empty when the document fits."""
+    if cost.cycle is not None:
+        # Invalid rather than too large: graphql-core's words, without running its rule.
+        message = f"Cannot spread fragment '{cost.cycle}' within itself."
+        return [GraphQLError(message, extensions={"code": "GRAPHQL_VALIDATION_FAILED"})]
+    errors = [
+        # The depth and alias messages are those of the rules this replaces.
+        _too_large(f"'{name}' exceeds maximum operation depth of {limits.max_depth}")
+        for name, depth in cost.depths
+        if depth > limits.max_depth
+    ]
+    if cost.aliases > limits.max_aliases:
+        errors.append(_too_large(f"{cost.aliases} aliases found. Allowed: {limits.max_aliases}"))
+    if cost.selections > limits.max_selections:
+        errors.append(
+            _too_large(
+                f"this document selects {cost.selections} fields once its fragments are "
+                f"expanded; at most {limits.max_selections} are allowed (GATEWAY_MAX_SELECTIONS)"
+            )
+        )
+    if cost.spreads > limits.max_spreads:
+        errors.append(
+            _too_large(
+                f"this document spreads fragments {cost.spreads} times once expanded; at most "
+                f"{limits.max_spreads} are allowed (GATEWAY_MAX_FRAGMENT_SPREADS)"
+            )
+        )
+    return errors
+
+
+class RequestBudget:
+    """Fields and spreads one HTTP request may still spend, across a batch's operations."""
+
+    def __init__(self, limits: CostLimits) -> None:
+        self._limits = limits
+        self._selections = 0
+        self._spreads = 0
+
+    def charge(self, cost: DocumentCost) -> GraphQLError | None:
+        """Count one admitted document, or refuse it (counting nothing) past the limits."""
+        selections = self._selections + cost.selections
+        spreads = self._spreads + cost.spreads
+        if selections > self._limits.max_selections:
+            return _too_large(
+                f"the operations of this request select {selections} fields in all; at most "
+                f"{self._limits.max_selections} are allowed per request (GATEWAY_MAX_SELECTIONS)"
+            )
+        if spreads > self._limits.max_spreads:
+            return _too_large(
+                f"the operations of this request spread fragments {spreads} times in all; at "
+                f"most {self._limits.max_spreads} are allowed per request "
+                "(GATEWAY_MAX_FRAGMENT_SPREADS)"
+            )
+        self._selections, self._spreads = selections, spreads
+        return None
+
+
+def _too_large(message: str) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": TOO_LARGE})
