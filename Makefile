@@ -11,6 +11,7 @@ VENV   ?= .venv
 TOOLS  ?= .venv-tools
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
+PBX_PORT ?= 8088
 PY     := $(VENV)/bin/python
 UV     := $(TOOLS)/bin/uv
 # Which venv `uv sync` fills, and which interpreter it builds it from: python3 as found,
@@ -26,7 +27,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 
 run: $(RUN_STAMP)  ## The gateway plus the embedded PBX simulator, GraphiQL at http://$(HOST):$(PORT)/graphql
 	-@$(PYTHON) scripts/build-web-example  # the web example's urql bundle (npm); without it the page says how
-	$(PY) -m gateway demo --host $(HOST) --port $(PORT)
+	$(PY) -m gateway demo --host $(HOST) --port $(PORT) --pbx-port $(PBX_PORT)
 
 test: lock-check lint system-deps web-example $(DEV_STAMP)  ## The whole suite: the lock, lint, types, then pytest
 	$(PY) -m pytest

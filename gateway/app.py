@@ -166,7 +166,7 @@ def create_app(
             Route("/readyz", readyz, methods=["GET", "HEAD"]),
             Route("/metrics", metrics.endpoint, methods=["GET"]),
             Route("/", _to_graphiql),
-            *(graphiql_routes() if security.graphiql else ()),
+            *(graphiql_routes(directory=settings.graphiql_assets_dir) if security.graphiql else ()),
             *extra_routes,
         ],
         middleware=middleware,

@@ -4,11 +4,13 @@ The builder stage's steps, here: the files it COPYs become a build context, `pip
 --no-deps` builds the wheel, and pip installs it into an empty venv (dependencies come
 from the package index; pip's cache makes reruns quick). Then that venv's `pbx-gateway
 serve` runs as a subprocess against the simulator, is asked one query, probed with the
-image's HEALTHCHECK command, and stopped with SIGTERM, as a container runtime would.
+image's HEALTHCHECK command, its GraphiQL page driven by headless Chromium (the assets
+come from the wheel, no npm, no CDN), and stopped with SIGTERM, as a container runtime would.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import signal
@@ -21,11 +23,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
 
 from gateway.simulator import DEMO_PASSWORD, DEMO_USERNAME, run_simulator_in_thread
+from tests.browser_helpers import browse, browser_driver
 from tests.deploy_helpers import REPO, builder_sources, dockerfile_stages, run_command
 
 pytestmark = pytest.mark.slow
@@ -53,6 +57,7 @@ class Served:
 
     readiness: tuple[int, dict[str, Any]]
     answer: dict[str, Any]
+    graphiql: dict[str, Any]
     healthcheck_live: int
     healthcheck_dead: int
     returncode: int
@@ -146,6 +151,7 @@ def served(installed: Installed, tmp_path_factory: pytest.TempPathFactory) -> It
             "PBX_USERNAME": DEMO_USERNAME,
             "PBX_PASSWORD": DEMO_PASSWORD,
             "GATEWAY_AUTH": "none",
+            "GATEWAY_GRAPHIQL": "true",
         }
         command = [str(installed.program("pbx-gateway")), "serve", "--port", str(port)]
         with log_path.open("wb") as output:
@@ -155,11 +161,16 @@ def served(installed: Installed, tmp_path_factory: pytest.TempPathFactory) -> It
         try:
             readiness = _wait_until_ready(process, f"{base_url}/readyz")
             answer: dict[str, Any] = {}
+            graphiql: dict[str, Any] = {}
             healthcheck_live = -1
             if readiness[0] == 200:  # else the tests below fail, showing the log
                 response = httpx.post(f"{base_url}/graphql", json={"query": QUERY}, timeout=10)
                 answer = response.json()
                 healthcheck_live = _healthcheck(installed, port)
+                page_url = f"{base_url}/graphql?q={quote(QUERY)}"
+                graphiql = asyncio.run(
+                    browse(browser_driver(), "graphiql", page_url, "wheel-graphiql.png")
+                )
         finally:
             process.send_signal(signal.SIGTERM)
             try:
@@ -172,7 +183,15 @@ def served(installed: Installed, tmp_path_factory: pytest.TempPathFactory) -> It
     written = sorted(_files_under(installed.venv, workdir, tmpdir) - before)
     log = log_path.read_text(encoding="utf-8", errors="replace")
     yield Served(
-        readiness, answer, healthcheck_live, healthcheck_dead, returncode, logouts, written, log
+        readiness,
+        answer,
+        graphiql,
+        healthcheck_live,
+        healthcheck_dead,
+        returncode,
+        logouts,
+        written,
+        log,
     )
 
 
@@ -231,3 +250,11 @@ def test_wheel_gateway_writes_no_file(served: Served) -> None:
     """Nothing is written into the venv, the working directory or TMPDIR: a read-only
     root filesystem is fine."""
     assert served.written == []
+
+
+def test_wheel_serves_graphiql_that_runs_a_query(served: Served) -> None:
+    """GATEWAY_GRAPHIQL=true on the installed wheel: headless Chromium loads the page and
+    its assets from the wheel (no npm, no CDN), runs the query, and shows the answer."""
+    assert served.graphiql.get("problems") == [], served.log
+    assert "conference" in served.graphiql["editor"]
+    assert '"name": "PM"' in served.graphiql["result"]
