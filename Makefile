@@ -22,7 +22,7 @@ export UV_PYTHON := $(PYTHON)
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint format lock lock-check bench bench-quick schema clean system-deps chaos \
+.PHONY: run test lint format lock lock-check sbom bench bench-quick schema clean system-deps chaos \
 	graphiql-assets web-example
 
 run: $(RUN_STAMP)  ## The gateway plus the embedded PBX simulator, GraphiQL at http://$(HOST):$(PORT)/graphql
@@ -49,6 +49,15 @@ lock: $(UV)  ## Update uv.lock after a change to pyproject.toml; UPGRADE=1 moves
 
 lock-check: $(UV)  ## uv.lock still matches pyproject.toml (fails when someone forgot `make lock`)
 	$(UV) lock --check
+
+# The SBOM lists what the image ships: the runtime set plus its redis extra, from uv.lock.
+SBOM        ?= dist/pbx-gateway.cdx.json
+SBOM_EXTRAS ?= redis
+sbom: $(UV)  ## A CycloneDX 1.5 SBOM of the locked runtime set (+ SBOM_EXTRAS) in $(SBOM)
+	mkdir -p $(dir $(SBOM))
+	$(UV) export --frozen --quiet --preview-features sbom-export --format cyclonedx1.5 \
+		$(foreach extra,$(SBOM_EXTRAS),--extra $(extra)) --output-file $(SBOM) >/dev/null
+	@echo "sbom: $(SBOM)"
 
 graphiql-assets:  ## Fetch GraphiQL's browser files again from the npm registry (they are committed)
 	$(PYTHON) scripts/fetch-graphiql-assets

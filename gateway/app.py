@@ -44,7 +44,7 @@ from gateway.security.rate_limit import RateLimiter
 from gateway.settings import Settings
 from gateway.store import ConferenceStore
 
-__all__ = ["Runtime", "create_app"]  # Runtime re-exported: scripts reach it from here
+__all__ = ["create_app"]
 
 
 def create_app(
