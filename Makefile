@@ -22,7 +22,7 @@ export UV_PYTHON := $(PYTHON)
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint format lock lock-check sbom bench bench-quick schema clean system-deps chaos \
+.PHONY: run test lint format lock lock-check sbom codegen bench bench-quick schema clean system-deps chaos \
 	graphiql-assets web-example
 
 run: $(RUN_STAMP)  ## The gateway plus the embedded PBX simulator, GraphiQL at http://$(HOST):$(PORT)/graphql
@@ -73,6 +73,9 @@ bench: $(DEV_STAMP)  ## Gateway vs HTTP ceiling vs naive gateway, < 5 min, loopb
 
 bench-quick: $(DEV_STAMP)  ## The one-minute benchmark
 	$(PY) -m bench --quick
+
+codegen: $(DEV_STAMP)  ## Regenerate examples/service's typed client (ariadne-codegen) from schema.graphql and its operations
+	$(VENV)/bin/ariadne-codegen --config examples/service/ariadne-codegen.toml
 
 schema: $(RUN_STAMP)  ## Regenerate schema.graphql from the code
 	$(PY) -m gateway export-schema > schema.graphql
