@@ -7,6 +7,7 @@ import ast
 import importlib.metadata
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -90,10 +91,26 @@ def test_packaging_lowest_direct_versions_pass_the_smoke_test(tmp_path: Path) ->
         assert done.returncode == 0, done.stderr
         return done.stdout
 
+    source = tmp_path / "source"  # a copy: setuptools writes build/ beside the sources
+    for name in ("pyproject.toml", "README.md"):
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, source / name)
+    shutil.copytree(
+        ROOT / "gateway", source / "gateway", ignore=shutil.ignore_patterns("__pycache__")
+    )
     base_python = Path(sys.base_prefix) / "bin" / "python3"
     uv("venv", "--quiet", "--python", base_python, venv)
     python = venv / "bin" / "python"
-    uv("pip", "install", "--quiet", "--python", python, "--resolution", "lowest-direct", ".[redis]")
+    uv(
+        "pip",
+        "install",
+        "--quiet",
+        "--python",
+        python,
+        "--resolution",
+        "lowest-direct",
+        f"{source}[redis]",
+    )
     installed = {
         _name(line.split("==")[0]): line.split("==")[1]
         for line in uv("pip", "freeze", "--python", python).splitlines()
