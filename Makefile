@@ -19,6 +19,8 @@ UV     := $(TOOLS)/bin/uv
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
+# ariadne-codegen has a venv of its own: it pins graphql-core and ruff below the project's.
+CODEGEN   := .venv-codegen/bin/ariadne-codegen
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 
@@ -29,7 +31,7 @@ run: $(RUN_STAMP)  ## The gateway plus the embedded PBX simulator, GraphiQL at h
 	-@$(PYTHON) scripts/build-web-example  # the web example's urql bundle (npm); without it the page says how
 	$(PY) -m gateway demo --host $(HOST) --port $(PORT) --pbx-port $(PBX_PORT)
 
-test: lock-check lint system-deps web-example $(DEV_STAMP)  ## The whole suite: the lock, lint, types, then pytest
+test: lock-check lint system-deps web-example $(DEV_STAMP) $(CODEGEN)  ## The whole suite: the lock, lint, types, then pytest
 	$(PY) -m pytest
 
 system-deps:  ## Debian packages the tests use (redis-server, chromium, node), when root
@@ -74,8 +76,8 @@ bench: $(DEV_STAMP)  ## Gateway vs HTTP ceiling vs naive gateway, < 5 min, loopb
 bench-quick: $(DEV_STAMP)  ## The one-minute benchmark
 	$(PY) -m bench --quick
 
-codegen: $(DEV_STAMP)  ## Regenerate examples/service's typed client (ariadne-codegen) from schema.graphql and its operations
-	$(VENV)/bin/ariadne-codegen --config examples/service/ariadne-codegen.toml
+codegen: $(CODEGEN)  ## Regenerate examples/service's typed client (ariadne-codegen) from schema.graphql and its operations
+	$(CODEGEN) --config examples/service/ariadne-codegen.toml
 
 schema: $(RUN_STAMP)  ## Regenerate schema.graphql from the code
 	$(PY) -m gateway export-schema > schema.graphql
@@ -98,5 +100,11 @@ $(DEV_STAMP): pyproject.toml uv.lock $(UV)
 	$(UV) sync --frozen --extra dev --quiet
 	touch $(DEV_STAMP) $(RUN_STAMP)
 
+$(CODEGEN): scripts/codegen-requirements.txt $(UV)
+	$(UV) venv --quiet --allow-existing .venv-codegen
+	$(UV) pip install --quiet --python .venv-codegen/bin/python --require-hashes \
+		-r scripts/codegen-requirements.txt
+	touch $(CODEGEN)
+
 clean:
-	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache build dist *.egg-info examples/web/vendor
+	rm -rf $(VENV) $(TOOLS) .venv-codegen .mypy_cache .ruff_cache .pytest_cache build dist *.egg-info examples/web/vendor
