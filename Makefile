@@ -1,34 +1,67 @@
 # The two commands a newcomer needs are `make run` and `make test`; each builds the
 # virtual environment it needs first, so a fresh clone with python3 and make is enough.
+#
+# Every Python package comes from uv.lock (exact versions and hashes): uv installs it,
+# and uv itself is pinned by hash in scripts/uv-requirements.txt and installed with pip
+# into a small bootstrap venv ($(TOOLS)). `make run` installs the runtime dependencies
+# only; `make test` and `make lint` add the development tools (the `dev` extra).
 
 PYTHON ?= python3
 VENV   ?= .venv
+TOOLS  ?= .venv-tools
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+PBX_PORT ?= 8088
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
+UV     := $(TOOLS)/bin/uv
+# Which venv `uv sync` fills, and which interpreter it builds it from: python3 as found,
+# never one uv would download.
+export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON := $(PYTHON)
+# ariadne-codegen has a venv of its own: it pins graphql-core and ruff below the project's.
+CODEGEN   := .venv-codegen/bin/ariadne-codegen
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint format bench bench-quick schema clean system-deps chaos graphiql-assets web-example schema-check-tools
+.PHONY: run test lint format lock lock-check sbom codegen bench bench-quick schema clean system-deps chaos \
+	graphiql-assets web-example schema-check-tools
 
-run: $(STAMP)  ## The gateway plus the embedded PBX simulator, GraphiQL at http://127.0.0.1:8000/graphql
-	-@$(PYTHON) scripts/fetch-graphiql-assets  # GraphiQL's files (npm); without them the page says how
-	-@$(PYTHON) scripts/build-web-example  # the web example's urql bundle (npm); likewise
-	$(PY) -m gateway demo
+run: $(RUN_STAMP)  ## The gateway plus the embedded PBX simulator, GraphiQL at http://$(HOST):$(PORT)/graphql
+	-@$(PYTHON) scripts/build-web-example  # the web example's urql bundle (npm); without it the page says how
+	$(PY) -m gateway demo --host $(HOST) --port $(PORT) --pbx-port $(PBX_PORT)
 
-test: lint system-deps graphiql-assets web-example schema-check-tools  ## The whole suite: lint, types, then pytest
+test: lock-check lint system-deps web-example schema-check-tools $(DEV_STAMP) $(CODEGEN)  ## The whole suite: the lock, lint, types, then pytest
 	$(PY) -m pytest
 
 system-deps:  ## Debian packages the tests use (redis-server, chromium, node), when root
 	scripts/install-system-deps
 
-lint: $(STAMP)  ## ruff and mypy (strict), both must be clean
+lint: $(DEV_STAMP)  ## ruff and mypy (strict), both must be clean
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-format: $(STAMP)
+format: $(DEV_STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-graphiql-assets:  ## GraphiQL's browser files from the npm registry into gateway/static/graphiql/
+lock: $(UV)  ## Update uv.lock after a change to pyproject.toml; UPGRADE=1 moves every package to its newest
+	$(UV) lock $(if $(UPGRADE),--upgrade)
+
+lock-check: $(UV)  ## uv.lock still matches pyproject.toml (fails when someone forgot `make lock`)
+	$(UV) lock --check
+
+# The SBOM lists what the image ships: the runtime set plus its redis extra, from uv.lock.
+SBOM        ?= dist/pbx-gateway.cdx.json
+SBOM_EXTRAS ?= redis
+sbom: $(UV)  ## A CycloneDX 1.5 SBOM of the locked runtime set (+ SBOM_EXTRAS) in $(SBOM)
+	mkdir -p $(dir $(SBOM))
+	$(UV) export --frozen --quiet --preview-features sbom-export --format cyclonedx1.5 \
+		$(foreach extra,$(SBOM_EXTRAS),--extra $(extra)) --output-file $(SBOM) >/dev/null
+	@echo "sbom: $(SBOM)"
+
+graphiql-assets:  ## Fetch GraphiQL's browser files again from the npm registry (they are committed)
 	$(PYTHON) scripts/fetch-graphiql-assets
 
 schema-check-tools:  ## graphql-inspector from the npm registry into tools/schema-check/ (the schema checks in the suite)
@@ -37,23 +70,44 @@ schema-check-tools:  ## graphql-inspector from the npm registry into tools/schem
 web-example:  ## urql's core, bundled from the npm registry into examples/web/vendor/ (demo: /examples/web/)
 	$(PYTHON) scripts/build-web-example
 
-chaos: $(STAMP)  ## Two minutes of random PBX faults under 50 clients, loopback only; exit 1 on a broken invariant
+chaos: $(DEV_STAMP)  ## Two minutes of random PBX faults under 50 clients, loopback only; exit 1 on a broken invariant
 	$(PY) scripts/chaos.py --duration 120 --clients 50
 
-bench: $(STAMP)  ## Gateway vs HTTP ceiling vs naive gateway, < 5 min, loopback only; results in bench/results/
+bench: $(DEV_STAMP)  ## Gateway vs HTTP ceiling vs naive gateway, < 5 min, loopback only; results in bench/results/
 	$(PY) -m bench
 
-bench-quick: $(STAMP)  ## The one-minute benchmark
+bench-quick: $(DEV_STAMP)  ## The one-minute benchmark
 	$(PY) -m bench --quick
 
-schema: $(STAMP)  ## Regenerate schema.graphql from the code
+codegen: $(CODEGEN)  ## Regenerate examples/service's typed client (ariadne-codegen) from schema.graphql and its operations
+	$(CODEGEN) --config examples/service/ariadne-codegen.toml
+
+schema: $(RUN_STAMP)  ## Regenerate schema.graphql from the code
 	$(PY) -m gateway export-schema > schema.graphql
 
-# The venv is rebuilt whenever pyproject.toml changes.
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
-	touch $(STAMP)
+# uv, pinned by hash; its venv is rebuilt when the pin changes.
+$(UV): scripts/uv-requirements.txt
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes \
+		-r scripts/uv-requirements.txt
+	touch $(UV)
+
+# The venv follows uv.lock: `--frozen` installs exactly the locked set and never
+# re-resolves. The runtime set is synced `--inexact`, so running the demo after the
+# tests keeps the development tools instead of uninstalling them.
+$(RUN_STAMP): pyproject.toml uv.lock $(UV)
+	$(UV) sync --frozen --inexact --quiet
+	touch $(RUN_STAMP)
+
+$(DEV_STAMP): pyproject.toml uv.lock $(UV)
+	$(UV) sync --frozen --extra dev --quiet
+	touch $(DEV_STAMP) $(RUN_STAMP)
+
+$(CODEGEN): scripts/codegen-requirements.txt $(UV)
+	$(UV) venv --quiet --allow-existing .venv-codegen
+	$(UV) pip install --quiet --python .venv-codegen/bin/python --require-hashes \
+		-r scripts/codegen-requirements.txt
+	touch $(CODEGEN)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist *.egg-info gateway/static/graphiql examples/web/vendor
+	rm -rf $(VENV) $(TOOLS) .venv-codegen .mypy_cache .ruff_cache .pytest_cache build dist *.egg-info examples/web/vendor

@@ -46,7 +46,7 @@ from gateway.security.rate_limit import RateLimiter
 from gateway.settings import Settings
 from gateway.store import ConferenceStore
 
-__all__ = ["Runtime", "create_app"]  # Runtime re-exported: scripts reach it from here
+__all__ = ["create_app"]
 
 
 def create_app(
@@ -174,7 +174,7 @@ def create_app(
             Route("/readyz", readyz, methods=["GET", "HEAD"]),
             Route("/metrics", metrics.endpoint, methods=["GET"]),
             Route("/", _to_graphiql),
-            *(graphiql_routes() if security.graphiql else ()),
+            *(graphiql_routes(directory=settings.graphiql_assets_dir) if security.graphiql else ()),
             *extra_routes,
         ],
         middleware=middleware,

@@ -3,20 +3,23 @@
 strawberry's GraphiQL page loads React, GraphiQL and the explorer plugin from unpkg.com,
 so it stays blank wherever the browser has no internet (a laptop on the PBX's network).
 This page loads the same files (same versions, same SRI hashes) from the gateway, under
-``/graphiql-assets/``. ``scripts/fetch-graphiql-assets`` (``make graphiql-assets``) puts
-them in ``gateway/static/graphiql/`` at build time, or wherever
-``GATEWAY_GRAPHIQL_ASSETS_DIR`` says; its ``manifest.json`` tells this module which file
-plays which role. Without them the page says how to get them (HTTP 503) instead of
-failing in the browser.
+``/graphiql-assets/``. They are committed in ``gateway/static/graphiql/`` with their
+licences and ship in the wheel and the image (``scripts/fetch-graphiql-assets`` fetched
+them from the npm registry and checked each against its pinned hash; a test checks them
+again). ``manifest.json`` there tells this module which file plays which role.
+``Settings.graphiql_assets_dir`` (``GATEWAY_GRAPHIQL_ASSETS_DIR``) may point elsewhere;
+a folder without them gets a page saying so (HTTP 503) instead of failing in the browser.
 
-The page carries a strict Content-Security-Policy: scripts and styles only from the
-gateway plus the page's one inline script and one inline style, allowed by their hashes
-(both are constant, the GraphQL path reaches the script through a data attribute). One
-thing it blocks on purpose: the ``<style>`` GraphiQL's dialogs inject to stop the page
+The page itself (HTML template, style, script) is package data in ``gateway/templates/``.
+It carries a strict Content-Security-Policy: scripts and styles only from the gateway
+plus the page's one inline script and one inline style, allowed by their hashes (both
+are constant, the GraphQL path reaches the script through a data attribute). One thing
+it blocks on purpose: the ``<style>`` GraphiQL's dialogs inject to stop the page
 scrolling under them (react-remove-scroll); the page never scrolls anyway.
 
-Wiring: ``routes=[..., *graphiql_routes()]``, and in the GraphQL view
-``async def render_graphql_ide(self, request): return render_graphiql_page(request.url.path)``.
+Wiring: ``routes=[..., *graphiql_routes(directory=...)]``, and in the GraphQL view
+``async def render_graphql_ide(self, request): return render_graphiql_page(request.url.path,
+directory=...)``.
 """
 
 from __future__ import annotations
@@ -28,8 +31,10 @@ import json
 import logging
 import os
 import re
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any, Final
 
@@ -38,7 +43,6 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import PathLike, StaticFiles
 from starlette.types import Scope
 
-ASSETS_DIR_VARIABLE: Final = "GATEWAY_GRAPHIQL_ASSETS_DIR"
 PACKAGED_ASSETS_DIR: Final = Path(__file__).parent / "static" / "graphiql"
 ASSETS_URL: Final = "/graphiql-assets"
 MANIFEST: Final = "manifest.json"
@@ -57,12 +61,6 @@ _MEDIA_TYPES: Final = {
 }
 
 logger = logging.getLogger(__name__)
-
-
-def graphiql_assets_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """Where the assets are: ``GATEWAY_GRAPHIQL_ASSETS_DIR``, else the packaged folder."""
-    raw = (os.environ if environ is None else environ).get(ASSETS_DIR_VARIABLE, "").strip()
-    return Path(raw) if raw else PACKAGED_ASSETS_DIR
 
 
 @dataclass(frozen=True)
@@ -92,177 +90,21 @@ def _load_manifest(directory: Path) -> dict[str, _Asset] | None:
 
 def graphiql_assets_available(directory: Path | None = None) -> bool:
     """Whether the GraphiQL page can be served (every file it loads is installed)."""
-    return _load_manifest(directory or graphiql_assets_dir()) is not None
+    return _load_manifest(directory or PACKAGED_ASSETS_DIR) is not None
 
 
 # --- the page ----------------------------------------------------------------------------
 
-# strawberry's page style, verbatim.
-_STYLE: Final = """
-      body {
-        height: 100%;
-        margin: 0;
-        width: 100%;
-        overflow: hidden;
-      }
+TEMPLATES: Final = resources.files("gateway") / "templates"
 
-      #graphiql {
-        height: 100vh;
-        display: flex;
-      }
 
-      .docExplorerHide {
-        display: none;
-      }
+def _template(name: str) -> str:
+    return (TEMPLATES / name).read_text(encoding="utf-8")
 
-      .doc-explorer-contents {
-        overflow-y: hidden !important;
-      }
 
-      .docExplorerWrap {
-        width: unset !important;
-        min-width: unset !important;
-      }
-
-      .graphiql-explorer-actions select {
-        margin-left: 4px;
-      }
-    """
-
-# strawberry's page script, except: the endpoint comes from the page's data-graphql-path,
-# and headers (API keys, bearer tokens) are not persisted in localStorage.
-_SCRIPT: Final = r"""
-      const EXAMPLE_QUERY = `# Welcome to GraphiQL
-#
-# GraphiQL is an in-browser tool for writing, validating, and
-# testing GraphQL queries.
-#
-# Type queries into this side of the screen, and you will see intelligent
-# typeaheads aware of the current GraphQL type schema and live syntax and
-# validation errors highlighted within the text.
-#
-# An example query:
-#
-#     {
-#       conferences {
-#         number
-#         name
-#       }
-#     }
-#
-# Keyboard shortcuts:
-#
-#       Run Query:  Ctrl-Enter (or press the play button above)
-#
-#   Auto Complete:  Ctrl-Space (or just start typing)
-#
-`;
-
-      // Parse URL parameters for sharing queries
-      const parameters = {};
-
-      for (const entry of window.location.search.slice(1).split("&")) {
-        const eq = entry.indexOf("=");
-        if (eq >= 0) {
-          parameters[decodeURIComponent(entry.slice(0, eq))] =
-            decodeURIComponent(entry.slice(eq + 1));
-        }
-      }
-
-      function updateURL(data) {
-        Object.assign(parameters, data);
-
-        const newSearch =
-          "?" +
-          Object.keys(parameters)
-            .filter(function (key) {
-              return Boolean(parameters[key]);
-            })
-            .map(function (key) {
-              return (
-                encodeURIComponent(key) +
-                "=" +
-                encodeURIComponent(parameters[key])
-              );
-            })
-            .join("&");
-        history.replaceState(null, null, newSearch);
-      }
-
-      const container = document.getElementById("graphiql");
-      const fetchURL = new URL(
-        container.dataset.graphqlPath,
-        window.location.href,
-      ).toString();
-
-      function httpUrlToWebSockeUrl(url) {
-        const parsedURL = new URL(url);
-        const protocol = parsedURL.protocol === "http:" ? "ws:" : "wss:";
-        parsedURL.protocol = protocol;
-        parsedURL.hash = "";
-        return parsedURL.toString();
-      }
-
-      const defaultHeaders = {};
-      const csrfToken = Cookies.get("csrftoken");
-
-      if (csrfToken) {
-        defaultHeaders["x-csrftoken"] = csrfToken;
-      }
-
-      const subscriptionUrl = httpUrlToWebSockeUrl(fetchURL);
-
-      const fetcher = GraphiQL.createFetcher({
-        url: fetchURL,
-        headers: defaultHeaders,
-        subscriptionUrl,
-      });
-
-      function GraphiQLWithExplorer() {
-        const [query, setQuery] = React.useState(
-          parameters.q || EXAMPLE_QUERY,
-        );
-        const [variables, setVariables] = React.useState(
-          parameters.variables,
-        );
-        const [headers, setHeaders] = React.useState(parameters.headers);
-
-        function onEditQuery(newQuery) {
-          setQuery(newQuery);
-          updateURL({ q: newQuery });
-        }
-
-        function onEditVariables(newVariables) {
-          setVariables(newVariables);
-          updateURL({ variables: newVariables });
-        }
-
-        function onEditHeaders(newHeaders) {
-          setHeaders(newHeaders);
-        }
-
-        const explorerPlugin = GraphiQLPluginExplorer.explorerPlugin();
-
-        return React.createElement(GraphiQL, {
-          fetcher: fetcher,
-          defaultEditorToolsVisibility: true,
-          plugins: [explorerPlugin],
-          query: query,
-          variables: variables,
-          headers: headers,
-          onEditQuery: onEditQuery,
-          onEditVariables: onEditVariables,
-          onEditHeaders: onEditHeaders,
-          inputValueDeprecation: true,
-          isHeadersEditorEnabled: true,
-          shouldPersistHeaders: false,
-        });
-      }
-
-      const root = ReactDOM.createRoot(container);
-      root.render(React.createElement(GraphiQLWithExplorer));
-    """
-
+_PAGE: Final = string.Template(_template("graphiql.html"))
+_STYLE: Final = _template("graphiql.css")
+_SCRIPT: Final = _template("graphiql.js")
 # strawberry's favicon, an inline SVG (hence img-src data:).
 _ICON: Final = (
     "data:image/svg+xml,<svg xmlns=%22http://www.w3.org/2000/svg%22 viewBox=%220 0 100 100%22>"
@@ -297,7 +139,8 @@ _MISSING_CSP: Final = (
     "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 MISSING_MESSAGE: Final = (
-    "GraphiQL's assets are not installed: run scripts/fetch-graphiql-assets (make graphiql-assets)"
+    "GraphiQL's assets are missing: GATEWAY_GRAPHIQL_ASSETS_DIR names a folder without them, "
+    "or this installation of pbx-gateway is incomplete (reinstall it)"
 )
 
 
@@ -305,7 +148,7 @@ def render_graphiql_page(
     graphql_path: str = "/graphql", *, assets_url: str = ASSETS_URL, directory: Path | None = None
 ) -> HTMLResponse:
     """strawberry's GraphiQL page with same-origin assets, or a 503 saying how to get them."""
-    folder = directory or graphiql_assets_dir()
+    folder = directory or PACKAGED_ASSETS_DIR
     assets = _load_manifest(folder)
     if assets is None:
         logger.warning("%s (looked in %s)", MISSING_MESSAGE, folder)
@@ -340,22 +183,9 @@ def render_graphiql_page(
     endpoint = html.escape(graphql_path, quote=True)
     head = scripts(HEAD_SCRIPT_ROLES) + styles(STYLE_ROLES)
     body = scripts(BODY_SCRIPT_ROLES)
-    page = f"""<!doctype html>
-<html>
-  <head>
-    <meta charset="utf-8" />
-    <title>GraphiQL · pbx-gateway</title>
-    <link rel="icon" href="{_ICON}" />
-    <style>{_STYLE}</style>{head}
-  </head>
-
-  <body>
-    <div id="graphiql" class="graphiql-container" data-graphql-path="{endpoint}"
-      >Loading...</div>{body}
-    <script>{_SCRIPT}</script>
-  </body>
-</html>
-"""
+    page = _PAGE.substitute(
+        icon=_ICON, style=_STYLE, head=head, endpoint=endpoint, body=body, script=_SCRIPT
+    )
     return HTMLResponse(
         page,
         headers={
@@ -366,17 +196,9 @@ def render_graphiql_page(
     )
 
 
-_MISSING_PAGE: Final = f"""<!doctype html>
-<html>
-  <head><meta charset="utf-8" /><title>GraphiQL is not installed</title></head>
-  <body>
-    <h1>GraphiQL is not available</h1>
-    <p>{html.escape(MISSING_MESSAGE, quote=False)},
-    or set {ASSETS_DIR_VARIABLE} to a folder that holds them, then reload this page.</p>
-    <p>The GraphQL endpoint itself works: POST queries to it as JSON.</p>
-  </body>
-</html>
-"""
+_MISSING_PAGE: Final = string.Template(_template("graphiql-missing.html")).substitute(
+    message=html.escape(MISSING_MESSAGE, quote=False)
+)
 
 
 # --- the assets --------------------------------------------------------------------------
@@ -411,7 +233,7 @@ def graphiql_routes(
     *, assets_url: str = ASSETS_URL, directory: Path | None = None
 ) -> list[BaseRoute]:
     """The route serving the page's assets (mount it beside ``/graphql``)."""
-    folder = directory or graphiql_assets_dir()
+    folder = directory or PACKAGED_ASSETS_DIR
     files = _AssetFiles(directory=folder, check_dir=False)
     return [Mount(assets_url.rstrip("/"), app=files, name="graphiql-assets")]
 

@@ -121,6 +121,7 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
         security = settings.security
         self._answers = answers or ResponseCache()
         super().__init__(schema, graphql_ide="graphiql" if security.graphiql else None)
+        self._graphiql_assets = settings.graphiql_assets_dir
         self._clock = clock
         self._persisted = PersistedQueries(
             documents=security.persisted_documents,
@@ -289,7 +290,7 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
 
     async def render_graphql_ide(self, request: Request) -> Response:
         """The self-hosted GraphiQL page (assets from this server, never a CDN)."""
-        return render_graphiql_page(request.url.path)
+        return render_graphiql_page(request.url.path, directory=self._graphiql_assets)
 
     def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
         # Only a browser asking for a page: a GET carrying a persisted-query hash, or any

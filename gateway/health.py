@@ -1,6 +1,7 @@
 """``/healthz`` and ``/readyz``: cheap probes that never call the PBX.
 
-- ``/healthz``: the process is alive and serving (liveness). Always 200 while it answers.
+- ``/healthz``: the process is alive and serving (liveness). Always 200 while it answers,
+  with the gateway's version.
 - ``/readyz``: the gateway can answer queries (readiness): it holds a PBX token and a PBX
   request slot is not stuck on a call the PBX never finished, or it holds data it could
   serve (fresh or stale). 503 otherwise, with the reasons in JSON, so
@@ -17,12 +18,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from gateway import __version__
 from gateway.pbx.breaker import CircuitState
 
 
 async def healthz(request: Request) -> JSONResponse:
-    """Liveness: the process answers."""
-    return JSONResponse({"status": "ok"})
+    """Liveness: the process answers, and says which release it is."""
+    return JSONResponse({"status": "ok", "version": __version__})
 
 
 async def readyz(request: Request) -> JSONResponse:

@@ -81,6 +81,7 @@ class Settings:
     redis_prefix: str = "pbxgw:"
     redis_timeout: float = 2.0
     log_level: str = "INFO"
+    graphiql_assets_dir: Path | None = None  # None: the files packaged in gateway/static/
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -119,6 +120,7 @@ class Settings:
             log_level=reader.choice(
                 "GATEWAY_LOG_LEVEL", ("debug", "info", "warning", "error"), "info"
             ).upper(),
+            graphiql_assets_dir=_directory(reader, "GATEWAY_GRAPHIQL_ASSETS_DIR"),
         )
 
 
@@ -134,6 +136,16 @@ def _pbx_url(reader: EnvReader) -> str:
             f"write {origin} instead of {url}"
         )
     return url
+
+
+def _directory(reader: EnvReader, name: str) -> Path | None:
+    """An existing folder, or None when the variable is unset."""
+    raw = reader.get(name)
+    if not raw:
+        return None
+    if not Path(raw).is_dir():
+        raise ConfigError(f"{name}: {raw!r} is not a directory")
+    return Path(raw)
 
 
 def _secret(reader: EnvReader, name: str) -> Secret | None:

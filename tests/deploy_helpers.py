@@ -43,6 +43,7 @@ SIMULATOR_OVERLAY = KUBERNETES / "overlays" / "simulator"
 FLEET_OVERLAY = KUBERNETES / "overlays" / "fleet"
 DOCKERFILE = DEPLOY / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
+UV = REPO / ".venv-tools" / "bin" / "uv"  # the Makefile's pinned uv (make test installs it)
 
 Document = dict[str, Any]
 
@@ -55,13 +56,21 @@ def project_version() -> str:
 
 
 def run_command(
-    *argv: str | Path, timeout: float = 300, cwd: Path | None = None
+    *argv: str | Path,
+    timeout: float = 300,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a fixed command line (the program found on PATH), fail with its output."""
     program = shutil.which(argv[0])
     assert program is not None, f"{argv[0]} is not installed"
     result = subprocess.run(  # noqa: S603 - argument lists the tests build, no shell
-        [program, *map(str, argv[1:])], capture_output=True, text=True, timeout=timeout, cwd=cwd
+        [program, *map(str, argv[1:])],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=env,
     )
     assert result.returncode == 0, f"{argv} exited {result.returncode}:\n{result.stderr}"
     return result

@@ -5,16 +5,14 @@ routes on loopback ports (``demo_stack``), then runs ``tests/browser/run.mjs`` w
 playwright-core (pinned in ``tests/browser/package-lock.json``, installed into
 ``tests/browser/node_modules`` on first use) driving Debian's ``/usr/bin/chromium``. Node,
 npm, Chromium and the npm registry are required, as they are in CI; the web example's
-bundle and GraphiQL's assets are built first when missing. Screenshots go to
+bundle is built first when missing (GraphiQL's assets are committed). Screenshots go to
 ``artifacts/screenshots/``. The gateway reads a fake clock, so "the cache has expired" is a
 step of the test, not a sleep.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import json
 import shutil
 import subprocess
 import sys
@@ -30,16 +28,14 @@ from starlette.applications import Starlette
 from gateway.app import create_app
 from gateway.demo import demo_settings
 from gateway.examples import BUNDLE, WEB_EXAMPLE_DIR, WEB_EXAMPLE_URL, example_routes
-from gateway.graphiql import graphiql_assets_available, graphiql_assets_dir
+from gateway.graphiql import graphiql_assets_available
 from gateway.runtime import Runtime
 from gateway.serving import LoopbackServer
 from gateway.simulator import SimulatorServer
+from tests.browser_helpers import browse, browser_driver
 from tests.gateway_stack import FakeClock
 
 ROOT: Final = Path(__file__).resolve().parent.parent
-DRIVER_DIR: Final = Path(__file__).parent / "browser"
-SCREENSHOTS: Final = ROOT / "artifacts" / "screenshots"
-CHROMIUM: Final = "/usr/bin/chromium"
 GRAPHIQL_NOT_WIRED: Final = (
     "the gateway still serves strawberry's GraphiQL page, which loads its files from "
     "unpkg.com (unreachable here, so the page stays blank): gateway/graphiql.py is not "
@@ -63,35 +59,19 @@ class DemoStack:
 @pytest.fixture(scope="module")
 def driver() -> list[str]:
     """The command that runs the browser driver, its npm packages installed first."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    assert node and npm, "the browser tests need Node.js and npm on PATH"
-    assert Path(CHROMIUM).is_file(), f"the browser tests need Chromium at {CHROMIUM}"
-    if not (DRIVER_DIR / "node_modules" / "playwright-core" / "package.json").is_file():
-        subprocess.run(  # noqa: S603 (a fixed command line, no user input)
-            [npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts"],
-            check=True,
-            cwd=DRIVER_DIR,
-            timeout=300,
-            capture_output=True,
-        )
-    return [node, str(DRIVER_DIR / "run.mjs")]
+    return browser_driver()
 
 
 @pytest.fixture(scope="module")
 def built() -> None:
-    """The web example's bundle and GraphiQL's assets, built from the npm registry if missing."""
+    """The web example's bundle, built from the npm registry if missing; GraphiQL's assets
+    (committed)."""
     if not (WEB_EXAMPLE_DIR / BUNDLE).is_file():
         subprocess.run(  # noqa: S603 (our own script, fixed arguments)
             [sys.executable, str(ROOT / "scripts" / "build-web-example")], check=True, timeout=600
         )
-    if not graphiql_assets_available():
-        subprocess.run(  # noqa: S603 (our own script, fixed arguments)
-            [sys.executable, str(ROOT / "scripts" / "fetch-graphiql-assets")],
-            check=True,
-            timeout=600,
-        )
     assert (WEB_EXAMPLE_DIR / BUNDLE).is_file()
-    assert graphiql_assets_available(graphiql_assets_dir())
+    assert graphiql_assets_available()
 
 
 @pytest.fixture
@@ -110,28 +90,6 @@ async def demo_stack(built: None) -> AsyncIterator[DemoStack]:
             runtime: Runtime = gateway.app.state.runtime
             await runtime.session.started()
             yield DemoStack(sim=sim, gateway=gateway, clock=clock)
-
-
-async def browse(driver: list[str], scenario: str, url: str, screenshot: str) -> dict[str, Any]:
-    """Run one driver scenario without blocking the loop that serves the stack."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    process = await asyncio.create_subprocess_exec(
-        *driver,
-        scenario,
-        url,
-        str(SCREENSHOTS / screenshot),
-        cwd=DRIVER_DIR,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(60):
-        out, err = await process.communicate()
-    assert process.returncode == 0, err.decode()
-    found: dict[str, Any] = json.loads(out)
-    if "error" in found:
-        problems = "".join(f"\n  {problem}" for problem in found["problems"])
-        pytest.fail(f"{scenario} at {url}: {found['error']}\nin the page:{problems or ' nothing'}")
-    return found
 
 
 def row_of(page: dict[str, Any], number: str) -> list[str]:

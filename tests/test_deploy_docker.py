@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ast
 import json
+import re
+import shlex
 import tomllib
 from fnmatch import fnmatch
 
@@ -49,31 +51,92 @@ def dockerignore_allows(path: str) -> bool:
 
 
 def test_dockerfile_builds_in_one_stage_and_runs_in_another(stages: list[Stage]) -> None:
-    """Two stages from the same slim Python image that pyproject allows."""
+    """Two stages from the same slim Python image that pyproject allows, pinned by digest."""
     arguments, _ = dockerfile_stages()
     assert [(stage.name, stage.base) for stage in stages] == [
         ("builder", "${PYTHON_IMAGE}"),
         ("runtime", "${PYTHON_IMAGE}"),
     ]
-    assert arguments["PYTHON_IMAGE"] == "python:3.11-slim"
+    assert re.fullmatch(r"python:3\.11-slim@sha256:[0-9a-f]{64}", arguments["PYTHON_IMAGE"])
     with (REPO / "pyproject.toml").open("rb") as file:
         assert tomllib.load(file)["project"]["requires-python"] == ">=3.11"
 
 
-def test_dockerfile_builder_installs_the_wheel_into_the_venv(stages: list[Stage]) -> None:
-    """The builder installs the built wheel (not the source tree) into /opt/venv."""
-    (run,) = stages[0].all("RUN")
-    commands = run.arguments
-    assert f"python -m venv --without-pip {VENV}" in commands
-    assert "pip wheel --no-deps --wheel-dir /wheels ." in commands
-    assert 'wheel="$(echo /wheels/pbx_gateway-*.whl)"' in commands
-    assert f'pip --python {VENV}/bin/python install "${{wheel}}${{EXTRAS:+[$EXTRAS]}}"' in commands
+def test_dockerfile_builder_installs_the_lock_then_the_wheel(stages: list[Stage]) -> None:
+    """The builder installs uv by hash, syncs exactly uv.lock into /opt/venv (--frozen: never
+    re-resolved), builds the wheel and installs it (not the source tree) without deps."""
+    install_uv, build = (run.arguments for run in stages[0].all("RUN"))
+    assert "pip install --require-hashes --no-deps -r scripts/uv-requirements.txt" in install_uv
+    assert "uv sync --frozen --no-install-project" in build
+    assert "uv build --wheel --out-dir /wheels" in build
+    assert f"uv pip install --python {VENV}/bin/python --no-deps /wheels/pbx_gateway-*.whl" in build
+    environment = " ".join(env.arguments for env in stages[0].all("ENV"))
+    for setting in (f"UV_PROJECT_ENVIRONMENT={VENV}", "UV_PYTHON_DOWNLOADS=never"):
+        assert setting in environment
+
+
+def test_dockerfile_installs_nothing_unpinned(stages: list[Stage]) -> None:
+    """Every install is pinned: pip only with --require-hashes, uv only from the frozen lock,
+    the build backend by pyproject's build constraint, no apt, npm, curl or wget."""
+    for stage in stages:
+        for run in stage.all("RUN"):
+            commands = run.arguments
+            for unpinned in ("apt-get", "apk ", "npm ", "curl ", "wget ", "uv add", "uv lock"):
+                assert unpinned not in commands, (stage.name, unpinned)
+            if "pip install" in commands.replace("uv pip install", ""):
+                assert "--require-hashes" in commands
+            if "uv sync" in commands:
+                assert "--frozen" in commands
+    requirements = (REPO / "scripts" / "uv-requirements.txt").read_text(encoding="utf-8")
+    assert re.search(r"^uv==\d+\.\d+\.\d+ \\$", requirements, re.MULTILINE)
+    assert "--hash=sha256:" in requirements
+    with (REPO / "pyproject.toml").open("rb") as file:
+        pyproject = tomllib.load(file)
+    (backend,) = pyproject["build-system"]["requires"]
+    assert backend.startswith("setuptools")
+    (pinned,) = pyproject["tool"]["uv"]["build-constraint-dependencies"]
+    assert re.fullmatch(r"setuptools==[\d.]+", pinned)
+
+
+def test_dockerfile_build_is_reproducible_by_construction(stages: list[Stage]) -> None:
+    """SOURCE_DATE_EPOCH is a build argument of the builder (byte code and the wheel take
+    its time, not now's), the header shows the reproducible build command, and no layer
+    keeps a download cache (cache mounts only)."""
+    builder_arguments = [arg.arguments.partition("=")[0] for arg in stages[0].all("ARG")]
+    assert "SOURCE_DATE_EPOCH" in builder_arguments
+    text = (REPO / "deploy" / "Dockerfile").read_text(encoding="utf-8")
+    assert "rewrite-timestamp=true" in text
+    assert '--build-arg SOURCE_DATE_EPOCH="$(git log -1 --format=%ct)"' in text
+    for run in stages[0].all("RUN"):
+        if "install" in run.arguments or "sync" in run.arguments:
+            assert run.arguments.startswith("--mount=type=cache,target=/root/.cache/")
+
+
+def test_dockerfile_labels_name_version_revision_source_and_licence(stages: list[Stage]) -> None:
+    """The runtime stage carries the OCI labels: version (pyproject's, by default),
+    revision and source (build arguments), and pyproject's licence."""
+    runtime = stages[1]
+    defaults = dict(arg.arguments.partition("=")[::2] for arg in runtime.all("ARG"))
+    assert defaults["VERSION"] == project_version()
+    assert {"REVISION", "SOURCE"} <= set(defaults)
+    (label,) = runtime.all("LABEL")
+    labels = dict(item.split("=", 1) for item in shlex.split(label.arguments))
+    with (REPO / "pyproject.toml").open("rb") as file:
+        licence = tomllib.load(file)["project"]["license"]
+    assert labels == {
+        "org.opencontainers.image.title": "pbx-gateway",
+        "org.opencontainers.image.description": labels["org.opencontainers.image.description"],
+        "org.opencontainers.image.version": "${VERSION}",
+        "org.opencontainers.image.revision": "${REVISION}",
+        "org.opencontainers.image.source": "${SOURCE}",
+        "org.opencontainers.image.licenses": licence,
+    }
 
 
 def test_dockerfile_installs_the_redis_extra_by_default(stages: list[Stage]) -> None:
     """The image can share one PBX session across replicas (pyproject's redis extra)."""
-    (extras,) = stages[0].all("ARG")
-    assert extras.arguments == "EXTRAS=redis"
+    extras = [arg.arguments for arg in stages[0].all("ARG") if arg.arguments.startswith("EXTRAS=")]
+    assert extras == ["EXTRAS=redis"]
     with (REPO / "pyproject.toml").open("rb") as file:
         assert "redis" in tomllib.load(file)["project"]["optional-dependencies"]
 
@@ -89,11 +152,24 @@ def test_dockerfile_context_lets_in_exactly_what_the_builder_copies(
 ) -> None:
     """Every COPY source passes .dockerignore; .git, .venv, tests and local secrets do not."""
     sources = builder_sources(stages[0])
-    assert sources == ["pyproject.toml", "README.md", "gateway"]
+    assert sources == [
+        "scripts/uv-requirements.txt",
+        "pyproject.toml",
+        "uv.lock",
+        "README.md",
+        "gateway",
+    ]
     for source in sources:
         assert dockerignore_allows(source), source
         assert (REPO / source).exists(), source
-    for kept_out in (".git", ".venv", "tests/conftest.py", "deploy/secrets/pbx_password"):
+    for kept_out in (
+        ".git",
+        ".venv",
+        ".venv-tools",
+        "tests/conftest.py",
+        "deploy/secrets/pbx_password",
+        "scripts/chaos.py",
+    ):
         assert not dockerignore_allows(kept_out), kept_out
     assert not dockerignore_allows("gateway/__pycache__/app.cpython-311.pyc")
 
@@ -142,10 +218,17 @@ def test_dockerfile_healthcheck_is_valid_python_without_curl(stages: list[Stage]
     assert "urllib.request.urlopen" in code
 
 
-def test_dockerfile_marks_where_graphiql_assets_will_be_built() -> None:
-    """The GraphiQL asset stage is a marked placeholder, not a half-built stage."""
-    text = (REPO / "deploy" / "Dockerfile").read_text(encoding="utf-8")
-    assert "GraphiQL assets" in text and "scripts/fetch-graphiql-assets" in text
+def test_dockerfile_image_carries_graphiql_without_npm(stages: list[Stage]) -> None:
+    """GraphiQL's committed files reach the image inside gateway/ (the context lets them
+    in, the wheel packages them); no stage runs node or npm."""
+    assert dockerignore_allows("gateway/static/graphiql/manifest.json")
+    assert dockerignore_allows("gateway/templates/graphiql.html")
+    with (REPO / "pyproject.toml").open("rb") as file:
+        package_data = tomllib.load(file)["tool"]["setuptools"]["package-data"]["gateway"]
+    assert {"static/graphiql/**/*", "templates/*"} <= set(package_data)
+    for stage in stages:
+        assert "node" not in stage.base
+        assert not any("npm" in run.arguments for run in stage.all("RUN"))
 
 
 def test_image_tag_in_build_instructions_is_the_project_version() -> None:

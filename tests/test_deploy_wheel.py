@@ -1,15 +1,20 @@
 """The wheel, built and run as deploy/Dockerfile does it, without Docker.
 
-The builder stage's steps, here: the files it COPYs become a build context, `pip wheel
---no-deps` builds the wheel, and pip installs it into an empty venv (dependencies come
-from the package index; pip's cache makes reruns quick). Then that venv's `pbx-gateway
-serve` runs as a subprocess against the simulator, is asked one query, probed with the
-image's HEALTHCHECK command, and stopped with SIGTERM, as a container runtime would.
+The builder stage's steps, here: the files it COPYs become a build context, and its last
+RUN (uv sync --frozen from uv.lock, uv build --wheel, uv pip install of the wheel) runs in
+a shell with its own ENV, /opt/venv and /wheels moved under a temporary folder (uv's cache
+makes reruns quick). Then that venv's `pbx-gateway serve` runs as a subprocess against
+the simulator, is asked one query, probed with the image's HEALTHCHECK command, its
+GraphiQL page driven by headless Chromium (the assets come from the wheel: no npm, no
+CDN), and stopped with SIGTERM, as a container runtime would.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import shlex
 import shutil
 import signal
 import socket
@@ -21,12 +26,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
 
 from gateway.simulator import DEMO_PASSWORD, DEMO_USERNAME, run_simulator_in_thread
-from tests.deploy_helpers import REPO, builder_sources, dockerfile_stages, run_command
+from tests.browser_helpers import browse, browser_driver
+from tests.deploy_helpers import REPO, UV, builder_sources, dockerfile_stages, run_command
 
 pytestmark = pytest.mark.slow
 
@@ -53,6 +60,7 @@ class Served:
 
     readiness: tuple[int, dict[str, Any]]
     answer: dict[str, Any]
+    graphiql: dict[str, Any]
     healthcheck_live: int
     healthcheck_dead: int
     returncode: int
@@ -73,16 +81,29 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
             ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
             shutil.copytree(REPO / source, context / source, ignore=ignore)
         else:
+            (context / source).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / source, context / source)
-    wheels = root / "wheels"
-    pip = (sys.executable, "-m", "pip", "--disable-pip-version-check")
-    run_command(*pip, "wheel", "--no-deps", "--quiet", "--wheel-dir", wheels, context)
+    builder = stages[0]
+    wheels, venv = root / "wheels", root / "venv"
+
+    def here(text: str) -> str:
+        return text.replace("/opt/venv", str(venv)).replace("/wheels", str(wheels))
+
+    environment = {**os.environ, "PATH": f"{UV.parent}:{os.environ['PATH']}"}
+    for env in builder.all("ENV"):
+        for assignment in shlex.split(env.arguments):
+            name, _, value = assignment.partition("=")
+            environment[name] = here(value)
+    environment["UV_PYTHON"] = sys.base_prefix + "/bin/python3"  # the image's own python
+    for argument in builder.all("ARG"):
+        name, _, default = argument.arguments.partition("=")
+        environment[name] = default
+    environment.pop("VIRTUAL_ENV", None)
+    run = builder.all("RUN")[-1].arguments
+    assert run.startswith("--mount=type=cache,target=/root/.cache/uv ")
+    script = here(run.partition(" ")[2])
+    run_command("sh", "-euc", script, cwd=context, env=environment)
     (wheel,) = wheels.glob("pbx_gateway-*.whl")
-    venv = root / "venv"
-    run_command(sys.executable, "-m", "venv", "--without-pip", venv)
-    (extras,) = stages[0].all("ARG")  # EXTRAS=redis: the optional dependencies the image has
-    requirement = f"{wheel}[{extras.arguments.partition('=')[2]}]"
-    run_command(*pip, "--python", venv / "bin" / "python", "install", "--quiet", requirement)
     return Installed(wheel=wheel, venv=venv)
 
 
@@ -146,6 +167,7 @@ def served(installed: Installed, tmp_path_factory: pytest.TempPathFactory) -> It
             "PBX_USERNAME": DEMO_USERNAME,
             "PBX_PASSWORD": DEMO_PASSWORD,
             "GATEWAY_AUTH": "none",
+            "GATEWAY_GRAPHIQL": "true",
         }
         command = [str(installed.program("pbx-gateway")), "serve", "--port", str(port)]
         with log_path.open("wb") as output:
@@ -155,11 +177,16 @@ def served(installed: Installed, tmp_path_factory: pytest.TempPathFactory) -> It
         try:
             readiness = _wait_until_ready(process, f"{base_url}/readyz")
             answer: dict[str, Any] = {}
+            graphiql: dict[str, Any] = {}
             healthcheck_live = -1
             if readiness[0] == 200:  # else the tests below fail, showing the log
                 response = httpx.post(f"{base_url}/graphql", json={"query": QUERY}, timeout=10)
                 answer = response.json()
                 healthcheck_live = _healthcheck(installed, port)
+                page_url = f"{base_url}/graphql?q={quote(QUERY)}"
+                graphiql = asyncio.run(
+                    browse(browser_driver(), "graphiql", page_url, "wheel-graphiql.png")
+                )
         finally:
             process.send_signal(signal.SIGTERM)
             try:
@@ -172,7 +199,15 @@ def served(installed: Installed, tmp_path_factory: pytest.TempPathFactory) -> It
     written = sorted(_files_under(installed.venv, workdir, tmpdir) - before)
     log = log_path.read_text(encoding="utf-8", errors="replace")
     yield Served(
-        readiness, answer, healthcheck_live, healthcheck_dead, returncode, logouts, written, log
+        readiness,
+        answer,
+        graphiql,
+        healthcheck_live,
+        healthcheck_dead,
+        returncode,
+        logouts,
+        written,
+        log,
     )
 
 
@@ -196,7 +231,7 @@ def test_wheel_installs_complete_into_an_empty_venv(installed: Installed) -> Non
     where = "import gateway; print(gateway.__file__)"
     imported = run_command(python, "-c", where, cwd=installed.venv).stdout  # not the checkout
     assert Path(imported.strip()).is_relative_to(installed.venv)
-    run_command(sys.executable, "-m", "pip", "--python", python, "check")
+    run_command(UV, "pip", "check", "--python", python)
 
 
 def test_wheel_gateway_becomes_ready_against_the_simulator(served: Served) -> None:
@@ -231,3 +266,11 @@ def test_wheel_gateway_writes_no_file(served: Served) -> None:
     """Nothing is written into the venv, the working directory or TMPDIR: a read-only
     root filesystem is fine."""
     assert served.written == []
+
+
+def test_wheel_serves_graphiql_that_runs_a_query(served: Served) -> None:
+    """GATEWAY_GRAPHIQL=true on the installed wheel: headless Chromium loads the page and
+    its assets from the wheel (no npm, no CDN), runs the query, and shows the answer."""
+    assert served.graphiql.get("problems") == [], served.log
+    assert "conference" in served.graphiql["editor"]
+    assert '"name": "PM"' in served.graphiql["result"]

@@ -1,13 +1,15 @@
 """The self-hosted GraphiQL page (``gateway/graphiql.py``) on a small Starlette app.
 
-The assets come from ``scripts/fetch-graphiql-assets``; a session fixture runs it once
-when they are missing (it needs the npm registry, as CI has).
+The assets are committed in ``gateway/static/graphiql/``; ``scripts/fetch-graphiql-assets``
+fetched them and pins their hashes, which a test here checks again.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.machinery
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -23,30 +25,32 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.errors import ConfigError
 from gateway.graphiql import (
-    ASSETS_DIR_VARIABLE,
     MANIFEST,
     MISSING_MESSAGE,
     PACKAGED_ASSETS_DIR,
     graphiql_assets_available,
-    graphiql_assets_dir,
     graphiql_routes,
     render_graphiql_page,
 )
+from gateway.settings import Settings
 
-FETCH_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "fetch-graphiql-assets"
+ROOT = Path(__file__).resolve().parent.parent
+FETCH_SCRIPT = ROOT / "scripts" / "fetch-graphiql-assets"
+BASE_ENVIRON = {
+    "PBX_URL": "https://pbx.test:8088",
+    "PBX_USERNAME": "u",
+    "PBX_PASSWORD": "p",
+    "GATEWAY_AUTH": "none",
+}
 
 
 @pytest.fixture(scope="session")
 def assets() -> Path:
-    """The installed assets folder, fetched from the npm registry if need be."""
-    folder = graphiql_assets_dir()
-    if not graphiql_assets_available(folder):
-        subprocess.run(  # noqa: S603 - our own script, fixed arguments
-            [sys.executable, str(FETCH_SCRIPT), "--dest", str(folder)], check=True, timeout=600
-        )
-    assert graphiql_assets_available(folder)
-    return folder
+    """The packaged assets folder (committed with the source)."""
+    assert graphiql_assets_available(PACKAGED_ASSETS_DIR)
+    return PACKAGED_ASSETS_DIR
 
 
 def graphiql_app(folder: Path) -> Starlette:
@@ -165,27 +169,66 @@ def test_graphiql_page_queries_the_path_it_is_given(assets: Path) -> None:
     assert PageParts(page).graphql_path == hostile
 
 
-async def test_graphiql_page_without_assets_says_how_to_install_them(tmp_path: Path) -> None:
-    """No assets: HTTP 503 naming the script and the make target, loading nothing."""
+async def test_graphiql_page_without_assets_says_what_is_wrong(tmp_path: Path) -> None:
+    """A folder without the assets: HTTP 503 naming the setting, loading nothing."""
     async with app_client(tmp_path) as client:
         response = await client.get("/graphql")
     assert response.status_code == 503
     assert MISSING_MESSAGE in response.text
-    assert "run scripts/fetch-graphiql-assets (make graphiql-assets)" in response.text
+    assert "GATEWAY_GRAPHIQL_ASSETS_DIR" in response.text
     assert "<script" not in response.text
     assert response.headers["content-security-policy"].startswith("default-src 'none'")
     assert response.headers["x-frame-options"] == "DENY"
     assert graphiql_assets_available(tmp_path) is False
 
 
-def test_graphiql_assets_dir_comes_from_the_environment(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_graphiql_assets_dir_comes_from_settings(tmp_path: Path) -> None:
+    """GATEWAY_GRAPHIQL_ASSETS_DIR is read once into Settings; unset, the packaged folder
+    serves; a path that is not a folder is a one-line ConfigError naming the variable."""
+    assert Settings.from_environ(BASE_ENVIRON).graphiql_assets_dir is None
+    moved = Settings.from_environ({**BASE_ENVIRON, "GATEWAY_GRAPHIQL_ASSETS_DIR": str(tmp_path)})
+    assert moved.graphiql_assets_dir == tmp_path
+    assert render_graphiql_page(directory=moved.graphiql_assets_dir).status_code == 503
+    assert render_graphiql_page().status_code == 200
+    with pytest.raises(ConfigError, match=r"^GATEWAY_GRAPHIQL_ASSETS_DIR: .* is not a directory$"):
+        Settings.from_environ({**BASE_ENVIRON, "GATEWAY_GRAPHIQL_ASSETS_DIR": str(FETCH_SCRIPT)})
+
+
+def test_graphiql_page_reads_no_environment_at_request_time(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """GATEWAY_GRAPHIQL_ASSETS_DIR moves the folder; unset, it is the packaged one."""
-    assert graphiql_assets_dir({}) == PACKAGED_ASSETS_DIR
-    assert graphiql_assets_dir({ASSETS_DIR_VARIABLE: str(tmp_path)}) == tmp_path
-    monkeypatch.setenv(ASSETS_DIR_VARIABLE, str(tmp_path))
-    assert render_graphiql_page().status_code == 503
+    """The page module never reads os.environ: a variable set after start changes nothing."""
+    monkeypatch.setenv("GATEWAY_GRAPHIQL_ASSETS_DIR", str(tmp_path))
+    assert render_graphiql_page().status_code == 200
+    source = (ROOT / "gateway" / "graphiql.py").read_text(encoding="utf-8")
+    assert "environ" not in source
+
+
+def test_graphiql_committed_assets_match_their_pinned_hashes() -> None:
+    """Every committed file is byte for byte what the fetch script pinned (SHA-384), and
+    each package's licence travels with it (a file, or the manifest's licence field)."""
+    loader = importlib.machinery.SourceFileLoader("fetch_graphiql_assets", str(FETCH_SCRIPT))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    assert spec is not None
+    script = importlib.util.module_from_spec(spec)
+    sys.modules[loader.name] = script  # its dataclasses look their module up
+    try:
+        loader.exec_module(script)
+    finally:
+        del sys.modules[loader.name]
+    assert script.up_to_date(PACKAGED_ASSETS_DIR) is True
+    manifest = json.loads((PACKAGED_ASSETS_DIR / MANIFEST).read_text(encoding="utf-8"))
+    for package, notice in manifest["packages"].items():
+        assert notice["license"] == "MIT", package
+        if notice["license_file"] is not None:
+            assert (PACKAGED_ASSETS_DIR / notice["license_file"]).is_file()
+    tracked = subprocess.run(  # noqa: S603 - git, fixed arguments
+        ["git", "ls-files", "--error-unmatch", str(PACKAGED_ASSETS_DIR / MANIFEST)],  # noqa: S607
+        cwd=ROOT,
+        capture_output=True,
+        check=False,
+    )
+    assert tracked.returncode == 0, "gateway/static/graphiql/ must be committed"
 
 
 def test_graphiql_manifest_without_its_files_is_not_available(assets: Path, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gateway import __version__
 from gateway.simulator import SimulatorConfig
 from tests.gateway_stack import StackFactory
 
@@ -10,7 +11,10 @@ async def test_healthz_answers_ok(gateway_stack: StackFactory) -> None:
     """Liveness is 200 while the process serves."""
     stack = await gateway_stack()
     response = await stack.client.get("/healthz")
-    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+    assert (response.status_code, response.json()) == (
+        200,
+        {"status": "ok", "version": __version__},
+    )
 
 
 async def test_readyz_ready_after_start_up_login(gateway_stack: StackFactory) -> None:

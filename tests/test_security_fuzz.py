@@ -109,8 +109,9 @@ class _QuietUvicorn(uvicorn.Server):
 
 def _tcp_listener() -> socket.socket:
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted connections only when the
-    # socket says it is TCP. With proto 0 (as gateway/serving.py makes it) every keep-alive
-    # answer waits out the client's delayed ACK, ~40 ms, which would slow the fuzz tenfold.
+    # socket says it is TCP. With proto 0 (a plain socket.socket()) every keep-alive answer
+    # waits out the client's delayed ACK, ~40 ms, which would slow the fuzz tenfold;
+    # gateway/serving.py names IPPROTO_TCP for the same reason.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     return sock

@@ -11,16 +11,18 @@ as ``other``; errno labels are limited to the documented codes.
 
 from __future__ import annotations
 
+import platform
 import re
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Final
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway import __version__
 from gateway.pbx.breaker import CircuitState
 from gateway.pbx.errnos import errno_meaning
 
@@ -40,6 +42,11 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._operations: set[str] = set()
+        # gateway_build_info{version, python} 1: which release each replica runs, the usual
+        # way to join it onto the other series.
+        Info(
+            "gateway_build", "The gateway's release and Python version.", registry=self.registry
+        ).info({"version": __version__, "python": platform.python_version()})
         self.requests = Counter(
             "gateway_graphql_requests",
             "GraphQL requests by operation name and outcome (ok, error, partial, stale).",
