@@ -42,13 +42,15 @@ def fetch(client: ConferenceClient) -> ConferenceReport:
 
 def report(answer: ConferenceReport, client: ConferenceClient) -> list[str]:
     """The report's lines, from the typed answer and the errors and extensions beside it."""
-    rooms = answer.conferences
+    # None: a room the gateway could not read (its error is among client.errors).
+    rooms = [room for room in answer.conferences if room is not None]
     with_pin = [room for room in rooms if _pins(room)]
     waiting = [room for room in rooms if room.wait_for_moderator]
     lines = [f"{len(rooms)} conference rooms"]
     # extensions.stale (gateway/staleness.py): served from the gateway's last known data.
     stale = client.extensions.get("stale")
-    if isinstance(stale, dict):
+    # REVALIDATING: just past the gateway's TTL and being refreshed, not an outage.
+    if isinstance(stale, dict) and stale.get("code") != "REVALIDATING":
         minutes = int(float(stale["oldestAgeSeconds"]) // 60)
         lines.append(f"PBX unreachable ({stale['code']}): data from {minutes} minutes ago")
     lines.append(f"\nRooms with a PIN ({len(with_pin)}):")
@@ -69,6 +71,8 @@ def _pins(room: ConferenceReportConferences) -> str:
 
 
 def _moderators(room: ConferenceReportConferences) -> str:
+    if room.moderators is None:
+        return "moderators not reported by the PBX"
     if not room.moderators:
         return "no fixed moderators"
     return "moderators " + ", ".join(room.moderators)
