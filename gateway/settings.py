@@ -47,6 +47,34 @@ class PasswordSource:
 
 
 @dataclass(frozen=True)
+class HttpLimits:
+    """What one connection may cost the server (see :mod:`gateway.http_guard`)."""
+
+    max_header_bytes: int = 81_920
+    """Request line and headers; 80 KiB holds a GET carrying a 64 KiB document."""
+    max_headers: int = 100
+    header_timeout: float = 10.0
+    """Seconds from the connection (or the previous answer) to the end of the headers."""
+    body_timeout: float = 20.0
+    """Seconds from the end of the headers to the end of the body."""
+    max_connections: int = 512
+    """Open connections at once; each holds a file descriptor."""
+    keep_alive_timeout: int = 5
+    """Seconds an idle keep-alive connection stays open."""
+
+
+def _http_limits(reader: EnvReader) -> HttpLimits:
+    return HttpLimits(
+        max_header_bytes=reader.integer("GATEWAY_MAX_HEADER_BYTES", 81_920, minimum=1024),
+        max_headers=reader.integer("GATEWAY_MAX_HEADERS", 100, minimum=10),
+        header_timeout=reader.number("GATEWAY_HEADER_TIMEOUT", 10.0, minimum=0.1),
+        body_timeout=reader.number("GATEWAY_BODY_TIMEOUT", 20.0, minimum=0.1),
+        max_connections=reader.integer("GATEWAY_MAX_CONNECTIONS", 512, minimum=1),
+        keep_alive_timeout=reader.integer("GATEWAY_KEEP_ALIVE_TIMEOUT", 5, minimum=1),
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the gateway is configured with; see the README's configuration table."""
 
@@ -80,6 +108,7 @@ class Settings:
     redis_prefix: str = "pbxgw:"
     redis_timeout: float = 2.0
     log_level: str = "INFO"
+    http_limits: HttpLimits = field(default_factory=HttpLimits)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -118,6 +147,7 @@ class Settings:
             log_level=reader.choice(
                 "GATEWAY_LOG_LEVEL", ("debug", "info", "warning", "error"), "info"
             ).upper(),
+            http_limits=_http_limits(reader),
         )
 
 

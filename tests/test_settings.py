@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import ConfigError
-from gateway.settings import PasswordSource, Settings
+from gateway.settings import HttpLimits, PasswordSource, Settings
 
 PASSWORD = "Tr1cky pass;word"
 MD5 = hashlib.md5(PASSWORD.encode()).hexdigest()
@@ -360,3 +360,42 @@ def test_settings_trusted_proxies_are_read_as_a_list() -> None:
     """GATEWAY_TRUSTED_PROXIES lists the proxies whose X-Forwarded-For is believed."""
     read = settings(GATEWAY_TRUSTED_PROXIES="10.0.0.1, 10.0.0.2")
     assert read.security.trusted_proxies == ("10.0.0.1", "10.0.0.2")
+
+
+def test_settings_http_limits_defaults_and_variables() -> None:
+    """The HTTP server's limits: safe defaults, each one set by its own variable."""
+    assert settings().http_limits == HttpLimits(
+        max_header_bytes=81_920,
+        max_headers=100,
+        header_timeout=10.0,
+        body_timeout=20.0,
+        max_connections=512,
+        keep_alive_timeout=5,
+    )
+    loaded = settings(
+        GATEWAY_MAX_HEADER_BYTES="16384",
+        GATEWAY_MAX_HEADERS="50",
+        GATEWAY_HEADER_TIMEOUT="2.5",
+        GATEWAY_BODY_TIMEOUT="4",
+        GATEWAY_MAX_CONNECTIONS="64",
+        GATEWAY_KEEP_ALIVE_TIMEOUT="2",
+    )
+    assert loaded.http_limits == HttpLimits(16_384, 50, 2.5, 4.0, 64, 2)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("GATEWAY_MAX_HEADER_BYTES", "100"),
+        ("GATEWAY_MAX_HEADERS", "many"),
+        ("GATEWAY_HEADER_TIMEOUT", "0"),
+        ("GATEWAY_BODY_TIMEOUT", "inf"),
+        ("GATEWAY_MAX_CONNECTIONS", "0"),
+        ("GATEWAY_KEEP_ALIVE_TIMEOUT", "0.5"),
+    ],
+)
+def test_settings_bad_http_limit_names_variable(variable: str, value: str) -> None:
+    """A malformed or too small HTTP limit is a one-line ConfigError naming its variable."""
+    error = config_error({**BASE, "PBX_PASSWORD": PASSWORD, variable: value})
+    assert error.message.startswith(variable)
+    assert "\n" not in error.message
