@@ -209,8 +209,6 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
         kept = self._answers.get(key_for(query, name, variables, identity.scopes), runtime.store)
         if kept is None:
             return None
-        if kept.body is None:
-            kept.body = self.encode_json({"data": kept.data})
         response = Response(kept.body, media_type=content_type(exchange.media_type))
         request_log.record(
             runtime.metrics,

@@ -97,6 +97,8 @@ class Settings:
     stale_ttl: float = 86_400.0
     revalidate_window: float = 30.0
     cache_max_entries: int = 50_000
+    response_cache_bytes: int = 32 * 1024 * 1024
+    """Bytes of kept GraphQL answers (see :mod:`gateway.schema.response_cache`); 0: none."""
     request_deadline: float = 15.0
     max_numbers: int = 100
     batch_size: int = 100
@@ -134,6 +136,9 @@ class Settings:
             stale_ttl=reader.number("GATEWAY_STALE_TTL", 86_400.0, minimum=0),
             revalidate_window=reader.number("GATEWAY_REVALIDATE_WINDOW", 30.0, minimum=0),
             cache_max_entries=reader.integer("GATEWAY_CACHE_MAX_ENTRIES", 50_000, minimum=1),
+            response_cache_bytes=reader.integer(
+                "GATEWAY_RESPONSE_CACHE_BYTES", 32 * 1024 * 1024, minimum=0
+            ),
             request_deadline=reader.number("GATEWAY_REQUEST_DEADLINE", 15.0, minimum=0.01),
             max_numbers=reader.integer("GATEWAY_MAX_NUMBERS", 100, minimum=1),
             batch_size=reader.integer("GATEWAY_BATCH_SIZE", 100, minimum=1),

@@ -399,3 +399,11 @@ def test_settings_bad_http_limit_names_variable(variable: str, value: str) -> No
     error = config_error({**BASE, "PBX_PASSWORD": PASSWORD, variable: value})
     assert error.message.startswith(variable)
     assert "\n" not in error.message
+
+
+def test_settings_response_cache_bytes() -> None:
+    """GATEWAY_RESPONSE_CACHE_BYTES: 32 MiB by default, 0 allowed (off), never negative."""
+    assert settings().response_cache_bytes == 32 * 1024 * 1024
+    assert settings(GATEWAY_RESPONSE_CACHE_BYTES="0").response_cache_bytes == 0
+    error = config_error({**BASE, "PBX_PASSWORD": PASSWORD, "GATEWAY_RESPONSE_CACHE_BYTES": "-1"})
+    assert error.message.startswith("GATEWAY_RESPONSE_CACHE_BYTES")

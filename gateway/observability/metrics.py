@@ -26,6 +26,7 @@ from gateway.pbx.errnos import errno_meaning
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
+    from gateway.schema.response_cache import ResponseCache
 
 MAX_OPERATION_NAMES: Final = 100
 _NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -110,9 +111,37 @@ class Metrics:
         """Read the runtime's own counters at every scrape."""
         self.registry.register(_RuntimeCollector(runtime))
 
+    def watch_response_cache(self, cache: ResponseCache) -> None:
+        """Report the response cache's memory at every scrape."""
+        self.registry.register(_ResponseCacheCollector(cache))
+
     async def endpoint(self, request: Request) -> Response:
         """``GET /metrics``."""
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE)
+
+
+class _ResponseCacheCollector(Collector):
+    def __init__(self, cache: ResponseCache) -> None:
+        self._cache = cache
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        cache = self._cache
+        yield GaugeMetricFamily(
+            "gateway_response_cache_bytes",
+            "Bytes the kept answers count for (at most GATEWAY_RESPONSE_CACHE_BYTES).",
+            cache.bytes_held,
+        )
+        yield GaugeMetricFamily("gateway_response_cache_entries", "Answers kept.", cache.entries)
+        yield CounterMetricFamily(
+            "gateway_response_cache_evictions",
+            "Answers dropped, least recently used first, to make room for another.",
+            cache.evictions,
+        )
+        yield CounterMetricFamily(
+            "gateway_response_cache_too_large",
+            "Answers not kept: larger than an eighth of the budget.",
+            cache.too_large,
+        )
 
 
 class _RuntimeCollector(Collector):
