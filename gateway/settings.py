@@ -9,6 +9,7 @@ each secret can come from a ``*_FILE`` (container secrets) instead of the variab
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -102,7 +103,10 @@ class Settings:
     request_deadline: float = 15.0
     max_numbers: int = 100
     batch_size: int = 100
-    shutdown_grace: int = 10
+    shutdown_grace: int = 25
+    """Seconds in-flight requests get on SIGTERM: by default the request deadline plus
+    one PBX call (a change is bounded by ``pbx_timeout``, not by the deadline), never
+    less than the deadline."""
     login_at_start: bool = True
     security: SecuritySettings = field(default_factory=SecuritySettings)
     redis_url: Secret | None = None
@@ -142,7 +146,7 @@ class Settings:
             request_deadline=reader.number("GATEWAY_REQUEST_DEADLINE", 15.0, minimum=0.01),
             max_numbers=reader.integer("GATEWAY_MAX_NUMBERS", 100, minimum=1),
             batch_size=reader.integer("GATEWAY_BATCH_SIZE", 100, minimum=1),
-            shutdown_grace=reader.integer("GATEWAY_SHUTDOWN_GRACE", 10, minimum=0),
+            shutdown_grace=_shutdown_grace(reader),
             login_at_start=reader.boolean("GATEWAY_LOGIN_AT_START", True),
             security=security_from_environ(reader),
             redis_url=_secret(reader, "GATEWAY_REDIS_URL"),
@@ -154,6 +158,20 @@ class Settings:
             ).upper(),
             http_limits=_http_limits(reader),
         )
+
+
+def _shutdown_grace(reader: EnvReader) -> int:
+    """At least the request deadline: a request cut off by shutdown gets no answer, and a
+    change cut off that way may be on the PBX while its client never learns it."""
+    deadline = reader.number("GATEWAY_REQUEST_DEADLINE", 15.0, minimum=0.01)
+    timeout = reader.number("PBX_TIMEOUT", 10.0, minimum=0.1)
+    grace = reader.integer("GATEWAY_SHUTDOWN_GRACE", math.ceil(deadline + timeout), minimum=0)
+    if grace < deadline:
+        raise ConfigError(
+            f"GATEWAY_SHUTDOWN_GRACE ({grace}) must be at least GATEWAY_REQUEST_DEADLINE "
+            f"({deadline:g}): requests cut off by a shutdown would get no answer"
+        )
+    return grace
 
 
 def _secret(reader: EnvReader, name: str) -> Secret | None:

@@ -44,7 +44,7 @@ def test_settings_defaults() -> None:
     assert loaded.request_deadline == 15.0
     assert loaded.max_numbers == 100
     assert loaded.batch_size == 100
-    assert loaded.shutdown_grace == 10
+    assert loaded.shutdown_grace == 25
 
 
 def test_settings_read_every_variable() -> None:
@@ -65,7 +65,7 @@ def test_settings_read_every_variable() -> None:
         GATEWAY_STALE_TTL="0",
         GATEWAY_REVALIDATE_WINDOW="2",
         GATEWAY_REQUEST_DEADLINE="4",
-        GATEWAY_SHUTDOWN_GRACE="0",
+        GATEWAY_SHUTDOWN_GRACE="4",
     )
     assert (loaded.pbx_timeout, loaded.pbx_max_concurrency) == (2.5, 4)
     assert (loaded.pbx_heartbeat_interval, loaded.pbx_login_cooldown) == (60.0, 900.0)
@@ -75,7 +75,7 @@ def test_settings_read_every_variable() -> None:
     assert (loaded.pbx_max_waiting, loaded.pbx_breaker_threshold) == (0, 3)
     assert loaded.pbx_breaker_cooldown == 12.5
     assert (loaded.stale_ttl, loaded.revalidate_window) == (0.0, 2.0)
-    assert (loaded.request_deadline, loaded.shutdown_grace) == (4.0, 0)
+    assert (loaded.request_deadline, loaded.shutdown_grace) == (4.0, 4)
 
 
 def test_settings_url_trailing_slash_and_spaces_are_dropped() -> None:
@@ -407,3 +407,16 @@ def test_settings_response_cache_bytes() -> None:
     assert settings(GATEWAY_RESPONSE_CACHE_BYTES="0").response_cache_bytes == 0
     error = config_error({**BASE, "PBX_PASSWORD": PASSWORD, "GATEWAY_RESPONSE_CACHE_BYTES": "-1"})
     assert error.message.startswith("GATEWAY_RESPONSE_CACHE_BYTES")
+
+
+def test_settings_shutdown_grace_covers_the_request_deadline() -> None:
+    """The default grace is the request deadline plus one PBX call, following both; a
+    grace shorter than the deadline is a one-line ConfigError naming both variables."""
+    assert settings().shutdown_grace == 25
+    assert settings(GATEWAY_REQUEST_DEADLINE="30", PBX_TIMEOUT="5").shutdown_grace == 35
+    assert settings(GATEWAY_REQUEST_DEADLINE="2.5", PBX_TIMEOUT="1").shutdown_grace == 4
+    assert settings(GATEWAY_SHUTDOWN_GRACE="15").shutdown_grace == 15
+    error = config_error({**BASE, "PBX_PASSWORD": PASSWORD, "GATEWAY_SHUTDOWN_GRACE": "10"})
+    assert error.message.startswith("GATEWAY_SHUTDOWN_GRACE (10)")
+    assert "GATEWAY_REQUEST_DEADLINE (15)" in error.message
+    assert "\n" not in error.message
