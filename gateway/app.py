@@ -175,6 +175,7 @@ def create_app(
     )
     metrics.watch(lambda: getattr(app.state, "runtime", None))
     metrics.watch_response_cache(answers)
+    app.state.metrics = metrics  # the server adds its connection counts (LoopbackServer)
     return app
 
 

@@ -66,6 +66,8 @@ class ConnectionGuard:
         self.limits = limits
         self.refused: Counter[str] = Counter()
         """Refusals by code: HEADERS_TOO_LARGE, REQUEST_TIMEOUT, SERVER_BUSY."""
+        self.open = 0
+        """Connections open now."""
 
     def protocol(self) -> type[GuardedHttpToolsProtocol]:
         """uvicorn's ``http=`` argument: the guarded protocol bound to this guard."""
@@ -84,6 +86,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.guard.open += 1
         limits = self.guard.limits
         if len(self.connections) > limits.max_connections:
             message = f"the server holds its maximum of {limits.max_connections} connections"
@@ -92,6 +95,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._arm(limits.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.guard.open -= 1
         self._disarm()
         super().connection_lost(exc)
 

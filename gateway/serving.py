@@ -17,6 +17,7 @@ from typing import Any
 import uvicorn
 
 from gateway.http_guard import ConnectionGuard
+from gateway.observability.metrics import Metrics
 from gateway.settings import HttpLimits
 
 
@@ -59,6 +60,9 @@ class LoopbackServer:
     ) -> None:
         self.app, self.host, self.port = app, host, port
         self.guard = ConnectionGuard(limits or HttpLimits())
+        metrics = getattr(getattr(app, "state", None), "metrics", None)
+        if isinstance(metrics, Metrics):  # the gateway's app: /metrics shows connections
+            metrics.watch_connections(self.guard)
         self._config = uvicorn.Config(
             app,
             lifespan="on",

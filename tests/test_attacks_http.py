@@ -42,8 +42,13 @@ class Served:
     server: LoopbackServer
     client: httpx.AsyncClient
 
-    def refused(self, code: str) -> int:
-        return self.server.guard.refused[code]
+    def refused(self, code: str) -> float:
+        """Connections refused with ``code``, as ``/metrics`` reports them."""
+        registry = self.server.app.state.metrics.registry
+        name = "gateway_http_connections_refused_total"
+        value = registry.get_sample_value(name, {"code": code})
+        assert value == self.server.guard.refused[code]
+        return float(value)
 
     async def still_serving(self) -> None:
         """The probe and a hot cached query both answer, and the query costs no PBX call."""

@@ -25,6 +25,7 @@ from gateway.pbx.breaker import CircuitState
 from gateway.pbx.errnos import errno_meaning
 
 if TYPE_CHECKING:
+    from gateway.http_guard import ConnectionGuard
     from gateway.runtime import Runtime
     from gateway.schema.response_cache import ResponseCache
 
@@ -115,9 +116,31 @@ class Metrics:
         """Report the response cache's memory at every scrape."""
         self.registry.register(_ResponseCacheCollector(cache))
 
+    def watch_connections(self, guard: ConnectionGuard) -> None:
+        """Report the HTTP server's connections and refusals at every scrape."""
+        self.registry.register(_ConnectionCollector(guard))
+
     async def endpoint(self, request: Request) -> Response:
         """``GET /metrics``."""
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE)
+
+
+class _ConnectionCollector(Collector):
+    def __init__(self, guard: ConnectionGuard) -> None:
+        self._guard = guard
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        yield GaugeMetricFamily(
+            "gateway_http_connections", "HTTP connections open now.", self._guard.open
+        )
+        refused = CounterMetricFamily(
+            "gateway_http_connections_refused",
+            "Connections refused by the HTTP limits, by code.",
+            labels=["code"],
+        )
+        for code in ("HEADERS_TOO_LARGE", "REQUEST_TIMEOUT", "SERVER_BUSY"):
+            refused.add_metric([code], self._guard.refused[code])
+        yield refused
 
 
 class _ResponseCacheCollector(Collector):
