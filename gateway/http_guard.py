@@ -13,8 +13,10 @@ protocol with those limits added where the bytes arrive, before any ASGI code ru
 - the headers must have arrived ``header_timeout`` seconds after the connection opened
   or the previous answer ended, and the body ``body_timeout`` seconds after the headers:
   otherwise 408 ``REQUEST_TIMEOUT`` (when no answer has started);
-- at most ``max_connections`` connections are open: one more is answered 503
-  ``SERVER_BUSY`` at once.
+- at most ``max_connections`` connections are open, and at most
+  ``max_connections_per_address`` from one address (trusted proxies aside, which carry
+  everyone's): one more is answered 503 ``SERVER_BUSY`` at once. The second cap keeps one
+  flooding address from taking every connection, ``/healthz``'s included.
 
 Each refusal is JSON with a code (the shape of every other refusal), one log line on
 ``gateway.request``, a count in :class:`ConnectionGuard`, and the connection closes.
@@ -29,9 +31,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import ipaddress
 import json
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from typing import ClassVar, Final
 
 import httptools
@@ -62,12 +66,19 @@ class _Refused(Exception):
 class ConnectionGuard:
     """The limits one server applies, and what it refused (for tests and metrics)."""
 
-    def __init__(self, limits: HttpLimits) -> None:
+    def __init__(self, limits: HttpLimits, trusted_proxies: Sequence[str] = ()) -> None:
         self.limits = limits
+        self.per_address: Counter[str] = Counter()
+        """Open connections by peer address (trusted proxies not counted)."""
+        self._trusted = _Addresses(trusted_proxies)
         self.refused: Counter[str] = Counter()
         """Refusals by code: HEADERS_TOO_LARGE, REQUEST_TIMEOUT, SERVER_BUSY."""
         self.open = 0
         """Connections open now."""
+
+    def counts(self, address: str) -> bool:
+        """Whether ``address`` is held to the per-address cap (a proxy is not)."""
+        return address not in self._trusted
 
     def protocol(self) -> type[GuardedHttpToolsProtocol]:
         """uvicorn's ``http=`` argument: the guarded protocol bound to this guard."""
@@ -83,19 +94,35 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     _header_bytes = 0
     _timer: asyncio.TimerHandle | None = None
     _refused = False
+    _address: str | None = None
+    """The peer address this connection counts against, if any."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.guard.open += 1
         limits = self.guard.limits
+        address = self.client[0] if self.client else ""
+        guard = self.guard
         if len(self.connections) > limits.max_connections:
             message = f"the server holds its maximum of {limits.max_connections} connections"
             self._refuse(_Refused(503, "SERVER_BUSY", f"{message}; retry shortly"))
             return
+        if guard.counts(address):
+            if guard.per_address[address] >= limits.max_connections_per_address:
+                most = limits.max_connections_per_address
+                message = f"this address holds its maximum of {most} connections"
+                self._refuse(_Refused(503, "SERVER_BUSY", f"{message}; reuse one"))
+                return
+            guard.per_address[address] += 1
+            self._address = address
         self._arm(limits.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.guard.open -= 1
+        if self._address is not None:
+            self.guard.per_address[self._address] -= 1
+            if not self.guard.per_address[self._address]:
+                del self.guard.per_address[self._address]
         self._disarm()
         super().connection_lost(exc)
 
@@ -223,6 +250,29 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             cycle.disconnected = True
             cycle.message_event.set()
         self.transport.close()
+
+
+class _Addresses:
+    """A set of addresses and networks (``GATEWAY_TRUSTED_PROXIES``; ``*``: any)."""
+
+    def __init__(self, entries: Sequence[str]) -> None:
+        self._any = "*" in entries
+        self._networks = []
+        self._literals = set()
+        for entry in entries:
+            try:
+                self._networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                self._literals.add(entry)
+
+    def __contains__(self, address: str) -> bool:
+        if self._any or address in self._literals:
+            return True
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self._networks)
 
 
 def _answer(refusal: _Refused) -> bytes:

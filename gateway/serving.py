@@ -59,7 +59,7 @@ class LoopbackServer:
         limits: HttpLimits | None = None,
     ) -> None:
         self.app, self.host, self.port = app, host, port
-        self.guard = ConnectionGuard(limits or HttpLimits())
+        self.guard = ConnectionGuard(limits or HttpLimits(), trusted_proxies)
         metrics = getattr(getattr(app, "state", None), "metrics", None)
         if isinstance(metrics, Metrics):  # the gateway's app: /metrics shows connections
             metrics.watch_connections(self.guard)

@@ -60,6 +60,8 @@ class HttpLimits:
     """Seconds from the end of the headers to the end of the body."""
     max_connections: int = 512
     """Open connections at once; each holds a file descriptor."""
+    max_connections_per_address: int = 256
+    """Open connections from one address (a trusted proxy's are not counted)."""
     keep_alive_timeout: int = 5
     """Seconds an idle keep-alive connection stays open."""
 
@@ -71,6 +73,9 @@ def _http_limits(reader: EnvReader) -> HttpLimits:
         header_timeout=reader.number("GATEWAY_HEADER_TIMEOUT", 10.0, minimum=0.1),
         body_timeout=reader.number("GATEWAY_BODY_TIMEOUT", 20.0, minimum=0.1),
         max_connections=reader.integer("GATEWAY_MAX_CONNECTIONS", 512, minimum=1),
+        max_connections_per_address=reader.integer(
+            "GATEWAY_MAX_CONNECTIONS_PER_ADDRESS", 256, minimum=1
+        ),
         keep_alive_timeout=reader.integer("GATEWAY_KEEP_ALIVE_TIMEOUT", 5, minimum=1),
     )
 

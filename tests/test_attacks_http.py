@@ -236,6 +236,31 @@ async def test_attack_connections_over_the_cap_answer_503_until_some_close() -> 
         assert s.refused("SERVER_BUSY") == 1
 
 
+async def test_attack_one_address_cannot_take_every_connection() -> None:
+    """With GATEWAY_MAX_CONNECTIONS_PER_ADDRESS=4, a fifth connection from 127.0.0.1 is
+    answered 503 while another address (127.0.0.2) is served; a trusted proxy's
+    connections are not held to the per-address cap."""
+    limits = dataclasses.replace(FAST, max_connections_per_address=4, header_timeout=30)
+    async with served(limits) as s:
+        await s.client.aclose()
+        idle = [await asyncio.open_connection(s.server.host, s.server.port) for _ in range(4)]
+        answer = await exchange(s.server, request())
+        other = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
+        async with httpx.AsyncClient(base_url=s.server.base_url, transport=other) as probe:
+            health = await probe.get("/healthz")
+        for _, writer in idle:
+            writer.close()
+    assert refusal(answer) == (503, "SERVER_BUSY")
+    assert b"this address holds its maximum of 4 connections" in answer
+    assert health.status_code == 200
+    async with served(limits, trusted_proxies=("127.0.0.0/8",)) as s:
+        idle = [await asyncio.open_connection(s.server.host, s.server.port) for _ in range(4)]
+        answer = await exchange(s.server, request(b"Connection: close\r\n"))
+        for _, writer in idle:
+            writer.close()
+    assert answer.startswith(b"HTTP/1.1 200")
+
+
 # --- X-Forwarded-For -----------------------------------------------------------------------
 
 

@@ -370,6 +370,7 @@ def test_settings_http_limits_defaults_and_variables() -> None:
         header_timeout=10.0,
         body_timeout=20.0,
         max_connections=512,
+        max_connections_per_address=256,
         keep_alive_timeout=5,
     )
     loaded = settings(
@@ -378,9 +379,18 @@ def test_settings_http_limits_defaults_and_variables() -> None:
         GATEWAY_HEADER_TIMEOUT="2.5",
         GATEWAY_BODY_TIMEOUT="4",
         GATEWAY_MAX_CONNECTIONS="64",
+        GATEWAY_MAX_CONNECTIONS_PER_ADDRESS="8",
         GATEWAY_KEEP_ALIVE_TIMEOUT="2",
     )
-    assert loaded.http_limits == HttpLimits(16_384, 50, 2.5, 4.0, 64, 2)
+    assert loaded.http_limits == HttpLimits(
+        max_header_bytes=16_384,
+        max_headers=50,
+        header_timeout=2.5,
+        body_timeout=4.0,
+        max_connections=64,
+        max_connections_per_address=8,
+        keep_alive_timeout=2,
+    )
 
 
 @pytest.mark.parametrize(
@@ -391,6 +401,7 @@ def test_settings_http_limits_defaults_and_variables() -> None:
         ("GATEWAY_HEADER_TIMEOUT", "0"),
         ("GATEWAY_BODY_TIMEOUT", "inf"),
         ("GATEWAY_MAX_CONNECTIONS", "0"),
+        ("GATEWAY_MAX_CONNECTIONS_PER_ADDRESS", "-3"),
         ("GATEWAY_KEEP_ALIVE_TIMEOUT", "0.5"),
     ],
 )
