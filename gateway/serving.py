@@ -71,6 +71,9 @@ class LoopbackServer:
             access_log=False,
             timeout_graceful_shutdown=graceful_shutdown,
             http=self.guard.protocol(),
+            # GraphQL is served over HTTP only (the gate refuses WebSockets), and an
+            # upgraded connection would leave the guard's limits and counts.
+            ws="none",
             timeout_keep_alive=self.guard.limits.keep_alive_timeout,
             # X-Forwarded-For names the client (anonymous identity, rate-limit and
             # failed-auth budgets, logs), so it is believed only from the configured
