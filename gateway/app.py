@@ -143,7 +143,8 @@ def create_app(
                 if fleet is not None:
                     await fleet.close()
 
-    answers = ResponseCache()  # shared by the schema (which fills it) and the view's fast path
+    # Shared by the schema (which fills it) and the view's fast path.
+    answers = ResponseCache(settings.response_cache_bytes, ttl=settings.cache_ttl, clock=clock)
     graphql = GatewayGraphQL(
         build_schema(security, answers), settings, clock=clock, answers=answers
     )
@@ -181,6 +182,8 @@ def create_app(
         lifespan=lifespan,
     )
     metrics.watch(lambda: getattr(app.state, "runtime", None))
+    metrics.watch_response_cache(answers)
+    app.state.metrics = metrics  # the server adds its connection counts (LoopbackServer)
     return app
 
 

@@ -83,7 +83,8 @@ def run_serve(args: argparse.Namespace) -> int:
         handle_signals=True,
         graceful_shutdown=settings.shutdown_grace,
         log_level=settings.log_level.lower(),
-        forwarded_allow_ips=",".join(settings.security.trusted_proxies) or None,
+        trusted_proxies=settings.security.trusted_proxies,
+        limits=settings.http_limits,
     )
 
     async def main() -> None:

@@ -131,7 +131,11 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
             clock=clock,
         )
         # With client authentication, what a caller sees depends on its key or token.
-        self._caching = CachePolicy(shared=security.auth == "none", ttl=settings.cache_ttl)
+        self._caching = CachePolicy(
+            shared=security.auth == "none",
+            ttl=settings.cache_ttl,
+            etag_key=http_caching.etag_key(settings.redis_token_key),
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -208,8 +212,6 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
         kept = self._answers.get(key_for(query, name, variables, identity.scopes), runtime.store)
         if kept is None:
             return None
-        if kept.body is None:
-            kept.body = self.encode_json({"data": kept.data})
         response = Response(kept.body, media_type=content_type(exchange.media_type))
         request_log.record(
             runtime.metrics,
@@ -225,7 +227,9 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
         if request.method != "GET":
             return http_caching.uncacheable(response)
         cache_control = self._caching.cache_control(kept.oldest, self._clock())
-        return http_caching.cacheable(response, cache_control, request.headers.get("if-none-match"))
+        return http_caching.cacheable(
+            response, cache_control, request.headers.get("if-none-match"), self._caching.etag_key
+        )
 
     def _finish(self, request: Request, exchange: _Exchange, response: Response) -> Response:
         """Status, media type, APQ registration and caching headers of a GraphQL answer."""
@@ -251,7 +255,9 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
         if not clean or context is None:
             return http_caching.uncacheable(response)
         cache_control = self._caching.cache_control(context.stale.oldest_fetched_at, self._clock())
-        return http_caching.cacheable(response, cache_control, request.headers.get("if-none-match"))
+        return http_caching.cacheable(
+            response, cache_control, request.headers.get("if-none-match"), self._caching.etag_key
+        )
 
     def _http_error(self, request: Request, exchange: _Exchange, exc: HTTPException) -> Response:
         cause = exc.__cause__

@@ -12,7 +12,11 @@ by a CDN. What may be kept, and for how long:
   ``GATEWAY_CACHE_TTL`` minus the age of the oldest store entry that answered, rounded
   down, never below 0 (an answer that read nothing from the store, such as
   ``{ __typename }``, gets the whole TTL).
-- ``ETag``: weak, from the SHA-256 of the body and its media type. ``If-None-Match``
+- ``ETag``: weak, an HMAC-SHA-256 of the body and its media type under a per-deployment
+  key, so a tag tells nothing about the body (an unkeyed hash of an answer whose every
+  other field a reader knows gave its PIN away by brute force in 0.09 s). The key is
+  random per process, or, with a fleet, derived from ``GATEWAY_REDIS_TOKEN_KEY`` so every
+  replica gives the same tag. ``If-None-Match``
   that matches (weak comparison, RFC 9110 section 13.1.2) gets ``304`` without a body.
   The query still runs to know the answer, from the gateway's cache, so a revalidation
   within the TTL costs no PBX call; only the bytes are saved.
@@ -23,11 +27,15 @@ by a CDN. What may be kept, and for how long:
 from __future__ import annotations
 
 import hashlib
+import hmac
 import math
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field
 from typing import Final
 
 from starlette.responses import Response
+
+from gateway.secrets import Secret
 
 VARY: Final = "Accept, Authorization, X-API-Key"
 NO_STORE: Final = "no-store"
@@ -39,6 +47,8 @@ class CachePolicy:
 
     shared: bool
     ttl: float
+    etag_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
+    """The ETag HMAC key (:func:`etag_key`)."""
 
     def cache_control(self, oldest_fetched_at: float | None, now: float) -> str:
         """``Cache-Control`` for a clean GET answer built from entries fetched since
@@ -48,9 +58,18 @@ class CachePolicy:
         return f"{'public' if self.shared else 'private'}, max-age={seconds}"
 
 
-def etag_for(body: bytes, media_type: str) -> str:
-    """A weak entity tag for ``body`` sent as ``media_type`` (one representation each)."""
-    digest = hashlib.sha256(media_type.encode() + b"\n" + body).hexdigest()
+def etag_key(fleet_key: Secret | None) -> bytes:
+    """The deployment's ETag key: derived from the fleet's key, so replicas agree, or
+    random for this process alone (a restart changes every tag: one full answer each)."""
+    if fleet_key is None:
+        return secrets.token_bytes(32)
+    return hmac.digest(fleet_key.reveal().encode(), b"pbx-gateway etag v1", hashlib.sha256)
+
+
+def etag_for(body: bytes, media_type: str, key: bytes) -> str:
+    """A weak entity tag for ``body`` sent as ``media_type`` (one representation each),
+    keyed so that it reveals nothing about the body."""
+    digest = hmac.new(key, media_type.encode() + b"\n" + body, hashlib.sha256).hexdigest()
     return f'W/"{digest[:32]}"'
 
 
@@ -69,10 +88,13 @@ def uncacheable(response: Response) -> Response:
     return response
 
 
-def cacheable(response: Response, cache_control: str, if_none_match: str | None) -> Response:
+def cacheable(
+    response: Response, cache_control: str, if_none_match: str | None, etag_key: bytes
+) -> Response:
     """Mark ``response`` cacheable with an ETag, or answer ``304`` when the client's copy
     (``If-None-Match``) is still the same."""
-    etag = etag_for(bytes(response.body), response.headers.get("content-type", ""))
+    media_type = response.headers.get("content-type", "")
+    etag = etag_for(bytes(response.body), media_type, etag_key)
     headers = {"cache-control": cache_control, "etag": etag, "vary": VARY}
     if matches(if_none_match, etag):
         return Response(status_code=304, headers=headers)

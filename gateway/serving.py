@@ -11,11 +11,15 @@ import asyncio
 import contextlib
 import errno
 import socket
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
 import uvicorn
+
+from gateway.http_guard import ConnectionGuard
+from gateway.observability.metrics import Metrics
+from gateway.settings import HttpLimits
 
 
 class CannotListen(OSError):
@@ -51,7 +55,12 @@ class _Server(uvicorn.Server):
 
 
 class LoopbackServer:
-    """An async context manager serving ``app`` on ``host:port`` until stopped."""
+    """An async context manager serving ``app`` on ``host:port`` until stopped.
+
+    Every server is bounded (``limits``, the defaults when not given: see
+    :mod:`gateway.http_guard`), and believes ``X-Forwarded-For`` only from
+    ``trusted_proxies``: none by default, whatever uvicorn's own default.
+    """
 
     def __init__(
         self,
@@ -62,9 +71,14 @@ class LoopbackServer:
         handle_signals: bool = False,
         graceful_shutdown: int = 10,
         log_level: str = "warning",
-        forwarded_allow_ips: str | None = None,
+        trusted_proxies: Sequence[str] = (),
+        limits: HttpLimits | None = None,
     ) -> None:
         self.app, self.host, self.port = app, host, port
+        self.guard = ConnectionGuard(limits or HttpLimits(), trusted_proxies)
+        metrics = getattr(getattr(app, "state", None), "metrics", None)
+        if isinstance(metrics, Metrics):  # the gateway's app: /metrics shows connections
+            metrics.watch_connections(self.guard)
         self._config = uvicorn.Config(
             app,
             lifespan="on",
@@ -72,9 +86,17 @@ class LoopbackServer:
             log_config=None,  # keep whatever logging the embedding program configured
             access_log=False,
             timeout_graceful_shutdown=graceful_shutdown,
-            # X-Forwarded-For is believed only from these proxies (client identity for
-            # anonymous rate limits); uvicorn's default trusts 127.0.0.1 alone.
-            forwarded_allow_ips=forwarded_allow_ips,
+            http=self.guard.protocol(),
+            # GraphQL is served over HTTP only (the gate refuses WebSockets), and an
+            # upgraded connection would leave the guard's limits and counts.
+            ws="none",
+            timeout_keep_alive=self.guard.limits.keep_alive_timeout,
+            # X-Forwarded-For names the client (anonymous identity, rate-limit and
+            # failed-auth budgets, logs), so it is believed only from the configured
+            # proxies. uvicorn believes it from 127.0.0.1 (or $FORWARDED_ALLOW_IPS) unless
+            # told otherwise: anything on loopback could choose its own address.
+            proxy_headers=bool(trusted_proxies),
+            forwarded_allow_ips=",".join(trusted_proxies) or "",
         )
         self._server = _Server(self._config, handle_signals)
         self._task: asyncio.Task[None] | None = None

@@ -9,6 +9,7 @@ each secret can come from a ``*_FILE`` (container secrets) instead of the variab
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -48,6 +49,39 @@ class PasswordSource:
 
 
 @dataclass(frozen=True)
+class HttpLimits:
+    """What one connection may cost the server (see :mod:`gateway.http_guard`)."""
+
+    max_header_bytes: int = 81_920
+    """Request line and headers; 80 KiB holds a GET carrying a 64 KiB document."""
+    max_headers: int = 100
+    header_timeout: float = 10.0
+    """Seconds from the connection (or the previous answer) to the end of the headers."""
+    body_timeout: float = 20.0
+    """Seconds from the end of the headers to the end of the body."""
+    max_connections: int = 512
+    """Open connections at once; each holds a file descriptor."""
+    max_connections_per_address: int = 256
+    """Open connections from one address (a trusted proxy's are not counted)."""
+    keep_alive_timeout: int = 5
+    """Seconds an idle keep-alive connection stays open."""
+
+
+def _http_limits(reader: EnvReader) -> HttpLimits:
+    return HttpLimits(
+        max_header_bytes=reader.integer("GATEWAY_MAX_HEADER_BYTES", 81_920, minimum=1024),
+        max_headers=reader.integer("GATEWAY_MAX_HEADERS", 100, minimum=10),
+        header_timeout=reader.number("GATEWAY_HEADER_TIMEOUT", 10.0, minimum=0.1),
+        body_timeout=reader.number("GATEWAY_BODY_TIMEOUT", 20.0, minimum=0.1),
+        max_connections=reader.integer("GATEWAY_MAX_CONNECTIONS", 512, minimum=1),
+        max_connections_per_address=reader.integer(
+            "GATEWAY_MAX_CONNECTIONS_PER_ADDRESS", 256, minimum=1
+        ),
+        keep_alive_timeout=reader.integer("GATEWAY_KEEP_ALIVE_TIMEOUT", 5, minimum=1),
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the gateway is configured with; see the README's configuration table."""
 
@@ -70,10 +104,15 @@ class Settings:
     stale_ttl: float = 86_400.0
     revalidate_window: float = 30.0
     cache_max_entries: int = 50_000
+    response_cache_bytes: int = 32 * 1024 * 1024
+    """Bytes of kept GraphQL answers (see :mod:`gateway.schema.response_cache`); 0: none."""
     request_deadline: float = 15.0
     max_numbers: int = 100
     batch_size: int = 100
-    shutdown_grace: int = 10
+    shutdown_grace: int = 25
+    """Seconds in-flight requests get on SIGTERM: by default the request deadline plus
+    one PBX call (a change is bounded by ``pbx_timeout``, not by the deadline), never
+    less than the deadline."""
     login_at_start: bool = True
     security: SecuritySettings = field(default_factory=SecuritySettings)
     redis_url: Secret | None = None
@@ -82,6 +121,7 @@ class Settings:
     redis_timeout: float = 2.0
     log_level: str = "INFO"
     graphiql_assets_dir: Path | None = None  # None: the files packaged in gateway/static/
+    http_limits: HttpLimits = field(default_factory=HttpLimits)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -107,10 +147,13 @@ class Settings:
             stale_ttl=reader.number("GATEWAY_STALE_TTL", 86_400.0, minimum=0),
             revalidate_window=reader.number("GATEWAY_REVALIDATE_WINDOW", 30.0, minimum=0),
             cache_max_entries=reader.integer("GATEWAY_CACHE_MAX_ENTRIES", 50_000, minimum=1),
+            response_cache_bytes=reader.integer(
+                "GATEWAY_RESPONSE_CACHE_BYTES", 32 * 1024 * 1024, minimum=0
+            ),
             request_deadline=reader.number("GATEWAY_REQUEST_DEADLINE", 15.0, minimum=0.01),
             max_numbers=reader.integer("GATEWAY_MAX_NUMBERS", 100, minimum=1),
             batch_size=reader.integer("GATEWAY_BATCH_SIZE", 100, minimum=1),
-            shutdown_grace=reader.integer("GATEWAY_SHUTDOWN_GRACE", 10, minimum=0),
+            shutdown_grace=_shutdown_grace(reader),
             login_at_start=reader.boolean("GATEWAY_LOGIN_AT_START", True),
             security=security_from_environ(reader),
             redis_url=_secret(reader, "GATEWAY_REDIS_URL"),
@@ -121,6 +164,7 @@ class Settings:
                 "GATEWAY_LOG_LEVEL", ("debug", "info", "warning", "error"), "info"
             ).upper(),
             graphiql_assets_dir=_directory(reader, "GATEWAY_GRAPHIQL_ASSETS_DIR"),
+            http_limits=_http_limits(reader),
         )
 
 
@@ -146,6 +190,20 @@ def _directory(reader: EnvReader, name: str) -> Path | None:
     if not Path(raw).is_dir():
         raise ConfigError(f"{name}: {raw!r} is not a directory")
     return Path(raw)
+
+
+def _shutdown_grace(reader: EnvReader) -> int:
+    """At least the request deadline: a request cut off by shutdown gets no answer, and a
+    change cut off that way may be on the PBX while its client never learns it."""
+    deadline = reader.number("GATEWAY_REQUEST_DEADLINE", 15.0, minimum=0.01)
+    timeout = reader.number("PBX_TIMEOUT", 10.0, minimum=0.1)
+    grace = reader.integer("GATEWAY_SHUTDOWN_GRACE", math.ceil(deadline + timeout), minimum=0)
+    if grace < deadline:
+        raise ConfigError(
+            f"GATEWAY_SHUTDOWN_GRACE ({grace}) must be at least GATEWAY_REQUEST_DEADLINE "
+            f"({deadline:g}): requests cut off by a shutdown would get no answer"
+        )
+    return grace
 
 
 def _secret(reader: EnvReader, name: str) -> Secret | None:

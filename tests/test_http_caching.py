@@ -6,12 +6,16 @@ the data's age, so every max-age below is exact. PBX costs are the simulator's c
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any, Final
 
 import httpx
+from cryptography.fernet import Fernet
 
+from gateway import http_caching
+from gateway.secrets import Secret
 from gateway.security.identity import READ
 from tests.gateway_stack import Stack, StackFactory
 from tests.security_helpers import ROOM_ANSWER, ROOM_QUERY, api_key_security, codes, write_keys
@@ -191,3 +195,51 @@ async def test_post_ignores_if_none_match(gateway_stack: StackFactory) -> None:
         "/graphql", json={"query": ROOM_QUERY}, headers={"if-none-match": etag}
     )
     assert (response.status_code, response.json()) == (200, ROOM_ANSWER)
+
+
+# --- keyed ETags -----------------------------------------------------------------------------
+
+PIN_QUERY: Final = '{ conference(number: "6401") { number name participantPassword } }'
+
+
+async def test_etag_is_not_an_unkeyed_hash_of_the_body(gateway_stack: StackFactory) -> None:
+    """A reader who knows every byte of an answer but its PIN cannot test guesses against
+    the ETag: it is no plain SHA-256 of the body (what a brute force would compute)."""
+    stack = await cached_stack(gateway_stack)
+    answer = await get(stack, PIN_QUERY)
+    media_type = answer.headers["content-type"]
+    unkeyed = hashlib.sha256(media_type.encode() + b"\n" + answer.content).hexdigest()
+    assert answer.headers["etag"] != f'W/"{unkeyed[:32]}"'
+    assert answer.json()["data"]["conference"]["participantPassword"] is not None
+
+
+async def test_etag_differs_between_deployments_for_the_same_body(
+    gateway_stack: StackFactory,
+) -> None:
+    """Two gateways (each with its own random key) give the same body different ETags, and
+    each still answers 304 to its own."""
+    one, two = await cached_stack(gateway_stack), await cached_stack(gateway_stack)
+    first, second = await get(one, PIN_QUERY), await get(two, PIN_QUERY)
+    assert first.content == second.content
+    assert first.headers["etag"] != second.headers["etag"]
+    for stack, answer in ((one, first), (two, second)):
+        etag = answer.headers["etag"]
+        assert (await get(stack, PIN_QUERY, **{"if-none-match": etag})).status_code == 304
+    assert (
+        await get(one, PIN_QUERY, **{"if-none-match": second.headers["etag"]})
+    ).status_code == 200
+
+
+def test_etag_key_is_shared_by_a_fleet_and_random_otherwise() -> None:
+    """Replicas with the same GATEWAY_REDIS_TOKEN_KEY derive the same ETag key (so a tag
+    from one is honoured by another), not the fleet key itself; without one, each process
+    draws its own."""
+    fleet = Secret(Fernet.generate_key().decode())
+    assert http_caching.etag_key(fleet) == http_caching.etag_key(Secret(fleet.reveal()))
+    assert fleet.reveal().encode() not in http_caching.etag_key(fleet)
+    assert http_caching.etag_key(fleet) != http_caching.etag_key(
+        Secret(Fernet.generate_key().decode())
+    )
+    assert http_caching.etag_key(None) != http_caching.etag_key(None)
+    tags = {http_caching.etag_for(b"{}", "application/json", key) for key in (b"a", b"b")}
+    assert len(tags) == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 from gateway.security.api_keys import StoredKey, hash_key, new_key
 from gateway.security.config import SecuritySettings
 from gateway.security.identity import PINS, READ
+from gateway.simulator import SimulatorConfig, generate_conferences
 from tests.gateway_stack import Stack, StackFactory
 
 WALL = 'query Wall { conference(number: "6401") { name participantPassword } }'
@@ -78,3 +79,75 @@ async def test_response_cache_never_keeps_errors_or_stale_answers(
     assert stale["extensions"]["stale"]["code"] == "PBX_UNAVAILABLE"
     assert again["extensions"]["stale"]["code"] == "PBX_UNAVAILABLE"
     assert responses_cached(stack) == 0
+
+
+# --- memory: a byte budget ---------------------------------------------------------------------
+
+LISTING = "{ conferences { number name participantPassword } }"
+
+
+def sample(stack: Stack, name: str) -> float:
+    """One of the gateway's response-cache metrics, as scraped."""
+    value = stack.gateway_runtime().metrics.registry.get_sample_value(name)
+    assert value is not None, name
+    return value
+
+
+async def test_response_cache_variants_stay_within_the_byte_budget(
+    gateway_stack: StackFactory,
+) -> None:
+    """Forty variants of a 1,000-room listing (a space apiece makes each a new document)
+    against a budget of ten such answers: the bytes held never pass the budget, the
+    excess is evicted, and the hot query asked between variants is answered from the
+    cache every time (least recently used goes first)."""
+    rooms = SimulatorConfig(conferences=generate_conferences(1000))
+    stack = await gateway_stack(sim_config=rooms, response_cache_bytes=1_000_000)
+    assert len((await stack.client.post("/graphql", json={"query": LISTING})).content) > 60_000
+    await stack.graphql(WALL)
+    for i in range(40):
+        answer = await stack.graphql(LISTING + " " * (i + 1))
+        assert len(answer["data"]["conferences"]) == 1000
+        assert (await stack.graphql(WALL))["data"]["conference"]["name"]
+        assert sample(stack, "gateway_response_cache_bytes") <= 1_000_000
+    assert responses_cached(stack) == 40
+    assert sample(stack, "gateway_response_cache_evictions_total") >= 25
+    assert 2 <= sample(stack, "gateway_response_cache_entries") <= 16
+    assert stack.calls() == 1  # the listing, which also answers the room
+
+
+async def test_response_cache_drops_answers_once_their_data_expires(
+    gateway_stack: StackFactory,
+) -> None:
+    """An answer leaves the cache when its data stops being fresh, even if never read
+    again: nothing is held after GATEWAY_CACHE_TTL."""
+    stack = await gateway_stack(cache_ttl=30, revalidate_window=0)
+    await stack.graphql(WALL)
+    assert sample(stack, "gateway_response_cache_entries") == 1
+    assert sample(stack, "gateway_response_cache_bytes") > 0
+    stack.clock.advance(31)
+    assert sample(stack, "gateway_response_cache_entries") == 0
+    assert sample(stack, "gateway_response_cache_bytes") == 0
+
+
+async def test_response_cache_does_not_keep_an_answer_over_its_share(
+    gateway_stack: StackFactory,
+) -> None:
+    """An answer larger than an eighth of the budget is served but not kept: the next
+    identical request executes again (from the store, no PBX call)."""
+    rooms = SimulatorConfig(conferences=generate_conferences(1000))
+    stack = await gateway_stack(sim_config=rooms, response_cache_bytes=200_000)
+    first = await stack.graphql(LISTING)
+    again = await stack.graphql(LISTING)
+    assert again == first
+    assert responses_cached(stack) == 0
+    assert sample(stack, "gateway_response_cache_too_large_total") == 2
+    assert sample(stack, "gateway_response_cache_bytes") == 0
+    assert stack.calls() == 1
+
+
+async def test_response_cache_of_zero_bytes_keeps_nothing(gateway_stack: StackFactory) -> None:
+    """GATEWAY_RESPONSE_CACHE_BYTES=0 turns the response cache off; answers are unchanged."""
+    stack = await gateway_stack(response_cache_bytes=0)
+    assert await stack.graphql(WALL) == await stack.graphql(WALL)
+    assert responses_cached(stack) == 0
+    assert sample(stack, "gateway_response_cache_entries") == 0

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import ConfigError
-from gateway.settings import PasswordSource, Settings
+from gateway.settings import HttpLimits, PasswordSource, Settings
 
 PASSWORD = "Tr1cky pass;word"
 MD5 = hashlib.md5(PASSWORD.encode()).hexdigest()
@@ -44,7 +44,7 @@ def test_settings_defaults() -> None:
     assert loaded.request_deadline == 15.0
     assert loaded.max_numbers == 100
     assert loaded.batch_size == 100
-    assert loaded.shutdown_grace == 10
+    assert loaded.shutdown_grace == 25
 
 
 def test_settings_read_every_variable() -> None:
@@ -65,7 +65,7 @@ def test_settings_read_every_variable() -> None:
         GATEWAY_STALE_TTL="0",
         GATEWAY_REVALIDATE_WINDOW="2",
         GATEWAY_REQUEST_DEADLINE="4",
-        GATEWAY_SHUTDOWN_GRACE="0",
+        GATEWAY_SHUTDOWN_GRACE="4",
     )
     assert (loaded.pbx_timeout, loaded.pbx_max_concurrency) == (2.5, 4)
     assert (loaded.pbx_heartbeat_interval, loaded.pbx_login_cooldown) == (60.0, 900.0)
@@ -75,7 +75,7 @@ def test_settings_read_every_variable() -> None:
     assert (loaded.pbx_max_waiting, loaded.pbx_breaker_threshold) == (0, 3)
     assert loaded.pbx_breaker_cooldown == 12.5
     assert (loaded.stale_ttl, loaded.revalidate_window) == (0.0, 2.0)
-    assert (loaded.request_deadline, loaded.shutdown_grace) == (4.0, 0)
+    assert (loaded.request_deadline, loaded.shutdown_grace) == (4.0, 4)
 
 
 def test_settings_url_trailing_slash_and_spaces_are_dropped() -> None:
@@ -377,3 +377,74 @@ def test_settings_url_with_a_path_is_refused_saying_what_to_write(url: str) -> N
     assert "\n" not in message
     assert "PBX_URL" in message
     assert "write https://192.168.5.150:8088 instead" in message
+
+
+def test_settings_http_limits_defaults_and_variables() -> None:
+    """The HTTP server's limits: safe defaults, each one set by its own variable."""
+    assert settings().http_limits == HttpLimits(
+        max_header_bytes=81_920,
+        max_headers=100,
+        header_timeout=10.0,
+        body_timeout=20.0,
+        max_connections=512,
+        max_connections_per_address=256,
+        keep_alive_timeout=5,
+    )
+    loaded = settings(
+        GATEWAY_MAX_HEADER_BYTES="16384",
+        GATEWAY_MAX_HEADERS="50",
+        GATEWAY_HEADER_TIMEOUT="2.5",
+        GATEWAY_BODY_TIMEOUT="4",
+        GATEWAY_MAX_CONNECTIONS="64",
+        GATEWAY_MAX_CONNECTIONS_PER_ADDRESS="8",
+        GATEWAY_KEEP_ALIVE_TIMEOUT="2",
+    )
+    assert loaded.http_limits == HttpLimits(
+        max_header_bytes=16_384,
+        max_headers=50,
+        header_timeout=2.5,
+        body_timeout=4.0,
+        max_connections=64,
+        max_connections_per_address=8,
+        keep_alive_timeout=2,
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("GATEWAY_MAX_HEADER_BYTES", "100"),
+        ("GATEWAY_MAX_HEADERS", "many"),
+        ("GATEWAY_HEADER_TIMEOUT", "0"),
+        ("GATEWAY_BODY_TIMEOUT", "inf"),
+        ("GATEWAY_MAX_CONNECTIONS", "0"),
+        ("GATEWAY_MAX_CONNECTIONS_PER_ADDRESS", "-3"),
+        ("GATEWAY_KEEP_ALIVE_TIMEOUT", "0.5"),
+    ],
+)
+def test_settings_bad_http_limit_names_variable(variable: str, value: str) -> None:
+    """A malformed or too small HTTP limit is a one-line ConfigError naming its variable."""
+    error = config_error({**BASE, "PBX_PASSWORD": PASSWORD, variable: value})
+    assert error.message.startswith(variable)
+    assert "\n" not in error.message
+
+
+def test_settings_response_cache_bytes() -> None:
+    """GATEWAY_RESPONSE_CACHE_BYTES: 32 MiB by default, 0 allowed (off), never negative."""
+    assert settings().response_cache_bytes == 32 * 1024 * 1024
+    assert settings(GATEWAY_RESPONSE_CACHE_BYTES="0").response_cache_bytes == 0
+    error = config_error({**BASE, "PBX_PASSWORD": PASSWORD, "GATEWAY_RESPONSE_CACHE_BYTES": "-1"})
+    assert error.message.startswith("GATEWAY_RESPONSE_CACHE_BYTES")
+
+
+def test_settings_shutdown_grace_covers_the_request_deadline() -> None:
+    """The default grace is the request deadline plus one PBX call, following both; a
+    grace shorter than the deadline is a one-line ConfigError naming both variables."""
+    assert settings().shutdown_grace == 25
+    assert settings(GATEWAY_REQUEST_DEADLINE="30", PBX_TIMEOUT="5").shutdown_grace == 35
+    assert settings(GATEWAY_REQUEST_DEADLINE="2.5", PBX_TIMEOUT="1").shutdown_grace == 4
+    assert settings(GATEWAY_SHUTDOWN_GRACE="15").shutdown_grace == 15
+    error = config_error({**BASE, "PBX_PASSWORD": PASSWORD, "GATEWAY_SHUTDOWN_GRACE": "10"})
+    assert error.message.startswith("GATEWAY_SHUTDOWN_GRACE (10)")
+    assert "GATEWAY_REQUEST_DEADLINE (15)" in error.message
+    assert "\n" not in error.message

@@ -27,7 +27,9 @@ from gateway.pbx.breaker import CircuitState
 from gateway.pbx.errnos import errno_meaning
 
 if TYPE_CHECKING:
+    from gateway.http_guard import ConnectionGuard
     from gateway.runtime import Runtime
+    from gateway.schema.response_cache import ResponseCache
 
 MAX_OPERATION_NAMES: Final = 100
 _NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -117,9 +119,59 @@ class Metrics:
         """Read the runtime's own counters at every scrape."""
         self.registry.register(_RuntimeCollector(runtime))
 
+    def watch_response_cache(self, cache: ResponseCache) -> None:
+        """Report the response cache's memory at every scrape."""
+        self.registry.register(_ResponseCacheCollector(cache))
+
+    def watch_connections(self, guard: ConnectionGuard) -> None:
+        """Report the HTTP server's connections and refusals at every scrape."""
+        self.registry.register(_ConnectionCollector(guard))
+
     async def endpoint(self, request: Request) -> Response:
         """``GET /metrics``."""
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE)
+
+
+class _ConnectionCollector(Collector):
+    def __init__(self, guard: ConnectionGuard) -> None:
+        self._guard = guard
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        yield GaugeMetricFamily(
+            "gateway_http_connections", "HTTP connections open now.", self._guard.open
+        )
+        refused = CounterMetricFamily(
+            "gateway_http_connections_refused",
+            "Connections refused by the HTTP limits, by code.",
+            labels=["code"],
+        )
+        for code in ("HEADERS_TOO_LARGE", "REQUEST_TIMEOUT", "SERVER_BUSY"):
+            refused.add_metric([code], self._guard.refused[code])
+        yield refused
+
+
+class _ResponseCacheCollector(Collector):
+    def __init__(self, cache: ResponseCache) -> None:
+        self._cache = cache
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        cache = self._cache
+        yield GaugeMetricFamily(
+            "gateway_response_cache_bytes",
+            "Bytes the kept answers count for (at most GATEWAY_RESPONSE_CACHE_BYTES).",
+            cache.bytes_held,
+        )
+        yield GaugeMetricFamily("gateway_response_cache_entries", "Answers kept.", cache.entries)
+        yield CounterMetricFamily(
+            "gateway_response_cache_evictions",
+            "Answers dropped, least recently used first, to make room for another.",
+            cache.evictions,
+        )
+        yield CounterMetricFamily(
+            "gateway_response_cache_too_large",
+            "Answers not kept: larger than an eighth of the budget.",
+            cache.too_large,
+        )
 
 
 class _RuntimeCollector(Collector):

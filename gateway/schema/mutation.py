@@ -14,11 +14,13 @@ In order, and nothing reaches the PBX before the last two steps:
    ``conference/query``, which refills the cache for everyone.
 
 Each attempt leaves one ``gateway.audit`` line naming the client, the room and the
-fields, never their values.
+fields, never their values. A change cut off by shutdown (its grace ran out while the
+PBX had it) is audited ``unknown`` and answered ``PBX_UNAVAILABLE``, never left unsaid.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 import strawberry
@@ -28,6 +30,7 @@ from gateway.errors import (
     InvalidFieldsError,
     PbxProtocolError,
     PbxRateLimitedError,
+    PbxUnavailableError,
 )
 from gateway.observability.audit import audit_change
 from gateway.pbx.conference_update import may_have_applied, update_conference
@@ -173,6 +176,18 @@ class Mutation:
         try:
             context.admit(2)  # the change and its read-back, on the caller's PBX budget
             await update_conference(_pbx_session(context), changes)
+        except asyncio.CancelledError:
+            # Only shutdown cancels a request (its grace ran out). The change may be on the
+            # PBX already: say so in the audit trail and to the client, never a bare 500.
+            _uncancel()
+            cut_off = PbxUnavailableError(
+                "the gateway is shutting down and stopped waiting for the PBX: the change "
+                "may or may not have been applied; query the room before sending it again",
+                endpoint="conference/update",
+            )
+            context.store.forget(changes.number)  # here only: the fleet may be closing
+            audit(changes.number, "unknown", cut_off)
+            raise cut_off from None
         except GatewayError as exc:
             unknown = may_have_applied(exc)
             if unknown:  # it may have changed: whatever the cache holds may be wrong now
@@ -186,10 +201,26 @@ class Mutation:
         # (see ConferenceStore.forget); the read-back is a fetch of its own.
         await context.store.invalidate(changes.number)
         audit(changes.number, "applied")
-        (read_back,) = await context.store.get_many(
-            [changes.number], report=context.stale, deadline=context.deadline
-        )
+        read_back: Conference | Exception | None
+        try:
+            (read_back,) = await context.store.get_many(
+                [changes.number], report=context.stale, deadline=context.deadline
+            )
+        except asyncio.CancelledError:  # shutdown again: the change is in, say so
+            _uncancel()
+            read_back = PbxUnavailableError(
+                "the change was applied; the gateway is shutting down and did not read the "
+                "room back",
+                endpoint="conference/query",
+            )
         return UpdateConferencePayload(changed_fields=fields, read_back=read_back)
+
+
+def _uncancel() -> None:
+    """Take back the cancellation just handled, so the answer can still be sent."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
 
 
 def _pbx_session(context: GatewayContext) -> PbxSession:

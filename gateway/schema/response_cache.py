@@ -13,16 +13,27 @@ Two readers share one :class:`ResponseCache`: the HTTP view looks a request up b
 GraphQL work (the fast path: authentication, rate limits, the log line and metrics still
 happen, only GraphQL is skipped), and the :class:`ResponseCaching` extension fills it, and
 also answers from it when a request reaches execution (a persisted query, say).
+
+Memory is bounded by bytes, not by a count of answers: with 10,000 rooms one answer is
+megabytes, and every distinct document (a comment, a space) is another answer, so 260
+variants took a process from 61 MB to 1 GB. An answer is kept as the bytes it is served
+as (decoded only for the rare reader that needs the data), the cache holds at most
+``max_bytes`` of them (answer, document and variables counted), least recently used
+first out, an answer over an eighth of the budget is not kept at all, and an answer
+leaves the cache when the data it was built from stops being fresh (``ttl``), read or
+not.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Final
 
-from cachetools import LRUCache
+import orjson
+from cachetools import TLRUCache
 from graphql import ExecutionResult as GraphQLExecutionResult
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
@@ -31,16 +42,36 @@ from gateway.store import ConferenceStore
 
 Key = tuple[str, str | None, str, frozenset[str]]
 
+DEFAULT_MAX_BYTES: Final = 32 * 1024 * 1024
+LARGEST_SHARE: Final = 8
+"""An answer larger than ``max_bytes / LARGEST_SHARE`` is not kept: it would push out
+most of what the others need for one document."""
+_ENTRY_OVERHEAD: Final = 512
+"""Bytes counted per entry beyond its answer, document and variables: the Python objects
+around them (the entry, the key tuple, the sources)."""
+
 
 @dataclass(slots=True)
 class CachedAnswer:
-    """A kept answer, and its encoded body once someone needed it."""
+    """A kept answer, as the bytes it is served as (``{"data": ...}``)."""
 
-    data: dict[str, Any]
+    body: bytes
     sources: tuple[tuple[str, int], ...]
     """Store key -> version of the answer it was built from."""
     oldest: float
-    body: bytes | None = field(default=None)
+
+    @classmethod
+    def of(
+        cls, data: dict[str, Any], sources: tuple[tuple[str, int], ...], oldest: float
+    ) -> CachedAnswer:
+        """Encode ``data`` once, as the HTTP view would send it."""
+        return cls(orjson.dumps({"data": data}), sources, oldest)
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The answer's ``data``, decoded (only a request reaching execution needs it)."""
+        decoded: dict[str, Any] = orjson.loads(self.body)["data"]
+        return decoded
 
 
 def key_for(
@@ -54,24 +85,74 @@ def key_for(
     return (query, operation_name or None, canonical, scopes)
 
 
-class ResponseCache:
-    """The bounded LRU of kept answers, checked against the store on every read."""
+class _Answers(TLRUCache[Key, tuple[CachedAnswer, int]]):
+    """cachetools' time-aware LRU, counting what it evicts to make room."""
 
-    def __init__(self, maxsize: int = 256) -> None:
-        self._answers: LRUCache[Key, CachedAnswer] = LRUCache(maxsize)
+    evictions = 0
+
+    def popitem(self) -> tuple[Key, tuple[CachedAnswer, int]]:
+        item = super().popitem()
+        self.evictions += 1
+        return item
+
+
+class ResponseCache:
+    """Kept answers within a byte budget, checked against the store on every read."""
+
+    def __init__(
+        self,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        *,
+        ttl: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_bytes = max_bytes
+        self.max_entry_bytes = max_bytes // LARGEST_SHARE
+        self.too_large = 0
+        """Answers not kept because they exceeded ``max_entry_bytes``."""
+        self._answers = _Answers(
+            max(max_bytes, 1),
+            ttu=lambda key, entry, now: entry[0].oldest + ttl,  # the data's freshness
+            timer=clock,
+            getsizeof=lambda entry: entry[1],
+        )
 
     def get(self, key: Key, store: ConferenceStore) -> CachedAnswer | None:
         """The kept answer for ``key`` if every source is still current, else None."""
-        kept = self._answers.get(key)
-        if kept is None:
+        self._answers.expire()  # no answer outlives its data, whether read or not
+        entry = self._answers.get(key)
+        if entry is None:
             return None
+        kept = entry[0]
         if all(store.current(source) == version for source, version in kept.sources):
             return kept
         self._answers.pop(key, None)
         return None
 
     def put(self, key: Key, answer: CachedAnswer) -> None:
-        self._answers[key] = answer
+        """Keep ``answer`` unless it is too large for its share of the budget."""
+        size = len(answer.body) + len(key[0]) + len(key[2]) + _ENTRY_OVERHEAD
+        if size > self.max_entry_bytes:
+            self.too_large += 1
+            return
+        self._answers[key] = (answer, size)
+
+    @property
+    def bytes_held(self) -> int:
+        """The bytes the kept answers count for (never above ``max_bytes``)."""
+        self._answers.expire()
+        return int(self._answers.currsize)
+
+    @property
+    def evictions(self) -> int:
+        """Answers dropped, least recently used first, to make room for another."""
+        return self._answers.evictions
+
+    @property
+    def entries(self) -> int:
+        """Answers kept now (expired ones dropped first)."""
+        self._answers.expire()
+        return len(self._answers)
 
 
 class ResponseCaching(SchemaExtension):
@@ -107,7 +188,8 @@ class ResponseCaching(SchemaExtension):
             and report.oldest_fetched_at is not None
         ):
             sources = tuple(report.sources.items())
-            self._cache.put(key, CachedAnswer(result.data, sources, report.oldest_fetched_at))
+            answer = CachedAnswer.of(result.data, sources, report.oldest_fetched_at)
+            self._cache.put(key, answer)
 
     def _key(self) -> Key | None:
         context = self.execution_context
