@@ -400,3 +400,25 @@ async def test_live_k2_mute_names_act() -> None:
     assert muted == unmuted == {"status": "Success"}
     assert not session.members[1].muted
     assert (state.stats.live["mute"], state.stats.live["unmute"]) == (1, 1)
+
+
+async def test_live_switches_are_validated_at_run_time(
+    sim_client: httpx.AsyncClient, sim_state: SimulatorState
+) -> None:
+    """``POST /__simulator/config`` takes the live switches, validated like at start; a bad
+    value answers 400 and changes nothing; the report port is not a run-time switch."""
+    changed = await sim_client.post(
+        "/__simulator/config", json={"member_controls": "k2", "events": False, "transport": "HTTP"}
+    )
+    assert changed.status_code == 200
+    assert (changed.json()["member_controls"], changed.json()["events"]) == ("k2", False)
+    for body in (
+        {"member_controls": "asterisk"},
+        {"idle_rooms": "maybe"},
+        {"transport": "UDP"},
+        {"control_refused_errno": "x1"},
+        {"report_port": 9},
+    ):
+        refused = await sim_client.post("/__simulator/config", json=body)
+        assert refused.status_code == 400, body
+    assert (sim_state.config.member_controls, sim_state.config.transport) == ("k2", "HTTP")

@@ -8,7 +8,7 @@ import asyncio
 import json
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -68,11 +68,17 @@ async def _logged_in(sim: SimulatorServer) -> ReportClient:
     client, answer = await _connect(sim.report_port)
     assert answer.startswith(b"Response: Success\r\n")
     # The hub registers the connection once the answer is written: wait for it to count.
-    for _ in range(200):
-        if client_count(sim) >= 1:
-            break
-        await asyncio.sleep(0.005)
+    await _until(lambda: client_count(sim) >= 1)
     return client
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Poll ``condition`` for up to WAIT seconds (only a hang reaches the bound)."""
+    for _ in range(int(WAIT / 0.005)):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("condition not met in time")
 
 
 def client_count(sim: SimulatorServer) -> int:
@@ -85,8 +91,7 @@ async def test_report_tcp_login_then_one_event_per_change() -> None:
     async with SimulatorServer() as sim:
         first = await _logged_in(sim)
         second = await _logged_in(sim)
-        while client_count(sim) < 2:
-            await asyncio.sleep(0.005)
+        await _until(lambda: client_count(sim) >= 2)
         sim.state.live_join(BRIDGE, "4001")
         sim.state.live_join(BRIDGE, "4009")
         sim.state.live_leave(BRIDGE, "4001")
@@ -211,8 +216,7 @@ async def test_report_drop_then_resync_with_query_in_session() -> None:
     async with SimulatorServer() as sim:
         first = await _logged_in(sim)
         second = await _logged_in(sim)
-        while client_count(sim) < 2:
-            await asyncio.sleep(0.005)
+        await _until(lambda: client_count(sim) >= 2)
         async with httpx.AsyncClient(base_url=sim.base_url) as pbx:
             dropped = (await pbx.post("/__simulator/live/report/drop")).json()
             assert dropped == {"dropped": 2}
