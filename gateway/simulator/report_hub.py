@@ -8,8 +8,8 @@ change makes one event, delivered once to every logged-in TCP connection, or onc
 live push target. ``events=False`` (a firmware without them, or a test proving resync) makes
 none; every event also goes to a bounded in-memory log that tests can read.
 
-Changes may come from the admin API on another thread (``run_simulator_in_thread``): delivery
-always hops onto the server's event loop.
+Changes may come from the admin API on another thread (``run_simulator_in_thread``): the state
+runs them on the server's loop through ``on_loop``, and delivery always happens there.
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ import collections
 import contextlib
 import json
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from gateway.simulator.config import SimulatorConfig
 from gateway.simulator.live_session import Session
 from gateway.simulator.report_push import PushTarget, push_event
 from gateway.simulator.stats import SimulatorStats
 
+T = TypeVar("T")
 EVENT_LOG_SIZE = 1000
 # A report connection whose unsent bytes pass this is closed (a stuck reader, not the PBX's
 # problem); chosen, the real buffer size is unknown.
@@ -79,6 +80,21 @@ class ReportHub:
         """The loop that owns the connections (set by ``SimulatorServer``; None on stop)."""
         self._loop = loop
 
+    def on_loop(self, call: Callable[[], T]) -> T:
+        """``call()`` on the server's loop, from any thread, and its result (or its error).
+
+        Live changes go through here, so a test thread and the busy office never change the
+        rooms at the same time, and every event is made and sent in order on one loop.
+        """
+        loop = self._loop
+        if loop is None or _running_loop() is loop:
+            return call()
+
+        async def run() -> T:
+            return call()
+
+        return asyncio.run_coroutine_threadsafe(run(), loop).result(timeout=10)
+
     # --- producing ----------------------------------------------------------------------------
 
     def room_changed(self, number: str, name: str, session: Session) -> None:
@@ -128,14 +144,7 @@ class ReportHub:
 
     def drop_all(self) -> int:
         """Close every TCP report connection (a network break); how many were open."""
-        loop = self._loop
-        if loop is None or _running_loop() is loop:
-            return self._drop()
-
-        async def drop() -> int:
-            return self._drop()
-
-        return asyncio.run_coroutine_threadsafe(drop(), loop).result(timeout=10)
+        return self.on_loop(self._drop)
 
     def _drop(self, *, counted: bool = True) -> int:
         dropped = list(self.connections)

@@ -24,7 +24,7 @@ from gateway.simulator.faults import (
     FaultBoard,
     GarbageKind,
 )
-from gateway.simulator.live_session import Invite, LiveBook, LiveRuleError, Member, invitee_kind
+from gateway.simulator.live_session import Invite, LiveBook, LiveRuleError, invitee_kind
 from gateway.simulator.lockout import LoginLockout
 from gateway.simulator.report_hub import ReportHub
 from gateway.simulator.stats import SimulatorStats
@@ -163,6 +163,8 @@ class SimulatorState:
             raise LiveRuleError(f"no conference {number!r}")
         return room
 
+    # Each live change runs on the server's loop (``reports.on_loop``), from whatever thread.
+
     def live_join(
         self,
         number: str,
@@ -192,31 +194,36 @@ class SimulatorState:
 
     def live_leave(self, number: str, member: str) -> dict[str, Any]:
         """``member`` (number or channel id) hangs up (``POST /__simulator/live/leave``)."""
-        return self.live.leave(self._room(number), member).admin_view(self.now())
+        left = self.reports.on_loop(lambda: self.live.leave(self._room(number), member))
+        return left.admin_view(self.now())
 
     def live_mute(self, number: str, member: str, muted: bool = True) -> dict[str, Any]:
         """Mute or unmute a member (``POST /__simulator/live/mute``); no event (no count change)."""
-        return self.live.set_muted(str(number), member, muted).admin_view(self.now())
+        changed = self.reports.on_loop(lambda: self.live.set_muted(str(number), member, muted))
+        return changed.admin_view(self.now())
 
     def live_invite(self, number: str, member: str, dialpermission: str = "") -> None:
         """Call ``member`` to room ``number`` as ``add_member`` would, without an operator."""
-        self.live.ring(str(number), Invite(invitee_kind(member), member, dialpermission))
+        invite = Invite(invitee_kind(member), member, dialpermission)
+        self.reports.on_loop(lambda: self.live.ring(str(number), invite))
         if self.config.invitees_answer:
             self.live_answer(number, member)
 
     def live_answer(self, number: str, member: str) -> dict[str, Any]:
         """A ringing invitee picks up and joins with ANSWER (``POST /__simulator/live/answer``)."""
-        joined: Member = self.live.pick_up(self._room(number), member, now=self.now())
+        joined = self.reports.on_loop(
+            lambda: self.live.pick_up(self._room(number), member, now=self.now())
+        )
         return joined.admin_view(self.now())
 
     def live_decline(self, number: str, member: str) -> None:
         """A ringing invitee does not pick up (``POST /__simulator/live/decline``)."""
-        self.live.decline(str(number), member)
+        self.reports.on_loop(lambda: self.live.decline(str(number), member))
 
     def live_clear(self, number: str | None = None) -> int:
         """Everyone in room ``number`` (all rooms when None) hangs up (``.../live/clear``)."""
         rooms = self.book.all() if number is None else [self._room(number)]
-        return self.live.clear(rooms)
+        return self.reports.on_loop(lambda: self.live.clear(rooms))
 
     def live_json(self) -> dict[str, Any]:
         """Every room in session with all the simulator knows (``GET /__simulator/live``)."""
