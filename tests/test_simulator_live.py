@@ -422,3 +422,19 @@ async def test_live_switches_are_validated_at_run_time(
         refused = await sim_client.post("/__simulator/config", json=body)
         assert refused.status_code == 400, body
     assert (sim_state.config.member_controls, sim_state.config.transport) == ("k2", "HTTP")
+
+
+async def test_live_session_ends_with_its_last_member(sim_state: SimulatorState) -> None:
+    """When the last member leaves, the session ends: invitees still ringing are hung up, and
+    the next joiner starts a new call id."""
+    sim_state.configure(invitees_answer=False)
+    first = sim_state.live_join(BRIDGE, "4001")
+    sim_state.live_invite(BRIDGE, "4005")
+    session = sim_state.live.session(BRIDGE)
+    assert session is not None
+    callid = session.callid
+    sim_state.live_leave(BRIDGE, first["channelid"])
+    assert sim_state.live.session(BRIDGE) is None
+    sim_state.live_join(BRIDGE, "4009")
+    again = sim_state.live.session(BRIDGE)
+    assert again is not None and again.callid != callid and again.ringing == []

@@ -376,3 +376,24 @@ async def test_report_http_login_with_a_bad_port_answers_20008() -> None:
         live_tokens = sim.state.tokens.live_count(sim.state.now(), 1800)
     assert answer == {"status": "Failed", "errno": "20008"}
     assert (stats.logins_failed, stats.logins_succeeded, live_tokens) == (0, 0, 0)
+
+
+async def test_report_drop_with_refusal_then_back() -> None:
+    """``refuse_seconds`` closes new report connections on arrival (counted, no login read)
+    until that time has passed on the simulator's clock; then a login works again."""
+    async with SimulatorServer() as sim:
+        first = await _logged_in(sim)
+        async with httpx.AsyncClient(base_url=sim.base_url) as admin:
+            dropped = await admin.post("/__simulator/live/report/drop", json={"refuse_seconds": 60})
+        assert dropped.json() == {"dropped": 1}
+        assert await first.closed()
+        reader, writer = await asyncio.open_connection("127.0.0.1", sim.report_port)
+        # Closed before a login is read (a client that already sent one may see a reset).
+        assert await asyncio.wait_for(reader.read(), WAIT) == b""
+        writer.close()
+        sim.state.advance_time(61)
+        back = await _logged_in(sim)
+        back.close()
+        live = dict(sim.state.stats.live)
+    assert (live["report_refused"], live["report_logins_succeeded"]) == (1, 2)
+    assert live.get("report_logins_failed", 0) == 0

@@ -4,7 +4,8 @@ Each is a thin wrapper over one ``SimulatorState.live_*`` method (the same calls
 ``GET live`` (rooms in session, with what the wire does not carry: mute, moderator, seconds in
 the room), ``GET live/events`` (the last events made), ``POST live/join``, ``live/leave``,
 ``live/mute``, ``live/invite``, ``live/answer``, ``live/decline``, ``live/clear`` and
-``live/report/drop`` (close every TCP report connection). Events on or off, the report method
+``live/report/drop`` (close every TCP report connection; ``refuse_seconds``: and close new
+ones on arrival for that long). Events on or off, the report method
 and the other live switches go through ``POST /__simulator/config``. A rule the PBX would
 refuse (a member not in the room, a number twice) answers 400 with the reason.
 """
@@ -68,5 +69,11 @@ LIVE_ROUTES: list[tuple[str, str, Action]] = [
     ("/live/answer", "POST", lambda s, b: s.live_answer(_room(b), _member(b))),
     ("/live/decline", "POST", _decline),
     ("/live/clear", "POST", _clear),
-    ("/live/report/drop", "POST", lambda s, b: {"dropped": s.drop_report_channel()}),
+    (
+        "/live/report/drop",
+        "POST",
+        lambda s, b: {
+            "dropped": s.drop_report_channel(float(arg(b, "refuse_seconds", (int, float), 0.0)))
+        },
+    ),
 ]

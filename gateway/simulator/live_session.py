@@ -216,7 +216,9 @@ class LiveBook:
             raise LiveRuleError(f"{number_or_channel} is not in room {room['number']}")
         session.members.remove(member)
         self._apply_hold(room, session)
-        if not session.members and not session.ringing:
+        if not session.members:
+            # Chosen: the conference call ends with its last member; calls still ringing end too.
+            session.ringing.clear()
             del self._sessions[room["number"]]
         self._notify(session)
         return member

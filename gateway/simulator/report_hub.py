@@ -75,6 +75,8 @@ class ReportHub:
         self.push_targets: dict[str, PushTarget] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pushes: set[asyncio.Task[None]] = set()
+        # Until this time (the state's clock) new report connections are closed at once.
+        self.refuse_until = 0.0
 
     def attach(self, loop: asyncio.AbstractEventLoop | None) -> None:
         """The loop that owns the connections (set by ``SimulatorServer``; None on stop)."""
@@ -142,8 +144,13 @@ class ReportHub:
 
     # --- the admin switches ---------------------------------------------------------------
 
-    def drop_all(self) -> int:
-        """Close every TCP report connection (a network break); how many were open."""
+    def drop_all(self, refuse_until: float = 0.0) -> int:
+        """Close every TCP report connection (a network break); how many were open.
+
+        With ``refuse_until`` (the state's clock) new connections are closed on arrival until
+        then, so a client's reconnect back-off can be seen.
+        """
+        self.refuse_until = refuse_until
         return self.on_loop(self._drop)
 
     def _drop(self, *, counted: bool = True) -> int:

@@ -129,6 +129,9 @@ class ReportServer:
         connection = _Connection(writer)
         self.state.stats.live["report_connections"] += 1
         try:
+            if self.state.now() < hub.refuse_until:
+                self.state.stats.live["report_refused"] += 1
+                return  # the channel is down: closed on arrival, before any login
             try:
                 fields = await asyncio.wait_for(read_login_block(reader), LOGIN_TIMEOUT_SECONDS)
             except (TimeoutError, ConnectionError, ValueError):

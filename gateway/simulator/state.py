@@ -247,9 +247,13 @@ class SimulatorState:
         """The last events made, oldest first (``GET /__simulator/live/events``)."""
         return list(self.reports.log)
 
-    def drop_report_channel(self) -> int:
-        """Close every TCP report connection (``POST /__simulator/live/report/drop``)."""
-        return self.reports.drop_all()
+    def drop_report_channel(self, refuse_seconds: float = 0.0) -> int:
+        """Close every TCP report connection (``POST /__simulator/live/report/drop``); with
+        ``refuse_seconds``, new ones are closed on arrival for that long (state clock)."""
+        if refuse_seconds < 0:
+            raise ValueError(f"refuse_seconds must be >= 0, got {refuse_seconds}")
+        until = self.now() + refuse_seconds if refuse_seconds else 0.0
+        return self.reports.drop_all(until)
 
     # --- used while answering calls -----------------------------------------------------------
 
