@@ -4,8 +4,8 @@
 doctor in the test's loop. ``serve_app`` serves any ASGI app on loopback, over TLS when given a
 certificate (the simulator itself speaks plain HTTP); ``self_signed_certificate`` makes the
 kind of certificate a PBX ships with. ``not_a_pbx`` and ``redirecting`` are the web servers a
-wrong ``PBX_URL`` meets; ``with_member_endpoints`` is a simulator whose firmware has the
-live-conference endpoints the simulator lacks, and ``with_endpoints``
+wrong ``PBX_URL`` meets; ``with_member_endpoints`` is a simulator whose live-conference
+endpoints are replaced by stand-ins that record each body, and ``with_endpoints``
 any firmware that answers one endpoint its own way.
 """
 

@@ -41,7 +41,20 @@ EXPECTED: dict[str, tuple[list[str], str, str | None, bool, bool, list[str]]] = 
     "heartbeat-ipaddr": ([], "omit", None, False, False, ["heartbeat-ipaddr"]),
     "single-token": ([], "omit", None, True, True, ["single-token"]),
     "expired-20004": ([], "omit", None, True, False, SAME_AS_DEFAULT),
+    "no-live": ([], "omit", None, True, False, ["no-live"]),
+    "k2-controls": ([], "omit", None, True, False, ["k2-controls"]),
     "field-worst": (ALL_FOUR, "empty", None, False, True, ["field-worst"]),
+}
+# The live endpoints doctor finds: all five, none (no-live), or K2's naming (k2-controls, whose
+# mute and unmute are conference/mute and conference/unmute, so the S-Series names are absent).
+ALL_LIVE = dict.fromkeys(CONFERENCE_ENDPOINTS, True)
+EXPECTED_ENDPOINTS: dict[str, dict[str, bool]] = {
+    "no-live": dict.fromkeys(CONFERENCE_ENDPOINTS, False),
+    "k2-controls": {
+        **ALL_LIVE,
+        "conference/mute_member": False,
+        "conference/unmute_member": False,
+    },
 }
 
 
@@ -67,7 +80,7 @@ async def test_doctor_tells_each_firmware_profile(name: str) -> None:
     assert findings.fields_partial == []
     assert (findings.unknown_numbers, findings.unknown_errno) == (unknown, errno)
     assert findings.heartbeat == {"ipaddr": True, "{}": bare_heartbeat}
-    assert findings.endpoints == dict.fromkeys(CONFERENCE_ENDPOINTS, False)
+    assert findings.endpoints == EXPECTED_ENDPOINTS.get(name, ALL_LIVE)
     assert findings.single_token is single_token
     assert findings.profiles == matches
     assert (stats.logins_succeeded, stats.logins_failed, live) == (2, 0, 0)

@@ -40,7 +40,9 @@ async def test_doctor_url_with_a_path_is_reported_and_checked_without_it() -> No
     assert report.recommended["PBX_URL"] == sim.base_url
     assert report.exit_code == 1 and [c.name for c in report.problems] == ["PBX_URL"]
     assert report.findings.login == "accepted"
-    assert calls["unknown"] == len(CONFERENCE_ENDPOINTS)  # the probes' only unknown paths
+    # Every probe reached a real endpoint: none went to /api/v2.0.0/api/v2.0.0/ ("unknown").
+    assert "unknown" not in calls
+    assert [calls[endpoint] for endpoint in CONFERENCE_ENDPOINTS] == [1] * len(CONFERENCE_ENDPOINTS)
 
 
 async def test_doctor_closed_port_stops_before_any_call() -> None:

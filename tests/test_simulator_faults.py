@@ -223,6 +223,8 @@ async def test_stats_shape_and_reset(
         "logouts": 0,
         "in_flight": 0,
         "max_in_flight": 1,
+        "in_session_numbers": [],
+        "live": {},
     }
     assert (await sim_client.post("/__simulator/reset")).json() == {"ok": True}
     after = (await sim_client.get("/__simulator/stats")).json()

@@ -2,7 +2,8 @@
 
 Each profile in ``gateway.simulator.profiles`` is one reading of the PBX documents. Doctor's
 findings are compared with each profile on what the probes could observe (room fields, the
-answer to an unknown number, the heartbeat form, one token per user, a rejected login's errno);
+answer to an unknown number, the heartbeat form, one token per user, a rejected login's errno,
+which live-conference endpoints answer);
 what they cannot observe (a timed-out token's errno takes 30 idle minutes) is left out, so
 several profiles may match. The names tell a user which ``pbx-gateway simulator --profile``
 reproduces their device, and let the suite prove doctor tells every profile apart.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from gateway.doctor.report import Findings
 from gateway.simulator.config import SimulatorConfig
+from gateway.simulator.live_endpoints import endpoint_presence
 from gateway.simulator.profiles import PROFILES
 
 
@@ -37,6 +39,13 @@ def _consistent(findings: Findings, config: SimulatorConfig) -> bool:
             "{}", False
         )
         if ipaddr_required != config.heartbeat_requires_ipaddr:
+            return False
+    if findings.endpoints is not None:
+        expected = endpoint_presence(config)
+        if any(
+            present is not None and name in expected and present != expected[name]
+            for name, present in findings.endpoints.items()
+        ):
             return False
     return findings.single_token is None or findings.single_token == (
         config.new_login_kills_old_tokens

@@ -13,6 +13,10 @@ Modules, one concept each:
   ``routing``: any-method routes; ``app``: ``create_simulator_app``.
 - ``server``: ``SimulatorServer`` over loopback; ``threaded``: the same on a background thread.
 - ``profiles``: named firmware variants (``PROFILES``), each a set of config changes.
+- Live conferences: ``live_session`` (rooms in session and their rules), ``live_endpoints``
+  (``query_in_session`` and the member controls), ``report_hub`` (ConferenceStatus events),
+  ``report_tcp`` (the TCP report port), ``report_push`` (HTTP push), ``busy_office`` (the
+  seeded demo script), ``admin_live`` (``/__simulator/live`` routes), ``admin_args``.
 - ``command``: the ``pbx-gateway simulator`` subcommand.
 """
 

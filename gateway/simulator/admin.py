@@ -15,27 +15,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from gateway.simulator.admin_args import Body
+from gateway.simulator.admin_args import arg as _arg
+from gateway.simulator.admin_live import LIVE_ROUTES
 from gateway.simulator.conference_data import generate_conferences
 from gateway.simulator.config import ADMIN_PREFIX
 from gateway.simulator.routing import any_method_route
 from gateway.simulator.state import DownNeedsServerError, SimulatorState
 
-Body = dict[str, Any]
 Action = Callable[[SimulatorState, Body], dict[str, Any]]
-
-
-def _arg(body: Body, name: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
-    """A typed body field; a missing required one or a wrong type is a ValueError."""
-    if name not in body or body[name] is None:
-        if default is ...:
-            raise ValueError(f"{name!r} is required")
-        return default
-    value = body[name]
-    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-        raise ValueError(f"{name!r} has the wrong type: {value!r}")
-    if not isinstance(value, kind):
-        raise ValueError(f"{name!r} has the wrong type: {value!r}")
-    return value
 
 
 class _NoSuchRoute(Exception):
@@ -159,7 +147,7 @@ _ROUTES: list[tuple[str, str, Action]] = [
 def admin_routes() -> list[Route]:
     """The admin routes, then a catch-all that keeps unknown admin paths out of the API."""
     by_path: dict[str, dict[str, Action]] = {}
-    for path, method, action in _ROUTES:
+    for path, method, action in [*_ROUTES, *LIVE_ROUTES]:
         by_path.setdefault(path, {})[method] = action
     routes = [_route(path, actions) for path, actions in by_path.items()]
     routes.append(_route("/{rest:path}", {"*": _not_found}))

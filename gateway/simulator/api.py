@@ -11,7 +11,8 @@ and so that faults hit every call, even malformed ones, as a broken PBX would):
 5. An armed answer fault (drop, garbage, fail) replaces the answer; an armed drip sends the
    answer, whichever it is, one byte at a time (the call stays in flight until it is sent).
 6. Method: anything but POST answers 20001.
-7. Path: anything but ``/api/v2.0.0/<known endpoint>`` answers 10003.
+7. Path: anything but ``/api/v2.0.0/<known endpoint>`` answers 10003, and so does a live
+   endpoint the configured firmware lacks (``live_endpoints.available``).
 8. Body: logout ignores it; an empty body answers 20007 (heartbeat takes it as ``{}``); a body
    that is not a JSON object answers 20000.
 9. Token (all but login): blank or absent 20005, unknown 20004, timed out ``expired_errno``.
@@ -41,6 +42,7 @@ from gateway.simulator.envelope import (
     UNSUPPORTED_REQUEST,
     failed,
 )
+from gateway.simulator.live_endpoints import LIVE_ENDPOINTS, available
 from gateway.simulator.misbehave import DrippingResponse, DroppedResponse, fault_answer
 from gateway.simulator.state import SimulatorState
 from gateway.simulator.tokens import TokenCheck
@@ -122,8 +124,8 @@ async def answer(state: SimulatorState, request: Request, endpoint: str | None) 
     """Steps 6 to 10 of the module docstring."""
     if request.method != "POST":
         return failed(ONLY_POST)
-    if endpoint is None:
-        return failed(UNSUPPORTED_REQUEST)
+    if endpoint is None or (endpoint in LIVE_ENDPOINTS and endpoint not in available(state.config)):
+        return failed(UNSUPPORTED_REQUEST)  # a live endpoint this firmware lacks: as unknown
     body = await _read_body(request, endpoint)
     if isinstance(body, Response):
         return body

@@ -24,6 +24,8 @@ from gateway.simulator.config import (
     API_PREFIX,
     DEMO_PASSWORD,
     DEMO_USERNAME,
+    IDLE_ROOMS_MODES,
+    MEMBER_CONTROLS_MODES,
     UNKNOWN_NUMBERS_MODES,
     SimulatorConfig,
     password_digest,
@@ -81,6 +83,33 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="refuse a heartbeat without ipaddr",
     )
     add("--new-login-kills-old-tokens", action="store_true", default=None)
+    live = parser.add_argument_group("live conferences")
+    live.add_argument(
+        "--report-port",
+        type=int,
+        default=0,
+        metavar="P",
+        help="TCP report port for ConferenceStatus events (default: 0, an ephemeral one)",
+    )
+    live.add_argument(
+        "--transport", choices=("TCP", "HTTP"), help="report method: TCP (default) or HTTP push"
+    )
+    live.add_argument(
+        "--member-controls", choices=MEMBER_CONTROLS_MODES, help="member control endpoint names"
+    )
+    live.add_argument(
+        "--idle-rooms", choices=IDLE_ROOMS_MODES, help="query_in_session for an idle room"
+    )
+    live.add_argument(
+        "--no-events", dest="events", action="store_false", default=None, help="send no events"
+    )
+    live.add_argument(
+        "--busy-office", action="store_true", help="people join and leave rooms on a timer"
+    )
+    live.add_argument("--busy-seed", type=int, default=0, metavar="N", help="its random seed")
+    live.add_argument(
+        "--busy-interval", type=float, default=2.0, metavar="S", help="seconds between changes"
+    )
     add("--fail-next", type=int, default=0, metavar="N", help="fail the next N API calls")
     add("--fail-errno", default="20010", metavar="E", help="errno for --fail-next")
     add("--fail-endpoint", default=None, metavar="EP", help="only fail calls to this endpoint")
@@ -105,6 +134,10 @@ def build_config(args: argparse.Namespace) -> SimulatorConfig:
             "login_failure_errno",
             "heartbeat_requires_ipaddr",
             "new_login_kills_old_tokens",
+            "transport",
+            "member_controls",
+            "idle_rooms",
+            "events",
         )
         if getattr(args, name) is not None
     }
@@ -119,6 +152,10 @@ def build_config(args: argparse.Namespace) -> SimulatorConfig:
         latency=args.latency,
         jitter=args.jitter,
         serial=args.serial,
+        report_port=args.report_port,
+        busy_office=args.busy_office,
+        busy_seed=args.busy_seed,
+        busy_interval=args.busy_interval,
         **variant,
     )
 
@@ -138,9 +175,23 @@ def banner(server: SimulatorServer) -> str:
             f"  login:  username {config.username!r}, password {config.password!r}"
             f" (sent as MD5 {password_digest(config.password)})",
             f"  admin:  {url}{ADMIN_PREFIX}/  (counters at {ADMIN_PREFIX}/stats)",
+            f"  events: {_describe_events(server)}",
             "Press Ctrl+C to stop.",
         ]
     )
+
+
+def _describe_events(server: SimulatorServer) -> str:
+    config = server.state.config
+    if not config.events:
+        where = "off"
+    elif config.transport == "TCP":
+        where = f"ConferenceStatus on TCP report port {server.report_port}"
+    else:
+        where = "ConferenceStatus by HTTP push to the login's port/url"
+    if config.busy_office:
+        where += f"; busy office (seed {config.busy_seed}, every {config.busy_interval:g} s)"
+    return where
 
 
 def _describe_variant(config: SimulatorConfig) -> str:

@@ -20,6 +20,16 @@ ABSENTABLE_FIELDS: tuple[str, ...] = tuple(f for f in FIELDS if f not in ("numbe
 
 UnknownNumbers = Literal["omit", "empty", "missing", "failed"]
 UNKNOWN_NUMBERS_MODES: tuple[str, ...] = get_args(UnknownNumbers)
+# Which names the member controls answer to: S-Series/Cloud v2 (``conference/mute_member``,
+# ``conference/unmute_member``), K2 v2 (``conference/mute``, ``conference/unmute``), or none.
+MemberControls = Literal["s-series", "k2", "none"]
+MEMBER_CONTROLS_MODES: tuple[str, ...] = get_args(MemberControls)
+# How ``conference/query_in_session`` answers a room nobody is in (or an unknown number).
+IdleRooms = Literal["omit", "failed"]
+IDLE_ROOMS_MODES: tuple[str, ...] = get_args(IdleRooms)
+Transport = Literal["TCP", "HTTP"]
+# Busy office: never more than one change per this many seconds (a bounded demo load).
+MIN_BUSY_INTERVAL = 0.2
 
 # The documented demo credentials: harmless, and printed by the ``simulator`` command.
 DEMO_USERNAME = "api"
@@ -46,6 +56,16 @@ RUNTIME_TUNABLES = frozenset(
         "token_ttl",
         "lockout_threshold",
         "lockout_seconds",
+        "transport",
+        "live_query",
+        "member_controls",
+        "events",
+        "idle_rooms",
+        "live_unknown_errno",
+        "control_refused_errno",
+        "empty_room_event",
+        "invitees_answer",
+        "push_retries",
     }
 )
 
@@ -89,7 +109,37 @@ class SimulatorConfig:
     jitter: float = 0.0
     # Serve one API request at a time, like the single-process Boa server.
     serial: bool = False
-    transport: Literal["TCP", "HTTP"] = "TCP"
+    # The report method set on the PBX (API Settings): TCP report connections or HTTP push.
+    transport: Transport = "TCP"
+    # --- live conferences (pbx-api.md "Live conferences", "Events", "Moderator controls") ---
+    # Whether ``conference/query_in_session`` exists (10003 when not).
+    live_query: bool = True
+    # Which member-control endpoint names exist (``none``: all answer 10003).
+    member_controls: MemberControls = "s-series"
+    # Whether ConferenceStatus events are sent at all (off: the gateway must poll).
+    events: bool = True
+    # Chosen default ``omit``: an idle or unknown room is left out of the answer. ``failed``
+    # plays the S-Series v2 change log's 10110 from query_in_session (2024-4-7).
+    idle_rooms: IdleRooms = "omit"
+    # 10110 "The conference number does not exist" (S-Series v2 change log).
+    live_unknown_errno: str = "10110"
+    # Undocumented (chosen): an operator who is not a moderator in the room, or a member who is
+    # not in it; 10006 is "extension does not exist" in the v1 table.
+    control_refused_errno: str = "10006"
+    # Chosen: when the last member leaves, one ConferenceStatus with an empty member list.
+    empty_room_event: bool = True
+    # Chosen: an invited member picks up at once; off, they ring until ``live_answer``.
+    invitees_answer: bool = True
+    # The PBX's serial number, the events' ``sn`` (the value of the doc's example).
+    device_sn: str = "369351034049"
+    # The TCP report port (0: an ephemeral one, as tests need); the simulator command sets it.
+    report_port: int = 0
+    # HTTP push: further attempts after a failed POST (v1: "the PBX sends reports repeatedly").
+    push_retries: int = 1
+    # The scripted busy office: members come and go every ``busy_interval`` seconds.
+    busy_office: bool = False
+    busy_seed: int = 0
+    busy_interval: float = 2.0
 
     def __post_init__(self) -> None:
         if not self.username:
@@ -115,10 +165,40 @@ class SimulatorConfig:
                 f"absent_fields may name only {', '.join(ABSENTABLE_FIELDS)}, "
                 f"got {', '.join(unknown_fields)}"
             )
-        for name in ("expired_errno", "unknown_errno", "invalid_errno", "login_failure_errno"):
+        self._check_live()
+        for name in (
+            "expired_errno",
+            "unknown_errno",
+            "invalid_errno",
+            "login_failure_errno",
+            "live_unknown_errno",
+            "control_refused_errno",
+        ):
             value = getattr(self, name)
             if not (isinstance(value, str) and value.isdigit()):
                 raise ValueError(f"{name} must be a string of digits, got {value!r}")
+
+    def _check_live(self) -> None:
+        choices = {
+            "transport": ("TCP", "HTTP"),
+            "member_controls": MEMBER_CONTROLS_MODES,
+            "idle_rooms": IDLE_ROOMS_MODES,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
+                )
+        if not 0 <= self.report_port <= 65535:
+            raise ValueError(f"report_port must be between 0 and 65535, got {self.report_port!r}")
+        if not 0 <= self.push_retries <= 5:
+            raise ValueError(f"push_retries must be between 0 and 5, got {self.push_retries!r}")
+        if self.busy_interval < MIN_BUSY_INTERVAL:
+            raise ValueError(
+                f"busy_interval must be >= {MIN_BUSY_INTERVAL}, got {self.busy_interval!r}"
+            )
+        if not self.device_sn:
+            raise ValueError("device_sn must not be blank")
 
     def tunables(self) -> dict[str, object]:
         """The runtime-changeable part, as JSON-ready values (for the admin config route)."""

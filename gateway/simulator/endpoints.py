@@ -21,10 +21,13 @@ from gateway.simulator.config import password_digest
 from gateway.simulator.envelope import (
     IP_LOCKED,
     PARAMETER_BLANK,
+    PORT_ERROR,
     failed,
     pbx_answer,
     success,
 )
+from gateway.simulator.live_endpoints import LIVE_ENDPOINTS
+from gateway.simulator.report_push import PushTargetError, push_target
 from gateway.simulator.state import SimulatorState
 
 Body = dict[str, Any]
@@ -48,11 +51,21 @@ async def login(state: SimulatorState, body: Body, request: Request) -> Response
         state.lockout.record_failure(address, now, config.lockout_threshold, config.lockout_seconds)
         # 20003 by the S-Series docs; a profile may answer otherwise (K2 v1's example: 30003).
         return failed(config.login_failure_errno)
+    target = None
+    if config.transport == "HTTP":
+        # HTTP push goes to this caller's address, on the port/url it gives (api-reports.html).
+        try:
+            target = push_target(address, body)
+        except PushTargetError:
+            return failed(PORT_ERROR)  # chosen: checked after the credentials, not a failure
     state.lockout.record_success(address)
     if config.new_login_kills_old_tokens:
         state.tokens.end_user(config.username)
     state.stats.logins_succeeded += 1
-    return success(token=state.tokens.issue(config.username, now), transport=config.transport)
+    token = state.tokens.issue(config.username, now)
+    if target is not None:
+        state.reports.push_targets[token] = target
+    return success(token=token, transport=config.transport)
 
 
 async def heartbeat(state: SimulatorState, body: Body, request: Request) -> Response:
@@ -131,6 +144,8 @@ ENDPOINTS: dict[str, Handler] = {
     "logout": logout,
     "conference/query": query_conferences,
     "conference/update": update_conference,
+    # Live conferences; a firmware without one answers 10003 (api.py asks live_endpoints).
+    **LIVE_ENDPOINTS,
 }
 # Endpoints whose body may be empty: logout takes none, heartbeat's fields are all optional.
 BODY_OPTIONAL = frozenset({"heartbeat", "logout"})

@@ -24,6 +24,7 @@ NO_SUCH_TOKEN = "20004"  # noqa: S105 - an errno, not a secret
 TOKEN_BLANK = "20005"  # noqa: S105 - an errno, not a secret
 TOKEN_TIMED_OUT = "20006"  # noqa: S105 - an errno, not a secret
 DATA_BLANK = "20007"
+PORT_ERROR = "20008"
 API_HANDOFF_FAILED = "20010"  # PBX-side, transient: the simulator's answer to its own bugs
 
 BOA_HEADERS = {

@@ -87,6 +87,18 @@ _ALL: tuple[FirmwareProfile, ...] = (
         expired_errno="20004",
     ),
     _profile(
+        "no-live",
+        "a firmware without live conferences: no query_in_session, member controls or events",
+        live_query=False,
+        member_controls="none",
+        events=False,
+    ),
+    _profile(
+        "k2-controls",
+        "member controls under K2 v2's names: conference/mute and conference/unmute",
+        member_controls="k2",
+    ),
+    _profile(
         "field-worst",
         "every pessimistic reading at once",
         absent_fields=("allowinvite", "musiconhold", "mute", "prompt"),

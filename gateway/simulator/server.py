@@ -5,6 +5,11 @@ is known before the first request). ``go_down`` closes the listening socket, so 
 refused as by a rebooting PBX; ``come_up`` binds the same port again. Stalled calls are released
 before uvicorn waits for open connections, so a stall never keeps the server from stopping.
 ``threaded.run_simulator_in_thread`` runs one on a background thread for sync code.
+
+Beside the API port it opens the TCP report port (``report_port``; config ``report_port``, 0 for
+an ephemeral one), delivers ConferenceStatus events on this loop, and runs the busy office
+when ``config.busy_office`` asks (``start_busy_office`` starts one later). ``go_down`` closes
+the API port only; ``state.drop_report_channel()`` breaks the report connections.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ from typing import Any
 import uvicorn
 
 from gateway.simulator.app import create_simulator_app
+from gateway.simulator.busy_office import BusyOffice
 from gateway.simulator.config import SimulatorConfig
 from gateway.simulator.misbehave import quiet_uvicorn_about_drops
+from gateway.simulator.report_tcp import ReportServer
 from gateway.simulator.state import SimulatorState
 
 _BACKLOG = 128
@@ -84,6 +91,28 @@ class SimulatorServer:
         self._down = False
         self._up_timer: asyncio.TimerHandle | None = None
         self._reopening: set[asyncio.Task[None]] = set()
+        self.reports = ReportServer(self.state, host, self.state.config.report_port)
+        self.busy_office: BusyOffice | None = None
+        self._busy_task: asyncio.Task[None] | None = None
+
+    @property
+    def report_port(self) -> int:
+        """The TCP report port (the real one once started, also when 0 was asked)."""
+        return self.reports.port
+
+    def start_busy_office(self, seed: int = 0, interval: float = 2.0) -> BusyOffice:
+        """Start the seeded busy office on this server's loop (call from that loop)."""
+        self.stop_busy_office()
+        office = BusyOffice(self.state, seed, interval)
+        self.busy_office = office
+        self._busy_task = asyncio.get_running_loop().create_task(office.run())
+        return office
+
+    def stop_busy_office(self) -> None:
+        """Stop the busy office, if one runs (people in rooms stay where they are)."""
+        if self._busy_task is not None:
+            self._busy_task.cancel()
+        self._busy_task = None
 
     @property
     def base_url(self) -> str:
@@ -115,6 +144,11 @@ class SimulatorServer:
             await asyncio.sleep(0.005)
         self.state.down_handler = self.go_down
         self.state.up_handler = self.come_up
+        await self.reports.start()
+        self.state.reports.attach(self._loop)
+        wanted = self.state.config
+        if wanted.busy_office:
+            self.start_busy_office(wanted.busy_seed, wanted.busy_interval)
 
     async def stop(self) -> None:
         """Release stalls, stop uvicorn and wait for it; safe to call twice."""
@@ -122,6 +156,13 @@ class SimulatorServer:
             return
         if self._up_timer is not None:
             self._up_timer.cancel()
+        busy = self._busy_task
+        self.stop_busy_office()
+        if busy is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await busy
+        await self.state.reports.close()
+        await self.reports.stop()
         self.state.release_stalls()
         self._server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):

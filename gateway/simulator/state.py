@@ -25,7 +25,9 @@ from gateway.simulator.faults import (
     FaultBoard,
     GarbageKind,
 )
+from gateway.simulator.live_session import Invite, LiveBook, LiveRuleError, invitee_kind
 from gateway.simulator.lockout import LoginLockout
+from gateway.simulator.report_hub import ReportHub
 from gateway.simulator.stats import SimulatorStats
 from gateway.simulator.tokens import TokenStore
 
@@ -49,6 +51,13 @@ class SimulatorState:
         self.lockout = LoginLockout()
         self.faults = FaultBoard()
         self.stats = SimulatorStats()
+        self.reports = ReportHub(
+            lambda: self.config,
+            self.stats,
+            lambda token: self.tokens.is_live(token, self.now(), self.config.token_ttl),
+        )
+        # Every participant change becomes one ConferenceStatus (report_hub).
+        self.live = LiveBook(on_change=self.reports.room_changed)
         self.down_handler: DownHandler | None = None
         self.up_handler: Callable[[], None] | None = None
         self.shutting_down = False
@@ -152,6 +161,106 @@ class SimulatorState:
         if self.up_handler is None:
             raise DownNeedsServerError("'come_up' needs the app to run under SimulatorServer")
         self.up_handler()
+
+    # --- live conferences (admin API: ``/__simulator/live/...``) -------------------------------
+
+    def _room(self, number: str) -> Any:
+        room = self.book.get(str(number))
+        if room is None:
+            raise LiveRuleError(f"no conference {number!r}")
+        return room
+
+    # Each live change runs on the server's loop (``reports.on_loop``), from whatever thread.
+
+    def live_join(
+        self,
+        number: str,
+        member: str,
+        *,
+        kind: str = "ext",
+        moderator: bool | None = None,
+        trunk: str = "",
+        to: str = "",
+    ) -> dict[str, Any]:
+        """``member`` dials into room ``number`` (``POST /__simulator/live/join``).
+
+        ``kind`` is ext, inbound (an outside caller; ``to`` is the number they dialled) or
+        outbound; ``moderator`` defaults to whether an extension is one of the room's
+        moderators (True: joined with the moderator PIN). One ConferenceStatus follows.
+        """
+        joined = self.live.join(
+            self._room(number),
+            member,
+            now=self.now(),
+            kind=kind,
+            moderator=moderator,
+            trunk=trunk,
+            other=to,
+        )
+        return joined.admin_view(self.now())
+
+    def live_leave(self, number: str, member: str) -> dict[str, Any]:
+        """``member`` (number or channel id) hangs up (``POST /__simulator/live/leave``)."""
+        left = self.reports.on_loop(lambda: self.live.leave(self._room(number), member))
+        return left.admin_view(self.now())
+
+    def live_mute(self, number: str, member: str, muted: bool = True) -> dict[str, Any]:
+        """Mute or unmute a member (``POST /__simulator/live/mute``); no event (no count change)."""
+        changed = self.reports.on_loop(lambda: self.live.set_muted(str(number), member, muted))
+        return changed.admin_view(self.now())
+
+    def live_invite(self, number: str, member: str, dialpermission: str = "") -> None:
+        """Call ``member`` to room ``number`` as ``add_member`` would, without an operator."""
+        invite = Invite(invitee_kind(member), member, dialpermission)
+        self.reports.on_loop(lambda: self.live.ring(str(number), invite))
+        if self.config.invitees_answer:
+            self.live_answer(number, member)
+
+    def live_answer(self, number: str, member: str) -> dict[str, Any]:
+        """A ringing invitee picks up and joins with ANSWER (``POST /__simulator/live/answer``)."""
+        joined = self.reports.on_loop(
+            lambda: self.live.pick_up(self._room(number), member, now=self.now())
+        )
+        return joined.admin_view(self.now())
+
+    def live_decline(self, number: str, member: str) -> None:
+        """A ringing invitee does not pick up (``POST /__simulator/live/decline``)."""
+        self.reports.on_loop(lambda: self.live.decline(str(number), member))
+
+    def live_clear(self, number: str | None = None) -> int:
+        """Everyone in room ``number`` (all rooms when None) hangs up (``.../live/clear``)."""
+        rooms = self.book.all() if number is None else [self._room(number)]
+        return self.reports.on_loop(lambda: self.live.clear(rooms))
+
+    def live_json(self) -> dict[str, Any]:
+        """Every room in session with all the simulator knows (``GET /__simulator/live``)."""
+        now = self.now()
+        return {
+            "sessions": [
+                {
+                    "number": session.number,
+                    "name": session.name,
+                    "callid": session.callid,
+                    "members": [member.admin_view(now) for member in session.members],
+                    "ringing": [invite.number for invite in session.ringing],
+                }
+                for session in self.live.sessions()
+            ],
+            "report_connections": len(self.reports.connections),
+            "push_targets": len(self.reports.push_targets),
+        }
+
+    def live_events(self) -> list[dict[str, Any]]:
+        """The last events made, oldest first (``GET /__simulator/live/events``)."""
+        return list(self.reports.log)
+
+    def drop_report_channel(self, refuse_seconds: float = 0.0) -> int:
+        """Close every TCP report connection (``POST /__simulator/live/report/drop``); with
+        ``refuse_seconds``, new ones are closed on arrival for that long (state clock)."""
+        if refuse_seconds < 0:
+            raise ValueError(f"refuse_seconds must be >= 0, got {refuse_seconds}")
+        until = self.now() + refuse_seconds if refuse_seconds else 0.0
+        return self.reports.drop_all(until)
 
     # --- used while answering calls -----------------------------------------------------------
 

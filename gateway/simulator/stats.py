@@ -1,6 +1,7 @@
 """What the simulated PBX has seen, for tests and benchmarks to assert on.
 
-Only API calls count (admin calls under ``/__simulator`` never do). ``max_in_flight`` is the
+Only API calls and the report channel count (admin calls under ``/__simulator`` never do).
+``max_in_flight`` is the
 highest number of API requests ever inside the simulator at once, which is how a test proves the
 gateway's concurrency cap; requests waiting for the ``serial`` lock count as in flight because the
 client sent them.
@@ -27,6 +28,11 @@ class SimulatorStats:
     logouts: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
+    # Numbers ``conference/query_in_session`` received, like ``query_numbers``.
+    in_session_numbers: list[str] = field(default_factory=list)
+    # Live conferences: member actions done (kick, mute, unmute, invite) and refused, events
+    # made, suppressed and sent, report logins, drops and pushes (keys in the README).
+    live: Counter[str] = field(default_factory=Counter)
 
     def enter(self) -> None:
         """An API request arrived."""
@@ -56,4 +62,6 @@ class SimulatorStats:
             "logouts": self.logouts,
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
+            "in_session_numbers": list(self.in_session_numbers),
+            "live": dict(self.live),
         }

@@ -2,7 +2,8 @@
 
 The server gets its own event loop on a background thread; ``SimulatorServer.go_down`` and
 ``come_up`` hop onto that loop, and ``SimulatorState``'s admin methods are safe to call from the
-caller's thread (they only set plain attributes the loop reads).
+caller's thread (they only set plain attributes the loop reads, and the ``live_*`` changes run
+on the server's loop and wait for it).
 """
 
 from __future__ import annotations

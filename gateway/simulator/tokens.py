@@ -53,6 +53,11 @@ class TokenStore:
         entry.last_used = now
         return TokenCheck.OK
 
+    def is_live(self, token: str, now: float, ttl: float) -> bool:
+        """Whether ``token`` would be accepted, without counting as a use (for HTTP push)."""
+        entry = self._tokens.get(token)
+        return entry is not None and not entry.expired and now - entry.last_used <= ttl
+
     def end(self, token: str) -> None:
         """Forget a token (logout): it becomes unknown, 20004."""
         self._tokens.pop(token, None)
