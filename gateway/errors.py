@@ -14,9 +14,9 @@
         │   ├── PbxConnectionError                     refused, reset, DNS, TLS
         │   ├── PbxProtocolError                       non-200, non-JSON, truncated, wrong shape
         │   ├── PbxCircuitOpenError                    recent calls failed: not calling for now
-        │   └── PbxTransientError                      errno 20010 / 30001 / 30003
+        │   └── PbxTransientError                      errno 20010 / 30001 / 30003 (not on login)
         ├── PbxBusyError            PBX_BUSY           too many calls waiting for the PBX
-        ├── PbxAuthError            PBX_AUTH_FAILED    errno 20003: the gateway's credentials
+        ├── PbxAuthError            PBX_AUTH_FAILED    20003, or any Failed login but 20002
         ├── PbxLockedOutError       PBX_LOCKED_OUT     errno 20002: our address is locked out
         └── PbxApiError             PBX_ERROR          any other errno (carries it)
             ├── PbxTokenError                          20004 / 20005 / 20006 (the session
@@ -179,7 +179,8 @@ class PbxTokenError(PbxApiError):
 
 
 class PbxAuthError(PbxApiError):
-    """The PBX rejected the gateway's username or password (20003)."""
+    """The PBX rejected the gateway's username or password: errno 20003, or any other
+    ``Failed`` answer to a login but the lockout (some firmware answers 30003)."""
 
     code = "PBX_AUTH_FAILED"
     serve_stale = True

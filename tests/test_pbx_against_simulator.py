@@ -29,6 +29,7 @@ from gateway.errors import (
 )
 from gateway.pbx.client import PbxClient, build_http_client
 from gateway.pbx.conference_query import query_conferences
+from gateway.pbx.login_guard import MAX_UNCHANGED_FAILURES
 from gateway.pbx.session import PbxSession
 from gateway.secrets import Secret
 from gateway.settings import PasswordSource
@@ -41,6 +42,7 @@ from gateway.simulator import (
     create_simulator_app,
     password_digest,
 )
+from gateway.simulator.profiles import profile_config
 from tests.pbx_fakes import FakeClock
 
 CLIENT_ADDRESS = "127.0.0.1"  # ASGITransport's default client, and the loopback client
@@ -240,6 +242,61 @@ async def test_simulator_wrong_credentials_for_hours_never_lock_out(mode: str) -
             sim.state.advance_time(600)
         assert locked_at == []
         assert sim.state.stats.logins_locked == 0
+
+
+@pytest.mark.parametrize("errno", ["30003", "39999", "20003"])
+async def test_simulator_login_refused_with_any_errno_never_locks_out(
+    mode: str, errno: str
+) -> None:
+    """A login answered Failed with any errno (K2's 30003 via the login-30003 profile, one
+    never seen) counts as a rejection: over six simulated hours, start-up loop and queries
+    together, the same credentials are tried twice at most and the address is never locked."""
+    if errno == "30003":
+        config = profile_config("login-30003")
+    else:
+        config = SimulatorConfig(login_failure_errno=errno)
+    clock = FakeClock()
+    async with (
+        simulator(mode, config) as sim,
+        session_for(sim, password=wrong_password(), clock=clock) as session,
+    ):
+        session.start(login_now=True)
+        await session.started()
+        await wait_until(lambda: not session.starting)  # the start-up loop gave up at once
+        assert sim.state.stats.logins_failed == 1
+        outcomes: list[object] = []
+        for _ in range(36):  # six hours, in ten-minute steps
+            outcomes += await asyncio.gather(
+                *(query_conferences(session, ["6400"]) for _ in range(5)),
+                return_exceptions=True,
+            )
+            clock.advance(600)
+            sim.state.advance_time(600)
+        assert all(isinstance(o, PbxAuthError) for o in outcomes)
+        assert all(errno in str(o) and "PBX_USERNAME" in str(o) for o in outcomes)
+        assert sim.state.stats.logins_failed == MAX_UNCHANGED_FAILURES
+        assert sim.state.stats.logins_locked == 0
+        assert sim.state.lockout.locked_addresses(sim.state.now()) == []
+
+
+async def test_simulator_login_30003_then_right_password_logs_in(mode: str, tmp_path: Path) -> None:
+    """Under login-30003, a rejected login is not retried blindly, yet a corrected password
+    file logs in at once and the query works."""
+    path = tmp_path / "password"
+    path.write_text("wrong\n", encoding="utf-8")
+    async with (
+        simulator(mode, profile_config("login-30003")) as sim,
+        session_for(sim, password=PasswordSource(path=path)) as session,
+    ):
+        with pytest.raises(PbxAuthError) as info:
+            await query_conferences(session, ["6400"])
+        assert info.value.errno == "30003"
+        with pytest.raises(PbxAuthError):
+            await query_conferences(session, ["6400"])  # cool-down: no second attempt
+        path.write_text(DEMO_PASSWORD + "\n", encoding="utf-8")
+        assert list(await query_conferences(session, ["6400"])) == ["6400"]
+        assert sim.state.stats.logins_failed == 1
+        assert sim.state.stats.logins_succeeded == 1
 
 
 async def test_simulator_locked_out_address_is_reported(mode: str) -> None:

@@ -215,7 +215,7 @@ async def test_stats_shape_and_reset(
         "logins_locked": 0,
         "live_tokens": 1,
         "heartbeats": 0,
-            "heartbeats_refused": 0,
+        "heartbeats_refused": 0,
         "logouts": 0,
         "in_flight": 0,
         "max_in_flight": 1,

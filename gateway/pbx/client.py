@@ -229,13 +229,6 @@ def decode_envelope(endpoint: str, response: httpx.Response) -> JsonObject:
 def _failure(endpoint: str, errno: str | None) -> PbxApiError:
     """The error for a ``Failed`` envelope: the class says what the gateway will do about it."""
     meaning = errnos.errno_meaning(errno)
-    if errno == errnos.BAD_CREDENTIALS:
-        return PbxAuthError(
-            "the PBX rejected the gateway's credentials (errno 20003); fix PBX_USERNAME and "
-            "the password setting, and check the API user is enabled on the PBX",
-            endpoint=endpoint,
-            errno=errno,
-        )
     if errno == errnos.LOCKED_OUT:
         return PbxLockedOutError(
             "the PBX has locked out the gateway's IP address after failed logins (errno 20002); "
@@ -243,6 +236,8 @@ def _failure(endpoint: str, errno: str | None) -> PbxApiError:
             endpoint=endpoint,
             errno=errno,
         )
+    if endpoint == "login" or errno == errnos.BAD_CREDENTIALS:
+        return _login_rejection(endpoint, errno)
     if errno in errnos.TOKEN_ERRNOS:
         return PbxTokenError(
             f"{endpoint}: {meaning} (errno {errno})", endpoint=endpoint, errno=errno
@@ -257,4 +252,35 @@ def _failure(endpoint: str, errno: str | None) -> PbxApiError:
     suffix = f" (errno {errno})" if errno is not None else ""
     return PbxApiError(
         f"the PBX refused {endpoint}: {meaning}{suffix}", endpoint=endpoint, errno=errno
+    )
+
+
+def _login_rejection(endpoint: str, errno: str | None) -> PbxAuthError:
+    """Any ``Failed`` login but a lockout is a rejection, whatever its errno.
+
+    The PBX counts failed logins toward its lockout, and firmware does not agree on the errno
+    of a bad password (20003 by S-Series v1, 30003 in K2 v1's own example, ``pbx-api.md``,
+    "Login rejections are not always 20003"), so an errno that elsewhere means "the PBX is
+    struggling" is read here as "maybe a rejection": the login guard counts it and the
+    gateway does not retry it blindly.
+    """
+    if errno == errnos.BAD_CREDENTIALS:
+        return PbxAuthError(
+            "the PBX rejected the gateway's credentials (errno 20003); fix PBX_USERNAME and "
+            "the password setting, and check the API user is enabled on the PBX",
+            endpoint=endpoint,
+            errno=errno,
+        )
+    answer = (
+        f"errno {errno} ({errnos.errno_meaning(errno)} on other calls)"
+        if errno is not None
+        else "no errno"
+    )
+    return PbxAuthError(
+        f"the PBX refused the gateway's login with {answer}; some firmware answers a wrong "
+        "username or password this way, so the gateway counts it as a rejected login and "
+        "does not retry it at once: check PBX_USERNAME and the password setting, and that the "
+        "API user is enabled on the PBX (Settings > PBX > General > API)",
+        endpoint=endpoint,
+        errno=errno,
     )

@@ -27,7 +27,6 @@ from gateway.errors import (
     PbxLockedOutError,
     PbxProtocolError,
     PbxTokenError,
-    PbxTransientError,
     PbxUnavailableError,
 )
 from gateway.pbx.client import JsonObject, PbxClient
@@ -120,6 +119,11 @@ class PbxSession:
             self._heartbeat_task = asyncio.create_task(self._heartbeat_forever())
         if login_now and self._warm_up is None:
             self._warm_up = asyncio.create_task(self._log_in_quietly())
+
+    @property
+    def starting(self) -> bool:
+        """Whether the start-up login loop is still running (retrying an unreachable PBX)."""
+        return self._warm_up is not None and not self._warm_up.done()
 
     async def started(self) -> None:
         """Wait for the start-up login's first attempt, if one was asked for, to end."""
@@ -292,11 +296,10 @@ class PbxSession:
             self.failed_logins += 1
             logger.error("%s; no login attempts for %.0f s", exc.message, self._lockout_backoff)
             raise
-        except PbxTransientError:
-            raise  # the PBX could not evaluate the login at all: not a failed attempt
         except PbxApiError as exc:
-            # 20003, or an errno we cannot read as more: count it as a failed attempt,
-            # since the PBX may well count it toward the lockout.
+            # Any Failed login (20003, 30003, an errno never seen, none at all) counts as a
+            # failed attempt: the PBX may well count it toward the lockout. Only a call that
+            # got no PBX answer (PbxUnavailableError: timeout, refused, garbage) does not.
             self._guard.rejected(exc)
             self._rejected_md5 = md5
             self.failed_logins += 1
