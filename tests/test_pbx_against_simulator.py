@@ -322,6 +322,53 @@ async def test_simulator_locked_out_address_is_reported(mode: str) -> None:
 # --- heartbeat, logout, concurrency --------------------------------------------------------
 
 
+async def test_simulator_heartbeat_carries_ipaddr_the_pbx_requires(mode: str) -> None:
+    """Against heartbeat-ipaddr (the PBX refuses a heartbeat without ipaddr), every heartbeat
+    carries our local address and is accepted; the token lives on with no new login."""
+    async with simulator(mode, profile_config("heartbeat-ipaddr")) as sim:
+        recorder = RecordingTransport(sim.transport or httpx.AsyncHTTPTransport())
+        async with session_for(sim, transport=recorder) as session:
+            await query_conferences(session, ["6400"])
+            for _ in range(3):
+                sim.state.advance_time(1200)
+                await session.heartbeat()
+            assert list(await query_conferences(session, ["6400"])) == ["6400"]
+        stats = sim.state.stats
+        assert stats.heartbeats == 3
+        assert stats.heartbeats_refused == 0
+        assert stats.logins_succeeded == 1
+        assert recorder.bodies["heartbeat"] == [{"ipaddr": CLIENT_ADDRESS}] * 3
+
+
+async def test_simulator_failed_heartbeat_is_logged_and_costs_no_login(
+    mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A heartbeat the PBX refuses for a reason other than the token (10004, 30003) is logged
+    as a warning; the token is kept and the next query needs no login."""
+    async with simulator(mode) as sim, session_for(sim) as session:
+        await query_conferences(session, ["6400"])
+        for errno in ("10004", "30003"):
+            sim.state.fail_next(1, errno, endpoint="heartbeat")
+            await session.heartbeat()
+            assert session.has_token
+        assert list(await query_conferences(session, ["6401"])) == ["6401"]
+        assert sim.state.stats.logins_succeeded == 1
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert sum("heartbeat failed" in w for w in warnings) == 2
+
+
+async def test_simulator_heartbeat_with_dead_token_costs_one_login_later(mode: str) -> None:
+    """A heartbeat answered with a token errno drops the token; the next query logs in once."""
+    async with simulator(mode, profile_config("expired-20004")) as sim, session_for(sim) as session:
+        await query_conferences(session, ["6400"])
+        sim.state.advance_time(1801)
+        await session.heartbeat()
+        assert not session.has_token
+        assert sim.state.stats.logins_succeeded == 1
+        assert list(await query_conferences(session, ["6400"])) == ["6400"]
+        assert sim.state.stats.logins_succeeded == 2
+
+
 async def test_simulator_heartbeats_and_logout_happen(mode: str) -> None:
     """start() heartbeats on its interval; close() stops them and logs out, ending the token."""
     async with simulator(mode) as sim, session_for(sim, heartbeat_interval=0.01) as session:
@@ -372,11 +419,15 @@ class RecordingTransport(httpx.AsyncBaseTransport):
     def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
         self.inner = inner
         self.tokens: set[str] = set()
+        self.bodies: dict[str, list[object]] = {}
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         sent = request.url.params.get("token")
         if sent:
             self.tokens.add(sent)
+        endpoint = request.url.path.removeprefix("/api/v2.0.0/")
+        with contextlib.suppress(ValueError):
+            self.bodies.setdefault(endpoint, []).append(json.loads(request.content or b"null"))
         response = await self.inner.handle_async_request(request)
         if not request.url.path.endswith("/login"):
             return response

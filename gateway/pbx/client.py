@@ -41,6 +41,7 @@ from gateway.observability.tracing import pbx_call_span
 from gateway.pbx import errnos
 from gateway.pbx.breaker import CircuitBreaker
 from gateway.pbx.limiter import PbxLimiter
+from gateway.pbx.local_address import connection_address, routed_address
 from gateway.secrets import install_redaction
 
 API_PATH: Final = "/api/v2.0.0/"
@@ -102,6 +103,12 @@ class PbxClient:
         self.limiter = limiter or PbxLimiter(max_concurrency=max_concurrency, max_waiting=1000)
         self.breaker = breaker or CircuitBreaker(threshold=1_000_000)
         self.observer: CallObserver = _ignore
+        self.local_address: str | None = None
+        """Our address on the last connection to the PBX (None before the first call)."""
+
+    async def heartbeat_address(self) -> str:
+        """The ``ipaddr`` for a heartbeat: see :mod:`gateway.pbx.local_address`."""
+        return self.local_address or await routed_address(self.base_url)
 
     @property
     def base_url(self) -> str:
@@ -175,7 +182,18 @@ class PbxClient:
         content = b"" if body is None else json.dumps(body).encode()
         where = f"{endpoint} at {self.base_url}"
         try:
-            return await self._http.post(API_PATH + endpoint, content=content, params=params)
+            request = self._http.build_request(
+                "POST", API_PATH + endpoint, content=content, params=params
+            )
+            # Streamed so the socket is still open to read our local address from it (the
+            # heartbeat's ipaddr); the body is read in full right after.
+            response = await self._http.send(request, stream=True)
+            try:
+                self.local_address = connection_address(response) or self.local_address
+                await response.aread()
+            finally:
+                await response.aclose()
+            return response
         except httpx.TimeoutException as exc:
             raise PbxTimeoutError(
                 f"the PBX did not answer {where} in time ({type(exc).__name__}); "

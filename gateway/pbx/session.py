@@ -184,13 +184,17 @@ class PbxSession:
         if token is None:
             return
         try:
-            await self._client.call("heartbeat", {}, token=token, idempotent=True)
+            # ipaddr: required by the S-Series v2 heartbeat page (pbx-api.md, "Heartbeat").
+            body = {"ipaddr": await self._client.heartbeat_address()}
+            await self._client.call("heartbeat", body, token=token, idempotent=True)
             if self._share is not None:
                 await self._share.touch()
         except PbxTokenError:
             await self._forget(token)  # the next call logs in; no login needed to stay idle
         except PbxError as exc:
-            logger.warning("PBX heartbeat failed: %s", exc.message)
+            # Not a dead token: the token may well still live (a refused heartbeat body, a
+            # PBX hiccup); the next call finds out, and only a token errno costs a login.
+            logger.warning("PBX heartbeat failed, token kept: %s", exc.message)
 
     async def _heartbeat_forever(self) -> None:
         while True:
