@@ -18,7 +18,8 @@
         ├── PbxBusyError            PBX_BUSY           too many calls waiting for the PBX
         ├── PbxAuthError            PBX_AUTH_FAILED    20003, or any Failed login but 20002
         ├── PbxLockedOutError       PBX_LOCKED_OUT     errno 20002: our address is locked out
-        └── PbxApiError             PBX_ERROR          any other errno (carries it)
+        └── PbxApiError             PBX_ERROR          any other errno (carries it, and the
+            │                                          PBX's sanitized errordata hint)
             ├── PbxTokenError                          20004 / 20005 / 20006 (the session
             │                                          renews the token; callers rarely see it)
             └── PbxRateLimitedError PBX_RATE_LIMITED   10025: configuration applied too often
@@ -26,7 +27,8 @@
 
 Messages say what happened and what to do. They carry the errno, its meaning and the
 endpoint, never the token, the password or its MD5: the PBX client builds every message
-from its own strings, not from upstream text.
+from its own strings, not from upstream text. The one upstream text passed on, the PBX's
+``errordata`` hint, goes to ``extensions.errordata`` sanitized (``gateway.pbx.errordata``).
 """
 
 from __future__ import annotations
@@ -156,14 +158,21 @@ class PbxBusyError(PbxError):
 class PbxApiError(PbxError):
     """The PBX answered ``Failed`` with an ``errno``."""
 
-    def __init__(self, message: str, *, endpoint: str, errno: str | None) -> None:
+    def __init__(
+        self, message: str, *, endpoint: str, errno: str | None, errordata: str | None = None
+    ) -> None:
         super().__init__(message, endpoint=endpoint)
         self.errno = errno
         self.meaning = errno_meaning(errno)
+        self.errordata = errordata
+        """The PBX's own hint (``errordata``), already sanitized by the PBX client."""
 
     @property
     def extensions(self) -> dict[str, Any]:
-        return {"code": self.code, "errno": self.errno}
+        extensions: dict[str, Any] = {"code": self.code, "errno": self.errno}
+        if self.errordata is not None:
+            extensions["errordata"] = self.errordata
+        return extensions
 
 
 class PbxTransientError(PbxApiError, PbxUnavailableError):
@@ -202,11 +211,17 @@ class PbxRateLimitedError(PbxApiError):
     code = "PBX_RATE_LIMITED"
 
     def __init__(
-        self, message: str, *, endpoint: str, errno: str | None, retry_after: float
+        self,
+        message: str,
+        *,
+        endpoint: str,
+        errno: str | None,
+        retry_after: float,
+        errordata: str | None = None,
     ) -> None:
-        super().__init__(message, endpoint=endpoint, errno=errno)
+        super().__init__(message, endpoint=endpoint, errno=errno, errordata=errordata)
         self.retry_after = max(1, math.ceil(retry_after))
 
     @property
     def extensions(self) -> dict[str, Any]:
-        return {"code": self.code, "errno": self.errno, "retryAfter": self.retry_after}
+        return {**super().extensions, "retryAfter": self.retry_after}

@@ -21,7 +21,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 import httpx
@@ -40,6 +40,7 @@ from gateway.errors import (
 from gateway.observability.tracing import pbx_call_span
 from gateway.pbx import errnos
 from gateway.pbx.breaker import CircuitBreaker
+from gateway.pbx.errordata import request_secrets, sanitize_errordata
 from gateway.pbx.limiter import PbxLimiter
 from gateway.pbx.local_address import connection_address, routed_address
 from gateway.secrets import install_redaction
@@ -152,7 +153,7 @@ class PbxClient:
                 started = time.perf_counter()
                 with pbx_call_span(endpoint):
                     response = await self._send(endpoint, body, token)
-            payload = decode_envelope(endpoint, response)
+            payload = decode_envelope(endpoint, response, secrets=request_secrets(token, body))
         except PbxUnavailableError as exc:
             self.breaker.failed()
             self._observe(endpoint, "unavailable", getattr(exc, "errno", None), started)
@@ -215,8 +216,13 @@ class PbxClient:
             ) from exc
 
 
-def decode_envelope(endpoint: str, response: httpx.Response) -> JsonObject:
-    """Read ``status``/``errno``; the PBX always answers HTTP 200 (``pbx-api.md``)."""
+def decode_envelope(
+    endpoint: str, response: httpx.Response, *, secrets: Iterable[str] = ()
+) -> JsonObject:
+    """Read ``status``/``errno``; the PBX always answers HTTP 200 (``pbx-api.md``).
+
+    A failure's ``errordata`` hint travels on the error, sanitized (``secrets``, what the
+    request carried that must never come back, are redacted from it)."""
     if response.status_code != 200:
         raise PbxProtocolError(
             f"{endpoint} answered HTTP {response.status_code}; the PBX API always answers 200, "
@@ -241,7 +247,9 @@ def decode_envelope(endpoint: str, response: httpx.Response) -> JsonObject:
         raise PbxProtocolError(
             f"{endpoint} answered an unknown status {str(status)[:40]!r}", endpoint=endpoint
         )
-    raise _failure(endpoint, errnos.normalize_errno(payload.get("errno")))
+    error = _failure(endpoint, errnos.normalize_errno(payload.get("errno")))
+    error.errordata = sanitize_errordata(payload.get("errordata"), secrets=secrets)
+    raise error
 
 
 def _failure(endpoint: str, errno: str | None) -> PbxApiError:
@@ -269,7 +277,9 @@ def _failure(endpoint: str, errno: str | None) -> PbxApiError:
         )
     suffix = f" (errno {errno})" if errno is not None else ""
     return PbxApiError(
-        f"the PBX refused {endpoint}: {meaning}{suffix}", endpoint=endpoint, errno=errno
+        f"the PBX refused {endpoint}: {meaning}{suffix}; {errnos.errno_advice(errno)}",
+        endpoint=endpoint,
+        errno=errno,
     )
 
 
