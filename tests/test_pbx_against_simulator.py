@@ -1,7 +1,9 @@
 """The PBX session and conference query against the real simulator, in-process and over HTTP.
 
 Each test runs twice: through ``httpx.ASGITransport`` straight into the simulator app, and over
-a real loopback socket to a ``SimulatorServer``. What the PBX saw is read from the simulator's
+a real loopback socket to a ``SimulatorServer``; the session behaviour tests (login, token
+renewal, heartbeat, wrong credentials) also run against every firmware profile
+(``pbx_profile``). What the PBX saw is read from the simulator's
 own counters. The session's cool-down clock is a fake one; the simulator's clock is moved with
 ``advance_time`` alongside it when a test needs time to pass on both sides.
 """
@@ -131,9 +133,11 @@ async def test_simulator_first_query_logs_in_once(mode: str) -> None:
         assert sim.state.stats.query_numbers == ["6400,6401,9999", "6402"]
 
 
-async def test_simulator_fifty_concurrent_first_queries_log_in_once(mode: str) -> None:
+async def test_simulator_fifty_concurrent_first_queries_log_in_once(
+    mode: str, pbx_profile: str
+) -> None:
     """Fifty concurrent first queries cause exactly one login on the simulator."""
-    async with simulator(mode) as sim, session_for(sim) as session:
+    async with simulator(mode, profile_config(pbx_profile)) as sim, session_for(sim) as session:
         results = await asyncio.gather(
             *(query_conferences(session, [f"64{i % 12:02d}"]) for i in range(50))
         )
@@ -164,18 +168,18 @@ async def test_simulator_expired_tokens_are_replaced_silently(
         assert sim.state.stats.logins_failed == 0
 
 
-async def test_simulator_idle_timeout_is_replaced_silently(mode: str) -> None:
+async def test_simulator_idle_timeout_is_replaced_silently(mode: str, pbx_profile: str) -> None:
     """A token left idle past its lifetime (simulator time moved on) is replaced without error."""
-    async with simulator(mode) as sim, session_for(sim) as session:
+    async with simulator(mode, profile_config(pbx_profile)) as sim, session_for(sim) as session:
         await query_conferences(session, ["6400"])
         sim.state.advance_time(1801)
         assert list(await query_conferences(session, ["6400"])) == ["6400"]
         assert sim.state.stats.logins_succeeded == 2
 
 
-async def test_simulator_heartbeat_keeps_token_alive(mode: str) -> None:
+async def test_simulator_heartbeat_keeps_token_alive(mode: str, pbx_profile: str) -> None:
     """A heartbeat within the token lifetime keeps the same token: no new login after."""
-    async with simulator(mode) as sim, session_for(sim) as session:
+    async with simulator(mode, profile_config(pbx_profile)) as sim, session_for(sim) as session:
         await query_conferences(session, ["6400"])
         for _ in range(3):
             sim.state.advance_time(1200)
@@ -188,9 +192,12 @@ async def test_simulator_heartbeat_keeps_token_alive(mode: str) -> None:
 # --- wrong credentials and lockout ---------------------------------------------------------
 
 
-async def test_simulator_wrong_credentials_fail_one_login(mode: str) -> None:
+async def test_simulator_wrong_credentials_fail_one_login(mode: str, pbx_profile: str) -> None:
     """Wrong credentials: one failed login on the PBX, not five, however many callers ask."""
-    async with simulator(mode) as sim, session_for(sim, password=wrong_password()) as session:
+    async with (
+        simulator(mode, profile_config(pbx_profile)) as sim,
+        session_for(sim, password=wrong_password()) as session,
+    ):
         outcomes = await asyncio.gather(
             *(query_conferences(session, ["6400"]) for _ in range(30)), return_exceptions=True
         )
@@ -205,12 +212,17 @@ async def test_simulator_wrong_credentials_fail_one_login(mode: str) -> None:
         assert sim.state.lockout.failures(CLIENT_ADDRESS) == 1
 
 
-async def test_simulator_rotated_password_file_recovers(mode: str, tmp_path: Path) -> None:
+async def test_simulator_rotated_password_file_recovers(
+    mode: str, pbx_profile: str, tmp_path: Path
+) -> None:
     """After a rejection, a corrected password file is used at once and the query works."""
     path = tmp_path / "password"
     path.write_text("wrong\n", encoding="utf-8")
     source = PasswordSource(path=path)
-    async with simulator(mode) as sim, session_for(sim, password=source) as session:
+    async with (
+        simulator(mode, profile_config(pbx_profile)) as sim,
+        session_for(sim, password=source) as session,
+    ):
         with pytest.raises(PbxAuthError):
             await query_conferences(session, ["6400"])
         path.write_text(DEMO_PASSWORD + "\n", encoding="utf-8")
@@ -220,7 +232,9 @@ async def test_simulator_rotated_password_file_recovers(mode: str, tmp_path: Pat
         assert sim.state.lockout.failures(CLIENT_ADDRESS) == 0
 
 
-async def test_simulator_wrong_credentials_for_hours_never_lock_out(mode: str) -> None:
+async def test_simulator_wrong_credentials_for_hours_never_lock_out(
+    mode: str, pbx_profile: str
+) -> None:
     """Credentials that stay wrong for hours never get the gateway's address locked out.
 
     The simulator counts consecutive failed logins with no time decay (only a success or the
@@ -229,7 +243,7 @@ async def test_simulator_wrong_credentials_for_hours_never_lock_out(mode: str) -
     """
     clock = FakeClock()
     async with (
-        simulator(mode) as sim,
+        simulator(mode, profile_config(pbx_profile)) as sim,
         session_for(sim, password=wrong_password(), clock=clock) as session,
     ):
         locked_at: list[int] = []
@@ -369,9 +383,12 @@ async def test_simulator_heartbeat_with_dead_token_costs_one_login_later(mode: s
         assert sim.state.stats.logins_succeeded == 2
 
 
-async def test_simulator_heartbeats_and_logout_happen(mode: str) -> None:
+async def test_simulator_heartbeats_and_logout_happen(mode: str, pbx_profile: str) -> None:
     """start() heartbeats on its interval; close() stops them and logs out, ending the token."""
-    async with simulator(mode) as sim, session_for(sim, heartbeat_interval=0.01) as session:
+    async with (
+        simulator(mode, profile_config(pbx_profile)) as sim,
+        session_for(sim, heartbeat_interval=0.01) as session,
+    ):
         await query_conferences(session, ["6400"])
         before = asyncio.all_tasks()
         session.start()

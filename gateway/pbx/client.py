@@ -107,9 +107,9 @@ class PbxClient:
         self.local_address: str | None = None
         """Our address on the last connection to the PBX (None before the first call)."""
 
-    async def heartbeat_address(self) -> str:
+    def heartbeat_address(self) -> str:
         """The ``ipaddr`` for a heartbeat: see :mod:`gateway.pbx.local_address`."""
-        return self.local_address or await routed_address(self.base_url)
+        return self.local_address or routed_address(self.base_url)
 
     @property
     def base_url(self) -> str:

@@ -4,14 +4,14 @@ The S-Series v2 heartbeat page marks ``ipaddr`` as required (``pbx-api.md``, "He
 local address of the gateway's connection to the PBX. The best source is that connection
 itself (httpx exposes the socket's ``client_addr`` while the response is open), read on every
 call. Before any call has been made, or behind a transport with no socket (tests in-process),
-the fallback asks the operating system which local address would route to the PBX: a UDP
-socket ``connect`` sends no packet. The last resort is the loopback address, so a heartbeat
-is never sent with an empty ``ipaddr``.
+the fallback asks the operating system which local address would route to the PBX's IP: a
+UDP socket ``connect`` sends no packet. The last resort (a PBX known by name only, before
+any call) is the loopback address, so a heartbeat is never sent with an empty ``ipaddr``;
+a query-only gateway takes no pushed events, so the value matters little to it then.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ipaddress
 import socket
@@ -37,26 +37,23 @@ def connection_address(response: httpx.Response) -> str | None:
     return None
 
 
-async def routed_address(base_url: str) -> str:
-    """The local IP the operating system would use to reach ``base_url``'s host."""
+def routed_address(base_url: str) -> str:
+    """The local IP the operating system would use to reach ``base_url``'s host, when that
+    host is an IP address; the last resort otherwise. A host name is not resolved here: a
+    resolver that hangs would hold a thread (and the shutdown waiting for it), and the
+    connection itself gives the real address from the first call on."""
     parts = urlsplit(base_url)
-    host = parts.hostname
-    if not host:
+    try:
+        host = ipaddress.ip_address(parts.hostname or "")
+    except ValueError:
         return LAST_RESORT
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    loop = asyncio.get_running_loop()
-    try:
-        infos = await asyncio.wait_for(
-            loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM), timeout=2.0
-        )
-    except (OSError, TimeoutError):
-        return LAST_RESORT
-    for family, kind, proto, _, target in infos:
-        with contextlib.suppress(OSError), socket.socket(family, kind, proto) as probe:
-            probe.connect(target)  # UDP: picks a route, sends nothing
-            address = _valid(str(probe.getsockname()[0]))
-            if address is not None:
-                return address
+    family = socket.AF_INET6 if host.version == 6 else socket.AF_INET
+    with contextlib.suppress(OSError), socket.socket(family, socket.SOCK_DGRAM) as probe:
+        probe.connect((str(host), port))  # UDP: picks a route, sends nothing
+        address = _valid(str(probe.getsockname()[0]))
+        if address is not None:
+            return address
     return LAST_RESORT
 
 

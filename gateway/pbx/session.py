@@ -196,7 +196,7 @@ class PbxSession:
             return
         try:
             # ipaddr: required by the S-Series v2 heartbeat page (pbx-api.md, "Heartbeat").
-            body = {"ipaddr": await self._client.heartbeat_address()}
+            body = {"ipaddr": self._client.heartbeat_address()}
             await self._client.call("heartbeat", body, token=token, idempotent=True)
             if self._share is not None:
                 await self._share.touch()
