@@ -305,10 +305,10 @@ def _login_rejection(endpoint: str, errno: str | None) -> PbxAuthError:
         else "no errno"
     )
     return PbxAuthError(
-        f"the PBX refused the gateway's login with {answer}; some firmware answers a wrong "
-        "username or password this way, so the gateway counts it as a rejected login and "
-        "does not retry it at once: check PBX_USERNAME and the password setting, and that the "
-        "API user is enabled on the PBX (Settings > PBX > General > API)",
+        f"the PBX refused the gateway's login with {answer}; some firmware answers wrong "
+        "credentials this way, so the gateway counts it as a rejected login and does not "
+        "retry it at once: check PBX_USERNAME and the password setting, and that the API user "
+        "is enabled on the PBX (Settings > PBX > General > API)",
         endpoint=endpoint,
         errno=errno,
     )
