@@ -354,6 +354,24 @@ async def test_simulator_heartbeat_carries_ipaddr_the_pbx_requires(mode: str) ->
         assert recorder.bodies["heartbeat"] == [{"ipaddr": CLIENT_ADDRESS}] * 3
 
 
+async def test_simulator_heartbeat_accepted_on_every_profile(mode: str, pbx_profile: str) -> None:
+    """On every firmware profile (heartbeat-ipaddr and field-worst included), heartbeats are
+    accepted and keep the one token alive: no refusal, no second login. The call that logs
+    in reads no room, so the test does not depend on how rooms are decoded."""
+    async with (
+        simulator(mode, profile_config(pbx_profile)) as sim,
+        session_for(sim) as session,
+    ):
+        await session.call("conference/query", {"number": "6400"}, idempotent=True)
+        for _ in range(3):
+            sim.state.advance_time(1200)
+            await session.heartbeat()
+        await session.call("conference/query", {"number": "6401"}, idempotent=True)
+        assert sim.state.stats.heartbeats == 3
+        assert sim.state.stats.heartbeats_refused == 0
+        assert sim.state.stats.logins_succeeded == 1
+
+
 async def test_simulator_failed_heartbeat_is_logged_and_costs_no_login(
     mode: str, caplog: pytest.LogCaptureFixture
 ) -> None:
