@@ -14,13 +14,14 @@
         │   ├── PbxConnectionError                     refused, reset, DNS, TLS
         │   ├── PbxProtocolError                       non-200, non-JSON, truncated, wrong shape
         │   ├── PbxCircuitOpenError                    recent calls failed: not calling for now
-        │   ├── PbxTransientError                      errno 20010 / 30001 / 30003
+        │   ├── PbxTransientError                      errno 20010 / 30001 / 30003 (not on login)
         │   └── SharedSessionUnreadableError           the fleet's token is sealed with another
         │                                              key: this replica does not log in
         ├── PbxBusyError            PBX_BUSY           too many calls waiting for the PBX
-        ├── PbxAuthError            PBX_AUTH_FAILED    errno 20003: the gateway's credentials
+        ├── PbxAuthError            PBX_AUTH_FAILED    20003, or any Failed login but 20002
         ├── PbxLockedOutError       PBX_LOCKED_OUT     errno 20002: our address is locked out
-        └── PbxApiError             PBX_ERROR          any other errno (carries it)
+        └── PbxApiError             PBX_ERROR          any other errno (carries it, and the
+            │                                          PBX's sanitized errordata hint)
             ├── PbxTokenError                          20004 / 20005 / 20006 (the session
             │                                          renews the token; callers rarely see it)
             └── PbxRateLimitedError PBX_RATE_LIMITED   10025: configuration applied too often
@@ -31,6 +32,8 @@ endpoint, never the token, the password or its MD5: the PBX client builds every 
 from its own strings, not from upstream text. A message reaches GraphQL clients, so the
 PBX's address and hints meant for the operator (which setting to check) go in a
 :class:`PbxError`'s ``hint`` instead, which only the log shows (:attr:`PbxError.log_line`).
+The one upstream text passed on, the PBX's ``errordata`` hint, goes to
+``extensions.errordata`` sanitized (``gateway.pbx.errordata``).
 """
 
 from __future__ import annotations
@@ -187,14 +190,27 @@ class PbxBusyError(PbxError):
 class PbxApiError(PbxError):
     """The PBX answered ``Failed`` with an ``errno``."""
 
-    def __init__(self, message: str, *, endpoint: str, errno: str | None, hint: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        endpoint: str,
+        errno: str | None,
+        hint: str = "",
+        errordata: str | None = None,
+    ) -> None:
         super().__init__(message, endpoint=endpoint, hint=hint)
         self.errno = errno
         self.meaning = errno_meaning(errno)
+        self.errordata = errordata
+        """The PBX's own hint (``errordata``), already sanitized by the PBX client."""
 
     @property
     def extensions(self) -> dict[str, Any]:
-        return {"code": self.code, "errno": self.errno}
+        extensions: dict[str, Any] = {"code": self.code, "errno": self.errno}
+        if self.errordata is not None:
+            extensions["errordata"] = self.errordata
+        return extensions
 
 
 class PbxTransientError(PbxApiError, PbxUnavailableError):
@@ -210,7 +226,8 @@ class PbxTokenError(PbxApiError):
 
 
 class PbxAuthError(PbxApiError):
-    """The PBX rejected the gateway's username or password (20003)."""
+    """The PBX rejected the gateway's username or password: errno 20003, or any other
+    ``Failed`` answer to a login but the lockout (some firmware answers 30003)."""
 
     code = "PBX_AUTH_FAILED"
     serve_stale = True
@@ -232,11 +249,17 @@ class PbxRateLimitedError(PbxApiError):
     code = "PBX_RATE_LIMITED"
 
     def __init__(
-        self, message: str, *, endpoint: str, errno: str | None, retry_after: float
+        self,
+        message: str,
+        *,
+        endpoint: str,
+        errno: str | None,
+        retry_after: float,
+        errordata: str | None = None,
     ) -> None:
-        super().__init__(message, endpoint=endpoint, errno=errno)
+        super().__init__(message, endpoint=endpoint, errno=errno, errordata=errordata)
         self.retry_after = retry_seconds(retry_after)
 
     @property
     def extensions(self) -> dict[str, Any]:
-        return {"code": self.code, "errno": self.errno, "retryAfter": self.retry_after}
+        return {**super().extensions, "retryAfter": self.retry_after}

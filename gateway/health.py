@@ -4,7 +4,8 @@
   with the gateway's version.
 - ``/readyz``: the gateway can answer queries (readiness): it holds a PBX token and a PBX
   request slot is not stuck on a call the PBX never finished, or it holds data it could
-  serve (fresh or stale). 503 otherwise, with the reasons in JSON, so
+  serve (fresh or stale); in a fleet, also it can read the fleet's token and its own PBX
+  credentials were not rejected. 503 otherwise, with the reasons in JSON, so
   an operator sees at once whether the PBX is down, the credentials are wrong, or the
   gateway has simply not been asked anything yet.
 
@@ -66,6 +67,17 @@ async def readyz(request: Request) -> JSONResponse:
     if not session.has_token and not reasons:
         reasons.append("not logged in to the PBX yet (the first query logs in)")
     ready = ((session.has_token and not jammed) or store.holds_data) and unusable is None
+    rejected = session.credentials_rejected if runtime.fleet is not None else None
+    if rejected is not None:
+        # In a fleet the other replicas' token may serve this one, yet its own credentials
+        # are wrong: not ready, so the operator sees it (the other replicas carry traffic).
+        # Alone, a gateway with stale data stays ready (with warnings) rather than none.
+        ready = False
+        reason = (
+            f"{rejected.code}: this replica's PBX credentials were rejected: {rejected.message}"
+        )
+        reasons = [reason, *(r for r in reasons if r != f"{rejected.code}: {rejected.message}")]
+        checks["pbxCredentials"] = "rejected"
     body = {"ready": ready, "checks": checks, "reasons": [] if ready else reasons}
     if ready and reasons:
         body["warnings"] = reasons  # serving stale data: ready, but say why it is stale

@@ -4,6 +4,11 @@
 (both real uvicorn servers in the test's event loop) and returns a :class:`Stack` with a
 GraphQL client, the simulator's state (counters, fault switches) and a fake clock the
 gateway's caches and breaker read, so tests move TTLs without sleeping.
+
+A test that also takes the ``pbx_profile`` fixture runs once per firmware profile
+(``gateway.simulator.profiles.PROFILES``): its simulator plays that device variant, on top
+of any ``sim_config`` the test gives. :func:`variant` tells such a test what the variant
+does, so an expectation that legitimately depends on it is written per variant, not skipped.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from gateway.demo import demo_settings
 from gateway.runtime import Runtime
 from gateway.serving import LoopbackServer
 from gateway.simulator import SimulatorConfig, SimulatorServer, SimulatorState
+from gateway.simulator.profiles import PROFILES, profile_config
 
 
 class FakeClock:
@@ -79,14 +85,34 @@ class Stack:
 StackFactory = Callable[..., Awaitable[Stack]]
 
 
+@pytest.fixture(params=list(PROFILES))
+def pbx_profile(request: pytest.FixtureRequest) -> str:
+    """A firmware profile's name: a test taking this fixture runs against every profile."""
+    name: str = request.param
+    return name
+
+
+def variant(profile: str) -> SimulatorConfig:
+    """What the firmware profile ``profile`` does (its fields, on the default config)."""
+    return profile_config(profile)
+
+
 @pytest.fixture
-async def gateway_stack() -> AsyncIterator[StackFactory]:
+async def gateway_stack(request: pytest.FixtureRequest) -> AsyncIterator[StackFactory]:
     """Start a simulator + gateway; keyword arguments override gateway Settings fields
     (``security=`` a whole SecuritySettings; by default the demo's, without rate limits),
-    ``sim_config=`` sets the simulator's SimulatorConfig."""
+    ``sim_config=`` sets the simulator's SimulatorConfig (with the test's ``pbx_profile``,
+    if it takes one, applied on top)."""
+    profile = (
+        str(request.getfixturevalue("pbx_profile"))
+        if "pbx_profile" in request.fixturenames
+        else None
+    )
     async with AsyncExitStack() as exits:
 
         async def start(sim_config: SimulatorConfig | None = None, **overrides: Any) -> Stack:
+            if profile is not None:
+                sim_config = profile_config(profile, base=sim_config)
             sim = await exits.enter_async_context(SimulatorServer(sim_config))
             clock = FakeClock()
             settings = demo_settings(sim.base_url)

@@ -1,6 +1,8 @@
 """The gateway end to end: GraphQL over loopback HTTP to the real simulator.
 
-Every assertion about the PBX reads the simulator's own counters.
+Every assertion about the PBX reads the simulator's own counters. The behaviour tests take
+``pbx_profile`` and run against every firmware profile; where the variant changes what the
+PBX is asked (how it answers an unknown number, a login's errno), the expectation says so.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Callable
 import pytest
 
 from gateway.simulator import SimulatorConfig
-from tests.gateway_stack import Stack, StackFactory
+from tests.gateway_stack import Stack, StackFactory, variant
 
 FIVE_ALIASES_AND_A_LIST = """{
   a: conference(number: "6400") { number name }
@@ -23,7 +25,9 @@ FIVE_ALIASES_AND_A_LIST = """{
 }"""
 
 
-async def test_gateway_batches_one_document_into_one_query(gateway_stack: StackFactory) -> None:
+async def test_gateway_batches_one_document_into_one_query(
+    gateway_stack: StackFactory, pbx_profile: str
+) -> None:
     """Five aliased `conference` fields and a `conferences` list make one conference/query."""
     stack = await gateway_stack()
     result = await stack.graphql(FIVE_ALIASES_AND_A_LIST)
@@ -78,11 +82,14 @@ async def test_gateway_concurrent_cold_requests_make_one_call(gateway_stack: Sta
     assert stack.calls("login") == 1
 
 
-async def test_gateway_unknown_numbers_are_cached_as_unknown(gateway_stack: StackFactory) -> None:
-    """A number the PBX does not know is null, left out of lists, and not asked again.
+async def test_gateway_unknown_numbers_are_cached_as_unknown(
+    gateway_stack: StackFactory, pbx_profile: str
+) -> None:
+    """A number the PBX does not know is null, left out of lists, and not asked again; a
+    room that exists is never called unknown, whatever shape the firmware's answer takes.
 
-    Two calls: the batch leaves 9999 out, which does not prove it unknown on every firmware,
-    so the `all` listing settles it once; then both are cached."""
+    Two calls on every profile: a batch answer without 9999 does not prove it unknown on
+    every firmware, so the `all` listing settles it once; then both are cached."""
     stack = await gateway_stack()
     first = await stack.graphql(
         '{ conference(number: "9999") { name } conferences(numbers: ["9999", "6400"]) { number } }'
@@ -90,10 +97,13 @@ async def test_gateway_unknown_numbers_are_cached_as_unknown(gateway_stack: Stac
     again = await stack.graphql('{ conference(number: "9999") { name } }')
     assert first["data"] == {"conference": None, "conferences": [{"number": "6400"}]}
     assert again["data"] == {"conference": None}
-    assert stack.pbx.stats.query_numbers == ["9999,6400", "all"]
+    batches = [sorted(numbers.split(",")) for numbers in stack.pbx.stats.query_numbers]
+    assert batches == [["6400", "9999"], ["all"]]
 
 
-async def test_gateway_all_conferences_fill_single_lookups(gateway_stack: StackFactory) -> None:
+async def test_gateway_all_conferences_fill_single_lookups(
+    gateway_stack: StackFactory, pbx_profile: str
+) -> None:
     """`conferences` without arguments makes one `all` call and serves later lookups."""
     stack = await gateway_stack()
     everything = await stack.graphql("{ conferences { number } }")
@@ -125,7 +135,9 @@ async def test_gateway_injection_attempts_make_no_pbx_call(
     assert dict(stack.pbx.stats.calls) == {}
 
 
-async def test_gateway_hides_token_renewal_from_clients(gateway_stack: StackFactory) -> None:
+async def test_gateway_hides_token_renewal_from_clients(
+    gateway_stack: StackFactory, pbx_profile: str
+) -> None:
     """Tokens expired on the PBX are replaced with one login and no error to the client."""
     stack = await gateway_stack(cache_ttl=30, revalidate_window=0)
     await stack.graphql('{ conference(number: "6400") { name } }')
@@ -164,7 +176,9 @@ async def test_gateway_pbx_failures_arrive_coded(gateway_stack: StackFactory, fa
     assert "Traceback" not in error["message"]
 
 
-async def test_gateway_pbx_error_carries_errno(gateway_stack: StackFactory) -> None:
+async def test_gateway_pbx_error_carries_errno(
+    gateway_stack: StackFactory, pbx_profile: str
+) -> None:
     """An errno the gateway cannot work around is PBX_ERROR with the errno, after one fallback."""
     stack = await gateway_stack()
     stack.pbx.fail_next(-1, "10003", "conference/query")
@@ -173,18 +187,23 @@ async def test_gateway_pbx_error_carries_errno(gateway_stack: StackFactory) -> N
     assert stack.calls() == 2  # the batch, then the one fallback to "all"
 
 
-async def test_gateway_wrong_credentials_arrive_as_auth_failed(gateway_stack: StackFactory) -> None:
+async def test_gateway_wrong_credentials_arrive_as_auth_failed(
+    gateway_stack: StackFactory, pbx_profile: str
+) -> None:
     """Credentials the PBX rejects are PBX_AUTH_FAILED, with one failed login for many asks."""
     stack = await gateway_stack(sim_config=SimulatorConfig(password="not-the-demo-one"))
     results = [await stack.graphql('{ conference(number: "6400") { name } }') for _ in range(10)]
     codes = {r["errors"][0]["extensions"]["code"] for r in results}
     assert codes == {"PBX_AUTH_FAILED"}
-    assert "credentials" in results[0]["errors"][0]["message"]
+    assert "PBX_USERNAME" in results[0]["errors"][0]["message"]
+    errno = variant(pbx_profile).login_failure_errno  # 20003, or 30003 on K2 v1's reading
+    assert {r["errors"][0]["extensions"]["errno"] for r in results} == {errno}
     assert stack.pbx.stats.logins_failed == 1
+    assert stack.pbx.stats.logins_locked == 0
 
 
 async def test_gateway_locked_out_address_arrives_as_locked_out(
-    gateway_stack: StackFactory,
+    gateway_stack: StackFactory, pbx_profile: str
 ) -> None:
     """An address the PBX has locked out is PBX_LOCKED_OUT, and the gateway stops trying."""
     stack = await gateway_stack(

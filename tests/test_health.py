@@ -17,7 +17,9 @@ async def test_healthz_answers_ok(gateway_stack: StackFactory) -> None:
     )
 
 
-async def test_readyz_ready_after_start_up_login(gateway_stack: StackFactory) -> None:
+async def test_readyz_ready_after_start_up_login(
+    gateway_stack: StackFactory, pbx_profile: str
+) -> None:
     """Logged in at start-up, the gateway is ready before its first query."""
     stack = await gateway_stack()
     response = await stack.client.get("/readyz")
@@ -36,7 +38,7 @@ async def test_readyz_probes_never_call_the_pbx(gateway_stack: StackFactory) -> 
 
 
 async def test_readyz_not_ready_with_rejected_credentials_says_why(
-    gateway_stack: StackFactory,
+    gateway_stack: StackFactory, pbx_profile: str
 ) -> None:
     """Wrong credentials: 503 and a reason naming PBX_AUTH_FAILED."""
     stack = await gateway_stack(sim_config=SimulatorConfig(password="someone-changed-it"))

@@ -12,7 +12,7 @@ from tests.mutation_helpers import UPDATE_NO_PINS, on_pbx, room_name, update
 
 
 async def test_mutation_valid_update_is_seen_by_the_next_query_without_a_stale_read(
-    gateway_stack: StackFactory,
+    gateway_stack: StackFactory, pbx_profile: str
 ) -> None:
     """A cached room, changed: the payload costs one query; the next query costs none
     and shows the new name (the cached old one was dropped)."""

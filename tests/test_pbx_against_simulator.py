@@ -1,7 +1,9 @@
 """The PBX session and conference query against the real simulator, in-process and over HTTP.
 
 Each test runs twice: through ``httpx.ASGITransport`` straight into the simulator app, and over
-a real loopback socket to a ``SimulatorServer``. What the PBX saw is read from the simulator's
+a real loopback socket to a ``SimulatorServer``; the session behaviour tests (login, token
+renewal, heartbeat, wrong credentials) also run against every firmware profile
+(``pbx_profile``). What the PBX saw is read from the simulator's
 own counters. The session's cool-down clock is a fake one; the simulator's clock is moved with
 ``advance_time`` alongside it when a test needs time to pass on both sides.
 """
@@ -29,6 +31,7 @@ from gateway.errors import (
 )
 from gateway.pbx.client import PbxClient, build_http_client
 from gateway.pbx.conference_query import query_conferences
+from gateway.pbx.login_guard import MAX_UNCHANGED_FAILURES
 from gateway.pbx.session import PbxSession
 from gateway.secrets import Secret
 from gateway.settings import PasswordSource
@@ -41,6 +44,7 @@ from gateway.simulator import (
     create_simulator_app,
     password_digest,
 )
+from gateway.simulator.profiles import profile_config
 from tests.pbx_fakes import FakeClock
 
 CLIENT_ADDRESS = "127.0.0.1"  # ASGITransport's default client, and the loopback client
@@ -129,9 +133,11 @@ async def test_simulator_first_query_logs_in_once(mode: str) -> None:
         assert sim.state.stats.query_numbers == ["6400,6401,9999", "6402"]
 
 
-async def test_simulator_fifty_concurrent_first_queries_log_in_once(mode: str) -> None:
+async def test_simulator_fifty_concurrent_first_queries_log_in_once(
+    mode: str, pbx_profile: str
+) -> None:
     """Fifty concurrent first queries cause exactly one login on the simulator."""
-    async with simulator(mode) as sim, session_for(sim) as session:
+    async with simulator(mode, profile_config(pbx_profile)) as sim, session_for(sim) as session:
         results = await asyncio.gather(
             *(query_conferences(session, [f"64{i % 12:02d}"]) for i in range(50))
         )
@@ -162,18 +168,18 @@ async def test_simulator_expired_tokens_are_replaced_silently(
         assert sim.state.stats.logins_failed == 0
 
 
-async def test_simulator_idle_timeout_is_replaced_silently(mode: str) -> None:
+async def test_simulator_idle_timeout_is_replaced_silently(mode: str, pbx_profile: str) -> None:
     """A token left idle past its lifetime (simulator time moved on) is replaced without error."""
-    async with simulator(mode) as sim, session_for(sim) as session:
+    async with simulator(mode, profile_config(pbx_profile)) as sim, session_for(sim) as session:
         await query_conferences(session, ["6400"])
         sim.state.advance_time(1801)
         assert list(await query_conferences(session, ["6400"])) == ["6400"]
         assert sim.state.stats.logins_succeeded == 2
 
 
-async def test_simulator_heartbeat_keeps_token_alive(mode: str) -> None:
+async def test_simulator_heartbeat_keeps_token_alive(mode: str, pbx_profile: str) -> None:
     """A heartbeat within the token lifetime keeps the same token: no new login after."""
-    async with simulator(mode) as sim, session_for(sim) as session:
+    async with simulator(mode, profile_config(pbx_profile)) as sim, session_for(sim) as session:
         await query_conferences(session, ["6400"])
         for _ in range(3):
             sim.state.advance_time(1200)
@@ -186,9 +192,12 @@ async def test_simulator_heartbeat_keeps_token_alive(mode: str) -> None:
 # --- wrong credentials and lockout ---------------------------------------------------------
 
 
-async def test_simulator_wrong_credentials_fail_one_login(mode: str) -> None:
+async def test_simulator_wrong_credentials_fail_one_login(mode: str, pbx_profile: str) -> None:
     """Wrong credentials: one failed login on the PBX, not five, however many callers ask."""
-    async with simulator(mode) as sim, session_for(sim, password=wrong_password()) as session:
+    async with (
+        simulator(mode, profile_config(pbx_profile)) as sim,
+        session_for(sim, password=wrong_password()) as session,
+    ):
         outcomes = await asyncio.gather(
             *(query_conferences(session, ["6400"]) for _ in range(30)), return_exceptions=True
         )
@@ -203,12 +212,17 @@ async def test_simulator_wrong_credentials_fail_one_login(mode: str) -> None:
         assert sim.state.lockout.failures(CLIENT_ADDRESS) == 1
 
 
-async def test_simulator_rotated_password_file_recovers(mode: str, tmp_path: Path) -> None:
+async def test_simulator_rotated_password_file_recovers(
+    mode: str, pbx_profile: str, tmp_path: Path
+) -> None:
     """After a rejection, a corrected password file is used at once and the query works."""
     path = tmp_path / "password"
     path.write_text("wrong\n", encoding="utf-8")
     source = PasswordSource(path=path)
-    async with simulator(mode) as sim, session_for(sim, password=source) as session:
+    async with (
+        simulator(mode, profile_config(pbx_profile)) as sim,
+        session_for(sim, password=source) as session,
+    ):
         with pytest.raises(PbxAuthError):
             await query_conferences(session, ["6400"])
         path.write_text(DEMO_PASSWORD + "\n", encoding="utf-8")
@@ -218,7 +232,9 @@ async def test_simulator_rotated_password_file_recovers(mode: str, tmp_path: Pat
         assert sim.state.lockout.failures(CLIENT_ADDRESS) == 0
 
 
-async def test_simulator_wrong_credentials_for_hours_never_lock_out(mode: str) -> None:
+async def test_simulator_wrong_credentials_for_hours_never_lock_out(
+    mode: str, pbx_profile: str
+) -> None:
     """Credentials that stay wrong for hours never get the gateway's address locked out.
 
     The simulator counts consecutive failed logins with no time decay (only a success or the
@@ -227,7 +243,7 @@ async def test_simulator_wrong_credentials_for_hours_never_lock_out(mode: str) -
     """
     clock = FakeClock()
     async with (
-        simulator(mode) as sim,
+        simulator(mode, profile_config(pbx_profile)) as sim,
         session_for(sim, password=wrong_password(), clock=clock) as session,
     ):
         locked_at: list[int] = []
@@ -240,6 +256,61 @@ async def test_simulator_wrong_credentials_for_hours_never_lock_out(mode: str) -
             sim.state.advance_time(600)
         assert locked_at == []
         assert sim.state.stats.logins_locked == 0
+
+
+@pytest.mark.parametrize("errno", ["30003", "39999", "20003"])
+async def test_simulator_login_refused_with_any_errno_never_locks_out(
+    mode: str, errno: str
+) -> None:
+    """A login answered Failed with any errno (K2's 30003 via the login-30003 profile, one
+    never seen) counts as a rejection: over six simulated hours, start-up loop and queries
+    together, the same credentials are tried twice at most and the address is never locked."""
+    if errno == "30003":
+        config = profile_config("login-30003")
+    else:
+        config = SimulatorConfig(login_failure_errno=errno)
+    clock = FakeClock()
+    async with (
+        simulator(mode, config) as sim,
+        session_for(sim, password=wrong_password(), clock=clock) as session,
+    ):
+        session.start(login_now=True)
+        await session.started()
+        await wait_until(lambda: not session.starting)  # the start-up loop gave up at once
+        assert sim.state.stats.logins_failed == 1
+        outcomes: list[object] = []
+        for _ in range(36):  # six hours, in ten-minute steps
+            outcomes += await asyncio.gather(
+                *(query_conferences(session, ["6400"]) for _ in range(5)),
+                return_exceptions=True,
+            )
+            clock.advance(600)
+            sim.state.advance_time(600)
+        assert all(isinstance(o, PbxAuthError) for o in outcomes)
+        assert all(errno in str(o) and "PBX_USERNAME" in str(o) for o in outcomes)
+        assert sim.state.stats.logins_failed == MAX_UNCHANGED_FAILURES
+        assert sim.state.stats.logins_locked == 0
+        assert sim.state.lockout.locked_addresses(sim.state.now()) == []
+
+
+async def test_simulator_login_30003_then_right_password_logs_in(mode: str, tmp_path: Path) -> None:
+    """Under login-30003, a rejected login is not retried blindly, yet a corrected password
+    file logs in at once and the query works."""
+    path = tmp_path / "password"
+    path.write_text("wrong\n", encoding="utf-8")
+    async with (
+        simulator(mode, profile_config("login-30003")) as sim,
+        session_for(sim, password=PasswordSource(path=path)) as session,
+    ):
+        with pytest.raises(PbxAuthError) as info:
+            await query_conferences(session, ["6400"])
+        assert info.value.errno == "30003"
+        with pytest.raises(PbxAuthError):
+            await query_conferences(session, ["6400"])  # cool-down: no second attempt
+        path.write_text(DEMO_PASSWORD + "\n", encoding="utf-8")
+        assert list(await query_conferences(session, ["6400"])) == ["6400"]
+        assert sim.state.stats.logins_failed == 1
+        assert sim.state.stats.logins_succeeded == 1
 
 
 async def test_simulator_locked_out_address_is_reported(mode: str) -> None:
@@ -265,9 +336,77 @@ async def test_simulator_locked_out_address_is_reported(mode: str) -> None:
 # --- heartbeat, logout, concurrency --------------------------------------------------------
 
 
-async def test_simulator_heartbeats_and_logout_happen(mode: str) -> None:
+async def test_simulator_heartbeat_carries_ipaddr_the_pbx_requires(mode: str) -> None:
+    """Against heartbeat-ipaddr (the PBX refuses a heartbeat without ipaddr), every heartbeat
+    carries our local address and is accepted; the token lives on with no new login."""
+    async with simulator(mode, profile_config("heartbeat-ipaddr")) as sim:
+        recorder = RecordingTransport(sim.transport or httpx.AsyncHTTPTransport())
+        async with session_for(sim, transport=recorder) as session:
+            await query_conferences(session, ["6400"])
+            for _ in range(3):
+                sim.state.advance_time(1200)
+                await session.heartbeat()
+            assert list(await query_conferences(session, ["6400"])) == ["6400"]
+        stats = sim.state.stats
+        assert stats.heartbeats == 3
+        assert stats.heartbeats_refused == 0
+        assert stats.logins_succeeded == 1
+        assert recorder.bodies["heartbeat"] == [{"ipaddr": CLIENT_ADDRESS}] * 3
+
+
+async def test_simulator_heartbeat_accepted_on_every_profile(mode: str, pbx_profile: str) -> None:
+    """On every firmware profile (heartbeat-ipaddr and field-worst included), heartbeats are
+    accepted and keep the one token alive: no refusal, no second login. The call that logs
+    in reads no room, so the test does not depend on how rooms are decoded."""
+    async with (
+        simulator(mode, profile_config(pbx_profile)) as sim,
+        session_for(sim) as session,
+    ):
+        await session.call("conference/query", {"number": "6400"}, idempotent=True)
+        for _ in range(3):
+            sim.state.advance_time(1200)
+            await session.heartbeat()
+        await session.call("conference/query", {"number": "6401"}, idempotent=True)
+        assert sim.state.stats.heartbeats == 3
+        assert sim.state.stats.heartbeats_refused == 0
+        assert sim.state.stats.logins_succeeded == 1
+
+
+async def test_simulator_failed_heartbeat_is_logged_and_costs_no_login(
+    mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A heartbeat the PBX refuses for a reason other than the token (10004, 30003) is logged
+    as a warning; the token is kept and the next query needs no login."""
+    async with simulator(mode) as sim, session_for(sim) as session:
+        await query_conferences(session, ["6400"])
+        for errno in ("10004", "30003"):
+            sim.state.fail_next(1, errno, endpoint="heartbeat")
+            await session.heartbeat()
+            assert session.has_token
+        assert list(await query_conferences(session, ["6401"])) == ["6401"]
+        assert sim.state.stats.logins_succeeded == 1
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert sum("heartbeat failed" in w for w in warnings) == 2
+
+
+async def test_simulator_heartbeat_with_dead_token_costs_one_login_later(mode: str) -> None:
+    """A heartbeat answered with a token errno drops the token; the next query logs in once."""
+    async with simulator(mode, profile_config("expired-20004")) as sim, session_for(sim) as session:
+        await query_conferences(session, ["6400"])
+        sim.state.advance_time(1801)
+        await session.heartbeat()
+        assert not session.has_token
+        assert sim.state.stats.logins_succeeded == 1
+        assert list(await query_conferences(session, ["6400"])) == ["6400"]
+        assert sim.state.stats.logins_succeeded == 2
+
+
+async def test_simulator_heartbeats_and_logout_happen(mode: str, pbx_profile: str) -> None:
     """start() heartbeats on its interval; close() stops them and logs out, ending the token."""
-    async with simulator(mode) as sim, session_for(sim, heartbeat_interval=0.01) as session:
+    async with (
+        simulator(mode, profile_config(pbx_profile)) as sim,
+        session_for(sim, heartbeat_interval=0.01) as session,
+    ):
         await query_conferences(session, ["6400"])
         before = asyncio.all_tasks()
         session.start()
@@ -315,11 +454,15 @@ class RecordingTransport(httpx.AsyncBaseTransport):
     def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
         self.inner = inner
         self.tokens: set[str] = set()
+        self.bodies: dict[str, list[object]] = {}
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         sent = request.url.params.get("token")
         if sent:
             self.tokens.add(sent)
+        endpoint = request.url.path.removeprefix("/api/v2.0.0/")
+        with contextlib.suppress(ValueError):
+            self.bodies.setdefault(endpoint, []).append(json.loads(request.content or b"null"))
         response = await self.inner.handle_async_request(request)
         if not request.url.path.endswith("/login"):
             return response

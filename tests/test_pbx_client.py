@@ -307,6 +307,39 @@ async def test_client_errno_maps_to_error_class_and_code(
     assert info.value.errno == errno
 
 
+@pytest.mark.parametrize(
+    "errno", ["20003", "30003", "20010", "30001", "20004", "10004", "39999", None]
+)
+async def test_client_failed_login_is_a_rejection_whatever_the_errno(errno: str | None) -> None:
+    """A login answered Failed is a PbxAuthError (counted by the login guard) whatever its
+    errno, none included; the message names the errno and the settings to check."""
+    body: dict[str, object] = {"status": "Failed"}
+    if errno is not None:
+        body["errno"] = errno
+    transport, _ = answering(httpx.Response(200, json=body))
+    with pytest.raises(PbxAuthError) as info:
+        await call_with(transport, "login")
+    assert info.value.errno == errno
+    assert info.value.extensions["code"] == "PBX_AUTH_FAILED"
+    assert "PBX_USERNAME" in info.value.message
+    assert (errno or "no errno") in info.value.message
+
+
+async def test_client_errno_30003_on_a_query_stays_transient() -> None:
+    """30003 on a query is the PBX's passing fault (API process not running), not a rejection."""
+    transport, _ = answering(failed("30003"))
+    with pytest.raises(PbxTransientError) as info:
+        await call_with(transport, "conference/query")
+    assert info.value.extensions["code"] == "PBX_UNAVAILABLE"
+
+
+async def test_client_lockout_on_login_stays_a_lockout() -> None:
+    """20002 on a login is still the lockout, not a rejection."""
+    transport, _ = answering(failed("20002"))
+    with pytest.raises(PbxLockedOutError):
+        await call_with(transport, "login")
+
+
 async def test_client_transient_errno_is_also_unavailable() -> None:
     """A transient errno is both a PbxApiError and a PbxUnavailableError (may pass)."""
     transport, _ = answering(failed("30003"))

@@ -112,7 +112,12 @@ async def test_tokens_expired_mid_burst_cost_one_login(gateway_stack: StackFacto
     assert stack.pbx.stats.logins_failed == 0
 
 
-async def test_credentials_changed_mid_run_never_lock_out(gateway_stack: StackFactory) -> None:
+# The login variants only (each run is four 100-query bursts): the default, the firmware
+# that rejects with 30003, and every pessimistic reading at once.
+@pytest.mark.parametrize("pbx_profile", ["s-series-v2", "login-30003", "field-worst"])
+async def test_credentials_changed_mid_run_never_lock_out(
+    gateway_stack: StackFactory, pbx_profile: str
+) -> None:
     """Credentials changed on the PBX: at most one failed login per cool-down (two in all
     for unchanged settings), stale data with PBX_AUTH_FAILED, never a lockout."""
     stack = await gateway_stack(cache_ttl=30, revalidate_window=0, pbx_login_cooldown=600)

@@ -8,7 +8,11 @@ keyed fingerprint used to retire exactly that token. Logins happen under a fleet
 lock: one replica logs in, the others wait for and use its token; a token error retires
 the token once (compare-and-delete), so the fleet re-logs in once. Heartbeats are sent
 by whichever replica takes the heartbeat turn. The failed-login guard's state is shared
-too, so the whole fleet makes at most one failed login per cool-down.
+too, kept per credential (under a keyed fingerprint of username and password MD5, never
+the secret): replicas with the same credentials share one verdict, so the fleet makes at
+most one failed login per cool-down with them, and a success with other credentials (another
+replica's) never clears the verdict on a rejected password. A lockout (20002) is the PBX's
+verdict on an address, not a password, so it is shared fleet-wide.
 
 A token this replica cannot decrypt means its key differs from the fleet's: it raises
 :class:`~gateway.errors.SharedSessionUnreadableError` instead of logging in (which would
@@ -74,7 +78,7 @@ class SessionShare:
         self._fingerprint_key = link.key("session", "token-id")
         self._lock_key = link.key("session", "login-lock")
         self._heartbeat_key = link.key("session", "heartbeat-turn")
-        self._guard_key = link.key("session", "guard")
+        self._lockout_key = link.key("session", "lockout")
         self._lock_ms = int(login_lock_seconds * 1000)
         self.login_lock_seconds = login_lock_seconds
         self.problem: str | None = None
@@ -182,9 +186,39 @@ class SessionShare:
         )
         return won == _DOWN or bool(won)
 
-    async def load_guard(self) -> dict[str, Any] | None:
-        """The fleet's failed-login guard state, if any."""
-        raw = await self._link.run(lambda client: client.get(self._guard_key), None)
+    def credential_mark(self, username: str, password_md5: str) -> str:
+        """The fingerprint that names one set of credentials in Redis (never the secret)."""
+        return self.fingerprint(f"credentials:{username}\0{password_md5}")
+
+    async def load_guard(self, mark: str) -> dict[str, Any] | None:
+        """The fleet's failed-login guard state for the credentials ``mark`` names, with the
+        fleet-wide lockout folded in; None when there is neither."""
+        state = await self._load_json(self._link.key("session", "guard", mark))
+        lockout = await self._load_json(self._lockout_key)
+        if lockout is None:
+            return state
+        merged = dict(state or {})
+        merged["lockout"] = lockout.get("lockout")
+        merged["locked_until"] = lockout.get("locked_until", 0)
+        return merged
+
+    async def save_guard(self, mark: str, state: dict[str, Any]) -> None:
+        """Share the guard state of the credentials ``mark`` names (kept a day: failures are
+        never forgotten sooner), and the lockout, if any, for every replica."""
+        raw = json.dumps(state)
+        guard_key = self._link.key("session", "guard", mark)
+        await self._link.run(lambda client: client.set(guard_key, raw, ex=86_400), None)
+        lockout = state.get("lockout")
+        seconds = float(state.get("locked_until", 0) or 0) - time.time()
+        if lockout is not None and seconds > 0:
+            shared = json.dumps({"lockout": lockout, "locked_until": state["locked_until"]})
+            ttl = max(1, int(seconds) + 1)
+            await self._link.run(lambda client: client.set(self._lockout_key, shared, ex=ttl), None)
+        elif not state.get("failures"):  # a login worked: the address is not locked
+            await self._link.run(lambda client: client.delete(self._lockout_key), None)
+
+    async def _load_json(self, key: str) -> dict[str, Any] | None:
+        raw = await self._link.run(lambda client: client.get(key), None)
         if not raw:
             return None
         try:
@@ -192,8 +226,3 @@ class SessionShare:
         except ValueError:
             return None
         return state if isinstance(state, dict) else None
-
-    async def save_guard(self, state: dict[str, Any]) -> None:
-        """Share the guard state (kept a day: failures are never forgotten sooner)."""
-        raw = json.dumps(state)
-        await self._link.run(lambda client: client.set(self._guard_key, raw, ex=86_400), None)

@@ -29,7 +29,7 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 import httpx
@@ -48,7 +48,9 @@ from gateway.errors import (
 from gateway.observability.tracing import pbx_call_span
 from gateway.pbx import errnos
 from gateway.pbx.breaker import CircuitBreaker
+from gateway.pbx.errordata import request_secrets, sanitize_errordata
 from gateway.pbx.limiter import PbxLimiter
+from gateway.pbx.local_address import connection_address, routed_address
 from gateway.secrets import install_redaction
 
 API_PATH: Final = "/api/v2.0.0/"
@@ -114,6 +116,12 @@ class PbxClient:
         self.limiter = limiter or PbxLimiter(max_concurrency=max_concurrency, max_waiting=1000)
         self.breaker = breaker or CircuitBreaker(threshold=1_000_000)
         self.observer: CallObserver = _ignore
+        self.local_address: str | None = None
+        """Our address on the last connection to the PBX (None before the first call)."""
+
+    def heartbeat_address(self) -> str:
+        """The ``ipaddr`` for a heartbeat: see :mod:`gateway.pbx.local_address`."""
+        return self.local_address or routed_address(self.base_url)
 
     @property
     def base_url(self) -> str:
@@ -154,7 +162,7 @@ class PbxClient:
         sent: list[float] = []  # when the request left (empty: it never reached the PBX)
         try:
             response = await self._exchange(endpoint, body, token, sent)
-            payload = decode_envelope(endpoint, response)
+            payload = decode_envelope(endpoint, response, secrets=request_secrets(token, body))
         except PbxUnavailableError as exc:
             # The PBX's address and the operator's hint go to the log only, never to a client.
             logger.warning("PBX at %s, %s: %s", self.base_url, endpoint, exc.log_line)
@@ -213,8 +221,19 @@ class PbxClient:
         params = {"token": token} if token is not None else None
         content = b"" if body is None else json.dumps(body).encode()
         try:
+            request = self._http.build_request(
+                "POST", API_PATH + endpoint, content=content, params=params
+            )
             async with asyncio.timeout(self.deadline):  # the whole call, not each chunk
-                return await self._http.post(API_PATH + endpoint, content=content, params=params)
+                # Streamed so the socket is still open to read our local address from it (the
+                # heartbeat's ipaddr); the body is read in full right after.
+                response = await self._http.send(request, stream=True)
+                try:
+                    self.local_address = connection_address(response) or self.local_address
+                    await response.aread()
+                finally:
+                    await response.aclose()
+            return response
         except httpx.TimeoutException as exc:
             raise PbxTimeoutError(
                 f"the PBX did not answer {endpoint} in time ({type(exc).__name__}); "
@@ -245,8 +264,13 @@ class PbxClient:
             ) from exc
 
 
-def decode_envelope(endpoint: str, response: httpx.Response) -> JsonObject:
-    """Read ``status``/``errno``; the PBX always answers HTTP 200 (``pbx-api.md``)."""
+def decode_envelope(
+    endpoint: str, response: httpx.Response, *, secrets: Iterable[str] = ()
+) -> JsonObject:
+    """Read ``status``/``errno``; the PBX always answers HTTP 200 (``pbx-api.md``).
+
+    A failure's ``errordata`` hint travels on the error, sanitized (``secrets``, what the
+    request carried that must never come back, are redacted from it)."""
     if response.status_code != 200:
         raise PbxProtocolError(
             f"{endpoint} answered HTTP {response.status_code}, which the PBX API never does",
@@ -273,19 +297,14 @@ def decode_envelope(endpoint: str, response: httpx.Response) -> JsonObject:
         raise PbxProtocolError(
             f"{endpoint} answered an unknown status {str(status)[:40]!r}", endpoint=endpoint
         )
-    raise _failure(endpoint, errnos.normalize_errno(payload.get("errno")))
+    error = _failure(endpoint, errnos.normalize_errno(payload.get("errno")))
+    error.errordata = sanitize_errordata(payload.get("errordata"), secrets=secrets)
+    raise error
 
 
 def _failure(endpoint: str, errno: str | None) -> PbxApiError:
     """The error for a ``Failed`` envelope: the class says what the gateway will do about it."""
     meaning = errnos.errno_meaning(errno)
-    if errno == errnos.BAD_CREDENTIALS:
-        return PbxAuthError(
-            "the PBX rejected the gateway's credentials (errno 20003); fix PBX_USERNAME and "
-            "the password setting, and check the API user is enabled on the PBX",
-            endpoint=endpoint,
-            errno=errno,
-        )
     if errno == errnos.LOCKED_OUT:
         return PbxLockedOutError(
             "the PBX has locked out the gateway's IP address after failed logins (errno 20002); "
@@ -293,6 +312,8 @@ def _failure(endpoint: str, errno: str | None) -> PbxApiError:
             endpoint=endpoint,
             errno=errno,
         )
+    if endpoint == "login" or errno == errnos.BAD_CREDENTIALS:
+        return _login_rejection(endpoint, errno)
     if errno in errnos.TOKEN_ERRNOS:
         return PbxTokenError(
             f"{endpoint}: {meaning} (errno {errno})", endpoint=endpoint, errno=errno
@@ -306,5 +327,38 @@ def _failure(endpoint: str, errno: str | None) -> PbxApiError:
         )
     suffix = f" (errno {errno})" if errno is not None else ""
     return PbxApiError(
-        f"the PBX refused {endpoint}: {meaning}{suffix}", endpoint=endpoint, errno=errno
+        f"the PBX refused {endpoint}: {meaning}{suffix}; {errnos.errno_advice(errno)}",
+        endpoint=endpoint,
+        errno=errno,
+    )
+
+
+def _login_rejection(endpoint: str, errno: str | None) -> PbxAuthError:
+    """Any ``Failed`` login but a lockout is a rejection, whatever its errno.
+
+    The PBX counts failed logins toward its lockout, and firmware does not agree on the errno
+    of a bad password (20003 by S-Series v1, 30003 in K2 v1's own example, ``pbx-api.md``,
+    "Login rejections are not always 20003"), so an errno that elsewhere means "the PBX is
+    struggling" is read here as "maybe a rejection": the login guard counts it and the
+    gateway does not retry it blindly.
+    """
+    if errno == errnos.BAD_CREDENTIALS:
+        return PbxAuthError(
+            "the PBX rejected the gateway's credentials (errno 20003); fix PBX_USERNAME and "
+            "the password setting, and check the API user is enabled on the PBX",
+            endpoint=endpoint,
+            errno=errno,
+        )
+    answer = (
+        f"errno {errno} ({errnos.errno_meaning(errno)} on other calls)"
+        if errno is not None
+        else "no errno"
+    )
+    return PbxAuthError(
+        f"the PBX refused the gateway's login with {answer}; some firmware answers wrong "
+        "credentials this way, so the gateway counts it as a rejected login and does not "
+        "retry it at once: check PBX_USERNAME and the password setting, and that the API user "
+        "is enabled on the PBX (Settings > PBX > General > API)",
+        endpoint=endpoint,
+        errno=errno,
     )

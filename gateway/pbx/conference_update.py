@@ -119,6 +119,7 @@ async def update_conference(session: PbxSession, changes: ConferenceChanges) -> 
                 endpoint=ENDPOINT,
                 errno=exc.errno,
                 retry_after=RETRY_AFTER_APPLIED_TOO_OFTEN,
+                errordata=exc.errordata,
             ) from exc
         if type(exc) is PbxApiError:
             raise PbxApiError(
@@ -127,6 +128,7 @@ async def update_conference(session: PbxSession, changes: ConferenceChanges) -> 
                 "check the number",
                 endpoint=ENDPOINT,
                 errno=exc.errno,
+                errordata=exc.errordata,
             ) from exc
         raise
 

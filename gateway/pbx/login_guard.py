@@ -48,6 +48,11 @@ class LoginGuard:
         self._locked_until = 0.0
 
     @property
+    def rejection(self) -> PbxApiError | None:
+        """The PBX's refusal of the last credentials tried, until a login succeeds."""
+        return self._rejection
+
+    @property
     def reason(self) -> PbxApiError | None:
         """Why logins are refused right now with unchanged credentials, if they are."""
         now = self._clock()
@@ -115,17 +120,23 @@ class LoginGuard:
         }
 
     def absorb(self, state: dict[str, Any], wall: float) -> None:
-        """Take over state another replica exported (see :meth:`export`)."""
+        """Take over state another replica exported (see :meth:`export`); a part missing
+        from ``state`` (the failures, or the lockout) leaves ours as it is."""
         now = self._clock()
         try:
-            self.consecutive_failures = int(state.get("failures", 0))
-            self._retry_at = now + (float(state.get("retry_at", 0)) - wall)
-            self._locked_until = now + (float(state.get("locked_until", 0)) - wall)
+            failures = int(state.get("failures", 0))
+            retry_at = now + (float(state.get("retry_at", 0)) - wall)
+            locked_until = now + (float(state.get("locked_until", 0)) - wall)
         except (TypeError, ValueError):
             return  # unreadable shared state: keep ours
-        self._rejection = _rebuild(state.get("rejection"))
-        lockout = _rebuild(state.get("lockout"))
-        self._lockout = lockout if isinstance(lockout, PbxLockedOutError) else None
+        if "failures" in state:
+            self.consecutive_failures = failures
+            self._retry_at = retry_at
+            self._rejection = _rebuild(state.get("rejection"))
+        if "locked_until" in state:
+            self._locked_until = locked_until
+            lockout = _rebuild(state.get("lockout"))
+            self._lockout = lockout if isinstance(lockout, PbxLockedOutError) else None
 
 
 def _describe(error: PbxApiError | None) -> dict[str, Any] | None:

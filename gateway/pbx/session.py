@@ -27,7 +27,6 @@ from gateway.errors import (
     PbxLockedOutError,
     PbxProtocolError,
     PbxTokenError,
-    PbxTransientError,
     PbxUnavailableError,
     SharedSessionUnreadableError,
 )
@@ -74,6 +73,7 @@ class PbxSession:
         )
         self._rejected_md5: Secret | None = None
         self._rejected_mark: str | None = None  # the fleet's fingerprint of rejected credentials
+        self._tried_md5: Secret | None = None  # the password MD5 of the last login attempt
         self.logins = 0
         self.failed_logins = 0
 
@@ -86,6 +86,16 @@ class PbxSession:
     def blocked_reason(self) -> PbxError | None:
         """The error logins are refused with right now, if any (for readiness)."""
         return self._guard.reason
+
+    @property
+    def credentials_rejected(self) -> PbxError | None:
+        """The PBX's refusal of this gateway's credentials, from the last time they were tried
+        (by this replica or, in a fleet, one with the same credentials), until a login with
+        them works; None when they were not refused or have changed since (for readiness)."""
+        rejection = self._guard.rejection
+        if rejection is None or self._credentials_changed():
+            return None
+        return rejection
 
     async def call(
         self, endpoint: str, body: Mapping[str, Any] | None = None, *, idempotent: bool = False
@@ -121,6 +131,11 @@ class PbxSession:
             self._heartbeat_task = asyncio.create_task(self._heartbeat_forever())
         if login_now and self._warm_up is None:
             self._warm_up = asyncio.create_task(self._log_in_quietly())
+
+    @property
+    def starting(self) -> bool:
+        """Whether the start-up login loop is still running (retrying an unreachable PBX)."""
+        return self._warm_up is not None and not self._warm_up.done()
 
     async def started(self) -> None:
         """Wait for the start-up login's first attempt, if one was asked for, to end."""
@@ -185,13 +200,17 @@ class PbxSession:
         if token is None:
             return
         try:
-            await self._client.call("heartbeat", {}, token=token, idempotent=True)
+            # ipaddr: required by the S-Series v2 heartbeat page (pbx-api.md, "Heartbeat").
+            body = {"ipaddr": self._client.heartbeat_address()}
+            await self._client.call("heartbeat", body, token=token, idempotent=True)
             if self._share is not None:
                 await self._share.touch()
         except PbxTokenError:
             await self._forget(token)  # the next call logs in; no login needed to stay idle
         except PbxError as exc:
-            logger.warning("PBX heartbeat failed: %s", exc.message)
+            # Not a dead token: the token may well still live (a refused heartbeat body, a
+            # PBX hiccup); the next call finds out, and only a token errno costs a login.
+            logger.warning("PBX heartbeat failed, token kept: %s", exc.message)
 
     async def _heartbeat_forever(self) -> None:
         while True:
@@ -209,7 +228,8 @@ class PbxSession:
         if self._token is not None:
             return self._token
         if self._login_task is None:
-            self._check_allowed()
+            if self._share is None:  # in a fleet, _obtain asks first whether a token is shared
+                self._check_allowed()
             self._login_task = asyncio.create_task(self._obtain())
             self._login_task.add_done_callback(self._login_finished)
         # shield: a caller that gives up must not cancel the login others are waiting for.
@@ -230,8 +250,11 @@ class PbxSession:
         except Exception:  # an unreadable file is not a change; the refusal stands
             return False
         if self._share is not None and self._rejected_mark is not None:
-            return self._share.fingerprint(current.reveal()) != self._rejected_mark
+            return self._credential_mark(self._share, current) != self._rejected_mark
         return current != self._rejected_md5
+
+    def _credential_mark(self, share: SessionShare, md5: Secret) -> str:
+        return share.credential_mark(self._username, md5.reveal())
 
     async def _obtain(self) -> str:
         """A token: the fleet's if there is one, else one login (by one replica only)."""
@@ -239,10 +262,14 @@ class PbxSession:
         if share is None:
             return await self._login()
         for _ in range(3):  # bounded: a failed login elsewhere makes the guard decide
+            # This replica's credentials' verdict first (readiness reports it even while the
+            # fleet's token, another replica's login, serves this replica's queries).
+            await self._absorb_guard()
             token = await share.current()
             if token is not None:
                 self._token = token
                 return token
+            self._check_allowed()  # our credentials may not be tried now: say so, no turn
             async with share.login_turn() as mine:
                 if mine is None:  # Redis is down: this replica logs in for itself
                     return await self._login()
@@ -252,6 +279,7 @@ class PbxSession:
                         self._token = token
                         return token
                     await self._absorb_guard()
+                    self._check_allowed()
                     try:
                         token = await self._login()
                     finally:
@@ -262,33 +290,40 @@ class PbxSession:
             if token is not None:
                 self._token = token
                 return token
-            await self._absorb_guard()  # the other replica's login failed: its verdict counts
         raise PbxUnavailableError(
             "no PBX session could be shared from the other replicas; try again shortly",
             endpoint="login",
         )
 
     async def _absorb_guard(self) -> None:
+        """Take over the fleet's verdict on this replica's current credentials."""
         if self._share is None:
             return
-        state = await self._share.load_guard()
+        try:
+            mark = self._credential_mark(self._share, self._password.current_md5())
+        except Exception:  # an unreadable password file: keep our own state
+            return
+        state = await self._share.load_guard(mark)
         if state is not None:
             self._guard.absorb(state, time.time())
-            mark = state.get("rejected")
-            self._rejected_mark = mark if isinstance(mark, str) else None
-        self._check_allowed()
+            rejected = state.get("rejected")
+            if isinstance(rejected, str):
+                self._rejected_mark = rejected
 
     async def _share_guard(self) -> None:
-        if self._share is None:
+        """Share the verdict on the credentials of the login just tried, under their mark."""
+        if self._share is None or self._tried_md5 is None:
             return
+        mark = self._credential_mark(self._share, self._tried_md5)
         state = self._guard.export(time.time())
-        if self._rejected_md5 is not None and self._guard.consecutive_failures:
-            self._rejected_mark = self._share.fingerprint(self._rejected_md5.reveal())
-            state["rejected"] = self._rejected_mark
-        await self._share.save_guard(state)
+        if self._guard.consecutive_failures and self._guard.rejection is not None:
+            self._rejected_mark = mark
+            state["rejected"] = mark
+        await self._share.save_guard(mark, state)
 
     async def _login(self) -> str:
         md5 = self._password.current_md5()
+        self._tried_md5 = md5
         body = {"username": self._username, "password": md5.reveal()}
         try:
             payload = await self._client.call("login", body)
@@ -297,11 +332,10 @@ class PbxSession:
             self.failed_logins += 1
             logger.error("%s; no login attempts for %.0f s", exc.message, self._lockout_backoff)
             raise
-        except PbxTransientError:
-            raise  # the PBX could not evaluate the login at all: not a failed attempt
         except PbxApiError as exc:
-            # 20003, or an errno we cannot read as more: count it as a failed attempt,
-            # since the PBX may well count it toward the lockout.
+            # Any Failed login (20003, 30003, an errno never seen, none at all) counts as a
+            # failed attempt: the PBX may well count it toward the lockout. Only a call that
+            # got no PBX answer (PbxUnavailableError: timeout, refused, garbage) does not.
             self._guard.rejected(exc)
             self._rejected_md5 = md5
             self.failed_logins += 1

@@ -30,6 +30,8 @@ class ArmedFault:
     remaining: int
     endpoint: str | None = None
     errno: str = ""
+    # What a real failure may carry besides its errno (pbx-api.md: one was seen with it).
+    errordata: Any = None
     garbage: GarbageKind = "html"
     seconds: float = DEFAULT_STALL_SECONDS
     interval: float = DEFAULT_DRIP_INTERVAL
@@ -55,12 +57,14 @@ class ArmedFault:
     def describe(self) -> dict[str, Any]:
         """JSON-ready, only the fields that matter for this kind."""
         keep = {"kind", "remaining", "endpoint"} | {
-            "fail": {"errno"},
+            "fail": {"errno", "errordata"},
             "garbage": {"garbage"},
             "stall": {"seconds"},
             "drip": {"interval"},
             "drop": set(),
         }[self.kind]
+        if self.errordata is None:
+            keep.discard("errordata")
         return {key: value for key, value in asdict(self).items() if key in keep}
 
 

@@ -76,6 +76,8 @@ def fault_answer(fault: ArmedFault) -> Response:
         return DroppedResponse()
     if fault.kind == "garbage":
         return garbage(fault.garbage)
+    if fault.errordata is not None:
+        return failed(fault.errno, errordata=fault.errordata)
     return failed(fault.errno)
 
 

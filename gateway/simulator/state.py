@@ -119,9 +119,12 @@ class SimulatorState:
         self.book.replace(rooms)
         return len(rooms)
 
-    def fail_next(self, count: int, errno: str, endpoint: str | None = None) -> None:
-        """The next ``count`` calls answer Failed with ``errno`` (``.../faults/fail``)."""
-        self.faults.arm(ArmedFault("fail", count, endpoint, errno=str(errno)))
+    def fail_next(
+        self, count: int, errno: str, endpoint: str | None = None, *, errordata: Any = None
+    ) -> None:
+        """The next ``count`` calls answer Failed with ``errno`` (``.../faults/fail``), with
+        ``errordata`` beside it when given."""
+        self.faults.arm(ArmedFault("fail", count, endpoint, errno=str(errno), errordata=errordata))
 
     def garbage_next(self, count: int, kind: GarbageKind, endpoint: str | None = None) -> None:
         """The next ``count`` calls answer garbage of ``kind`` (``.../faults/garbage``)."""
