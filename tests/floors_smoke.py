@@ -2,23 +2,37 @@
 pyproject.toml allows (uv's ``--resolution lowest-direct``): pytest is not there, so this
 is a plain script. It imports every module of the gateway, builds the app with the demo's
 settings, and asks one query of the simulator running in this process (a thread), with
-the app's lifespan (start-up login, shutdown logout). Exit 0 and "ok" when all of it works.
+the app's lifespan (start-up login, shutdown logout); then it serves the app as ``serve``
+does (uvicorn with the connection guard, which reaches into uvicorn's protocol) and asks
+the same over loopback HTTP. Exit 0 and "ok" when all of it works.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import pkgutil
 import sys
+from typing import Any
 
+import httpx
 from starlette.testclient import TestClient
 
 import gateway
 from gateway.app import create_app
 from gateway.demo import demo_settings
+from gateway.serving import LoopbackServer
 from gateway.simulator import run_simulator_in_thread
 
 QUERY = '{ conference(number: "6401") { number name } }'
+
+
+async def served(app: Any) -> tuple[Any, Any]:
+    """The query and /healthz through uvicorn and the connection guard, over loopback."""
+    async with LoopbackServer(app) as server, httpx.AsyncClient(base_url=server.base_url) as c:
+        answer = (await c.post("/graphql", json={"query": QUERY})).json()
+        health = (await c.get("/healthz")).json()
+    return answer, health
 
 
 def main() -> int:
@@ -34,9 +48,15 @@ def main() -> int:
             answer = client.post("/graphql", json={"query": QUERY}).json()
             health = client.get("/healthz").json()
         logins = simulator.state.stats.logins_succeeded
+        over_http, served_health = asyncio.run(
+            served(create_app(demo_settings(simulator.base_url)))
+        )
     expected = {"data": {"conference": {"number": "6401", "name": "PM"}}}
     if answer != expected or health.get("status") != "ok" or logins != 1:
         print(f"unexpected: {answer} {health} logins={logins}", file=sys.stderr)
+        return 1
+    if over_http != expected or served_health.get("status") != "ok":
+        print(f"unexpected when served: {over_http} {served_health}", file=sys.stderr)
         return 1
     print("ok")
     return 0
