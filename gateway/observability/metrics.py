@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.observability.log_writer import dropped_lines
 from gateway.pbx.breaker import CircuitState
 from gateway.pbx.errnos import errno_meaning
 
@@ -84,6 +85,8 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.registry.register(_LogCollector())
+
     def operation_label(self, name: str | None) -> str:
         """A bounded label for a client-chosen operation name."""
         if not name:
@@ -113,6 +116,17 @@ class Metrics:
     async def endpoint(self, request: Request) -> Response:
         """``GET /metrics``."""
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE)
+
+
+class _LogCollector(Collector):
+    """Log lines the writer thread dropped because its queue was full (process-wide)."""
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(
+            "gateway_log_lines_dropped",
+            "Log lines dropped because the log stream could not keep up (queue full).",
+            dropped_lines(),
+        )
 
 
 class _RuntimeCollector(Collector):
