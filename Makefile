@@ -6,14 +6,14 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format bench bench-quick schema clean system-deps chaos graphiql-assets web-example
+.PHONY: run test lint format bench bench-quick bench-peers schema clean system-deps chaos graphiql-assets web-example
 
 run: $(STAMP)  ## The gateway plus the embedded PBX simulator, GraphiQL at http://127.0.0.1:8000/graphql
 	-@$(PYTHON) scripts/fetch-graphiql-assets  # GraphiQL's files (npm); without them the page says how
 	-@$(PYTHON) scripts/build-web-example  # the web example's urql bundle (npm); likewise
 	$(PY) -m gateway demo
 
-test: lint system-deps graphiql-assets web-example  ## The whole suite: lint, types, then pytest
+test: lint system-deps graphiql-assets web-example bench-peers  ## The whole suite: lint, types, then pytest
 	$(PY) -m pytest
 
 system-deps:  ## Debian packages the tests use (redis-server, chromium, node), when root
@@ -37,11 +37,18 @@ web-example:  ## urql's core, bundled from the npm registry into examples/web/ve
 chaos: $(STAMP)  ## Two minutes of random PBX faults under 50 clients, loopback only; exit 1 on a broken invariant
 	$(PY) scripts/chaos.py --duration 120 --clients 50
 
-bench: $(STAMP)  ## Gateway vs HTTP ceiling vs naive gateway, < 5 min, loopback only; results in bench/results/
+bench: $(STAMP)  ## Gateway vs HTTP ceiling, naive gateway, Apollo, Yoga; < 5 min, loopback only; bench/results/
+	-@$(MAKE) --no-print-directory bench-peers  # without npm the peers are skipped, and the run says so
 	$(PY) -m bench
 
 bench-quick: $(STAMP)  ## The one-minute benchmark
+	-@$(MAKE) --no-print-directory bench-peers
 	$(PY) -m bench --quick
+
+bench-peers: bench/peers/node_modules/.package-lock.json  ## Node 24 and the peers (Apollo, Yoga) from npm into bench/peers/
+
+bench/peers/node_modules/.package-lock.json: bench/peers/package.json bench/peers/package-lock.json
+	cd bench/peers && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 
 schema: $(STAMP)  ## Regenerate schema.graphql from the code
 	$(PY) -m gateway export-schema > schema.graphql
@@ -53,4 +60,4 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist *.egg-info gateway/static/graphiql examples/web/vendor
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist *.egg-info gateway/static/graphiql examples/web/vendor bench/peers/node_modules
