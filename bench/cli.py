@@ -69,9 +69,9 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quick", action="store_true", help="the smaller plan (under a minute)")
     p.add_argument("--duration", type=float,
-                   help="seconds of load per target and workload (6; quick 2)")  # fmt: skip
+                   help="seconds of load per target and workload (4; quick 2)")  # fmt: skip
     p.add_argument("--rounds", type=int,
-                   help="alternating rounds of w1, w2, w5 (3; quick 2)")  # fmt: skip
+                   help="alternating rounds of w1, w2, w5 (2)")  # fmt: skip
     p.add_argument("--out", type=Path, help="results file (default bench/results/<time>.json)")
     p.add_argument("--compare", nargs=2, type=Path, metavar=("OLD", "NEW"),
                    help="compare two results files and exit")  # fmt: skip

@@ -172,6 +172,13 @@ def _ratios(ratios: dict[str, dict[str, float | None]]) -> str:
             f"{_times(pair.get('gateway/apollo')):>15} {_times(pair.get('gateway/yoga')):>13} "
             f"{shown:>14} {_times(pair.get('cpu_per_request gateway/limit')):>17}"
         )
+    for label, pair in ratios.items():
+        if pair.get("gateway/gw-nolog") is not None:
+            lines.append(
+                f"  {label}: the shipped gateway (request log on) reached "
+                f"{pair['gateway/gw-nolog']:.3f} of the rate of the same gateway with the "
+                "request log off (gw-nolog), in the same rounds"
+            )
     if any("gateway/naive_at_least" in pair for pair in ratios.values()):
         lines.append(
             "  > Nx: the naive app finished no request in the window (each waits on many "

@@ -41,6 +41,9 @@ from bench.workloads import Workload
 TARGETS = ("gateway", "limit", "naive", "apollo", "yoga")
 WORKLOADS = ("w1", "w2", "w5", "w3", "w4", "workers", "fleet")
 HEAD_TO_HEAD = ("w1", "w2", "w5")
+LOG_OFF = "gw-nolog"
+"""The w1 gateway with the request log off: the log's cost, beside the shipped gateway."""
+LOG_OFF_SETTINGS = {"log_level": "WARNING"}
 """Workloads whose targets all run at once and are measured in alternating rounds."""
 RESULTS_VERSION = 1
 QUIET_CORES = 0.25
@@ -51,17 +54,20 @@ QUIET_CORES = 0.25
 class Options:
     """What to run; see ``python -m bench --help``."""
 
-    duration: float = 6.0
+    duration: float = 4.0
     """Seconds of load per target and workload (split into ``rounds`` in head-to-heads)."""
-    rounds: int = 3
+    rounds: int = 2
     """Head-to-head rounds: each target measured once per round, the order reversed every
     other round (A B C, C B A, A B C), so a drift in the machine's load cancels out."""
+    log_off_check: bool = True
+    """In w1, also a second gateway with the request log off (level WARNING): what the
+    log costs a hot read, measured in the same rounds."""
     warmup: float = 1.0
     """Seconds of unmeasured load on each head-to-head target before the rounds (Node's
     JIT and every cache warm, for all targets alike)."""
     w5_pool: int = 2_000
     """w5's distinct documents (the gateway answers each once before timing)."""
-    w4_duration: float = 10.0
+    w4_duration: float = 6.0
     w4_ttl: float = 2.0
     sizes: tuple[int, ...] = (100, 1_000, 10_000)
     worker_counts: tuple[int, ...] = (1, 2, 4)
@@ -71,7 +77,7 @@ class Options:
     targets: tuple[str, ...] = TARGETS
     latency: float = 0.02
     jitter: float = 0.01
-    budget: float = 270.0
+    budget: float = 285.0
     """Seconds; runs that would end past it are skipped (and say so)."""
     compare_stacks: bool = True
     """Also run w1 on the gateway with asyncio+h11 when uvloop/httptools are in use."""
@@ -244,6 +250,20 @@ class Bench:
             replies = gateway.capture(workload.bodies)
             started: dict[str, Target] = {"gateway": gateway}
             checked: dict[str, str] = {}
+            if first and self.options.log_off_check:
+                started[LOG_OFF] = running.enter_context(
+                    self.factory.target(
+                        "gateway",
+                        simulator,
+                        settings={**workload.gateway_settings, **LOG_OFF_SETTINGS},
+                    )
+                )
+                checked[LOG_OFF] = (
+                    "bytes"
+                    if started[LOG_OFF].post(workload.bodies[0])
+                    == replies[workload.bodies[0].encode()]
+                    else "differs"
+                )
             for kind in kinds[1:]:
                 if kind == "limit":
                     started[kind] = running.enter_context(
@@ -287,6 +307,12 @@ class Bench:
                 if not runs:
                     continue
                 merged = merge_rounds(runs)
+                if kind == LOG_OFF:
+                    merged["target"], merged["settings"] = LOG_OFF, "request log off"
+                    merged["same_bytes_as_gateway"] = checked[kind] == "bytes"
+                    self.runs.append(merged)
+                    self.say(report.run_row(merged))
+                    continue
                 if kind in checked:
                     merged["body_check"] = checked[kind]
                     merged["same_bytes_as_gateway"] = checked[kind] == "bytes"
@@ -296,7 +322,7 @@ class Bench:
                 self.runs.append(merged)
                 self.say(report.run_row(merged))
             if first and "limit" in started and self.options.loadgen_check:
-                self._loadgen_check(workload, started["limit"], simulator)
+                self._loadgen_check(timed, started["limit"], simulator)
         plain = Stack("asyncio", "h11")
         if (
             first
@@ -698,6 +724,8 @@ def ratios(runs: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
             if kind in targets:
                 row[f"{kind}/limit"] = _ratio(targets[kind], limit)
         row["gateway/naive"] = _ratio(gateway, targets.get("naive"))
+        if LOG_OFF in targets:  # the shipped gateway's rate over the same with no log
+            row[f"gateway/{LOG_OFF}"] = _ratio(gateway, targets[LOG_OFF])
         for kind in PEERS:
             if kind in targets:
                 row[f"gateway/{kind}"] = _ratio(gateway, targets[kind])
