@@ -65,6 +65,7 @@ def test_bench_tiny_run_writes_results_and_hot_reads_cost_no_pbx_call(tmp_path: 
 
     gateway, limit = _run(results, "gateway"), _run(results, "limit")
     assert gateway["pbx"]["query_calls"] <= 1  # warmed before the window: served from cache
+    assert gateway["request_log_lines"] > 0  # the request log is on, as shipped
     assert limit["pbx"]["calls_total"] == 0
     assert limit["same_bytes_as_gateway"] is True
     assert {"gateway/limit", "gateway/naive"} <= set(results["ratios"]["w1"])
