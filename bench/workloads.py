@@ -8,7 +8,7 @@
 - **w4** a mix over random subsets of 50 rooms from 200 clients, with a cache TTL short
   enough that entries expire during the run: PBX calls per 100 requests, and errors.
 - **w5** random reads: 1 to 10 rooms drawn from 10,000, all already in the gateway's
-  store (one ``conferences`` call fills it), from a pool of 2,000 distinct documents, so
+  store (one ``conferences`` call fills it), from a pool of 1,000 distinct documents, so
   the response cache mostly misses and execution itself is measured.
 
 Every workload runs the gateway with its shipped settings (see ``bench.targets``); a
@@ -156,7 +156,7 @@ def random_reads(rooms: int, size: int, *, seed: int = 11) -> list[str]:
     return list(dict.fromkeys(pool))
 
 
-def w5(duration: float, *, pool: int = 2_000) -> Workload:
+def w5(duration: float, *, pool: int = 1_000) -> Workload:
     """Random reads over 10,000 rooms already in the store."""
     return Workload(
         "w5",
