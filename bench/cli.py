@@ -96,7 +96,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--wait-quiet", type=float, metavar="S",
                    help="before each window wait up to S s for other work to stop")  # fmt: skip
     p.add_argument("--no-checks", action="store_true",
-                   help="skip w1's 2nd stack, log-off gateway, client check")  # fmt: skip
+                   help="skip w1's second gateway stack and load generator check")  # fmt: skip
     p.add_argument("--profile", action="store_true",
                    help="then profile the gateway (w1, w2, w3/1000) with py-spy")  # fmt: skip
     return p
@@ -114,7 +114,7 @@ def options_from(args: argparse.Namespace) -> Options:
     if args.nice:
         changes["nice"] = args.nice
     if args.no_checks:
-        changes.update(compare_stacks=False, loadgen_check=False, log_off_check=False)
+        changes.update(compare_stacks=False, loadgen_check=False)
     if args.duration is not None:
         changes["duration"] = args.duration
         changes["w4_duration"] = max(args.duration, 2 * options.w4_ttl + 1)

@@ -28,8 +28,10 @@ from gateway.secrets import redact
 
 DEFAULT_CAPACITY: Final = 10_000
 """Queued lines at most (a few MB of JSON); past it new lines are dropped and counted."""
-DEFAULT_LINGER: Final = 0.01
-"""Seconds the writer waits after the first queued line, so one write carries many lines."""
+DEFAULT_LINGER: Final = 0.05
+"""Seconds the writer waits after the first queued line, so one write carries many lines
+and the writer thread takes the GIL from the event loop a few dozen times a second, not
+once per line. A crash loses at most this much of the log."""
 
 _writers: weakref.WeakSet[LineWriter] = weakref.WeakSet()
 
