@@ -41,7 +41,7 @@ bench: $(STAMP)  ## Gateway vs HTTP ceiling, naive gateway, Apollo, Yoga; < 5 mi
 	-@$(MAKE) --no-print-directory bench-peers  # without npm the peers are skipped, and the run says so
 	$(PY) -m bench
 
-bench-quick: $(STAMP)  ## The one-minute benchmark
+bench-quick: $(STAMP)  ## The short benchmark (under 90 s)
 	-@$(MAKE) --no-print-directory bench-peers
 	$(PY) -m bench --quick
 

@@ -1,4 +1,4 @@
-"""The gateway's benchmark harness: ``python -m bench`` (``--quick`` for a one-minute run).
+"""The gateway's benchmark harness: ``python -m bench`` (``--quick`` for a short run).
 
 Every target runs in its own uvicorn process on 127.0.0.1, started and stopped by the
 run; the load comes from ``wrk`` when it is installed, else from an asyncio client in its
