@@ -236,88 +236,31 @@ class Bench:
         window = max(1.0, workload.duration / rounds)
         if isinstance(self.loadgen, Wrk):
             window = float(max(1, round(window)))  # wrk counts whole seconds
+        timed = dataclasses.replace(workload, duration=window)
         self.say(report.workload_header(workload, self.loadgen.name, rounds=rounds))
         simulator = self.simulator(workload.rooms)
         with contextlib.ExitStack() as running:
-            gateway = running.enter_context(
-                self.factory.target("gateway", simulator, settings=workload.gateway_settings)
+            started, checked, replies = self._start_all(
+                workload,
+                simulator,
+                kinds,
+                running,
+                log_off=first and LOG_OFF in self.options.targets,
             )
-            if workload.key == "w5":  # every room in the store: one PBX call
-                gateway.post(workloads.all_rooms("number"))
-            replies = gateway.capture(workload.bodies)
-            started: dict[str, Target] = {"gateway": gateway}
-            checked: dict[str, str] = {}
-            if first and LOG_OFF in self.options.targets:  # w1: what the log costs a hot read
-                started[LOG_OFF] = running.enter_context(
-                    self.factory.target(
-                        "gateway",
-                        simulator,
-                        settings={**workload.gateway_settings, **LOG_OFF_SETTINGS},
-                    )
-                )
-                checked[LOG_OFF] = (
-                    "bytes"
-                    if started[LOG_OFF].post(workload.bodies[0])
-                    == replies[workload.bodies[0].encode()]
-                    else "differs"
-                )
-            for kind in kinds[1:]:
-                if kind == "limit":
-                    started[kind] = running.enter_context(
-                        self.factory.target("limit", simulator, replies=replies)
-                    )
-                elif kind == "naive":
-                    continue  # after the rounds (below)
-                else:
-                    peer = running.enter_context(
-                        self.factory.peer(kind, simulator, label=self._node_label())
-                    )
-                    how = self._check_answers(workload, peer, replies)
-                    if how is not None:
-                        started[kind], checked[kind] = peer, how
+            self._warm(workload, started)
             measured: dict[str, list[dict[str, Any]]] = {kind: [] for kind in started}
             order = list(started)
-            if self.options.warmup > 0 and self._fits(
-                self.options.warmup * len(order), f"{workload.label} warm-up"
-            ):
-                for kind in order:
-                    self.loadgen.run(
-                        Load(
-                            started[kind].process.base_url, workload.bodies,
-                            workload.connections, self.options.warmup,
-                        ),
-                        self.workdir,
-                    )  # fmt: skip
-            timed = dataclasses.replace(workload, duration=window)
             for index in range(rounds):
                 for kind in order if index % 2 == 0 else order[::-1]:
-                    if not self._fits(window, f"{workload.label} {kind} round {index + 1}"):
-                        continue
-                    reference = replies if kind == "naive" else None
-                    measured[kind].append(
-                        self.measure(
-                            timed, started[kind], simulator, reference=reference,
-                            captured=kind == "gateway", record=False, show=False,
-                        )
-                    )  # fmt: skip
+                    if self._fits(window, f"{workload.label} {kind} round {index + 1}"):
+                        run = self.measure(
+                            timed, started[kind], simulator, captured=kind == "gateway",
+                            record=False, show=False,
+                        )  # fmt: skip
+                        measured[kind].append(run)
             for kind, runs in measured.items():
-                if not runs:
-                    continue
-                merged = merge_rounds(runs)
-                if kind == LOG_OFF:
-                    merged["target"], merged["settings"] = LOG_OFF, "request log off"
-                    merged["same_bytes_as_gateway"] = checked[kind] == "bytes"
-                    self.runs.append(merged)
-                    self.say(report.run_row(merged))
-                    continue
-                if kind in checked:
-                    merged["body_check"] = checked[kind]
-                    merged["same_bytes_as_gateway"] = checked[kind] == "bytes"
-                elif kind == "limit":
-                    merged["same_bytes_as_gateway"] = True  # it replays the gateway's bytes
-                merged["settings"] = workload.settings_label if kind == "gateway" else ""
-                self.runs.append(merged)
-                self.say(report.run_row(merged))
+                if runs:
+                    self._record_merged(workload, kind, merge_rounds(runs), checked.get(kind))
             if first and "limit" in started and self.options.loadgen_check:
                 self._loadgen_check(timed, started["limit"], simulator)
         if "naive" in kinds and self._fits(workload.duration, f"{workload.label} naive"):
@@ -334,6 +277,76 @@ class Bench:
             and self._fits(workload.duration, f"{workload.label} gateway {plain.label}")
         ):
             self._gateway(workload, simulator, plain)
+
+    def _start_all(
+        self,
+        workload: Workload,
+        simulator: Simulator,
+        kinds: list[str],
+        running: contextlib.ExitStack,
+        *,
+        log_off: bool,
+    ) -> tuple[dict[str, Target], dict[str, str], dict[bytes, bytes]]:
+        """The head-to-head's targets (all but naive), started in ``running``: the gateway
+        first (its answers captured: the reference), each peer only if it answers alike.
+        Returns them by name, how each checked answer matched, and the gateway's replies."""
+        gateway = running.enter_context(
+            self.factory.target("gateway", simulator, settings=workload.gateway_settings)
+        )
+        if workload.key == "w5":  # every room in the store: one PBX call
+            gateway.post(workloads.all_rooms("number"))
+        replies = gateway.capture(workload.bodies)
+        started: dict[str, Target] = {"gateway": gateway}
+        checked: dict[str, str] = {}
+        if log_off:
+            quiet = running.enter_context(
+                self.factory.target(
+                    "gateway", simulator, settings={**workload.gateway_settings, **LOG_OFF_SETTINGS}
+                )
+            )
+            first = workload.bodies[0]
+            started[LOG_OFF] = quiet
+            checked[LOG_OFF] = "bytes" if quiet.post(first) == replies[first.encode()] else ""
+        for kind in kinds[1:]:
+            if kind == "limit":
+                started[kind] = running.enter_context(
+                    self.factory.target("limit", simulator, replies=replies)
+                )
+            elif kind in PEERS:
+                peer = running.enter_context(
+                    self.factory.peer(kind, simulator, label=self._node_label())
+                )
+                how = self._check_answers(workload, peer, replies)
+                if how is not None:
+                    started[kind], checked[kind] = peer, how
+        return started, checked, replies
+
+    def _warm(self, workload: Workload, started: Mapping[str, Target]) -> None:
+        """``options.warmup`` seconds of unmeasured load on each target."""
+        seconds = self.options.warmup
+        if seconds <= 0 or not self._fits(seconds * len(started), f"{workload.label} warm-up"):
+            return
+        for target in started.values():
+            load = Load(target.process.base_url, workload.bodies, workload.connections, seconds)
+            self.loadgen.run(load, self.workdir)
+
+    def _record_merged(
+        self, workload: Workload, kind: str, merged: dict[str, Any], check: str | None
+    ) -> None:
+        """Keep and print one target's merged rounds, with how its answers matched."""
+        merged["target"] = kind
+        if kind == LOG_OFF:
+            merged["settings"] = "request log off"
+        else:
+            merged["settings"] = workload.settings_label if kind == "gateway" else ""
+        if check is not None:
+            merged["same_bytes_as_gateway"] = check == "bytes"
+            if kind in PEERS:
+                merged["body_check"] = check
+        elif kind == "limit":
+            merged["same_bytes_as_gateway"] = True  # it replays the gateway's bytes
+        self.runs.append(merged)
+        self.say(report.run_row(merged))
 
     def _head_to_head_targets(self, workload: Workload) -> list[str]:
         """The targets of a head-to-head, gateway first; peers only where installed."""
@@ -431,6 +444,7 @@ class Bench:
         return Workload(
             key, f"{what}, {workload.title}", workload.rooms, workload.connections,
             workload.bodies, max(self.options.duration, 3.0), workload.gateway_settings,
+            workload.settings_label,
         )  # fmt: skip
 
     def workers(self) -> None:
