@@ -90,6 +90,59 @@ def workload_header(workload: Workload, loadgen: str, *, rounds: int | None = No
     )
 
 
+def cold_header(count: int) -> str:
+    """The cold burst's title and columns."""
+    return (
+        f"\n== cold: {count} concurrent requests for {count} different cold rooms, sent at "
+        "once (pre-opened connections, raw sockets; sent = ms to write them all) to each "
+        "target freshly started; the gateway as shipped (batch size 100), then with its "
+        "PBX-fetch budget lifted\n"
+        f"  {'target':<8} {'settings':<24} {'PBX calls':>9} {'query':>6} {'errors':>7} "
+        f"{'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'sent':>6}"
+    )
+
+
+def cold_row(row: dict[str, Any]) -> str:
+    """One target's burst."""
+    latency = row["latency_ms"]
+    return (
+        f"  {row['target']:<8} {row['settings'] or row['stack']:<24} {row['pbx_calls']:>9} "
+        f"{row['query_calls']:>6} "
+        f"{row['errors']:>7} {_num(latency['p50'], 1):>8} {_num(latency['p99'], 1):>8} "
+        f"{_num(latency['max'], 1):>8} {_num(row.get('send_spread_ms'), 1):>6}"
+        + (f"  {row['error_codes']}" if row.get("error_codes") else "")
+    )
+
+
+def targets(document: dict[str, Any]) -> str:
+    """Issue 19's targets against this run's figures: met or not."""
+    ratios, lines = document["ratios"], ["\n== Targets (issue 19), this run"]
+
+    def verdict(ok: bool | None) -> str:
+        return "?" if ok is None else "met" if ok else "NOT met"
+
+    for label, floor, what in (("w1", 0.75, "hot query"), ("w5", 0.3, "random reads (w5)")):
+        pair = ratios.get(label)
+        if not pair:
+            continue
+        share, apollo = pair.get("gateway/limit"), pair.get("gateway/apollo")
+        ok = None if share is None else share >= floor and (apollo is None or apollo > 1)
+        lines.append(
+            f"  {what}: {_num(share, 3)} of the ceiling (target >= {floor}), "
+            f"{_times(apollo)} Apollo's rate (target > 1x): {verdict(ok)}"
+        )
+    for row in document.get("cold_burst", []):
+        if row["target"] == "gateway":
+            lines.append(
+                f"  cold burst ({row['settings']}): {row['requests']} requests for different "
+                "cold rooms cost "
+                f"{row['pbx_calls']} PBX calls (target <= 3), {row['errors']} errors"
+                f"{' ' + str(row['error_codes']) if row.get('error_codes') else ''}, p99 "
+                f"{_num(row['latency_ms']['p99'], 1)} ms: {verdict(row['pbx_calls'] <= 3)}"
+            )
+    return "\n".join(lines) if len(lines) > 1 else ""
+
+
 def run_row(run: dict[str, Any]) -> str:
     """One measured window."""
     server, pbx = run["server"], run["pbx"]
@@ -135,6 +188,9 @@ def summary(document: dict[str, Any]) -> str:
     fleet = [r for r in document["runs"] if r["workload"] == "fleet"]
     if fleet:
         parts.append(_fleet(fleet, document.get("fleet_vs_workers", [])))
+    verdicts = targets(document)
+    if verdicts:
+        parts.append(verdicts)
     parts.append(_client_check(document))
     noisy = [r for r in document["runs"] if (r["machine"]["other_cores"] or 0) > 0.25]
     if noisy:

@@ -32,18 +32,22 @@ from pathlib import Path
 from typing import Any
 
 from bench import peers, report, workloads
+from bench.burst import burst
 from bench.loadgen import Load, LoadGenerator, PythonClient, Wrk
 from bench.peers import PEERS
 from bench.processes import ROOT, RedisServer, machine_busy_seconds, raise_priority
 from bench.targets import SHIPPED_LABEL, Simulator, Stack, Target, TargetFactory
-from bench.workloads import Workload
+from bench.workloads import LIFTED_FETCH_BUDGET, Workload
 
 TARGETS = ("gateway", "gw-nolog", "limit", "naive", "apollo", "yoga")
-WORKLOADS = ("w1", "w2", "w5", "w3", "w4", "workers", "fleet")
+WORKLOADS = ("w1", "w2", "w5", "cold", "w3", "w4", "workers", "fleet")
 HEAD_TO_HEAD = ("w1", "w2", "w5")
 LOG_OFF = "gw-nolog"
 """The w1 gateway with the request log off: the log's cost, beside the shipped gateway."""
 LOG_OFF_SETTINGS = {"log_level": "WARNING"}
+COLD_ROOMS = 100
+LIFTED_LABEL = "PBX-fetch budget lifted"
+"""The cold burst: this many concurrent requests, one different cold room each."""
 """Workloads whose targets all run at once and are measured in alternating rounds."""
 RESULTS_VERSION = 1
 QUIET_CORES = 0.25
@@ -135,6 +139,7 @@ class Bench:
         self.runs: list[dict[str, Any]] = []
         self.checks: list[dict[str, Any]] = []
         self.skipped: list[str] = []
+        self.cold_runs: list[dict[str, Any]] = []
         self._simulators: dict[int, Simulator] = {}
         self._exit = contextlib.ExitStack()
         self.environment = environment(options, loadgen, loadgen_version)
@@ -148,7 +153,11 @@ class Bench:
                 if workload.key in HEAD_TO_HEAD:
                     self.head_to_head(workload, first=workload.key == "w1")
                 else:
+                    if "cold" in self.options.workloads and not self.cold_runs:
+                        self.cold()  # after the head-to-heads, before the rest
                     self.workload(workload)
+            if "cold" in self.options.workloads and not self.cold_runs:
+                self.cold()
             if "workers" in self.options.workloads:
                 self.workers()
             if "fleet" in self.options.workloads:
@@ -163,6 +172,7 @@ class Bench:
             "ratios": ratios(self.runs),
             "fleet_vs_workers": fleet_vs_workers(self.runs),
             "w3_scaling": w3_scaling(self.runs),
+            "cold_burst": self.cold_runs,
             "loadgen_check": self.checks,
             "skipped": self.skipped,
             "loadavg_end": [round(x, 2) for x in os.getloadavg()],
@@ -347,6 +357,48 @@ class Bench:
             merged["same_bytes_as_gateway"] = True  # it replays the gateway's bytes
         self.runs.append(merged)
         self.say(report.run_row(merged))
+
+    def cold(self) -> None:
+        """``COLD_ROOMS`` concurrent requests for as many different cold rooms, sent at once
+        to each target freshly started (nothing cached): PBX calls, errors, latencies. The
+        gateway twice: as shipped, and with the PBX-fetch budget lifted (the burst comes
+        from one address, so one client: the budget, not batching, decides the first)."""
+        bodies = [workloads.single_room(index) for index in range(COLD_ROOMS)]
+        kinds = [k for k in ("gateway", "naive", *PEERS) if k in self.options.targets]
+        if any(k in PEERS for k in kinds) and peers.missing() is not None:
+            self._skip(f"cold {', '.join(k for k in kinds if k in PEERS)}: {peers.missing()}")
+            kinds = [k for k in kinds if k not in PEERS]
+        plan: list[tuple[str, dict[str, Any], str]] = [(k, {}, "") for k in kinds]
+        if "gateway" in kinds:
+            plan[0] = ("gateway", {}, "shipped defaults")
+            plan.insert(1, ("gateway", {"security": LIFTED_FETCH_BUDGET}, LIFTED_LABEL))
+        self.say(report.cold_header(COLD_ROOMS))
+        simulator = self.simulator(COLD_ROOMS)
+        for kind, settings, label in plan:
+            if not self._fits(self.options.start_cost + 5, f"cold {kind} {label}".strip()):
+                continue
+            simulator.settle()
+            started = (
+                self.factory.peer(kind, simulator, label=self._node_label())
+                if kind in PEERS
+                else self.factory.target(kind, simulator, settings=settings)
+            )
+            with started as target:
+                simulator.settle()  # the start-up login is not the burst's
+                result = burst(target.process.base_url, bodies)
+                stats = simulator.stats()
+            calls: dict[str, int] = stats["calls"]
+            row = {
+                "target": kind,
+                "stack": target.stack_label,
+                "settings": label,
+                **result.as_json(),
+                "pbx_calls": sum(calls.values()),
+                "query_calls": calls.get("conference/query", 0),
+                "pbx_max_in_flight": stats["max_in_flight"],
+            }
+            self.cold_runs.append(row)
+            self.say(report.cold_row(row))
 
     def _head_to_head_targets(self, workload: Workload) -> list[str]:
         """The targets of a head-to-head, gateway first; peers only where installed."""
