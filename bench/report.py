@@ -74,7 +74,8 @@ def workload_header(workload: Workload, loadgen: str, *, rounds: int | None = No
         cpu_req="CPU ms/r", other="other", client="client (CPU)",
     )  # fmt: skip
     timing = (
-        f"{workload.duration:g} s per target in {rounds} alternating rounds, all targets running"
+        f"{workload.duration:g} s per target in {rounds} alternating rounds, all targets but "
+        "naive running at once"
         if rounds
         else f"{workload.duration:g} s"
     )
