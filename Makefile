@@ -24,14 +24,14 @@ CODEGEN   := .venv-codegen/bin/ariadne-codegen
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint format lock lock-check sbom codegen bench bench-quick schema clean system-deps chaos \
-	graphiql-assets web-example schema-check-tools
+.PHONY: run test lint format lock lock-check sbom codegen bench bench-quick bench-peers schema clean \
+	system-deps chaos graphiql-assets web-example schema-check-tools
 
 run: $(RUN_STAMP)  ## The gateway plus the embedded PBX simulator, GraphiQL at http://$(HOST):$(PORT)/graphql
 	-@$(PYTHON) scripts/build-web-example  # the web example's urql bundle (npm); without it the page says how
 	$(PY) -m gateway demo --host $(HOST) --port $(PORT) --pbx-port $(PBX_PORT)
 
-test: lock-check lint system-deps web-example schema-check-tools $(DEV_STAMP) $(CODEGEN)  ## The whole suite: the lock, lint, types, then pytest
+test: lock-check lint system-deps web-example schema-check-tools bench-peers $(DEV_STAMP) $(CODEGEN)  ## The whole suite: the lock, lint, types, then pytest
 	$(PY) -m pytest
 
 system-deps:  ## Debian packages the tests use (redis-server, chromium, node), when root
@@ -73,11 +73,18 @@ web-example:  ## urql's core, bundled from the npm registry into examples/web/ve
 chaos: $(DEV_STAMP)  ## Two minutes of random PBX faults under 50 clients, loopback only; exit 1 on a broken invariant
 	$(PY) scripts/chaos.py --duration 120 --clients 50
 
-bench: $(DEV_STAMP)  ## Gateway vs HTTP ceiling vs naive gateway, < 5 min, loopback only; results in bench/results/
+bench: $(DEV_STAMP)  ## Gateway vs HTTP ceiling, naive gateway, Apollo, Yoga; < 5 min, loopback only; bench/results/
+	-@$(MAKE) --no-print-directory bench-peers  # without npm the peers are skipped, and the run says so
 	$(PY) -m bench
 
-bench-quick: $(DEV_STAMP)  ## The one-minute benchmark
+bench-quick: $(DEV_STAMP)  ## The short benchmark (under 90 s)
+	-@$(MAKE) --no-print-directory bench-peers
 	$(PY) -m bench --quick
+
+bench-peers: bench/peers/node_modules/.package-lock.json  ## Node 24 and the peers (Apollo, Yoga) from npm into bench/peers/
+
+bench/peers/node_modules/.package-lock.json: bench/peers/package.json bench/peers/package-lock.json
+	cd bench/peers && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 
 codegen: $(CODEGEN)  ## Regenerate examples/service's typed client (ariadne-codegen) from schema.graphql and its operations
 	$(CODEGEN) --config examples/service/ariadne-codegen.toml
@@ -110,4 +117,5 @@ $(CODEGEN): scripts/codegen-requirements.txt $(UV)
 	touch $(CODEGEN)
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .venv-codegen .mypy_cache .ruff_cache .pytest_cache build dist *.egg-info examples/web/vendor
+	rm -rf $(VENV) $(TOOLS) .venv-codegen .mypy_cache .ruff_cache .pytest_cache build dist *.egg-info examples/web/vendor \
+		bench/peers/node_modules tools/schema-check/node_modules

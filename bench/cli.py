@@ -1,7 +1,7 @@
 """``python -m bench``: run the benchmark, or compare two result files.
 
 python -m bench                      # everything, under 5 minutes
-python -m bench --quick              # a smaller plan, under a minute
+python -m bench --quick              # a smaller plan, under a minute and a half
 python -m bench --workloads w1 --targets gateway,limit --duration 3
 python -m bench --profile            # and py-spy on the gateway under w1
 python -m bench --compare old.json new.json
@@ -24,16 +24,20 @@ from bench.targets import Stack
 RESULTS = Path(__file__).resolve().parent / "results"
 
 QUICK = Options(
-    duration=1.0,
+    duration=2.0,
+    rounds=2,
+    warmup=1.0,
+    w5_pool=300,
     w4_duration=3.0,
     w4_ttl=1.0,
     sizes=(1_000,),
     worker_counts=(1, 2),
     fleet_counts=(2,),
-    budget=55.0,
+    budget=85.0,
     compare_stacks=False,
     loadgen_check=False,
     naive_workloads=("w1",),
+    peer_workloads=("w1",),
     start_cost=2.0,
 )
 
@@ -59,11 +63,15 @@ def parser() -> argparse.ArgumentParser:
     """The command line."""
     p = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Benchmark the gateway against its HTTP ceiling and a naive baseline, "
-        "on loopback, against the serial PBX simulator.",
+        description="Benchmark the gateway against its HTTP ceiling, a naive baseline and "
+        "two peers (Apollo Server, GraphQL Yoga), on loopback, against the serial PBX "
+        "simulator.",
     )
-    p.add_argument("--quick", action="store_true", help="the smaller plan (under a minute)")
-    p.add_argument("--duration", type=float, help="seconds per measured window (6; quick 2)")
+    p.add_argument("--quick", action="store_true", help="the smaller plan (under 90 s)")
+    p.add_argument("--duration", type=float,
+                   help="seconds of load per target and workload (4; quick 2)")  # fmt: skip
+    p.add_argument("--rounds", type=int,
+                   help="alternating rounds of w1, w2, w5 (2)")  # fmt: skip
     p.add_argument("--out", type=Path, help="results file (default bench/results/<time>.json)")
     p.add_argument("--compare", nargs=2, type=Path, metavar=("OLD", "NEW"),
                    help="compare two results files and exit")  # fmt: skip
@@ -119,6 +127,7 @@ def options_from(args: argparse.Namespace) -> Options:
         ("budget", args.budget),
         ("connections", args.connections),
         ("wait_quiet", args.wait_quiet),
+        ("rounds", args.rounds),
     ):
         if value is not None:
             changes[name] = value

@@ -153,15 +153,23 @@ class ServerProcess:
         if self.nice:
             raise_priority(self._proc.pid, self.nice)
 
-    def wait_ready(self, path: str, *, timeout: float = 30.0) -> None:
-        """Poll ``GET path`` until it answers 200; raise with the log's tail if it never does."""
+    def wait_ready(self, path: str, *, timeout: float = 30.0, post: bytes | None = None) -> None:
+        """Poll ``GET path`` (``POST`` of ``post`` when given, as JSON) until it answers 200;
+        raise with the log's tail if it never does."""
         end = time.monotonic() + timeout
         with httpx.Client(base_url=self.base_url, timeout=2.0) as http:
             while time.monotonic() < end:
                 if self._proc is not None and self._proc.poll() is not None:
                     raise RuntimeError(f"{self.name} exited at start-up:\n{self.log_tail()}")
                 with contextlib.suppress(httpx.HTTPError):
-                    if http.get(path).status_code == 200:
+                    response = (
+                        http.get(path)
+                        if post is None
+                        else http.post(
+                            path, content=post, headers={"content-type": "application/json"}
+                        )
+                    )
+                    if response.status_code == 200:
                         self._known_pids.update(process_tree(self.pid))
                         return
                 time.sleep(0.05)

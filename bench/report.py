@@ -36,13 +36,26 @@ def header(environment: dict[str, Any], options: Any) -> str:
     """Who, what, where."""
     git = environment["git"]
     dirty = ", uncommitted changes" if git.get("dirty") else ""
+    load = environment.get("loadavg_start")
+    peers = environment.get("peers") or {}
+    peer_line = (
+        f"peers: Apollo Server {peers['packages'].get('@apollo/server', '?')} and GraphQL Yoga "
+        f"{peers['packages'].get('graphql-yoga', '?')} on Node {peers.get('node') or '?'}, "
+        "response caches on, DataLoader per request"
+        if peers.get("node")
+        else f"peers: not run ({peers.get('missing') or 'not installed'})"
+    )
     return "\n".join(
         [
             f"pbx-gateway benchmark: git {git.get('commit') or '?'}{dirty}; "
-            f"Python {environment['python']}; {environment['cpus']} CPUs",
+            f"Python {environment['python']}; {environment['cpus']} CPUs "
+            f"({environment.get('cpu_model', '?')})"
+            + (f"; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}" if load else ""),
             f"targets: uvicorn on {environment['loop']}+{environment['http']}, one process "
             "each, 127.0.0.1; load: "
             f"{environment['loadgen']} ({environment['loadgen_version'] or 'built in'})",
+            f"{environment.get('gateway_settings', '')}",
+            peer_line,
             f"simulated PBX: serial (one call at a time), {options.latency * 1000:.0f} ms "
             f"+ up to {options.jitter * 1000:.0f} ms jitter per call",
             "columns: PBX/1k req = PBX calls per 1,000 client requests in the window; 1 req = "
@@ -53,18 +66,82 @@ def header(environment: dict[str, Any], options: Any) -> str:
     )
 
 
-def workload_header(workload: Workload, loadgen: str) -> str:
-    """The title of a workload and the column names."""
+def workload_header(workload: Workload, loadgen: str, *, rounds: int | None = None) -> str:
+    """The title of a workload, its settings and the column names."""
     columns = _ROW.format(
         target="target", stack="stack", rps="req/s", p50="p50 ms", p99="p99 ms",
         errors="errors", pbx="PBX/1k req", one="1 req", rss="peak RSS", cpu="srv CPU",
         cpu_req="CPU ms/r", other="other", client="client (CPU)",
     )  # fmt: skip
+    timing = (
+        f"{workload.duration:g} s per target in {rounds} alternating rounds, all targets but "
+        "naive running at once"
+        if rounds
+        else f"{workload.duration:g} s"
+    )
+    settings = (
+        f"\n   gateway settings: shipped defaults, except {workload.settings_label}"
+        if (workload.settings_label)
+        else "\n   gateway settings: shipped defaults"
+    )
     return (
         f"\n== {workload.label}: {workload.title} ({workload.rooms:,} rooms, "
-        f"{workload.connections} connections, {workload.duration:g} s, "
-        f"{len(workload.bodies)} distinct bodies)\n{columns}"
+        f"{workload.connections} connections, {timing}, "
+        f"{len(workload.bodies)} distinct bodies){settings}\n{columns}"
     )
+
+
+def cold_header(count: int) -> str:
+    """The cold burst's title and columns."""
+    return (
+        f"\n== cold: {count} concurrent requests for {count} different cold rooms, sent at "
+        "once (pre-opened connections, raw sockets; sent = ms to write them all) to each "
+        "target freshly started; the gateway as shipped (batch size 100), then with its "
+        "PBX-fetch budget lifted\n"
+        f"  {'target':<8} {'settings':<24} {'PBX calls':>9} {'query':>6} {'errors':>7} "
+        f"{'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'sent':>6}"
+    )
+
+
+def cold_row(row: dict[str, Any]) -> str:
+    """One target's burst."""
+    latency = row["latency_ms"]
+    return (
+        f"  {row['target']:<8} {row['settings'] or row['stack']:<24} {row['pbx_calls']:>9} "
+        f"{row['query_calls']:>6} "
+        f"{row['errors']:>7} {_num(latency['p50'], 1):>8} {_num(latency['p99'], 1):>8} "
+        f"{_num(latency['max'], 1):>8} {_num(row.get('send_spread_ms'), 1):>6}"
+        + (f"  {row['error_codes']}" if row.get("error_codes") else "")
+    )
+
+
+def targets(document: dict[str, Any]) -> str:
+    """Issue 19's targets against this run's figures: met or not."""
+    ratios, lines = document["ratios"], ["\n== Targets (issue 19), this run"]
+
+    def verdict(ok: bool | None) -> str:
+        return "?" if ok is None else "met" if ok else "NOT met"
+
+    for label, floor, what in (("w1", 0.75, "hot query"), ("w5", 0.3, "random reads (w5)")):
+        pair = ratios.get(label)
+        if not pair:
+            continue
+        share, apollo = pair.get("gateway/limit"), pair.get("gateway/apollo")
+        ok = None if share is None else share >= floor and (apollo is None or apollo > 1)
+        lines.append(
+            f"  {what}: {_num(share, 3)} of the ceiling (target >= {floor}), "
+            f"{_times(apollo)} Apollo's rate (target > 1x): {verdict(ok)}"
+        )
+    for row in document.get("cold_burst", []):
+        if row["target"] == "gateway":
+            lines.append(
+                f"  cold burst ({row['settings']}): {row['requests']} requests for different "
+                "cold rooms cost "
+                f"{row['pbx_calls']} PBX calls (target <= 3), {row['errors']} errors"
+                f"{' ' + str(row['error_codes']) if row.get('error_codes') else ''}, p99 "
+                f"{_num(row['latency_ms']['p99'], 1)} ms: {verdict(row['pbx_calls'] <= 3)}"
+            )
+    return "\n".join(lines) if len(lines) > 1 else ""
 
 
 def run_row(run: dict[str, Any]) -> str:
@@ -74,8 +151,10 @@ def run_row(run: dict[str, Any]) -> str:
         target = f"fleet x{run['workers']}"
     else:
         target = run["target"] if run["workers"] == 1 else f"gw x{run['workers']}"
-    same = run.get("same_bytes_as_gateway")
+    same, check = run.get("same_bytes_as_gateway"), run.get("body_check")
     note = "" if same is None or same else "  (response differs from the gateway's!)"
+    if check == "canonical JSON":
+        note = "  (same JSON as the gateway's, keys in another order)"
     return (
         _ROW.format(
             target=target,
@@ -110,6 +189,9 @@ def summary(document: dict[str, Any]) -> str:
     fleet = [r for r in document["runs"] if r["workload"] == "fleet"]
     if fleet:
         parts.append(_fleet(fleet, document.get("fleet_vs_workers", [])))
+    verdicts = targets(document)
+    if verdicts:
+        parts.append(verdicts)
     parts.append(_client_check(document))
     noisy = [r for r in document["runs"] if (r["machine"]["other_cores"] or 0) > 0.25]
     if noisy:
@@ -121,22 +203,39 @@ def summary(document: dict[str, Any]) -> str:
         )
     if document["skipped"]:
         parts.append("\n== Skipped\n" + "\n".join(f"  {s}" for s in document["skipped"]))
-    parts.append(f"\nfinished in {document['elapsed_s']:.0f} s")
+    load = document.get("loadavg_end")
+    parts.append(
+        f"\nfinished in {document['elapsed_s']:.0f} s"
+        + (f"; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}" if load else "")
+    )
     return "\n".join(parts)
 
 
 def _ratios(ratios: dict[str, dict[str, float | None]]) -> str:
     lines = [
-        "\n== Ratios (gateway/limit: share of the bare-HTTP ceiling reached; gateway/naive: "
-        "times the rate of asking the PBX per field; CPU per request moves less with noise)",
-        f"  {'workload':<10} {'req/s gateway/limit':>20} {'req/s gateway/naive':>20} "
-        f"{'CPU/request gateway/limit':>26}",
+        "\n== Ratios, each workload measured in one run (X/limit: share of the bare-HTTP "
+        "ceiling, the Starlette app replaying the gateway's bytes; gateway/X: how many times "
+        "X's rate the gateway reached; CPU per request moves less with noise)",
+        f"  {'workload':<10} {'gateway/limit':>14} {'apollo/limit':>13} {'yoga/limit':>11} "
+        f"{'gateway/apollo':>15} {'gateway/yoga':>13} {'gateway/naive':>14} "
+        f"{'CPU/req gw/limit':>17}",
     ]
     for label, pair in ratios.items():
-        limit, naive = pair.get("gateway/limit"), pair.get("gateway/naive")
-        bound, cpu = pair.get("gateway/naive_at_least"), pair.get("cpu_per_request gateway/limit")
+        naive, bound = pair.get("gateway/naive"), pair.get("gateway/naive_at_least")
         shown = f"> {bound:,.0f}x" if bound is not None else _times(naive)
-        lines.append(f"  {label:<10} {_num(limit, 3):>20} {shown:>20} {_times(cpu):>26}")
+        lines.append(
+            f"  {label:<10} {_num(pair.get('gateway/limit'), 3):>14} "
+            f"{_num(pair.get('apollo/limit'), 3):>13} {_num(pair.get('yoga/limit'), 3):>11} "
+            f"{_times(pair.get('gateway/apollo')):>15} {_times(pair.get('gateway/yoga')):>13} "
+            f"{shown:>14} {_times(pair.get('cpu_per_request gateway/limit')):>17}"
+        )
+    for label, pair in ratios.items():
+        if pair.get("gateway/gw-nolog") is not None:
+            lines.append(
+                f"  {label}: the shipped gateway (request log on) reached "
+                f"{pair['gateway/gw-nolog']:.3f} of the rate of the same gateway with the "
+                "request log off (gw-nolog), in the same rounds"
+            )
     if any("gateway/naive_at_least" in pair for pair in ratios.values()):
         lines.append(
             "  > Nx: the naive app finished no request in the window (each waits on many "

@@ -15,6 +15,7 @@ flushed before each count so every run starts as a new fleet.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import itertools
 import os
@@ -30,14 +31,24 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import report, workloads
+from bench import peers, report, workloads
+from bench.burst import burst
 from bench.loadgen import Load, LoadGenerator, PythonClient, Wrk
+from bench.peers import PEERS
 from bench.processes import ROOT, RedisServer, machine_busy_seconds, raise_priority
-from bench.targets import Simulator, Stack, Target, TargetFactory
-from bench.workloads import Workload
+from bench.targets import SHIPPED_LABEL, Simulator, Stack, Target, TargetFactory
+from bench.workloads import LIFTED_FETCH_BUDGET, Workload
 
-TARGETS = ("gateway", "limit", "naive")
-WORKLOADS = ("w1", "w2", "w3", "w4", "workers", "fleet")
+TARGETS = ("gateway", "gw-nolog", "limit", "naive", "apollo", "yoga")
+WORKLOADS = ("w1", "w2", "w5", "cold", "w3", "w4", "workers", "fleet")
+HEAD_TO_HEAD = ("w1", "w2", "w5")
+LOG_OFF = "gw-nolog"
+"""The w1 gateway with the request log off: the log's cost, beside the shipped gateway."""
+LOG_OFF_SETTINGS = {"log_level": "WARNING"}
+COLD_ROOMS = 100
+LIFTED_LABEL = "PBX-fetch budget lifted"
+"""The cold burst: this many concurrent requests, one different cold room each."""
+"""Workloads whose targets all run at once and are measured in alternating rounds."""
 RESULTS_VERSION = 1
 QUIET_CORES = 0.25
 """Other work below this many busy cores counts as a quiet machine."""
@@ -47,8 +58,17 @@ QUIET_CORES = 0.25
 class Options:
     """What to run; see ``python -m bench --help``."""
 
-    duration: float = 6.0
-    w4_duration: float = 10.0
+    duration: float = 4.0
+    """Seconds of load per target and workload (split into ``rounds`` in head-to-heads)."""
+    rounds: int = 2
+    """Head-to-head rounds: each target measured once per round, the order reversed every
+    other round (A B C, C B A, A B C), so a drift in the machine's load cancels out."""
+    warmup: float = 1.0
+    """Seconds of unmeasured load on each head-to-head target before the rounds (Node's
+    JIT and every cache warm, for all targets alike)."""
+    w5_pool: int = 1_000
+    """w5's distinct documents (the gateway answers each once before timing)."""
+    w4_duration: float = 6.0
     w4_ttl: float = 2.0
     sizes: tuple[int, ...] = (100, 1_000, 10_000)
     worker_counts: tuple[int, ...] = (1, 2, 4)
@@ -58,7 +78,7 @@ class Options:
     targets: tuple[str, ...] = TARGETS
     latency: float = 0.02
     jitter: float = 0.01
-    budget: float = 270.0
+    budget: float = 295.0
     """Seconds; runs that would end past it are skipped (and say so)."""
     compare_stacks: bool = True
     """Also run w1 on the gateway with asyncio+h11 when uvloop/httptools are in use."""
@@ -66,6 +86,8 @@ class Options:
     """Re-measure the w1 limit with other clients, to show the client is not the limit."""
     naive_workloads: tuple[str, ...] = ("w1", "w2", "w3", "w4")
     """Where the naive app runs too (each of its windows costs a process start)."""
+    peer_workloads: tuple[str, ...] = HEAD_TO_HEAD
+    """Where Apollo and Yoga run (the head-to-head workloads)."""
     nice: int = 0
     """A negative value raises every process's CPU weight against other work (root)."""
     connections: int | None = None
@@ -117,6 +139,7 @@ class Bench:
         self.runs: list[dict[str, Any]] = []
         self.checks: list[dict[str, Any]] = []
         self.skipped: list[str] = []
+        self.cold_runs: list[dict[str, Any]] = []
         self._simulators: dict[int, Simulator] = {}
         self._exit = contextlib.ExitStack()
         self.environment = environment(options, loadgen, loadgen_version)
@@ -127,7 +150,14 @@ class Bench:
         self.say(report.header(self.environment, self.options))
         with self._exit:
             for workload in self.plan():
-                self.workload(workload, first=workload.key == "w1")
+                if workload.key in HEAD_TO_HEAD:
+                    self.head_to_head(workload, first=workload.key == "w1")
+                else:
+                    if "cold" in self.options.workloads and not self.cold_runs:
+                        self.cold()  # after the head-to-heads, before the rest
+                    self.workload(workload)
+            if "cold" in self.options.workloads and not self.cold_runs:
+                self.cold()
             if "workers" in self.options.workloads:
                 self.workers()
             if "fleet" in self.options.workloads:
@@ -142,8 +172,10 @@ class Bench:
             "ratios": ratios(self.runs),
             "fleet_vs_workers": fleet_vs_workers(self.runs),
             "w3_scaling": w3_scaling(self.runs),
+            "cold_burst": self.cold_runs,
             "loadgen_check": self.checks,
             "skipped": self.skipped,
+            "loadavg_end": [round(x, 2) for x in os.getloadavg()],
         }
         self.say(report.summary(document))
         return document
@@ -156,6 +188,8 @@ class Bench:
             plan.append(workloads.w1(d))
         if "w2" in chosen:
             plan.append(workloads.w2(d))
+        if "w5" in chosen:
+            plan.append(workloads.w5(d, pool=self.options.w5_pool))
         if "w3" in chosen:
             plan.extend(workloads.w3(rooms, d) for rooms in self.options.sizes)
         if "w4" in chosen:
@@ -171,7 +205,7 @@ class Bench:
 
     def workload(self, workload: Workload, *, first: bool = False) -> None:
         """Gateway (and its second stack), limit, naive: one simulator, fresh targets."""
-        targets = [t for t in TARGETS if t in self.options.targets]
+        targets = [t for t in ("gateway", "limit", "naive") if t in self.options.targets]
         if "limit" in targets and "gateway" not in targets:
             targets.remove("limit")  # it replays the gateway's bytes
         if workload.key not in self.options.naive_workloads and "naive" in targets:
@@ -200,6 +234,211 @@ class Bench:
             elif kind == "naive":
                 with self.factory.target("naive", simulator) as target:
                     self.measure(workload, target, simulator, reference=replies)
+
+    def head_to_head(self, workload: Workload, *, first: bool = False) -> None:
+        """Every target of ``workload`` running at once, answers checked against the
+        gateway's, then measured in alternating rounds; one merged row per target."""
+        kinds = self._head_to_head_targets(workload)
+        if "gateway" not in kinds:
+            self._skip(f"{workload.label}: the head-to-head needs the gateway (--targets)")
+            return
+        rounds = max(1, self.options.rounds)
+        window = max(1.0, workload.duration / rounds)
+        if isinstance(self.loadgen, Wrk):
+            window = float(max(1, round(window)))  # wrk counts whole seconds
+        timed = dataclasses.replace(workload, duration=window)
+        self.say(report.workload_header(workload, self.loadgen.name, rounds=rounds))
+        simulator = self.simulator(workload.rooms)
+        with contextlib.ExitStack() as running:
+            started, checked, replies = self._start_all(
+                workload,
+                simulator,
+                kinds,
+                running,
+                log_off=first and LOG_OFF in self.options.targets,
+            )
+            self._warm(workload, started)
+            measured: dict[str, list[dict[str, Any]]] = {kind: [] for kind in started}
+            order = list(started)
+            for index in range(rounds):
+                for kind in order if index % 2 == 0 else order[::-1]:
+                    if self._fits(window, f"{workload.label} {kind} round {index + 1}"):
+                        run = self.measure(
+                            timed, started[kind], simulator, captured=kind == "gateway",
+                            record=False, show=False,
+                        )  # fmt: skip
+                        measured[kind].append(run)
+            for kind, runs in measured.items():
+                if runs:
+                    self._record_merged(workload, kind, merge_rounds(runs), checked.get(kind))
+            if first and "limit" in started and self.options.loadgen_check:
+                self._loadgen_check(timed, started["limit"], simulator)
+        if "naive" in kinds and self._fits(workload.duration, f"{workload.label} naive"):
+            # Once, last, and stopped right after: its rate is the PBX's, so drift does not
+            # matter, but the PBX calls its requests leave queued (20 per w2 request) would
+            # run on into every later window.
+            with self.factory.target("naive", simulator) as naive:
+                self.measure(workload, naive, simulator, reference=replies)
+        plain = Stack("asyncio", "h11")
+        if (
+            first
+            and self.options.compare_stacks
+            and plain != self.options.stack
+            and self._fits(workload.duration, f"{workload.label} gateway {plain.label}")
+        ):
+            self._gateway(workload, simulator, plain)
+
+    def _start_all(
+        self,
+        workload: Workload,
+        simulator: Simulator,
+        kinds: list[str],
+        running: contextlib.ExitStack,
+        *,
+        log_off: bool,
+    ) -> tuple[dict[str, Target], dict[str, str], dict[bytes, bytes]]:
+        """The head-to-head's targets (all but naive), started in ``running``: the gateway
+        first (its answers captured: the reference), each peer only if it answers alike.
+        Returns them by name, how each checked answer matched, and the gateway's replies."""
+        gateway = running.enter_context(
+            self.factory.target("gateway", simulator, settings=workload.gateway_settings)
+        )
+        if workload.key == "w5":  # every room in the store: one PBX call
+            gateway.post(workloads.all_rooms("number"))
+        replies = gateway.capture(workload.bodies)
+        started: dict[str, Target] = {"gateway": gateway}
+        checked: dict[str, str] = {}
+        if log_off:
+            quiet = running.enter_context(
+                self.factory.target(
+                    "gateway", simulator, settings={**workload.gateway_settings, **LOG_OFF_SETTINGS}
+                )
+            )
+            first = workload.bodies[0]
+            started[LOG_OFF] = quiet
+            checked[LOG_OFF] = "bytes" if quiet.post(first) == replies[first.encode()] else ""
+        for kind in kinds[1:]:
+            if kind == "limit":
+                started[kind] = running.enter_context(
+                    self.factory.target("limit", simulator, replies=replies)
+                )
+            elif kind in PEERS:
+                peer = running.enter_context(
+                    self.factory.peer(kind, simulator, label=self._node_label())
+                )
+                how = self._check_answers(workload, peer, replies)
+                if how is not None:
+                    started[kind], checked[kind] = peer, how
+        return started, checked, replies
+
+    def _warm(self, workload: Workload, started: Mapping[str, Target]) -> None:
+        """``options.warmup`` seconds of unmeasured load on each target."""
+        seconds = self.options.warmup
+        if seconds <= 0 or not self._fits(seconds * len(started), f"{workload.label} warm-up"):
+            return
+        for target in started.values():
+            load = Load(target.process.base_url, workload.bodies, workload.connections, seconds)
+            self.loadgen.run(load, self.workdir)
+
+    def _record_merged(
+        self, workload: Workload, kind: str, merged: dict[str, Any], check: str | None
+    ) -> None:
+        """Keep and print one target's merged rounds, with how its answers matched."""
+        merged["target"] = kind
+        if kind == LOG_OFF:
+            merged["settings"] = "request log off"
+        else:
+            merged["settings"] = workload.settings_label if kind == "gateway" else ""
+        if check is not None:
+            merged["same_bytes_as_gateway"] = check == "bytes"
+            if kind in PEERS:
+                merged["body_check"] = check
+        elif kind == "limit":
+            merged["same_bytes_as_gateway"] = True  # it replays the gateway's bytes
+        self.runs.append(merged)
+        self.say(report.run_row(merged))
+
+    def cold(self) -> None:
+        """``COLD_ROOMS`` concurrent requests for as many different cold rooms, sent at once
+        to each target freshly started (nothing cached): PBX calls, errors, latencies. The
+        gateway twice: as shipped, and with the PBX-fetch budget lifted (the burst comes
+        from one address, so one client: the budget, not batching, decides the first)."""
+        bodies = [workloads.single_room(index) for index in range(COLD_ROOMS)]
+        # Not the naive app: it makes one PBX call per field by construction (100 here).
+        kinds = [k for k in ("gateway", *PEERS) if k in self.options.targets]
+        if any(k in PEERS for k in kinds) and peers.missing() is not None:
+            self._skip(f"cold {', '.join(k for k in kinds if k in PEERS)}: {peers.missing()}")
+            kinds = [k for k in kinds if k not in PEERS]
+        plan: list[tuple[str, dict[str, Any], str]] = [(k, {}, "") for k in kinds]
+        if "gateway" in kinds:
+            plan[0] = ("gateway", {}, "shipped defaults")
+            plan.insert(1, ("gateway", {"security": LIFTED_FETCH_BUDGET}, LIFTED_LABEL))
+        self.say(report.cold_header(COLD_ROOMS))
+        simulator = self.simulator(COLD_ROOMS)
+        for kind, settings, label in plan:
+            if not self._fits(self.options.start_cost + 5, f"cold {kind} {label}".strip()):
+                continue
+            simulator.settle()
+            started = (
+                self.factory.peer(kind, simulator, label=self._node_label())
+                if kind in PEERS
+                else self.factory.target(kind, simulator, settings=settings)
+            )
+            with started as target:
+                simulator.settle()  # the start-up login is not the burst's
+                result = burst(target.process.base_url, bodies)
+                stats = simulator.stats()
+            calls: dict[str, int] = stats["calls"]
+            row = {
+                "target": kind,
+                "stack": target.stack_label,
+                "settings": label,
+                **result.as_json(),
+                "pbx_calls": sum(calls.values()),
+                "query_calls": calls.get("conference/query", 0),
+                "pbx_max_in_flight": stats["max_in_flight"],
+            }
+            self.cold_runs.append(row)
+            self.say(report.cold_row(row))
+
+    def _head_to_head_targets(self, workload: Workload) -> list[str]:
+        """The targets of a head-to-head, gateway first; peers only where installed."""
+        kinds = [t for t in TARGETS if t in self.options.targets and t != LOG_OFF]
+        if workload.key not in self.options.naive_workloads and "naive" in kinds:
+            kinds.remove("naive")
+        wanted_peers = [k for k in PEERS if k in kinds]
+        if wanted_peers and workload.key not in self.options.peer_workloads:
+            kinds = [k for k in kinds if k not in PEERS]
+        elif wanted_peers:
+            reason = peers.missing()
+            if reason is not None:
+                self._skip(f"{workload.label} {', '.join(wanted_peers)}: {reason}")
+                kinds = [k for k in kinds if k not in PEERS]
+        return kinds
+
+    def _node_label(self) -> str:
+        version = self.environment.get("peers", {}).get("node") or "?"
+        return f"node {version.lstrip('v')}"
+
+    def _check_answers(
+        self, workload: Workload, peer: Target, replies: Mapping[bytes, bytes]
+    ) -> str | None:
+        """Whether ``peer`` answers like the gateway (a sample of w5's pool, every other
+        pool whole): ``"bytes"`` or ``"canonical JSON"``; None (and why) if it does not."""
+        bodies = workload.bodies[:5] if workload.key == "w5" else workload.bodies
+        found = set()
+        for body in bodies:
+            ours = replies[body.encode()]
+            theirs = peer.post(body)
+            how = peers.same_answer(theirs, ours)
+            if how is None:
+                self._skip(
+                    f"{workload.label} {peer.kind}: its answer differs from the gateway's, so "
+                    f"it is not timed: {theirs[:200]!r} vs {ours[:200]!r}"
+                )
+                return None
+            found.add(how)
+        return "canonical JSON" if "canonical JSON" in found else "bytes"
 
     def simulator(self, rooms: int) -> Simulator:
         """The simulated PBX with ``rooms`` rooms, started once per run and shared."""
@@ -258,6 +497,7 @@ class Bench:
         return Workload(
             key, f"{what}, {workload.title}", workload.rooms, workload.connections,
             workload.bodies, max(self.options.duration, 3.0), workload.gateway_settings,
+            workload.settings_label,
         )  # fmt: skip
 
     def workers(self) -> None:
@@ -317,6 +557,7 @@ class Bench:
         startup_logins: int | None = None,
         redis: RedisServer | None = None,
         record: bool = True,
+        show: bool = True,
     ) -> dict[str, Any]:
         """Settle the PBX, run the load, read the counters and the process; print a row."""
         loadgen = loadgen or self.loadgen
@@ -339,12 +580,14 @@ class Bench:
             machine_busy_seconds(),
         )
         redis_before = (redis.sample(), redis.info()) if redis is not None else None
+        log_before = _size(target.process.log_path)
         result = loadgen.run(
             Load(target.process.base_url, workload.bodies, workload.connections, workload.duration),
             self.workdir,
         )
         stats = simulator.stats()
         after, sim_after = target.process.sample(), simulator.process.sample()
+        logged = _request_lines(target.process.log_path, log_before)
         shared = _redis_window(redis, redis_before, result.requests)
         busy = machine_busy_seconds() - busy_before
         ours = (
@@ -364,7 +607,7 @@ class Bench:
             "title": workload.title,
             "rooms": workload.rooms,
             "target": target.kind,
-            "stack": target.stack.label,
+            "stack": target.stack_label,
             "workers": workers,
             "connections": workload.connections,
             "bodies": len(workload.bodies),
@@ -403,13 +646,18 @@ class Bench:
                 "waited_for_quiet_s": waited,
             },
             "redis": shared,
+            "settings": workload.settings_label if target.kind == "gateway" else "",
+            # The gateway's request log in the window (its stderr, a file): one line per
+            # request shows the log was on and written, as in production.
+            "request_log_lines": logged if target.kind == "gateway" else None,
             "response_bytes": len(first_reply) if first_reply is not None else None,
             "same_bytes_as_gateway": same,
             "state": state,
         }
         if record:
             self.runs.append(run)
-        self.say(report.run_row(run))
+        if show:
+            self.say(report.run_row(run))
         return run
 
     def _wait_quiet(self) -> float | None:
@@ -455,12 +703,84 @@ def _redis_window(
     }
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _request_lines(path: Path, start: int) -> int:
+    """``gateway.request`` lines written to ``path`` past byte ``start``."""
+    try:
+        with path.open("rb") as log:
+            log.seek(start)
+            return log.read().count(b'"logger":"gateway.request"')
+    except OSError:
+        return 0
+
+
+def merge_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One target's rounds as one run: counts and CPU summed, rates over the summed time,
+    latencies and memory those of the median round (by requests/s), every round's rate."""
+    ordered = sorted(runs, key=lambda run: run["rps"])
+    merged = copy.deepcopy(ordered[len(ordered) // 2])
+    requests = sum(run["requests"] for run in runs)
+    duration = sum(run["duration_s"] for run in runs)
+    merged["requests"], merged["duration_s"] = requests, round(duration, 3)
+    merged["rps"] = round(requests / duration, 1) if duration else 0.0
+    merged["rounds_rps"] = [run["rps"] for run in runs]
+    if merged.get("request_log_lines") is not None:
+        merged["request_log_lines"] = sum(run["request_log_lines"] or 0 for run in runs)
+    merged["errors"] = {
+        key: sum(run["errors"].get(key, 0) for run in runs) for key in runs[0]["errors"]
+    }
+    client_cpu = sum(run["client"]["cpu_s"] for run in runs)
+    merged["client"]["cpu_s"] = round(client_cpu, 3)
+    merged["client"]["cpu_percent"] = (
+        round(100 * client_cpu / (duration * merged["client"]["workers"]), 1) if duration else 0
+    )
+    pbx = merged["pbx"]
+    calls: dict[str, int] = {}
+    for run in runs:
+        for name, count in run["pbx"]["calls"].items():
+            calls[name] = calls.get(name, 0) + count
+    total = sum(calls.values())
+    pbx.update(
+        calls=calls,
+        calls_total=total,
+        query_calls=calls.get("conference/query", 0),
+        logins=sum(run["pbx"]["logins"] for run in runs),
+        max_in_flight=max(run["pbx"]["max_in_flight"] for run in runs),
+        per_1000_requests=_per(total, requests, 1000),
+        per_100_requests=_per(total, requests, 100),
+    )
+    server = merged["server"]
+    cpu = sum(run["server"]["cpu_s"] for run in runs)
+    server.update(
+        cpu_s=round(cpu, 3),
+        cpu_percent=round(100 * cpu / duration, 1) if duration else 0,
+        cpu_ms_per_request=round(1000 * cpu / requests, 3) if requests else None,
+        peak_rss_bytes=max(run["server"]["peak_rss_bytes"] for run in runs),
+    )
+    others = [run["machine"]["other_cores"] for run in runs]
+    if None not in others:
+        merged["machine"]["other_cores"] = round(
+            sum(o * run["duration_s"] for o, run in zip(others, runs, strict=True)) / duration, 2
+        )
+    return merged
+
+
 def ratios(runs: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
-    """Per workload: gateway rps / limit rps and gateway rps / naive rps (main stack)."""
+    """Per workload: every target's requests/s as a share of the limit app's (the HTTP
+    ceiling), the gateway's over the naive app's and over each peer's, and server CPU per
+    request against the limit's. The gateway on a second stack (w1) is left out."""
     by_label: dict[str, dict[str, dict[str, Any]]] = {}
     stacks = {run["stack"] for run in runs if run["target"] == "limit"}
     for run in runs:
-        if run["workload"] in ("workers", "fleet") or (stacks and run["stack"] not in stacks):
+        if run["workload"] in ("workers", "fleet"):
+            continue
+        if run["target"] == "gateway" and stacks and run["stack"] not in stacks:
             continue
         by_label.setdefault(run["label"], {})[run["target"]] = run
     out: dict[str, dict[str, float | None]] = {}
@@ -468,16 +788,20 @@ def ratios(runs: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
         gateway = targets.get("gateway")
         if gateway is None:
             continue
-        out[label] = {
-            f"gateway/{other}": round(gateway["rps"] / targets[other]["rps"], 4)
-            if other in targets and targets[other]["rps"]
-            else None
-            for other in ("limit", "naive")
-        }
+        row: dict[str, float | None] = {}
         limit = targets.get("limit")
+        for kind in ("gateway", *PEERS, "naive"):
+            if kind in targets:
+                row[f"{kind}/limit"] = _ratio(targets[kind], limit)
+        row["gateway/naive"] = _ratio(gateway, targets.get("naive"))
+        if LOG_OFF in targets:  # the shipped gateway's rate over the same with no log
+            row[f"gateway/{LOG_OFF}"] = _ratio(gateway, targets[LOG_OFF])
+        for kind in PEERS:
+            if kind in targets:
+                row[f"gateway/{kind}"] = _ratio(gateway, targets[kind])
         if limit is not None and limit["server"]["cpu_ms_per_request"]:
             # Server CPU per request depends less on other work on the machine than rates do.
-            out[label]["cpu_per_request gateway/limit"] = round(
+            row["cpu_per_request gateway/limit"] = round(
                 (gateway["server"]["cpu_ms_per_request"] or 0)
                 / limit["server"]["cpu_ms_per_request"],
                 1,
@@ -485,8 +809,13 @@ def ratios(runs: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
         naive = targets.get("naive")
         if naive is not None and naive["requests"] == 0:
             # None finished in the window: its rate is under 1/duration, so the ratio is over
-            out[label]["gateway/naive_at_least"] = round(gateway["rps"] * naive["duration_s"], 1)
+            row["gateway/naive_at_least"] = round(gateway["rps"] * naive["duration_s"], 1)
+        out[label] = row
     return out
+
+
+def _ratio(run: dict[str, Any], other: dict[str, Any] | None) -> float | None:
+    return round(run["rps"] / other["rps"], 4) if other is not None and other["rps"] else None
 
 
 def fleet_vs_workers(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -560,8 +889,17 @@ def environment(options: Options, loadgen: LoadGenerator, version: str) -> dict[
             packages[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             packages[name] = None
+    peer_missing = peers.missing()
     return {
         "python": platform.python_version(),
+        "cpu_model": _cpu_model(),
+        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
+        "gateway_settings": SHIPPED_LABEL,
+        "peers": {
+            "node": peers.node_version() if peer_missing is None else None,
+            "packages": peers.package_versions() if peer_missing is None else {},
+            "missing": peer_missing,
+        },
         "platform": platform.platform(),
         "cpus": _cpus(),
         "git": _git(),
@@ -577,6 +915,8 @@ def options_json(options: Options) -> dict[str, Any]:
     """The options as JSON."""
     return {
         "duration_s": options.duration,
+        "rounds": options.rounds,
+        "w5_pool": options.w5_pool,
         "w4_duration_s": options.w4_duration,
         "w4_ttl_s": options.w4_ttl,
         "sizes": list(options.sizes),
@@ -592,6 +932,16 @@ def options_json(options: Options) -> dict[str, Any]:
         "budget_s": options.budget,
         "wait_quiet_s": options.wait_quiet,
     }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
 
 
 def _cpus() -> int:

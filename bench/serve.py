@@ -6,7 +6,8 @@ use it and every target gets the same server, loop and HTTP parser. The harness 
 what varies through the environment:
 
 - ``BENCH_PBX_URL`` and ``BENCH_SETTINGS`` (JSON: ``Settings`` fields to override in
-  ``demo_settings``) for the gateway and the naive app;
+  ``demo_settings``; empty for the shipped defaults) for the gateway and the naive app;
+  the gateway logs as ``serve`` does (``configure_logging``, JSON lines on stderr);
 - ``BENCH_REDIS_URL`` and ``BENCH_REDIS_TOKEN_KEY`` (the fleet runs): the gateway's
   ``GATEWAY_REDIS_URL`` and ``GATEWAY_REDIS_TOKEN_KEY``, under names of the harness's own
   so a ``GATEWAY_REDIS_URL`` exported in the developer's shell never leaks into a run;
@@ -36,6 +37,7 @@ from bench.limit import create_limit_app, load_replies
 from bench.naive import create_naive_app
 from gateway.app import create_app
 from gateway.demo import demo_settings
+from gateway.observability.logs import configure_logging
 from gateway.secrets import Secret
 from gateway.settings import Settings
 from gateway.simulator import SimulatorConfig, SimulatorServer, generate_conferences
@@ -95,8 +97,11 @@ def _note_runtime(**facts: Any) -> None:
 
 
 def gateway_app() -> ASGIApp:
-    """The real gateway (uvicorn factory)."""
-    return _announcing_start(create_app(bench_settings()))
+    """The real gateway (uvicorn factory), logging as ``pbx-gateway serve`` does: JSON
+    lines at the settings' level (INFO) to stderr, which the harness sends to a file."""
+    settings = bench_settings()
+    configure_logging(settings.log_level, json_lines=True)
+    return _announcing_start(create_app(settings))
 
 
 def _announcing_start(app: ASGIApp) -> ASGIApp:

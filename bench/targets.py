@@ -21,14 +21,18 @@ from typing import Any
 import httpx
 from cryptography.fernet import Fernet
 
+from bench import peers
 from bench.limit import save_replies
 from bench.processes import RedisServer, ServerProcess, free_port, python_module
 
-BENCH_SETTINGS: dict[str, Any] = {
-    # One load generator stands for many clients: where the gateway has per-client request
-    # and PBX-fetch budgets, lift them, so the run measures the gateway, not its limiter.
-    "security": {"rate": 1e9, "burst": 1e9, "miss_rate": 1e9, "miss_burst": 1e9},
-}
+SHIPPED_LABEL = (
+    "gateway as shipped: request log on at info (JSON lines to the process's stderr, a "
+    "file), no request rate limit, PBX-fetch budget 1/s burst 10 per client, cache TTL "
+    "30 s; demo access (auth none, anonymous callers hold every scope, PINs included)"
+)
+"""The settings every gateway run uses unless its workload's ``settings_label`` says more:
+``demo_settings`` (the simulator's credentials; the demo's open access, since the load
+generators send no key) with nothing lifted."""
 
 
 @dataclass(frozen=True)
@@ -99,8 +103,11 @@ class Simulator:
 class Target:
     """A running gateway, limit or naive app."""
 
-    def __init__(self, kind: str, process: ServerProcess, info_path: Path, stack: Stack) -> None:
-        self.kind, self.process, self.stack = kind, process, stack
+    def __init__(
+        self, kind: str, process: ServerProcess, info_path: Path, stack: Stack | str
+    ) -> None:
+        self.kind, self.process = kind, process
+        self.stack_label = stack.label if isinstance(stack, Stack) else stack
         self._info_path = info_path
         self._http = httpx.Client(base_url=process.base_url, timeout=120.0)
 
@@ -166,6 +173,22 @@ class TargetFactory:
             simulator.close()
 
     @contextlib.contextmanager
+    def peer(self, kind: str, simulator: Simulator, *, label: str) -> Iterator[Target]:
+        """Peer ``kind`` (apollo or yoga) on Node, logged in to ``simulator``, answering."""
+        port = free_port()
+        process = ServerProcess(
+            kind, peers.argv(kind), port=port, log_dir=self.workdir,
+            env=peers.environment(simulator.url, port), nice=self.nice,
+        )  # fmt: skip
+        process.start()
+        target = Target(kind, process, self.workdir / f"{kind}-{port}.info.json", label)
+        try:  # each logs in before it listens: answering means logged in
+            process.wait_ready("/graphql", timeout=60, post=b'{"query":"{ __typename }"}')
+            yield target
+        finally:
+            target.close()
+
+    @contextlib.contextmanager
     def redis(self, binary: str) -> Iterator[RedisServer]:
         """A redis-server on a fresh loopback port, answering PING."""
         server = RedisServer(binary, port=free_port(), log_dir=self.workdir, nice=self.nice)
@@ -198,7 +221,7 @@ class TargetFactory:
         info_path = self.workdir / f"{kind}-{port}.info.json"
         env = {
             "BENCH_PBX_URL": simulator.url,
-            "BENCH_SETTINGS": json.dumps({**BENCH_SETTINGS, **(settings or {})}),
+            "BENCH_SETTINGS": json.dumps(dict(settings or {})),
             "BENCH_INFO": str(info_path),
         }
         ready_dir = self.workdir / f"ready-{port}"

@@ -65,6 +65,7 @@ def test_bench_tiny_run_writes_results_and_hot_reads_cost_no_pbx_call(tmp_path: 
 
     gateway, limit = _run(results, "gateway"), _run(results, "limit")
     assert gateway["pbx"]["query_calls"] <= 1  # warmed before the window: served from cache
+    assert gateway["request_log_lines"] > 0  # the request log is on, as shipped
     assert limit["pbx"]["calls_total"] == 0
     assert limit["same_bytes_as_gateway"] is True
     assert {"gateway/limit", "gateway/naive"} <= set(results["ratios"]["w1"])
@@ -110,3 +111,18 @@ def test_bench_tiny_fleet_run_logs_in_once_for_all_workers(tmp_path: Path) -> No
     assert run["pbx"]["max_in_flight"] <= 2  # PBX_MAX_CONCURRENCY, for the whole fleet
     assert run["redis"]["commands"] > 0
     assert results["options"]["fleet_counts"] == [2]
+
+
+def test_bench_cold_burst_costs_the_gateway_three_pbx_calls(tmp_path: Path) -> None:
+    """The cold workload: 100 requests for 100 different cold rooms sent at once to a fresh
+    gateway cost at most 3 PBX calls and no error, as shipped and with the budget lifted."""
+    out = tmp_path / "results.json"
+    done = _bench("--workloads", "cold", "--targets", "gateway", "--out", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = json.loads(out.read_text())["cold_burst"]
+    assert [row["settings"] for row in rows] == ["shipped defaults", "PBX-fetch budget lifted"]
+    for row in rows:
+        assert row["requests"] == 100
+        assert (row["errors"], row["error_codes"]) == (0, {})
+        assert 1 <= row["query_calls"] <= 3
+        assert {"p50", "p99", "max"} <= row["latency_ms"].keys()

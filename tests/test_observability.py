@@ -11,7 +11,12 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.observability.logs import JsonFormatter
+from gateway.observability.logs import (
+    JsonFormatter,
+    QueuedLineHandler,
+    configure_logging,
+    direct_writer,
+)
 from gateway.observability.metrics import MAX_OPERATION_NAMES, Metrics
 from gateway.secrets import RedactingFilter
 from gateway.simulator import DEMO_PASSWORD, password_digest
@@ -111,11 +116,38 @@ def test_metrics_operation_names_are_bounded() -> None:
     assert metrics.operation_label(None) == "anonymous"
 
 
+@pytest.fixture
+def shipped_log() -> Iterator[io.StringIO]:
+    """Every log record as ``serve`` writes it: ``configure_logging`` (the request line
+    formatted without a LogRecord, the writer thread, batch redaction) into a buffer."""
+    buffer = io.StringIO()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    configure_logging("DEBUG", stream=buffer)
+    ours = root.handlers[0]
+    try:
+        yield buffer
+    finally:
+        ours.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+@pytest.mark.parametrize("sink", ["json_log", "shipped_log"])
 async def test_request_log_is_json_with_the_fields_and_no_secret(
-    gateway_stack: StackFactory, json_log: io.StringIO, monkeypatch: pytest.MonkeyPatch
+    gateway_stack: StackFactory,
+    sink: str,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """One JSON line per request with id, operation, timing, PBX fetches, cache and client;
-    and no token, password or MD5 in any line, through logins and token renewals."""
+    and no token, password or MD5 in any line, through logins and token renewals (through
+    ``logging`` with a plain handler, and as ``serve`` writes it)."""
+    json_log: io.StringIO = request.getfixturevalue(sink)
+    if sink == "shipped_log":  # pytest adds its capture handlers per phase: keep serve's alone
+        root = logging.getLogger()
+        root.handlers[:] = [h for h in root.handlers if isinstance(h, QueuedLineHandler)]
+        assert direct_writer(logging.getLogger("gateway.request")) is not None
     issued: list[str] = []
     original_issue = TokenStore.issue
 
@@ -131,6 +163,8 @@ async def test_request_log_is_json_with_the_fields_and_no_secret(
     stack.clock.advance(31)
     await stack.graphql('query Wall { conference(number: "6401") { name } }')
     await stack.graphql('query Bad { conference(number: "x") { name } }')
+    for handler in logging.getLogger().handlers:
+        handler.flush()  # the shipped writer's thread: every queued line written
     lines = [json.loads(line) for line in json_log.getvalue().splitlines()]
     requests = [line for line in lines if line["logger"] == "gateway.request"]
     assert [r["outcome"] for r in requests] == ["ok", "ok", "error"]

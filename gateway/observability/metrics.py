@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import __version__
+from gateway.observability.log_writer import dropped_lines
 from gateway.pbx.breaker import CircuitState
 from gateway.pbx.errnos import errno_meaning
 
@@ -92,6 +93,8 @@ class Metrics:
             ["code"],
             registry=self.registry,
         )
+
+        self.registry.register(_LogCollector())
 
     def operation_label(self, name: str | None) -> str:
         """A bounded label for a client-chosen operation name."""
@@ -171,6 +174,17 @@ class _ResponseCacheCollector(Collector):
             "gateway_response_cache_too_large",
             "Answers not kept: larger than an eighth of the budget.",
             cache.too_large,
+        )
+
+
+class _LogCollector(Collector):
+    """Log lines the writer thread dropped because its queue was full (process-wide)."""
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(
+            "gateway_log_lines_dropped",
+            "Log lines dropped because the log stream could not keep up (queue full).",
+            dropped_lines(),
         )
 
 
