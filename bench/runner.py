@@ -363,7 +363,7 @@ class Bench:
         to each target freshly started (nothing cached): PBX calls, errors, latencies. The
         gateway twice: as shipped, and with the PBX-fetch budget lifted (the burst comes
         from one address, so one client: the budget, not batching, decides the first)."""
-        bodies = [workloads.single_room(index) for index in range(COLD_ROOMS)]
+        bodies = [workloads.room_by_variable(index) for index in range(COLD_ROOMS)]
         # Not the naive app: it makes one PBX call per field by construction (100 here).
         kinds = [k for k in ("gateway", *PEERS) if k in self.options.targets]
         if any(k in PEERS for k in kinds) and peers.missing() is not None:
@@ -386,7 +386,9 @@ class Bench:
             )
             with started as target:
                 simulator.settle()  # the start-up login is not the burst's
-                result = burst(target.process.base_url, bodies)
+                result = burst(
+                    target.process.base_url, bodies, warm=workloads.room_by_variable_unbound()
+                )
                 stats = simulator.stats()
             calls: dict[str, int] = stats["calls"]
             row = {

@@ -47,6 +47,25 @@ def single_room(index: int = 1) -> str:
     return body(f'{{ conference(number: "{room(index)}") {{ {ALL_FIELDS} }} }}')
 
 
+# One room by a variable: how a service that looks rooms up by number writes it. Every
+# request of the cold burst sends this one document, so none waits for another's first
+# validation (a literal number per request is a new document each, validated in turn).
+ROOM_BY_VARIABLE = f"query Room($n: String!) {{ conference(number: $n) {{ {ALL_FIELDS} }} }}"
+
+
+def room_by_variable(index: int) -> str:
+    """The cold burst's body for the ``index``-th room."""
+    return json.dumps(
+        {"query": ROOM_BY_VARIABLE, "variables": {"n": room(index)}}, separators=(",", ":")
+    )
+
+
+def room_by_variable_unbound() -> str:
+    """The cold burst's document with no variables: validated (and so cached) by every
+    target, then refused before execution, so it warms a target without a PBX call."""
+    return body(ROOM_BY_VARIABLE)
+
+
 def aliased_rooms(indexes: list[int]) -> str:
     """w2 (and part of w4): one aliased ``conference`` field per room."""
     fields = " ".join(
