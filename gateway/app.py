@@ -105,7 +105,7 @@ def create_app(
                 login_cooldown=settings.pbx_login_cooldown,
                 lockout_backoff=settings.pbx_lockout_backoff,
                 clock=clock,
-                share=fleet.share if fleet else None,
+                tokens=fleet.tokens if fleet else None,
             )
             store = ConferenceStore(
                 functools.partial(
