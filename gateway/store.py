@@ -33,6 +33,14 @@ requests per second. So the store
   failed, with that failure, until a refresh succeeds;
 - after :meth:`~ConferenceStore.forget` (a room was changed), never keeps what a fetch
   that started before it brings back for that room: it may be the old value.
+
+Its parts live beside it: the batched, single-flight number fetches in
+``gateway/fetch_queue.py``, the shared tier (none, or the fleet's) in
+``gateway/shared_tier.py``, the values it keeps in ``gateway/store_entries.py``. Why this
+module is still over 300 lines: the fresh, known and listing caches, the ``forget`` epochs
+and the stale rules read and write the same state on every path (a fetch's answer is kept
+only if its epoch allows, a failure marks what is then served stale); split further, each
+part would reach into the others' state.
 """
 
 from __future__ import annotations
@@ -94,7 +102,7 @@ class ConferenceStore:
     ) -> None:
         self._fetch = fetch
         # The fleet's cache (gateway.fleet.cache.SharedCache), or none: picked here, once.
-        self._tier: SharedTier = shared or NoSharedTier()
+        self._tier: SharedTier = shared if shared is not None else NoSharedTier()
         self._ttl = ttl
         self._revalidate_until = ttl + revalidate_window
         self._stale_ttl = max(stale_ttl, ttl + revalidate_window)

@@ -62,7 +62,7 @@ class PbxSession:
         tokens: TokenSource | None = None,
     ) -> None:
         self._client = client
-        self._tokens: TokenSource = tokens or LocalTokens()
+        self._tokens: TokenSource = tokens if tokens is not None else LocalTokens()
         self._username = username
         self._password = password
         self._heartbeat_interval = heartbeat_interval
