@@ -37,10 +37,11 @@ test: lock-check lint system-deps web-example schema-check-tools bench-peers $(D
 system-deps:  ## Debian packages the tests use (redis-server, chromium, node), when root
 	scripts/install-system-deps
 
-lint: $(DEV_STAMP)  ## ruff and mypy (strict), both must be clean
+lint: $(DEV_STAMP)  ## ruff, mypy (strict) and the declared layers (import-linter), all must be clean
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 format: $(DEV_STAMP)
 	$(VENV)/bin/ruff check --fix .

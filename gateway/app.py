@@ -31,6 +31,7 @@ from gateway.graphiql import graphiql_routes
 from gateway.graphql_view import GatewayGraphQL
 from gateway.health import healthz, readyz
 from gateway.observability.metrics import Metrics
+from gateway.observability.tracing import pbx_call_span
 from gateway.pbx.breaker import CircuitBreaker
 from gateway.pbx.client import PbxClient, build_http_client
 from gateway.pbx.conference_query import query_conferences
@@ -77,6 +78,7 @@ def create_app(
         ) as http:
             client = PbxClient(
                 http,
+                tracer=pbx_call_span,
                 limiter=PbxLimiter(
                     max_concurrency=settings.pbx_max_concurrency,
                     max_waiting=settings.pbx_max_waiting,
@@ -103,7 +105,7 @@ def create_app(
                 login_cooldown=settings.pbx_login_cooldown,
                 lockout_backoff=settings.pbx_lockout_backoff,
                 clock=clock,
-                share=fleet.share if fleet else None,
+                tokens=fleet.tokens if fleet else None,
             )
             store = ConferenceStore(
                 functools.partial(

@@ -42,8 +42,6 @@ import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from gateway.pbx.errnos import errno_meaning
-
 
 class GatewayError(Exception):
     """Base of every error the gateway raises on purpose."""
@@ -196,12 +194,15 @@ class PbxApiError(PbxError):
         *,
         endpoint: str,
         errno: str | None,
+        meaning: str,
         hint: str = "",
         errordata: str | None = None,
     ) -> None:
         super().__init__(message, endpoint=endpoint, hint=hint)
         self.errno = errno
-        self.meaning = errno_meaning(errno)
+        # Given by the PBX client, which knows the errno table (gateway.pbx.errnos): the
+        # error tree sits below every package and looks nothing up.
+        self.meaning = meaning
         self.errordata = errordata
         """The PBX's own hint (``errordata``), already sanitized by the PBX client."""
 
@@ -254,10 +255,13 @@ class PbxRateLimitedError(PbxApiError):
         *,
         endpoint: str,
         errno: str | None,
+        meaning: str,
         retry_after: float,
         errordata: str | None = None,
     ) -> None:
-        super().__init__(message, endpoint=endpoint, errno=errno, errordata=errordata)
+        super().__init__(
+            message, endpoint=endpoint, errno=errno, meaning=meaning, errordata=errordata
+        )
         self.retry_after = retry_seconds(retry_after)
 
     @property

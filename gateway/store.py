@@ -33,26 +33,45 @@ requests per second. So the store
   failed, with that failure, until a refresh succeeds;
 - after :meth:`~ConferenceStore.forget` (a room was changed), never keeps what a fetch
   that started before it brings back for that room: it may be the old value.
+
+Its parts live beside it: the batched, single-flight number fetches in
+``gateway/fetch_queue.py``, the shared tier (none, or the fleet's) in
+``gateway/shared_tier.py``, the values it keeps in ``gateway/store_entries.py``. Why this
+module is still over 300 lines: the fresh, known and listing caches, the ``forget`` epochs
+and the stale rules read and write the same state on every path (a fetch's answer is kept
+only if its epoch allows, a failure marks what is then served stale); split further, each
+part would reach into the others' state.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Any, Final, Literal
 
 from cachetools import TTLCache
 
 from gateway.errors import GatewayError, PbxTimeoutError
-
-if TYPE_CHECKING:
-    from gateway.fleet.cache import SharedCache
-from gateway.pbx.conferences import Conference, QueryAnswer, Room, UnreadableRoom, in_order
+from gateway.fetch_queue import FetchQueue, new_future
+from gateway.pbx.conferences import Conference, QueryAnswer, Room, UnreadableRoom
+from gateway.shared_tier import NoSharedTier, SharedTier
 from gateway.staleness import StaleReport
+from gateway.store_entries import (
+    Entry,
+    Listing,
+    Outcome,
+    ServedReport,
+    StoreStats,
+    as_gateway_error,
+    listed,
+    may_serve_stale,
+    note_served,
+    outcome,
+)
+
+__all__ = ["ALL", "Admit", "ConferenceStore", "Entry", "Fetch", "Outcome", "ServedReport"]
 
 ALL: Final = "all"
 
@@ -63,62 +82,6 @@ mapping proves every asked number it leaves out unknown."""
 
 Admit = Callable[[int], None]
 """Asked before new PBX fetches start for a caller; raises to refuse them."""
-
-Outcome = Conference | None | Exception
-"""One number's answer: the room, ``None`` when the PBX has no such room, or the error."""
-
-
-_versions = itertools.count(1)
-"""Every answer the store keeps gets the next number: "the same answer" is "the same number"
-(a clock that has not moved cannot tell two fetches apart)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """A cached answer for one number: the room (readable or not), or ``None`` for "no such
-    room"."""
-
-    conference: Room | None
-    fetched_at: float
-    version: int = field(default_factory=lambda: next(_versions))
-
-
-@dataclass(frozen=True, slots=True)
-class Listing:
-    """A cached ``all`` answer, in the PBX's order (unreadable entries in their place)."""
-
-    conferences: tuple[Room, ...]
-    fetched_at: float
-    version: int = field(default_factory=lambda: next(_versions))
-
-
-@dataclass
-class ServedReport(StaleReport):
-    """A :class:`StaleReport` that also keeps, for every answer the store gave (fresh or
-    stale), when it was fetched: the oldest, so the HTTP response can say how long it
-    stays fresh, and per key (a number, or ``all``), so a cached response can tell whether
-    the data it was built from is still the store's current data."""
-
-    oldest_fetched_at: float | None = None
-    sources: dict[str, int] = field(default_factory=dict)
-    """Store key -> version of the answer served for it."""
-
-    def served(self, key: str, fetched_at: float, version: int) -> None:
-        self.sources.setdefault(key, version)
-        if self.oldest_fetched_at is None or fetched_at < self.oldest_fetched_at:
-            self.oldest_fetched_at = fetched_at
-
-
-@dataclass
-class StoreStats:
-    """Counters that tests, benchmarks and metrics read."""
-
-    hits: int = 0
-    misses: int = 0
-    stale_served: int = 0
-    revalidations: int = 0
-    fetches: int = 0
-    failed_fetches: int = 0
 
 
 class ConferenceStore:
@@ -135,10 +98,11 @@ class ConferenceStore:
         batch_size: int = 100,
         lanes: int | None = None,
         clock: Callable[[], float] = time.monotonic,
-        shared: SharedCache | None = None,
+        shared: SharedTier | None = None,
     ) -> None:
         self._fetch = fetch
-        self._shared = shared
+        # The fleet's cache (gateway.fleet.cache.SharedCache), or none: picked here, once.
+        self._tier: SharedTier = shared if shared is not None else NoSharedTier()
         self._ttl = ttl
         self._revalidate_until = ttl + revalidate_window
         self._stale_ttl = max(stale_ttl, ttl + revalidate_window)
@@ -151,10 +115,12 @@ class ConferenceStore:
         self._known_listing: TTLCache[str, Listing] = TTLCache(1, keep, timer=clock)
         # The last failed refresh of a known entry, until one succeeds: its stale mark.
         self._refresh_failed: TTLCache[str, GatewayError] = TTLCache(max_entries, keep, timer=clock)
-        self._inflight: dict[str, asyncio.Future[Entry]] = {}
-        self._lanes = lanes  # number fetches sent at once; None: no limit of our own
-        self._running = 0
-        self._queued: list[dict[str, asyncio.Future[Entry]]] = []  # batches waiting for a lane
+        # The epoch when a batch is sent: a forget() before it cannot be undone by its answer.
+        self._queue: FetchQueue[Entry] = FetchQueue(
+            lambda batch: self._spawn(self._fetch_numbers(batch, self._epoch)),
+            batch_size=batch_size,
+            lanes=lanes,
+        )
         self._listing_inflight: asyncio.Future[Listing] | None = None
         self._tasks: set[asyncio.Task[None]] = set()  # strong refs: the loop keeps weak ones
         # Every forget() is a new epoch; a fetch notes the epoch it started in and keeps a
@@ -188,17 +154,17 @@ class ConferenceStore:
         for number, entry in entries.items():
             self._note_expired(report, number, entry)
         failures: dict[str, Exception] = {}
-        calls = self._new_calls(len(missing))
+        calls = self._queue.new_calls(len(missing))
         try:
             if calls and admit is not None:
                 admit(calls)  # the caller pays for the PBX calls it adds, nothing else
         except Exception as refusal:
             failures.update(dict.fromkeys(missing, refusal))
         else:
-            waiting.update(self._enqueue(missing))
+            waiting.update(self._queue.enqueue(missing))
         if revalidate:
             self.stats.revalidations += math.ceil(len(revalidate) / self._batch_size)
-            self._enqueue(revalidate)
+            self._queue.enqueue(revalidate)
         for number, future in waiting.items():
             try:
                 entries[number] = await self._wait(future, deadline)
@@ -210,8 +176,8 @@ class ConferenceStore:
                 entries[number] = stale
                 self._note(report, number, stale, failure)
         for number, entry in entries.items():
-            _note_served(report, number, entry)
-        return [_outcome(entries[n].conference) if n in entries else failures[n] for n in numbers]
+            note_served(report, number, entry)
+        return [outcome(entries[n].conference) if n in entries else failures[n] for n in numbers]
 
     def _sort(
         self, numbers: Sequence[str]
@@ -230,11 +196,11 @@ class ConferenceStore:
                 self.stats.hits += 1
             elif (known := self._recent(number, now)) is not None:
                 entries[number] = known  # served now; refreshed once in the background
-                if number not in self._inflight:
+                if self._queue.pending(number) is None:
                     revalidate.append(number)
                 self.stats.hits += 1
-            elif number in self._inflight:
-                waiting[number] = self._inflight[number]
+            elif (future := self._queue.pending(number)) is not None:
+                waiting[number] = future
                 self.stats.hits += 1  # someone else's call will answer it: no PBX call of ours
             else:
                 missing.append(number)
@@ -253,8 +219,7 @@ class ConferenceStore:
         listing = self._listing.get(ALL)
         if listing is not None and self._clock() - listing.fetched_at < self._ttl:
             self.stats.hits += 1
-            _note_served(report, ALL, listing)
-            return _listed(listing)
+            return self._serve_listing(report, listing)
         known = self._known_listing.get(ALL)
         recent = known is not None and self._clock() - known.fetched_at < self._revalidate_until
         if self._listing_inflight is None:
@@ -262,12 +227,8 @@ class ConferenceStore:
                 try:
                     admit(1)
                 except Exception as refusal:
-                    if known is None or not _may_serve_stale(refusal):
-                        raise
-                    self._note_listing(report, known, refusal)
-                    _note_served(report, ALL, known)
-                    return _listed(known)
-            self._listing_inflight = self._new_future()
+                    return self._stale_listing(report, known, refusal)
+            self._listing_inflight = new_future()
             self._spawn(self._fetch_listing(self._listing_inflight, self._epoch))
             if recent:
                 self.stats.revalidations += 1
@@ -277,18 +238,31 @@ class ConferenceStore:
             self.stats.hits += 1
             if report is not None:  # past its TTL: marked, never presented as fresh
                 report.add_listing(self._clock() - known.fetched_at, self._refresh_failed.get(ALL))
-            _note_served(report, ALL, known)
-            return _listed(known)
+            return self._serve_listing(report, known)
         try:
             listing = await self._wait(self._listing_inflight, deadline)
         except Exception as exc:
-            if known is None or not _may_serve_stale(exc):
-                raise
-            self._note_listing(report, known, exc)
-            _note_served(report, ALL, known)
-            return _listed(known)
-        _note_served(report, ALL, listing)
-        return _listed(listing)
+            return self._stale_listing(report, known, exc)
+        return self._serve_listing(report, listing)
+
+    @staticmethod
+    def _serve_listing(
+        report: StaleReport | None, listing: Listing
+    ) -> list[Conference | Exception]:
+        note_served(report, ALL, listing)
+        return listed(listing)
+
+    def _stale_listing(
+        self, report: StaleReport | None, known: Listing | None, error: Exception
+    ) -> list[Conference | Exception]:
+        """The last known listing in place of the one ``error`` kept from the caller (noted
+        in the report), or ``error`` itself when there is none or it may not be served."""
+        if known is None or not may_serve_stale(error):
+            raise error
+        self.stats.stale_served += 1
+        if report is not None:
+            report.add_listing(self._clock() - known.fetched_at, as_gateway_error(error))
+        return self._serve_listing(report, known)
 
     def current(self, key: str) -> int | None:
         """The version of the fresh answer the store would give for ``key`` (a number or
@@ -303,13 +277,11 @@ class ConferenceStore:
     async def invalidate(self, number: str) -> None:
         """:meth:`forget` here and, with a shared tier, in Redis and on every replica."""
         self.forget(number)
-        if self._shared is not None:
-            await self._shared.forget(number)
+        await self._tier.forget(number)
 
     async def listen_for_invalidations(self) -> None:
         """Apply other replicas' invalidations (runs until cancelled; shared tier only)."""
-        if self._shared is not None:
-            await self._shared.listen(self.forget)
+        await self._tier.listen(self.forget)
 
     def forget(self, number: str) -> None:
         """Drop everything known about ``number`` (after it was changed on the PBX).
@@ -322,7 +294,7 @@ class ConferenceStore:
         self._forgotten_at[number] = self._epoch
         for cache in (self._fresh, self._known, self._refresh_failed):
             cache.pop(number, None)
-        self._inflight.pop(number, None)
+        self._queue.drop(number)
         self._listing_inflight = None
         self._listing.clear()
         self._known_listing.clear()
@@ -347,7 +319,7 @@ class ConferenceStore:
             report.add(number, age, self._refresh_failed.get(number))
 
     def _stale_for(self, number: str, error: Exception) -> Entry | None:
-        if not _may_serve_stale(error):
+        if not may_serve_stale(error):
             return None
         known = self._known.get(number)
         if known is None or self._clock() - known.fetched_at >= self._stale_ttl:
@@ -359,12 +331,7 @@ class ConferenceStore:
     ) -> None:
         self.stats.stale_served += 1
         if report is not None:
-            report.add(number, self._clock() - stale.fetched_at, _as_gateway_error(error))
-
-    def _note_listing(self, report: StaleReport | None, known: Listing, error: Exception) -> None:
-        self.stats.stale_served += 1
-        if report is not None:
-            report.add_listing(self._clock() - known.fetched_at, _as_gateway_error(error))
+            report.add(number, self._clock() - stale.fetched_at, as_gateway_error(error))
 
     async def _wait(self, future: asyncio.Future[Any], deadline: float | None) -> Any:
         # shield: a caller that goes away (or times out) must not cancel a call others need.
@@ -381,34 +348,6 @@ class ConferenceStore:
                 endpoint="conference/query",
             ) from None
 
-    def _new_calls(self, count: int) -> int:
-        """PBX calls ``count`` more missed numbers would add: the queued batch takes them
-        for free while it has room (it is sent anyway), then each ``batch_size`` is one."""
-        room = self._batch_size - len(self._queued[-1]) if self._queued else 0
-        return math.ceil(max(0, count - room) / self._batch_size)
-
-    def _enqueue(self, numbers: list[str]) -> dict[str, asyncio.Future[Entry]]:
-        """One future per number, in the last queued batch (a new one when it is full),
-        then as many batches sent as lanes are free."""
-        futures: dict[str, asyncio.Future[Entry]] = {}
-        for number in numbers:
-            if not self._queued or len(self._queued[-1]) >= self._batch_size:
-                self._queued.append({})
-            batch = self._queued[-1]
-            # Asked again after forget() while still queued: the call is not sent yet, so
-            # its answer is newer than the change; share it.
-            future = batch.get(number) or self._new_future()
-            batch[number] = self._inflight[number] = futures[number] = future
-        self._dispatch()
-        return futures
-
-    def _dispatch(self) -> None:
-        """Send queued batches while a lane is free."""
-        while self._queued and (self._lanes is None or self._running < self._lanes):
-            self._running += 1
-            # The epoch when the call starts: a forget() before it cannot be undone by it.
-            self._spawn(self._fetch_numbers(self._queued.pop(0), self._epoch))
-
     async def _fetch_numbers(self, futures: dict[str, asyncio.Future[Entry]], epoch: int) -> None:
         self.stats.fetches += 1
         numbers = list(futures)
@@ -419,7 +358,7 @@ class ConferenceStore:
             await self._learn_stale_copies(numbers)
             for number in numbers:
                 if number in self._known:
-                    self._refresh_failed[number] = _as_gateway_error(exc)
+                    self._refresh_failed[number] = as_gateway_error(exc)
             for future in futures.values():
                 future.set_exception(exc)
         else:
@@ -429,11 +368,7 @@ class ConferenceStore:
                     self._keep(number, entry)
                 future.set_result(entry)
         finally:
-            for number, future in futures.items():
-                if self._inflight.get(number) is future:
-                    del self._inflight[number]
-            self._running -= 1
-            self._dispatch()
+            self._queue.finished(futures)
 
     async def _fetch_listing(self, future: asyncio.Future[Listing], epoch: int) -> None:
         self.stats.fetches += 1
@@ -442,7 +377,7 @@ class ConferenceStore:
         except Exception as exc:
             self.stats.failed_fetches += 1
             if ALL in self._known_listing:
-                self._refresh_failed[ALL] = _as_gateway_error(exc)
+                self._refresh_failed[ALL] = as_gateway_error(exc)
             future.set_exception(exc)
         else:
             listing = Listing(tuple(rooms), now)
@@ -458,23 +393,16 @@ class ConferenceStore:
                 self._listing_inflight = None
 
     async def _load(self, numbers: list[str]) -> dict[str, Entry]:
-        """Ask the PBX (through the fleet's tier when there is one) for ``numbers``."""
-        if self._shared is None:
-            found = await self._settle(numbers)
-            now = self._clock()
-            return {n: Entry(found.get(n), now) for n in numbers}
-        answers = await self._shared.load(numbers, self._settle)
+        """Ask the PBX (through the shared tier, which may have the answers) for ``numbers``."""
+        answers = await self._tier.load(numbers, self._settle)
         now = self._clock()
         return {n: Entry(room, now - age) for n, (room, age) in answers.items()}
 
     async def _load_listing(self) -> tuple[list[Room], float]:
-        if self._shared is None:
-            return in_order(await self._fetch(ALL)), self._clock()
-
         async def fetch_all() -> Mapping[str, Room]:
             return await self._fetch(ALL)
 
-        rooms, age = await self._shared.load_listing(fetch_all)
+        rooms, age = await self._tier.load_listing(fetch_all)
         return rooms, self._clock() - age
 
     async def _settle(self, numbers: list[str]) -> dict[str, Room]:
@@ -507,7 +435,7 @@ class ConferenceStore:
         if listing is not None and self._clock() - listing.fetched_at < self._ttl:
             return listing
         if self._listing_inflight is None:
-            self._listing_inflight = self._new_future()
+            self._listing_inflight = new_future()
             self.stats.misses += 1
             self._spawn(self._fetch_listing(self._listing_inflight, self._epoch))
         found: Listing = await asyncio.shield(self._listing_inflight)
@@ -515,10 +443,8 @@ class ConferenceStore:
 
     async def _learn_stale_copies(self, numbers: list[str]) -> None:
         """After a failed fetch: rooms other replicas fetched are last known values too."""
-        if self._shared is None:
-            return
         now = self._clock()
-        for number, (room, age) in (await self._shared.stale_copies(numbers)).items():
+        for number, (room, age) in (await self._tier.stale_copies(numbers)).items():
             known = self._known.get(number)
             if known is None or known.fetched_at < now - age:
                 self._known[number] = Entry(room, now - age)
@@ -531,13 +457,6 @@ class ConferenceStore:
         else:
             self._known[number] = entry
 
-    @staticmethod
-    def _new_future() -> asyncio.Future[Any]:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        # Mark a failure as seen even when every waiter went away, so asyncio stays quiet.
-        future.add_done_callback(lambda f: f.cancelled() or f.exception())
-        return future
-
     def _spawn(self, coroutine: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
@@ -545,37 +464,11 @@ class ConferenceStore:
 
     async def aclose(self) -> None:
         """Cancel fetches still under way or queued (at shutdown)."""
-        for batch in self._queued:
-            for future in batch.values():
-                future.cancel()
-        self._queued.clear()
+        self._queue.cancel()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-def _outcome(room: Room | None) -> Conference | Exception | None:
-    return room.error() if isinstance(room, UnreadableRoom) else room
-
-
-def _listed(listing: Listing) -> list[Conference | Exception]:
-    return [
-        room.error() if isinstance(room, UnreadableRoom) else room for room in listing.conferences
-    ]
-
-
 def _unproven(answer: Mapping[str, Room]) -> frozenset[str]:
     return answer.unproven if isinstance(answer, QueryAnswer) else frozenset()
-
-
-def _note_served(report: StaleReport | None, key: str, answer: Entry | Listing) -> None:
-    if isinstance(report, ServedReport):
-        report.served(key, answer.fetched_at, answer.version)
-
-
-def _may_serve_stale(error: Exception) -> bool:
-    return isinstance(error, GatewayError) and error.serve_stale
-
-
-def _as_gateway_error(error: Exception) -> GatewayError:
-    return error if isinstance(error, GatewayError) else GatewayError(str(error))

@@ -7,6 +7,7 @@ PBX concurrency cap, so the PBX sees one well-behaved client however many proces
   then rejoin);
 - ``session_share``: the fleet's one PBX token (encrypted at rest), its login lock,
   heartbeat turn and the shared failed-login guard;
+- ``shared_tokens``: the PBX session's token source in a fleet, built on ``session_share``;
 - ``slots``: the fleet-wide PBX concurrency cap (a semaphore of expiring leases);
 - ``cache``: the shared conference cache and cross-replica single-flight.
 """

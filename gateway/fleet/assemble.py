@@ -18,6 +18,8 @@ class Fleet:
 
     link: RedisLink
     share: SessionShare
+    tokens: SharedTokens
+    """The PBX session's token source: the fleet's one token, through ``share``."""
     slots: FleetSlots
     cache: SharedCache
 
@@ -33,9 +35,11 @@ async def open_fleet(settings: Settings) -> Fleet | None:
         settings.redis_url, prefix=settings.redis_prefix, timeout=settings.redis_timeout
     )
     await link.start()
+    share = SessionShare(link, settings.redis_token_key)
     return Fleet(
         link=link,
-        share=SessionShare(link, settings.redis_token_key),
+        share=share,
+        tokens=SharedTokens(share),
         slots=FleetSlots(
             link,
             limit=settings.pbx_max_concurrency,
@@ -58,6 +62,7 @@ try:
     from gateway.fleet.link import RedisLink
     from gateway.fleet.sealing import Sealer
     from gateway.fleet.session_share import SessionShare
+    from gateway.fleet.shared_tokens import SharedTokens
     from gateway.fleet.slots import FleetSlots
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ConfigError(

@@ -24,13 +24,15 @@ PBX that drips its answer a byte at a time would otherwise hold a slot for ever.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
 import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final
+from contextlib import AbstractContextManager
+from typing import Any, Final, Protocol
 
 import httpx
 
@@ -45,7 +47,6 @@ from gateway.errors import (
     PbxTransientError,
     PbxUnavailableError,
 )
-from gateway.observability.tracing import pbx_call_span
 from gateway.pbx import errnos
 from gateway.pbx.breaker import CircuitBreaker
 from gateway.pbx.errordata import request_secrets, sanitize_errordata
@@ -66,6 +67,18 @@ CallObserver = Callable[[str, str, str | None, float], None]
 
 def _ignore(endpoint: str, outcome: str, errno: str | None, seconds: float) -> None:
     return None
+
+
+class CallTracer(Protocol):
+    """Opens a span around one call that reached the PBX (never given the token or the
+    body). The app passes OpenTelemetry's (``gateway.observability.tracing``) at
+    construction; the PBX package itself knows nothing of tracing or GraphQL."""
+
+    def __call__(self, endpoint: str) -> AbstractContextManager[None]: ...
+
+
+def _untraced(endpoint: str) -> AbstractContextManager[None]:
+    return contextlib.nullcontext()
 
 
 def build_http_client(
@@ -109,8 +122,10 @@ class PbxClient:
         breaker: CircuitBreaker | None = None,
         max_concurrency: int = 2,
         deadline: float | None = None,
+        tracer: CallTracer = _untraced,
     ) -> None:
         self._http = http
+        self._tracer = tracer
         self.deadline = deadline if deadline is not None else (http.timeout.read or 30.0)
         self._abandoned: set[asyncio.Task[httpx.Response]] = set()
         self.limiter = limiter or PbxLimiter(max_concurrency=max_concurrency, max_waiting=1000)
@@ -195,7 +210,7 @@ class PbxClient:
         async def exchange() -> httpx.Response:
             async with self.limiter.slot(endpoint):
                 sent.append(time.perf_counter())
-                with pbx_call_span(endpoint):
+                with self._tracer(endpoint):
                     return await self._send(endpoint, body, token)
 
         task = asyncio.create_task(exchange())
@@ -311,12 +326,16 @@ def _failure(endpoint: str, errno: str | None) -> PbxApiError:
             "an administrator can unblock it in the PBX web interface, or wait 10 minutes",
             endpoint=endpoint,
             errno=errno,
+            meaning=meaning,
         )
     if endpoint == "login" or errno == errnos.BAD_CREDENTIALS:
         return _login_rejection(endpoint, errno)
     if errno in errnos.TOKEN_ERRNOS:
         return PbxTokenError(
-            f"{endpoint}: {meaning} (errno {errno})", endpoint=endpoint, errno=errno
+            f"{endpoint}: {meaning} (errno {errno})",
+            endpoint=endpoint,
+            errno=errno,
+            meaning=meaning,
         )
     if errno in errnos.TRANSIENT_ERRNOS:
         return PbxTransientError(
@@ -324,12 +343,14 @@ def _failure(endpoint: str, errno: str | None) -> PbxApiError:
             "this usually passes, try again shortly",
             endpoint=endpoint,
             errno=errno,
+            meaning=meaning,
         )
     suffix = f" (errno {errno})" if errno is not None else ""
     return PbxApiError(
         f"the PBX refused {endpoint}: {meaning}{suffix}; {errnos.errno_advice(errno)}",
         endpoint=endpoint,
         errno=errno,
+        meaning=meaning,
     )
 
 
@@ -342,18 +363,16 @@ def _login_rejection(endpoint: str, errno: str | None) -> PbxAuthError:
     struggling" is read here as "maybe a rejection": the login guard counts it and the
     gateway does not retry it blindly.
     """
+    meaning = errnos.errno_meaning(errno)
     if errno == errnos.BAD_CREDENTIALS:
         return PbxAuthError(
             "the PBX rejected the gateway's credentials (errno 20003); fix PBX_USERNAME and "
             "the password setting, and check the API user is enabled on the PBX",
             endpoint=endpoint,
             errno=errno,
+            meaning=meaning,
         )
-    answer = (
-        f"errno {errno} ({errnos.errno_meaning(errno)} on other calls)"
-        if errno is not None
-        else "no errno"
-    )
+    answer = f"errno {errno} ({meaning} on other calls)" if errno is not None else "no errno"
     return PbxAuthError(
         f"the PBX refused the gateway's login with {answer}; some firmware answers wrong "
         "credentials this way, so the gateway counts it as a rejected login and does not "
@@ -361,4 +380,5 @@ def _login_rejection(endpoint: str, errno: str | None) -> PbxAuthError:
         "is enabled on the PBX (Settings > PBX > General > API)",
         endpoint=endpoint,
         errno=errno,
+        meaning=meaning,
     )

@@ -118,6 +118,7 @@ async def update_conference(session: PbxSession, changes: ConferenceChanges) -> 
                 f"{RETRY_AFTER_APPLIED_TOO_OFTEN:.0f} s",
                 endpoint=ENDPOINT,
                 errno=exc.errno,
+                meaning=exc.meaning,
                 retry_after=RETRY_AFTER_APPLIED_TOO_OFTEN,
                 errordata=exc.errordata,
             ) from exc
@@ -128,6 +129,7 @@ async def update_conference(session: PbxSession, changes: ConferenceChanges) -> 
                 "check the number",
                 endpoint=ENDPOINT,
                 errno=exc.errno,
+                meaning=exc.meaning,
                 errordata=exc.errordata,
             ) from exc
         raise

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from gateway.errors import PbxApiError, PbxAuthError, PbxLockedOutError
+from gateway.pbx.errnos import errno_meaning
 
 MAX_UNCHANGED_FAILURES: Final = 2
 HARD_STOP_FAILURES: Final = 4
@@ -76,6 +77,7 @@ class LoginGuard:
                 "PBX_USERNAME and the password setting, then restart the gateway",
                 endpoint="login",
                 errno=None,
+                meaning=errno_meaning(None),
             )
         if self._rejection is None or credentials_changed():
             return
@@ -87,6 +89,7 @@ class LoginGuard:
                 "when the password setting changes, or after a restart",
                 endpoint="login",
                 errno=self._rejection.errno,
+                meaning=self._rejection.meaning,
             )
         if now < self._retry_at:
             raise _fresh(self._rejection)
@@ -152,9 +155,11 @@ def _rebuild(data: object) -> PbxApiError | None:
     kind = {"PBX_AUTH_FAILED": PbxAuthError, "PBX_LOCKED_OUT": PbxLockedOutError}.get(
         str(data.get("code")), PbxApiError
     )
-    return kind(data["message"], endpoint="login", errno=errno)
+    return kind(data["message"], endpoint="login", errno=errno, meaning=errno_meaning(errno))
 
 
 def _fresh(error: PbxApiError) -> PbxApiError:
     # A new instance per raise: raising one object again and again grows its traceback.
-    return type(error)(error.message, endpoint=error.endpoint, errno=error.errno)
+    return type(error)(
+        error.message, endpoint=error.endpoint, errno=error.errno, meaning=error.meaning
+    )

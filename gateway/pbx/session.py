@@ -9,7 +9,9 @@ lock the gateway's address out, and tokens die after 30 idle minutes. So:
 - whether a login may be tried at all after failures is :class:`LoginGuard`'s decision
   (cool-down after a rejection, no retry of credentials that failed twice in a row, a
   hard stop before the PBX's fifth failure, a back-off after a lockout);
-- a heartbeat keeps the token alive while the gateway is idle, and closing logs out.
+- a heartbeat keeps the token alive while the gateway is idle, and closing logs out;
+- where the token comes from (a login of its own, or the fleet's shared token) is its
+  :class:`~gateway.pbx.token_source.TokenSource`, picked once at construction.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from gateway.errors import (
     PbxApiError,
@@ -28,17 +30,20 @@ from gateway.errors import (
     PbxProtocolError,
     PbxTokenError,
     PbxUnavailableError,
-    SharedSessionUnreadableError,
 )
 from gateway.pbx.client import JsonObject, PbxClient
 from gateway.pbx.login_guard import LoginGuard
-
-if TYPE_CHECKING:
-    from gateway.fleet.session_share import SessionShare
+from gateway.pbx.token_source import LocalTokens, TokenSource
 from gateway.secrets import Secret
-from gateway.settings import PasswordSource
 
 logger = logging.getLogger(__name__)
+
+
+class Password(Protocol):
+    """The PBX password as the session reads it (``gateway.settings.PasswordSource``): its
+    MD5 at each login, so a changed password file is picked up without a restart."""
+
+    def current_md5(self) -> Secret: ...
 
 
 class PbxSession:
@@ -49,15 +54,15 @@ class PbxSession:
         client: PbxClient,
         *,
         username: str,
-        password: PasswordSource,
+        password: Password,
         heartbeat_interval: float = 1200.0,
         login_cooldown: float = 600.0,
         lockout_backoff: float = 600.0,
         clock: Callable[[], float] = time.monotonic,
-        share: SessionShare | None = None,
+        tokens: TokenSource | None = None,
     ) -> None:
         self._client = client
-        self._share = share
+        self._tokens: TokenSource = tokens if tokens is not None else LocalTokens()
         self._username = username
         self._password = password
         self._heartbeat_interval = heartbeat_interval
@@ -72,7 +77,6 @@ class PbxSession:
             cooldown=login_cooldown, lockout_backoff=lockout_backoff, clock=clock
         )
         self._rejected_md5: Secret | None = None
-        self._rejected_mark: str | None = None  # the fleet's fingerprint of rejected credentials
         self._tried_md5: Secret | None = None  # the password MD5 of the last login attempt
         self.logins = 0
         self.failed_logins = 0
@@ -178,7 +182,7 @@ class PbxSession:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(self._login_task), timeout=5)
         token, self._token = self._token, None
-        if self._share is not None and self._share.available:
+        if self._tokens.outlives_session:
             return  # the token is the fleet's: other replicas still use it (it idles out)
         if token is not None:
             try:
@@ -188,23 +192,14 @@ class PbxSession:
 
     async def heartbeat(self) -> None:
         """Reset the token's idle timer, or forget a token the PBX no longer knows."""
-        token = self._token
-        if self._share is not None:
-            try:
-                shared = await self._share.current()
-            except SharedSessionUnreadableError:
-                return  # another key's token: leave the turn to a replica that can read it
-            if not await self._share.heartbeat_turn(self._heartbeat_interval):
-                return  # another replica keeps the fleet's token alive this time
-            token = shared or token
+        token = await self._tokens.heartbeat_token(self._token, self._heartbeat_interval)
         if token is None:
             return
         try:
             # ipaddr: required by the S-Series v2 heartbeat page (pbx-api.md, "Heartbeat").
             body = {"ipaddr": self._client.heartbeat_address()}
             await self._client.call("heartbeat", body, token=token, idempotent=True)
-            if self._share is not None:
-                await self._share.touch()
+            await self._tokens.kept_alive()
         except PbxTokenError:
             await self._forget(token)  # the next call logs in; no login needed to stay idle
         except PbxError as exc:
@@ -221,15 +216,13 @@ class PbxSession:
         # Only the token that failed: a caller holding an old token must not drop a new one.
         if self._token == token:
             self._token = None
-        if self._share is not None:
-            await self._share.retire(token)  # once for the fleet: a newer token stays
+        await self._tokens.retire(token)  # a shared token: once for the fleet, a newer one stays
 
     async def _current_token(self) -> str:
         if self._token is not None:
             return self._token
         if self._login_task is None:
-            if self._share is None:  # in a fleet, _obtain asks first whether a token is shared
-                self._check_allowed()
+            self._tokens.admit(self)
             self._login_task = asyncio.create_task(self._obtain())
             self._login_task.add_done_callback(self._login_finished)
         # shield: a caller that gives up must not cancel the login others are waiting for.
@@ -240,7 +233,24 @@ class PbxSession:
         if not task.cancelled():
             task.exception()  # mark retrieved: every waiter already got it
 
-    def _check_allowed(self) -> None:
+    # What a token source may use (gateway.pbx.token_source.Logins).
+
+    @property
+    def username(self) -> str:
+        return self._username
+
+    @property
+    def guard(self) -> LoginGuard:
+        return self._guard
+
+    @property
+    def tried_md5(self) -> Secret | None:
+        return self._tried_md5
+
+    def current_md5(self) -> Secret:
+        return self._password.current_md5()
+
+    def check_allowed(self) -> None:
         """Raise at once, with no PBX call, while logins are refused."""
         self._guard.check(self._credentials_changed)
 
@@ -249,79 +259,16 @@ class PbxSession:
             current = self._password.current_md5()
         except Exception:  # an unreadable file is not a change; the refusal stands
             return False
-        if self._share is not None and self._rejected_mark is not None:
-            return self._credential_mark(self._share, current) != self._rejected_mark
-        return current != self._rejected_md5
-
-    def _credential_mark(self, share: SessionShare, md5: Secret) -> str:
-        return share.credential_mark(self._username, md5.reveal())
+        return self._tokens.credentials_changed(self, current, self._rejected_md5)
 
     async def _obtain(self) -> str:
-        """A token: the fleet's if there is one, else one login (by one replica only)."""
-        share = self._share
-        if share is None:
-            return await self._login()
-        for _ in range(3):  # bounded: a failed login elsewhere makes the guard decide
-            # This replica's credentials' verdict first (readiness reports it even while the
-            # fleet's token, another replica's login, serves this replica's queries).
-            await self._absorb_guard()
-            token = await share.current()
-            if token is not None:
-                self._token = token
-                return token
-            self._check_allowed()  # our credentials may not be tried now: say so, no turn
-            async with share.login_turn() as mine:
-                if mine is None:  # Redis is down: this replica logs in for itself
-                    return await self._login()
-                if mine:
-                    token = await share.current()  # someone may have finished just before
-                    if token is not None:
-                        self._token = token
-                        return token
-                    await self._absorb_guard()
-                    self._check_allowed()
-                    try:
-                        token = await self._login()
-                    finally:
-                        await self._share_guard()
-                    await share.publish(token)
-                    return token
-            token = await share.wait_for_token(share.login_lock_seconds)
-            if token is not None:
-                self._token = token
-                return token
-        raise PbxUnavailableError(
-            "no PBX session could be shared from the other replicas; try again shortly",
-            endpoint="login",
-        )
+        """A token from the source (the fleet's, or one login of this session's own)."""
+        token = await self._tokens.obtain(self)
+        self._token = token
+        return token
 
-    async def _absorb_guard(self) -> None:
-        """Take over the fleet's verdict on this replica's current credentials."""
-        if self._share is None:
-            return
-        try:
-            mark = self._credential_mark(self._share, self._password.current_md5())
-        except Exception:  # an unreadable password file: keep our own state
-            return
-        state = await self._share.load_guard(mark)
-        if state is not None:
-            self._guard.absorb(state, time.time())
-            rejected = state.get("rejected")
-            if isinstance(rejected, str):
-                self._rejected_mark = rejected
-
-    async def _share_guard(self) -> None:
-        """Share the verdict on the credentials of the login just tried, under their mark."""
-        if self._share is None or self._tried_md5 is None:
-            return
-        mark = self._credential_mark(self._share, self._tried_md5)
-        state = self._guard.export(time.time())
-        if self._guard.consecutive_failures and self._guard.rejection is not None:
-            self._rejected_mark = mark
-            state["rejected"] = mark
-        await self._share.save_guard(mark, state)
-
-    async def _login(self) -> str:
+    async def log_in(self) -> str:
+        """One login to the PBX, under the guard's eye; the token is kept."""
         md5 = self._password.current_md5()
         self._tried_md5 = md5
         body = {"username": self._username, "password": md5.reveal()}

@@ -21,15 +21,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
+from prometheus_client import Counter
 from starlette.datastructures import Headers, QueryParams
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import retry_seconds
 from gateway.graphiql import asks_for_ide
-from gateway.observability.metrics import Metrics
 from gateway.security.api_keys import ApiKeyAuthenticator
 from gateway.security.config import SecuritySettings
 from gateway.security.identity import Identity
@@ -37,6 +37,14 @@ from gateway.security.jwt_auth import InvalidToken
 from gateway.security.rate_limit import RateLimiter
 
 logger = logging.getLogger("gateway.request")
+
+
+class RefusalMetrics(Protocol):
+    """Where refusals are counted (``gateway.observability.metrics.Metrics``): the gate
+    sits below observability in the declared layers, so it names only what it uses."""
+
+    @property
+    def rejections(self) -> Counter: ...
 
 
 class Unauthenticated(Exception):
@@ -95,7 +103,7 @@ class GraphQLGate:
         authenticator: Authenticator,
         requests: RateLimiter | None,
         clock: Callable[[], float] = time.monotonic,
-        metrics: Metrics | None = None,
+        metrics: RefusalMetrics | None = None,
     ) -> None:
         self._app = app
         self._settings = settings
