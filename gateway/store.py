@@ -43,18 +43,17 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from cachetools import TTLCache
 
+from gateway.conference_codec import ALL
 from gateway.errors import GatewayError, PbxTimeoutError
 
 if TYPE_CHECKING:
     from gateway.fleet.cache import SharedCache
 from gateway.pbx.conferences import Conference, QueryAnswer, Room, UnreadableRoom, in_order
 from gateway.staleness import StaleReport
-
-ALL: Final = "all"
 
 Fetch = Callable[[Sequence[str] | Literal["all"]], Awaitable[Mapping[str, Room]]]
 """Asks the PBX: numbers (or ``all``) in, the rooms it reports keyed by number out. A
