@@ -83,8 +83,8 @@ class PersistedQueries:
         *,
         documents: Mapping[str, str] | None = None,
         only_registered: bool = False,
-        max_entries: int = 1000,
-        ttl: float = 86_400.0,
+        max_entries: int,
+        ttl: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._registered = dict(documents or {})
