@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from gateway.conference_codec import WIRE_NAMES
+from gateway.conference_codec import ALL, WIRE_NAMES
 from gateway.doctor.options import DoctorOptions
 from gateway.doctor.report import Report, Status
 from gateway.doctor.wire import Reply, Wire
@@ -53,7 +53,7 @@ def _unexpected(report: Report, name: str, reply: Reply) -> None:
 
 async def probe_rooms(wire: Wire, token: str, report: Report) -> list[str]:
     """The ``rooms`` row; the listed numbers (empty when the listing failed)."""
-    reply = await wire.post("conference/query", {"number": "all"}, token=token)
+    reply = await wire.post("conference/query", {"number": ALL}, token=token)
     rooms = reply.payload.get("conferences") if reply.succeeded else None
     if not isinstance(rooms, list):
         if reply.succeeded:
