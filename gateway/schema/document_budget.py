@@ -117,35 +117,36 @@ def token_limit_refusal(error: GraphQLSyntaxError, text: str, max_tokens: int) -
     :class:`TooManyTokensError`, any other syntax error as it is.
 
     graphql-core gives its token limit no type of its own; it is told apart by where it
-    stands: at the start of the first token past the limit (comments count, as
-    graphql-core counts them), where graphql-core checks the count before anything else.
+    stands: at the start of the first token past the limit, where graphql-core checks the
+    count before anything else can fail.
     """
-    position = _past_token_limit(text, max_tokens)
-    if position is None or list(error.positions or ()) != [position]:
+    positions = list(error.positions or ())
+    if len(positions) != 1 or positions[0] not in _past_token_limit(text, max_tokens):
         return error
-    return TooManyTokensError(error, error.source or Source(text), position)
+    return TooManyTokensError(error, error.source or Source(text), positions[0])
 
 
-def _past_token_limit(text: str, max_tokens: int) -> int | None:
-    """Where the first token past ``max_tokens`` starts; None when the text has no more, or
-    cannot be read that far (the lexer's own error then stands)."""
+def _past_token_limit(text: str, max_tokens: int) -> set[int]:
+    """Where the first token past ``max_tokens`` starts, comments counted (graphql-core 3.3)
+    and not (3.2); empty when the text has no more, or cannot be read that far."""
     lexer = Lexer(Source(text))
-    previous = lexer.token
-    count = 0
+    previous, every, lexical = lexer.token, 0, 0
+    past: set[int] = set()
     try:
-        while True:
+        while lexical <= max_tokens:
             token = lexer.advance()
-            skipped = previous.next  # the comments between two tokens, which count too
+            skipped = previous.next  # the comments the lexer stepped over
             while skipped is not None and skipped is not token:
-                count += 1
-                if count > max_tokens:
-                    return skipped.start
+                every += 1
+                if every == max_tokens + 1:
+                    past.add(skipped.start)
                 skipped = skipped.next
             if token.kind is TokenKind.EOF:
-                return None
-            count += 1
-            if count > max_tokens:
-                return token.start
+                break
+            every, lexical = every + 1, lexical + 1
+            if every == max_tokens + 1 or lexical == max_tokens + 1:
+                past.add(token.start)
             previous = token
     except GraphQLSyntaxError:
-        return None
+        pass  # the lexer's own error stands past here; what was found before holds
+    return past
