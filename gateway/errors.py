@@ -42,11 +42,13 @@ import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from gateway.error_code import ErrorCode
+
 
 class GatewayError(Exception):
     """Base of every error the gateway raises on purpose."""
 
-    code: ClassVar[str] = "INTERNAL_ERROR"
+    code: ClassVar[ErrorCode] = ErrorCode.INTERNAL_ERROR
     serve_stale: ClassVar[bool] = False
     """Whether the last known data may be served instead (the PBX could not answer)."""
 
@@ -63,13 +65,13 @@ class GatewayError(Exception):
 class ConfigError(GatewayError):
     """A setting is missing or malformed; the message names the variable."""
 
-    code = "CONFIG_ERROR"
+    code = ErrorCode.CONFIG_ERROR
 
 
 class BadInputError(GatewayError):
     """The caller's input is invalid; nothing was sent to the PBX."""
 
-    code = "BAD_USER_INPUT"
+    code = ErrorCode.BAD_USER_INPUT
 
 
 class InvalidFieldsError(BadInputError):
@@ -92,7 +94,7 @@ class InvalidFieldsError(BadInputError):
 class ForbiddenError(GatewayError):
     """The caller is authenticated but lacks the scope this field or operation needs."""
 
-    code = "FORBIDDEN"
+    code = ErrorCode.FORBIDDEN
 
 
 def retry_seconds(wait: float) -> int:
@@ -104,7 +106,7 @@ def retry_seconds(wait: float) -> int:
 class RateLimitedError(GatewayError):
     """The caller used up its budget of PBX fetches; nothing was sent to the PBX."""
 
-    code = "RATE_LIMITED"
+    code = ErrorCode.RATE_LIMITED
     serve_stale = True  # a room we already know costs the PBX nothing
 
     def __init__(self, message: str, *, retry_after: float) -> None:
@@ -123,7 +125,7 @@ class PbxError(GatewayError):
     never sent to a client.
     """
 
-    code = "PBX_ERROR"
+    code = ErrorCode.PBX_ERROR
 
     def __init__(self, message: str, *, endpoint: str, hint: str = "") -> None:
         super().__init__(message)
@@ -139,7 +141,7 @@ class PbxError(GatewayError):
 class PbxUnavailableError(PbxError):
     """The PBX gave no usable answer; trying again later may work."""
 
-    code = "PBX_UNAVAILABLE"
+    code = ErrorCode.PBX_UNAVAILABLE
     serve_stale = True
 
 
@@ -181,7 +183,7 @@ class SharedSessionUnreadableError(PbxUnavailableError):
 class PbxBusyError(PbxError):
     """The PBX's request slots and wait queue are full; the call was not queued."""
 
-    code = "PBX_BUSY"
+    code = ErrorCode.PBX_BUSY
     serve_stale = True
 
 
@@ -217,7 +219,7 @@ class PbxApiError(PbxError):
 class PbxTransientError(PbxApiError, PbxUnavailableError):
     """An errno that means the PBX is struggling right now (20010, 30001, 30003)."""
 
-    code = "PBX_UNAVAILABLE"
+    code = ErrorCode.PBX_UNAVAILABLE
 
 
 class PbxTokenError(PbxApiError):
@@ -230,14 +232,14 @@ class PbxAuthError(PbxApiError):
     """The PBX rejected the gateway's username or password: errno 20003, or any other
     ``Failed`` answer to a login but the lockout (some firmware answers 30003)."""
 
-    code = "PBX_AUTH_FAILED"
+    code = ErrorCode.PBX_AUTH_FAILED
     serve_stale = True
 
 
 class PbxLockedOutError(PbxApiError):
     """The PBX has locked the gateway's address out after failed logins (20002)."""
 
-    code = "PBX_LOCKED_OUT"
+    code = ErrorCode.PBX_LOCKED_OUT
     serve_stale = True
 
 
@@ -247,7 +249,7 @@ class PbxRateLimitedError(PbxApiError):
     Nothing was applied; the same change may be sent again after ``retry_after`` seconds.
     """
 
-    code = "PBX_RATE_LIMITED"
+    code = ErrorCode.PBX_RATE_LIMITED
 
     def __init__(
         self,

@@ -47,6 +47,7 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types import ExecutionResult, SubscriptionExecutionResult
 
 from gateway import http_caching
+from gateway.error_code import ErrorCode
 from gateway.graphiql import asks_for_ide, render_graphiql_page
 from gateway.http_caching import CachePolicy
 from gateway.media_types import (
@@ -68,11 +69,11 @@ from gateway.security.identity import Identity
 from gateway.settings import Settings
 
 _HTTP_CODES: Final = {
-    400: "BAD_REQUEST",
-    404: "NOT_FOUND",
-    405: "METHOD_NOT_ALLOWED",
-    406: "NOT_ACCEPTABLE",
-    415: "UNSUPPORTED_MEDIA_TYPE",
+    400: ErrorCode.BAD_REQUEST,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    406: ErrorCode.NOT_ACCEPTABLE,
+    415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
 }
 _EXCHANGE: Final = "graphql_exchange"
 _BATCH_ITEM_TYPES: Final[dict[str, type | tuple[type, ...]]] = {
@@ -151,21 +152,23 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
         request.scope.setdefault("state", {})[_EXCHANGE] = exchange
         if request.method not in ("GET", "POST"):
             message = "GraphQL is served here over GET (queries only) and POST"
-            return self._refusal(exchange, 405, "METHOD_NOT_ALLOWED", message, allow="GET, POST")
+            return self._refusal(
+                exchange, 405, ErrorCode.METHOD_NOT_ALLOWED, message, allow="GET, POST"
+            )
         if asks_for_ide(request.method, request.query_params, request.headers):
             # The page holds no data, and the gate lets it through without an identity.
             if self.graphql_ide is None:
-                return self._refusal(exchange, 404, "NOT_FOUND", "GraphiQL is off here")
+                return self._refusal(exchange, 404, ErrorCode.NOT_FOUND, "GraphiQL is off here")
             return await self.render_graphql_ide(request)
         if media_type is None:
             message = (
                 "the Accept header names no type this server writes: accept "
                 "application/graphql-response+json or application/json"
             )
-            return self._refusal(exchange, 406, "NOT_ACCEPTABLE", message)
+            return self._refusal(exchange, 406, ErrorCode.NOT_ACCEPTABLE, message)
         if request.method == "POST" and not is_json_request(request.headers.get("content-type")):
             message = "send the POST body as JSON, with 'Content-Type: application/json'"
-            return self._refusal(exchange, 415, "UNSUPPORTED_MEDIA_TYPE", message)
+            return self._refusal(exchange, 415, ErrorCode.UNSUPPORTED_MEDIA_TYPE, message)
         cached = await self._cached_answer(request, exchange)
         if cached is not None:
             return cached
@@ -238,7 +241,9 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
             return http_caching.uncacheable(response)
         request_error = [_is_request_error(result) for result in results]
         if not exchange.batch and request_error[0] and exchange.media_type == GRAPHQL_RESPONSE_JSON:
-            response.status_code = 500 if _codes(results[0]) & {"INTERNAL_ERROR", ""} else 400
+            response.status_code = (
+                500 if _codes(results[0]) & {ErrorCode.INTERNAL_ERROR, ""} else 400
+            )
         response.headers["content-type"] = content_type(exchange.media_type)
         if not any(request_error):
             for sha256, query in exchange.to_remember.items():
@@ -264,12 +269,14 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
         if isinstance(cause, InvalidOperationTypeError) and request.method == "GET":
             kind = cause.operation_type.value
             message = f"a {kind} cannot be sent with GET (it is not a safe method): use POST"
-            return self._refusal(exchange, 405, "METHOD_NOT_ALLOWED", message, allow="POST")
+            return self._refusal(exchange, 405, ErrorCode.METHOD_NOT_ALLOWED, message, allow="POST")
         if isinstance(cause, CannotGetOperationTypeError):
             # GetOperation() failing is a GraphQL request error, not a malformed request.
             status = 400 if exchange.media_type == GRAPHQL_RESPONSE_JSON else 200
-            return self._refusal(exchange, status, "OPERATION_RESOLUTION_FAILURE", exc.reason)
-        code = _HTTP_CODES.get(exc.status_code, "BAD_REQUEST")
+            return self._refusal(
+                exchange, status, ErrorCode.OPERATION_RESOLUTION_FAILURE, exc.reason
+            )
+        code = _HTTP_CODES.get(exc.status_code, ErrorCode.BAD_REQUEST)
         if isinstance(exc, _CodedRefusal):
             code = exc.code
         return self._refusal(exchange, exc.status_code, code, exc.reason)
@@ -336,17 +343,17 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
         batching = self.schema.config.batching_config
         if batching is None:
             message = "batching is off here (GATEWAY_BATCHING): send one operation per request"
-            raise _CodedRefusal(message, "BAD_USER_INPUT")
+            raise _CodedRefusal(message, ErrorCode.BAD_USER_INPUT)
         if len(request_data) > batching["max_operations"]:
             raise _CodedRefusal(
                 f"this batch holds {len(request_data)} operations; at most "
                 f"{batching['max_operations']} are allowed (GATEWAY_MAX_BATCH)",
-                "OPERATION_TOO_LARGE",
+                ErrorCode.OPERATION_TOO_LARGE,
             )
         super()._validate_batch_request(request_data, protocol)
         if not all(isinstance(item, dict) for item in request_data):
             raise _CodedRefusal(
-                "every operation of a batch must be a JSON object", "BAD_USER_INPUT"
+                "every operation of a batch must be a JSON object", ErrorCode.BAD_USER_INPUT
             )
         # Each item gets the checks a single request gets (strawberry makes them only there).
         for index, item in enumerate(request_data):
@@ -357,7 +364,7 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
                     raise _CodedRefusal(
                         f"operation {index} of the batch: `{name}` must be "
                         f"{_BATCH_ITEM_NAMES[name]} or null",
-                        "BAD_USER_INPUT",
+                        ErrorCode.BAD_USER_INPUT,
                     )
 
     async def get_context(
@@ -366,7 +373,9 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
         runtime: Runtime = request.app.state.runtime
         identity: Identity | None = request.scope.get("state", {}).get("identity")
         if identity is None:  # the gate always sets it; fail closed if it did not
-            raise StrawberryGraphQLError("unauthenticated", extensions={"code": "UNAUTHENTICATED"})
+            raise StrawberryGraphQLError(
+                "unauthenticated", extensions={"code": ErrorCode.UNAUTHENTICATED}
+            )
         context = GatewayContext(
             store=runtime.store,
             numbers=NumberBudget(runtime.settings.max_numbers),
@@ -433,7 +442,7 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
 class _CodedRefusal(HTTPException):
     """A 400 refusal that names its own ``extensions.code``."""
 
-    def __init__(self, reason: str, code: str) -> None:
+    def __init__(self, reason: str, code: ErrorCode) -> None:
         super().__init__(400, reason)
         self.code = code
 
@@ -449,7 +458,7 @@ def _coded(error: Any, request_id: str | None) -> Any:
     logger.error("uncoded GraphQL error in request %s: %s", request_id, error.get("message"))
     return {
         "message": f"Internal error; quote request id {request_id} to the gateway's operator.",
-        "extensions": {"code": "INTERNAL_ERROR", "requestId": request_id},
+        "extensions": {"code": ErrorCode.INTERNAL_ERROR, "requestId": request_id},
     }
 
 

@@ -41,6 +41,7 @@ from typing import ClassVar, Final
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from gateway.error_code import ErrorCode
 from gateway.settings import HttpLimits
 
 logger = logging.getLogger("gateway.request")
@@ -105,13 +106,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         guard = self.guard
         if len(self.connections) > limits.max_connections:
             message = f"the server holds its maximum of {limits.max_connections} connections"
-            self._refuse(_Refused(503, "SERVER_BUSY", f"{message}; retry shortly"))
+            self._refuse(_Refused(503, ErrorCode.SERVER_BUSY, f"{message}; retry shortly"))
             return
         if guard.counts(address):
             if guard.per_address[address] >= limits.max_connections_per_address:
                 most = limits.max_connections_per_address
                 message = f"this address holds its maximum of {most} connections"
-                self._refuse(_Refused(503, "SERVER_BUSY", f"{message}; reuse one"))
+                self._refuse(_Refused(503, ErrorCode.SERVER_BUSY, f"{message}; reuse one"))
                 return
             guard.per_address[address] += 1
             self._address = address
@@ -172,7 +173,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             message = (
                 f"the request has {len(self.headers)} header fields; at most {limits.max_headers}"
             )
-            raise _Refused(431, "HEADERS_TOO_LARGE", message)
+            raise _Refused(431, ErrorCode.HEADERS_TOO_LARGE, message)
         self._phase = _Phase.BODY
         self._arm(limits.body_timeout)
         super().on_headers_complete()
@@ -191,7 +192,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def _too_large(self) -> _Refused:
         limit = self.guard.limits.max_header_bytes
-        return _Refused(431, "HEADERS_TOO_LARGE", f"the request headers exceed {limit} bytes")
+        return _Refused(
+            431, ErrorCode.HEADERS_TOO_LARGE, f"the request headers exceed {limit} bytes"
+        )
 
     def _timed_out(self) -> None:
         self._timer = None
@@ -199,7 +202,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._phase is _Phase.HEADERS:
             message = f"the request headers did not arrive within {limits.header_timeout:g} s"
             if not self._header_bytes:  # not a byte of a request: nothing to answer
-                self.guard.refused["REQUEST_TIMEOUT"] += 1
+                self.guard.refused[ErrorCode.REQUEST_TIMEOUT] += 1
                 self._refused = True
                 self.transport.close()
                 return
@@ -207,7 +210,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             message = f"the request body did not arrive within {limits.body_timeout:g} s"
         else:
             return
-        self._refuse(_Refused(408, "REQUEST_TIMEOUT", message))
+        self._refuse(_Refused(408, ErrorCode.REQUEST_TIMEOUT, message))
 
     def _arm(self, seconds: float) -> None:
         self._disarm()

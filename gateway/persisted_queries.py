@@ -36,12 +36,13 @@ from typing import Any, Final
 from cachetools import TTLCache
 from graphql import GraphQLError, parse
 
+from gateway.error_code import ErrorCode
 from gateway.errors import ConfigError
 
 MANIFEST_FORMAT: Final = "apollo-persisted-query-manifest"
-NOT_FOUND: Final = "PERSISTED_QUERY_NOT_FOUND"
-NOT_SUPPORTED: Final = "PERSISTED_QUERY_NOT_SUPPORTED"
-NOT_ALLOWED: Final = "PERSISTED_QUERY_NOT_ALLOWED"
+NOT_FOUND: Final = ErrorCode.PERSISTED_QUERY_NOT_FOUND
+NOT_SUPPORTED: Final = ErrorCode.PERSISTED_QUERY_NOT_SUPPORTED
+NOT_ALLOWED: Final = ErrorCode.PERSISTED_QUERY_NOT_ALLOWED
 
 
 class PersistedQueryError(Exception):
@@ -82,8 +83,8 @@ class PersistedQueries:
         *,
         documents: Mapping[str, str] | None = None,
         only_registered: bool = False,
-        max_entries: int = 1000,
-        ttl: float = 86_400.0,
+        max_entries: int,
+        ttl: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._registered = dict(documents or {})
@@ -111,7 +112,7 @@ class PersistedQueries:
             raise PersistedQueryError("PersistedQueryNotFound", NOT_FOUND, malformed=False)
         if sha256_hex(query) != wanted:
             raise PersistedQueryError(
-                "provided sha does not match query", "BAD_USER_INPUT", malformed=True
+                "provided sha does not match query", ErrorCode.BAD_USER_INPUT, malformed=True
             )
         if wanted in self._registered:
             return Resolved(query)
@@ -182,17 +183,17 @@ def _manifest_pairs(data: dict[str, Any], variable: str) -> list[tuple[object, o
 def _hash_of(persisted: object) -> str:
     if not isinstance(persisted, dict):
         raise PersistedQueryError(
-            "extensions.persistedQuery must be an object", "BAD_USER_INPUT", malformed=True
+            "extensions.persistedQuery must be an object", ErrorCode.BAD_USER_INPUT, malformed=True
         )
     if persisted.get("version") != 1:
         raise PersistedQueryError(
-            "Unsupported persisted query version", "BAD_USER_INPUT", malformed=True
+            "Unsupported persisted query version", ErrorCode.BAD_USER_INPUT, malformed=True
         )
     sha256 = persisted.get("sha256Hash")
     if not isinstance(sha256, str):
         raise PersistedQueryError(
             "extensions.persistedQuery.sha256Hash must be a string",
-            "BAD_USER_INPUT",
+            ErrorCode.BAD_USER_INPUT,
             malformed=True,
         )
     return sha256.lower()

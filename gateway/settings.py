@@ -68,16 +68,17 @@ class HttpLimits:
 
 
 def _http_limits(reader: EnvReader) -> HttpLimits:
+    d, integer, number = HttpLimits, reader.integer, reader.number  # the fields' defaults
     return HttpLimits(
-        max_header_bytes=reader.integer("GATEWAY_MAX_HEADER_BYTES", 81_920, minimum=1024),
-        max_headers=reader.integer("GATEWAY_MAX_HEADERS", 100, minimum=10),
-        header_timeout=reader.number("GATEWAY_HEADER_TIMEOUT", 10.0, minimum=0.1),
-        body_timeout=reader.number("GATEWAY_BODY_TIMEOUT", 20.0, minimum=0.1),
-        max_connections=reader.integer("GATEWAY_MAX_CONNECTIONS", 512, minimum=1),
-        max_connections_per_address=reader.integer(
-            "GATEWAY_MAX_CONNECTIONS_PER_ADDRESS", 256, minimum=1
+        max_header_bytes=integer("GATEWAY_MAX_HEADER_BYTES", d.max_header_bytes, minimum=1024),
+        max_headers=integer("GATEWAY_MAX_HEADERS", d.max_headers, minimum=10),
+        header_timeout=number("GATEWAY_HEADER_TIMEOUT", d.header_timeout, minimum=0.1),
+        body_timeout=number("GATEWAY_BODY_TIMEOUT", d.body_timeout, minimum=0.1),
+        max_connections=integer("GATEWAY_MAX_CONNECTIONS", d.max_connections, minimum=1),
+        max_connections_per_address=integer(
+            "GATEWAY_MAX_CONNECTIONS_PER_ADDRESS", d.max_connections_per_address, minimum=1
         ),
-        keep_alive_timeout=reader.integer("GATEWAY_KEEP_ALIVE_TIMEOUT", 5, minimum=1),
+        keep_alive_timeout=integer("GATEWAY_KEEP_ALIVE_TIMEOUT", d.keep_alive_timeout, minimum=1),
     )
 
 
@@ -109,7 +110,7 @@ class Settings:
     request_deadline: float = 15.0
     max_numbers: int = 100
     batch_size: int = 100
-    shutdown_grace: int = 25
+    shutdown_grace: int = math.ceil(request_deadline + pbx_timeout)
     """Seconds in-flight requests get on SIGTERM: by default the request deadline plus
     one PBX call (a change is bounded by ``pbx_timeout``, not by the deadline), never
     less than the deadline."""
@@ -125,43 +126,49 @@ class Settings:
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
-        """Read and check every variable; raise ConfigError naming the first bad one."""
+        """Read and check every variable; raise ConfigError naming the first bad one.
+        A variable left unset takes the field's default above: defaults live there only."""
         reader = EnvReader(environ)
+        d, integer, number = cls, reader.integer, reader.number
         return cls(
             pbx_url=_pbx_url(reader),
             pbx_username=reader.required("PBX_USERNAME"),
             pbx_password=_password_source(environ),
             pbx_verify_tls=_verify_tls(reader, "PBX_VERIFY_TLS"),
-            pbx_timeout=reader.number("PBX_TIMEOUT", 10.0, minimum=0.1),
-            pbx_timeout_linger=reader.number("PBX_TIMEOUT_LINGER", -1.0, minimum=0)
-            if reader.get("PBX_TIMEOUT_LINGER")
-            else None,
-            pbx_max_concurrency=reader.integer("PBX_MAX_CONCURRENCY", 2, minimum=1),
-            pbx_max_waiting=reader.integer("PBX_MAX_WAITING", 50, minimum=0),
-            pbx_heartbeat_interval=reader.number("PBX_HEARTBEAT_INTERVAL", 1200.0, minimum=1),
-            pbx_login_cooldown=reader.number("PBX_LOGIN_COOLDOWN", 600.0, minimum=1),
-            pbx_lockout_backoff=reader.number("PBX_LOCKOUT_BACKOFF", 600.0, minimum=60),
-            pbx_breaker_threshold=reader.integer("PBX_BREAKER_THRESHOLD", 5, minimum=1),
-            pbx_breaker_cooldown=reader.number("PBX_BREAKER_COOLDOWN", 30.0, minimum=0.01),
-            cache_ttl=reader.number("GATEWAY_CACHE_TTL", 30.0, minimum=0.001),
-            stale_ttl=reader.number("GATEWAY_STALE_TTL", 86_400.0, minimum=0),
-            revalidate_window=reader.number("GATEWAY_REVALIDATE_WINDOW", 30.0, minimum=0),
-            cache_max_entries=reader.integer("GATEWAY_CACHE_MAX_ENTRIES", 50_000, minimum=1),
-            response_cache_bytes=reader.integer(
-                "GATEWAY_RESPONSE_CACHE_BYTES", 32 * 1024 * 1024, minimum=0
+            pbx_timeout=_pbx_timeout(reader),
+            pbx_timeout_linger=reader.optional_number("PBX_TIMEOUT_LINGER", minimum=0),
+            pbx_max_concurrency=integer("PBX_MAX_CONCURRENCY", d.pbx_max_concurrency, minimum=1),
+            pbx_max_waiting=integer("PBX_MAX_WAITING", d.pbx_max_waiting, minimum=0),
+            pbx_heartbeat_interval=number(
+                "PBX_HEARTBEAT_INTERVAL", d.pbx_heartbeat_interval, minimum=1
             ),
-            request_deadline=reader.number("GATEWAY_REQUEST_DEADLINE", 15.0, minimum=0.01),
-            max_numbers=reader.integer("GATEWAY_MAX_NUMBERS", 100, minimum=1),
-            batch_size=reader.integer("GATEWAY_BATCH_SIZE", 100, minimum=1),
+            pbx_login_cooldown=number("PBX_LOGIN_COOLDOWN", d.pbx_login_cooldown, minimum=1),
+            pbx_lockout_backoff=number("PBX_LOCKOUT_BACKOFF", d.pbx_lockout_backoff, minimum=60),
+            pbx_breaker_threshold=integer(
+                "PBX_BREAKER_THRESHOLD", d.pbx_breaker_threshold, minimum=1
+            ),
+            pbx_breaker_cooldown=number(
+                "PBX_BREAKER_COOLDOWN", d.pbx_breaker_cooldown, minimum=0.01
+            ),
+            cache_ttl=number("GATEWAY_CACHE_TTL", d.cache_ttl, minimum=0.001),
+            stale_ttl=number("GATEWAY_STALE_TTL", d.stale_ttl, minimum=0),
+            revalidate_window=number("GATEWAY_REVALIDATE_WINDOW", d.revalidate_window, minimum=0),
+            cache_max_entries=integer("GATEWAY_CACHE_MAX_ENTRIES", d.cache_max_entries, minimum=1),
+            response_cache_bytes=integer(
+                "GATEWAY_RESPONSE_CACHE_BYTES", d.response_cache_bytes, minimum=0
+            ),
+            request_deadline=_request_deadline(reader),
+            max_numbers=integer("GATEWAY_MAX_NUMBERS", d.max_numbers, minimum=1),
+            batch_size=integer("GATEWAY_BATCH_SIZE", d.batch_size, minimum=1),
             shutdown_grace=_shutdown_grace(reader),
-            login_at_start=reader.boolean("GATEWAY_LOGIN_AT_START", True),
+            login_at_start=reader.boolean("GATEWAY_LOGIN_AT_START", d.login_at_start),
             security=security_from_environ(reader),
             redis_url=_secret(reader, "GATEWAY_REDIS_URL"),
             redis_token_key=_token_key(reader),
-            redis_prefix=reader.get("GATEWAY_REDIS_PREFIX") or "pbxgw:",
-            redis_timeout=reader.number("GATEWAY_REDIS_TIMEOUT", 2.0, minimum=0.05),
+            redis_prefix=reader.get("GATEWAY_REDIS_PREFIX") or d.redis_prefix,
+            redis_timeout=number("GATEWAY_REDIS_TIMEOUT", d.redis_timeout, minimum=0.05),
             log_level=reader.choice(
-                "GATEWAY_LOG_LEVEL", ("debug", "info", "warning", "error"), "info"
+                "GATEWAY_LOG_LEVEL", ("debug", "info", "warning", "error"), d.log_level.lower()
             ).upper(),
             graphiql_assets_dir=_directory(reader, "GATEWAY_GRAPHIQL_ASSETS_DIR"),
             http_limits=_http_limits(reader),
@@ -192,11 +199,18 @@ def _directory(reader: EnvReader, name: str) -> Path | None:
     return Path(raw)
 
 
+def _pbx_timeout(reader: EnvReader) -> float:
+    return reader.number("PBX_TIMEOUT", Settings.pbx_timeout, minimum=0.1)
+
+
+def _request_deadline(reader: EnvReader) -> float:
+    return reader.number("GATEWAY_REQUEST_DEADLINE", Settings.request_deadline, minimum=0.01)
+
+
 def _shutdown_grace(reader: EnvReader) -> int:
     """At least the request deadline: a request cut off by shutdown gets no answer, and a
     change cut off that way may be on the PBX while its client never learns it."""
-    deadline = reader.number("GATEWAY_REQUEST_DEADLINE", 15.0, minimum=0.01)
-    timeout = reader.number("PBX_TIMEOUT", 10.0, minimum=0.1)
+    deadline, timeout = _request_deadline(reader), _pbx_timeout(reader)
     grace = reader.integer("GATEWAY_SHUTDOWN_GRACE", math.ceil(deadline + timeout), minimum=0)
     if grace < deadline:
         raise ConfigError(

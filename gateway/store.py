@@ -49,10 +49,11 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 from cachetools import TTLCache
 
+from gateway.conference_codec import ALL
 from gateway.errors import GatewayError, PbxTimeoutError
 from gateway.fetch_queue import FetchQueue, new_future
 from gateway.pbx.conferences import Conference, QueryAnswer, Room, UnreadableRoom
@@ -72,8 +73,6 @@ from gateway.store_entries import (
 )
 
 __all__ = ["ALL", "Admit", "ConferenceStore", "Entry", "Fetch", "Outcome", "ServedReport"]
-
-ALL: Final = "all"
 
 Fetch = Callable[[Sequence[str] | Literal["all"]], Awaitable[Mapping[str, Room]]]
 """Asks the PBX: numbers (or ``all``) in, the rooms it reports keyed by number out. A

@@ -21,7 +21,7 @@ import httpx
 from gateway.pbx.client import PbxClient, build_http_client
 from gateway.pbx.session import PbxSession
 from gateway.secrets import Secret
-from gateway.settings import PasswordSource
+from gateway.settings import PasswordSource, Settings
 
 BASE_URL = "http://pbx.test:8088"
 USERNAME = "api"
@@ -199,7 +199,7 @@ class FakePbx:
 
 @contextlib.asynccontextmanager
 async def pbx_client(
-    transport: httpx.AsyncBaseTransport, *, max_concurrency: int = 2
+    transport: httpx.AsyncBaseTransport, *, max_concurrency: int = Settings.pbx_max_concurrency
 ) -> AsyncIterator[PbxClient]:
     """A :class:`PbxClient` over ``transport``, closed on exit."""
     async with build_http_client(
@@ -214,10 +214,10 @@ async def pbx_session(
     *,
     password: PasswordSource | None = None,
     clock: Callable[[], float] | None = None,
-    max_concurrency: int = 2,
-    heartbeat_interval: float = 1200.0,
-    login_cooldown: float = 600.0,
-    lockout_backoff: float = 600.0,
+    max_concurrency: int = Settings.pbx_max_concurrency,
+    heartbeat_interval: float = Settings.pbx_heartbeat_interval,
+    login_cooldown: float = Settings.pbx_login_cooldown,
+    lockout_backoff: float = Settings.pbx_lockout_backoff,
 ) -> AsyncIterator[PbxSession]:
     """A :class:`PbxSession` over ``transport``; closed (logged out) on exit."""
     async with pbx_client(transport, max_concurrency=max_concurrency) as client:

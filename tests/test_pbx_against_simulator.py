@@ -34,7 +34,7 @@ from gateway.pbx.conference_query import query_conferences
 from gateway.pbx.login_guard import MAX_UNCHANGED_FAILURES
 from gateway.pbx.session import PbxSession
 from gateway.secrets import Secret
-from gateway.settings import PasswordSource
+from gateway.settings import PasswordSource, Settings
 from gateway.simulator import (
     DEMO_PASSWORD,
     DEMO_USERNAME,
@@ -84,8 +84,8 @@ async def session_for(
     *,
     password: PasswordSource | None = None,
     clock: Callable[[], float] | None = None,
-    max_concurrency: int = 2,
-    heartbeat_interval: float = 1200.0,
+    max_concurrency: int = Settings.pbx_max_concurrency,
+    heartbeat_interval: float = Settings.pbx_heartbeat_interval,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> AsyncIterator[PbxSession]:
     """The gateway's session against ``sim``, closed (logged out) on exit."""

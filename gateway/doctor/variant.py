@@ -20,11 +20,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from gateway.conference_codec import ALL, WIRE_NAMES
 from gateway.doctor.options import DoctorOptions
 from gateway.doctor.report import Report, Status
 from gateway.doctor.wire import Reply, Wire
 from gateway.pbx.errnos import TOKEN_ERRNOS
-from gateway.simulator.conference_rules import FIELDS
 
 UNSUPPORTED_REQUEST: Final = "10003"
 CONFERENCE_ENDPOINTS: Final = (
@@ -53,7 +53,7 @@ def _unexpected(report: Report, name: str, reply: Reply) -> None:
 
 async def probe_rooms(wire: Wire, token: str, report: Report) -> list[str]:
     """The ``rooms`` row; the listed numbers (empty when the listing failed)."""
-    reply = await wire.post("conference/query", {"number": "all"}, token=token)
+    reply = await wire.post("conference/query", {"number": ALL}, token=token)
     rooms = reply.payload.get("conferences") if reply.succeeded else None
     if not isinstance(rooms, list):
         if reply.succeeded:
@@ -88,10 +88,10 @@ async def probe_rooms(wire: Wire, token: str, report: Report) -> list[str]:
 
 def _field_findings(records: Sequence[Mapping[str, Any]], report: Report) -> None:
     findings = report.findings
-    everywhere = [f for f in FIELDS if all(f in room for room in records)]
-    nowhere = [f for f in FIELDS if not any(f in room for room in records)]
-    partial = [f for f in FIELDS if f not in everywhere and f not in nowhere]
-    extra = sorted({key for room in records for key in room if key not in FIELDS})
+    everywhere = [f for f in WIRE_NAMES if all(f in room for room in records)]
+    nowhere = [f for f in WIRE_NAMES if not any(f in room for room in records)]
+    partial = [f for f in WIRE_NAMES if f not in everywhere and f not in nowhere]
+    extra = sorted({key for room in records for key in room if key not in WIRE_NAMES})
     findings.fields_present, findings.fields_absent = everywhere, nowhere
     findings.fields_partial, findings.fields_extra = partial, extra
     result = f"{len(records)} room(s)"

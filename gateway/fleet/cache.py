@@ -29,9 +29,10 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
+from gateway import conference_codec as codec
 from gateway.fleet.link import RedisLink, script
 from gateway.fleet.sealing import Sealer
-from gateway.pbx.conferences import Conference, Prompt, Room, UnreadableRoom, in_order
+from gateway.pbx.conferences import Conference, Room, UnreadableRoom, in_order
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ end
 return released
 """
 
-LISTING: Final = "all"
+LISTING: Final = codec.ALL
 
 # Writes that keep to what was true when their fetch began: KEYS are n entry keys then
 # their n version keys; ARGV is n, then per entry (blob, seconds, version seen before the
@@ -345,36 +346,18 @@ def _plain(conference: Room) -> dict[str, Any]:
             "number": conference.number,
             "endpoint": conference.endpoint,
         }
-    return {
-        "number": conference.number,
-        "name": conference.name,
-        "participant_password": conference.participant_password,
-        "moderator_password": conference.moderator_password,
-        "wait_for_moderator": conference.wait_for_moderator,
-        "allow_invite": conference.allow_invite,
-        "moderators": None if conference.moderators is None else list(conference.moderators),
-        "music_on_hold": conference.music_on_hold,
-        "mute": conference.mute,
-        "prompt": None if conference.prompt is None else conference.prompt.value,
-        "unreported": sorted(conference.unreported),
-    }
+    plain = {f.attribute: codec.to_plain(f, getattr(conference, f.attribute)) for f in codec.FIELDS}
+    plain["unreported"] = sorted(conference.unreported)
+    return plain
 
 
 def _conference(data: dict[str, Any]) -> Room:
     if "unreadable" in data:
         return UnreadableRoom(data.get("number"), str(data["unreadable"]), str(data["endpoint"]))
-    prompt = data.get("prompt")
-    moderators = data.get("moderators")
+    settings = {f.attribute: codec.from_plain(f, data.get(f.attribute)) for f in codec.SETTINGS}
     return Conference(
         number=str(data["number"]),
         name=str(data["name"]),
-        participant_password=data.get("participant_password"),
-        moderator_password=data.get("moderator_password"),
-        wait_for_moderator=data.get("wait_for_moderator"),
-        allow_invite=data.get("allow_invite"),
-        moderators=None if moderators is None else tuple(str(m) for m in moderators),
-        music_on_hold=data.get("music_on_hold"),
-        mute=data.get("mute"),
-        prompt=None if prompt is None else Prompt(prompt),
         unreported=frozenset(data.get("unreported", ())),
+        **settings,
     )

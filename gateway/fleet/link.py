@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeout
 
 from gateway.secrets import Secret
+from gateway.settings import Settings
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -35,7 +36,13 @@ SLOW_ANSWERS_BEFORE_DOWN: Final = 3
 class RedisLink:
     """A Redis client that degrades to "not available" instead of failing requests."""
 
-    def __init__(self, url: Secret, *, prefix: str = "pbxgw:", timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        url: Secret,
+        *,
+        prefix: str = Settings.redis_prefix,
+        timeout: float = Settings.redis_timeout,
+    ) -> None:
         self.prefix = prefix
         parts = urlsplit(url.reveal())
         self._where = f"{parts.hostname or parts.path}:{parts.port or 6379}"  # never the password

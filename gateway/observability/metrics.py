@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import __version__
+from gateway.error_code import ErrorCode
 from gateway.observability.log_writer import dropped_lines
 from gateway.pbx.breaker import CircuitState
 from gateway.pbx.errnos import errno_meaning
@@ -148,7 +149,7 @@ class _ConnectionCollector(Collector):
             "Connections refused by the HTTP limits, by code.",
             labels=["code"],
         )
-        for code in ("HEADERS_TOO_LARGE", "REQUEST_TIMEOUT", "SERVER_BUSY"):
+        for code in (ErrorCode.HEADERS_TOO_LARGE, ErrorCode.REQUEST_TIMEOUT, ErrorCode.SERVER_BUSY):
             refused.add_metric([code], self._guard.refused[code])
         yield refused
 

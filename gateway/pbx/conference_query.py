@@ -24,6 +24,7 @@ import logging
 from collections.abc import Sequence
 from typing import Final, Literal
 
+from gateway.conference_codec import ALL
 from gateway.errors import PbxApiError, PbxProtocolError, PbxTokenError, PbxTransientError
 from gateway.pbx.conferences import (
     Conference,
@@ -37,7 +38,6 @@ from gateway.pbx.field_notes import FieldNotes
 from gateway.pbx.session import PbxSession
 
 ENDPOINT: Final = "conference/query"
-ALL: Final = "all"
 
 logger = logging.getLogger(__name__)
 

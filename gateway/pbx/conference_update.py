@@ -1,9 +1,8 @@
 """``conference/update``: validated changes in, one PBX call out, never retried.
 
-The wire format is ``conference/query``'s (``pbx-api.md``): every value a string, flags as
-``yes``/``no``, ``moderators`` a comma list, ``prompt`` lower-case, and the API's own
-spelling ``participantepassword``. Only the fields being changed are sent; the PBX keeps
-the rest.
+The wire format is ``conference/query``'s (``pbx-api.md``), written by
+:mod:`gateway.conference_codec`. Only the fields being changed are sent; the PBX keeps the
+rest.
 
 A change is not idempotent in the way a query is: a connection lost after the request
 left leaves it unknown whether the PBX applied it, so the client never resends it
@@ -17,6 +16,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Final
 
+from gateway import conference_codec as codec
+from gateway.conference_codec import Prompt
 from gateway.errors import (
     PbxApiError,
     PbxConnectionError,
@@ -25,7 +26,6 @@ from gateway.errors import (
     PbxTimeoutError,
 )
 from gateway.pbx import errnos
-from gateway.pbx.conferences import Prompt
 from gateway.pbx.session import PbxSession
 
 ENDPOINT: Final = "conference/update"
@@ -63,33 +63,12 @@ class ConferenceChanges:
         )
 
 
-_WIRE_NAMES: Final = {
-    "name": "name",
-    "participant_password": "participantepassword",  # sic: the API's own spelling
-    "moderator_password": "moderatorpassword",
-    "wait_for_moderator": "waitformoderator",
-    "allow_invite": "allowinvite",
-    "moderators": "moderators",
-    "music_on_hold": "musiconhold",
-    "mute": "mute",
-    "prompt": "prompt",
-}
-
-
 def encode_changes(changes: ConferenceChanges) -> dict[str, str]:
     """The ``conference/update`` body: ``number`` plus each changed field, as strings."""
     body = {"number": changes.number}
     for name in changes.changed():
-        value = getattr(changes, name)
-        if isinstance(value, bool):
-            wire = "yes" if value else "no"
-        elif isinstance(value, Prompt):
-            wire = value.value  # "default" / "exten" / "none"
-        elif isinstance(value, tuple):
-            wire = ",".join(value)  # "" when there are none
-        else:
-            wire = value
-        body[_WIRE_NAMES[name]] = wire
+        field = codec.BY_ATTRIBUTE[name]
+        body[field.wire] = codec.write(field, getattr(changes, name))
     return body
 
 

@@ -17,36 +17,13 @@ a non-text type, or an entry that is not an object cannot be decoded at all: it 
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any
 
+from gateway import conference_codec as codec
+from gateway.conference_codec import Prompt as Prompt  # re-exported: the record's prompt type
 from gateway.errors import PbxProtocolError
-
-_YES: Final = frozenset({"yes", "true", "1", "on"})
-_NO: Final = frozenset({"no", "false", "0", "off"})
-
-
-class Prompt(enum.Enum):
-    """What members hear when someone joins or leaves."""
-
-    DEFAULT = "default"
-    EXTEN = "exten"
-    NONE = "none"
-
-
-# Record field -> the wire names it is read from, first match wins.
-WIRE_NAMES: Final[Mapping[str, tuple[str, ...]]] = {
-    "participant_password": ("participantepassword", "participantpassword"),  # sic, then fixed
-    "moderator_password": ("moderatorpassword",),
-    "wait_for_moderator": ("waitformoderator",),
-    "allow_invite": ("allowinvite",),
-    "moderators": ("moderators",),
-    "music_on_hold": ("musiconhold",),
-    "mute": ("mute",),
-    "prompt": ("prompt",),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +45,8 @@ class Conference:
     mute: bool | None
     prompt: Prompt | None
     unreported: frozenset[str] = field(default=frozenset())
-    """The record's field names the PBX left out or sent unreadable (see :data:`WIRE_NAMES`)."""
+    """The record's field names the PBX left out or sent unreadable (see
+    :data:`gateway.conference_codec.SETTINGS`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +89,7 @@ def decode_conference(
 ) -> Conference:
     """Decode one ``ConferenceInfo``; PbxProtocolError only when it has no readable number
     or a name that is not text. Each setting not reported readably is added to ``notes``."""
-    number = _text(raw.get("number"))
+    number = codec.text(raw.get("number"))
     if not number:
         raise PbxProtocolError(
             f"{endpoint} returned a conference without a number", endpoint=endpoint
@@ -125,76 +103,22 @@ def decode_conference(
         )
     values: dict[str, Any] = {}
     unreported: list[str] = []
-    for attribute, wire_names in WIRE_NAMES.items():
+    for setting in codec.SETTINGS:
         wire_name, value = next(
-            ((w, raw[w]) for w in wire_names if raw.get(w) is not None), (wire_names[0], None)
+            ((w, raw[w]) for w in setting.wire_names if raw.get(w) is not None),
+            (setting.wire, None),
         )
-        decoded = None if value is None else _READERS[attribute](value)
+        decoded = None if value is None else codec.read(setting, value)
         if decoded is None:
-            unreported.append(attribute)
+            unreported.append(setting.attribute)
             if notes is not None:
                 notes.append(FieldNote(number, wire_name, absent=value is None))
-        values[attribute] = decoded
-    for pin in ("participant_password", "moderator_password"):
-        values[pin] = values[pin] or None  # "" is "no PIN"
-    return Conference(number=number, name=_text(name), unreported=frozenset(unreported), **values)
-
-
-def _pin(value: object) -> str | None:
-    """The PIN, ``""`` for none; None when it is not text (unreadable)."""
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        return None
-    return _text(value)
-
-
-def _text(value: object) -> str:
-    if value is None or isinstance(value, bool):
-        return ""
-    if isinstance(value, str):
-        return value.strip()
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return ""
-
-
-def _flag(value: object) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    text = _text(value).lower()
-    if text in _YES:
-        return True
-    if text in _NO:
-        return False
-    return None
-
-
-def _moderators(value: object) -> tuple[str, ...] | None:
-    """``""`` / ``"4000"`` / ``"4000,4001"`` / ``4000`` / a list, as extension numbers;
-    None for anything else (an object, a boolean)."""
-    if not isinstance(value, str | int | float | list) or isinstance(value, bool):
-        return None
-    parts = [_text(item) for item in value] if isinstance(value, list) else _text(value).split(",")
-    return tuple(part.strip() for part in parts if part.strip())
-
-
-def _prompt(value: object) -> Prompt | None:
-    # An unexpected value is reported as "not reported" rather than failing the room.
-    try:
-        return Prompt(_text(value).lower())
-    except ValueError:
-        return None
-
-
-_READERS: Final[Mapping[str, Any]] = {
-    "participant_password": _pin,
-    "moderator_password": _pin,
-    "wait_for_moderator": _flag,
-    "allow_invite": _flag,
-    "moderators": _moderators,
-    "music_on_hold": _flag,
-    "mute": _flag,
-    "prompt": _prompt,
-}
+        values[setting.attribute] = decoded
+        if setting.kind is codec.Kind.PIN:
+            values[setting.attribute] = decoded or None  # "" is "no PIN"
+    return Conference(
+        number=number, name=codec.text(name), unreported=frozenset(unreported), **values
+    )
 
 
 class QueryAnswer(dict[str, Room]):

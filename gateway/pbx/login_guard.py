@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
+from gateway.error_code import ErrorCode
 from gateway.errors import PbxApiError, PbxAuthError, PbxLockedOutError
 from gateway.pbx.errnos import errno_meaning
 
@@ -152,9 +153,11 @@ def _rebuild(data: object) -> PbxApiError | None:
     if not isinstance(data, dict) or not isinstance(data.get("message"), str):
         return None
     errno = data.get("errno") if isinstance(data.get("errno"), str) else None
-    kind = {"PBX_AUTH_FAILED": PbxAuthError, "PBX_LOCKED_OUT": PbxLockedOutError}.get(
-        str(data.get("code")), PbxApiError
-    )
+    kinds: dict[str, type[PbxApiError]] = {
+        ErrorCode.PBX_AUTH_FAILED: PbxAuthError,
+        ErrorCode.PBX_LOCKED_OUT: PbxLockedOutError,
+    }
+    kind = kinds.get(str(data.get("code")), PbxApiError)
     return kind(data["message"], endpoint="login", errno=errno, meaning=errno_meaning(errno))
 
 

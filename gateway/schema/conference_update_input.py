@@ -27,9 +27,10 @@ from typing import Any, Final
 
 import strawberry
 
+from gateway import conference_codec as codec
+from gateway.conference_codec import Prompt
 from gateway.errors import BadInputError, InvalidFieldsError
 from gateway.pbx.conference_update import ConferenceChanges
-from gateway.pbx.conferences import Prompt
 from gateway.schema.numbers import check_numbers
 from gateway.schema.types import ConferencePrompt
 
@@ -42,20 +43,10 @@ FORBIDDEN_NAME_CHARACTERS: Final = "&'<>\\|$]\"`"
 _PIN: Final = re.compile(r"[0-9*]*")
 _EXTENSION: Final = re.compile(r"[0-9]{1,15}")
 
-SCHEMA_NAMES: Final = {
-    "name": "name",
-    "participant_password": "participantPassword",
-    "moderator_password": "moderatorPassword",
-    "wait_for_moderator": "waitForModerator",
-    "allow_invite": "allowInvite",
-    "moderators": "moderators",
-    "music_on_hold": "musicOnHold",
-    "mute": "mute",
-    "prompt": "prompt",
-}
+SCHEMA_NAMES: Final = {field.attribute: field.schema for field in codec.CHANGEABLE}
 """Record field name -> the schema's name for it."""
 
-PIN_FIELDS: Final = frozenset({"participant_password", "moderator_password"})
+PIN_FIELDS: Final = frozenset(f.attribute for f in codec.CHANGEABLE if f.kind is codec.Kind.PIN)
 
 _KEEP = "leave the field out to keep the current value"
 

@@ -9,18 +9,35 @@ largest document the default limits admit validates in milliseconds (README, Sec
 
 Batched operations share one request's budget of fields and spreads (:class:`RequestBudget`):
 six documents each under the limit are charged their sum, not six separate budgets.
+
+Every refusal for size is an :class:`OperationTooLargeError`, so it is recognised by its
+type, never by its wording; graphql-core's own token limit (a plain syntax error) becomes
+one too, at the parse (:func:`token_limit_refusal`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
 
-from graphql import GraphQLError
+from graphql import GraphQLError, GraphQLSyntaxError, Lexer, Source, TokenKind
 
+from gateway.error_code import ErrorCode
 from gateway.schema.document_cost import DocumentCost
 
-TOO_LARGE: Final = "OPERATION_TOO_LARGE"
+
+class OperationTooLargeError(GraphQLError):
+    """A document (or a request's documents together) over a size limit."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, extensions={"code": ErrorCode.OPERATION_TOO_LARGE})
+
+
+class TooManyTokensError(GraphQLSyntaxError):
+    """graphql-core's token limit, as graphql-core words and places it, with its code."""
+
+    def __init__(self, error: GraphQLSyntaxError, source: Source, position: int) -> None:
+        super().__init__(source, position, error.message.removeprefix("Syntax Error: "))
+        self.extensions = {"code": ErrorCode.OPERATION_TOO_LARGE}
 
 
 @dataclass(frozen=True)
@@ -38,7 +55,7 @@ def refusals(cost: DocumentCost, limits: CostLimits) -> list[GraphQLError]:
     if cost.cycle is not None:
         # Invalid rather than too large: graphql-core's words, without running its rule.
         message = f"Cannot spread fragment '{cost.cycle}' within itself."
-        return [GraphQLError(message, extensions={"code": "GRAPHQL_VALIDATION_FAILED"})]
+        return [GraphQLError(message, extensions={"code": ErrorCode.GRAPHQL_VALIDATION_FAILED})]
     errors = [
         # The depth and alias messages are those of the rules this replaces.
         _too_large(f"'{name}' exceeds maximum operation depth of {limits.max_depth}")
@@ -92,4 +109,44 @@ class RequestBudget:
 
 
 def _too_large(message: str) -> GraphQLError:
-    return GraphQLError(message, extensions={"code": TOO_LARGE})
+    return OperationTooLargeError(message)
+
+
+def token_limit_refusal(error: GraphQLSyntaxError, text: str, max_tokens: int) -> GraphQLError:
+    """``error`` from parsing ``text`` with ``max_tokens``: the token limit's abort as a
+    :class:`TooManyTokensError`, any other syntax error as it is.
+
+    graphql-core gives its token limit no type of its own; it is told apart by where it
+    stands: at the start of the first token past the limit, where graphql-core checks the
+    count before anything else can fail.
+    """
+    positions = list(error.positions or ())
+    if len(positions) != 1 or positions[0] not in _past_token_limit(text, max_tokens):
+        return error
+    return TooManyTokensError(error, error.source or Source(text), positions[0])
+
+
+def _past_token_limit(text: str, max_tokens: int) -> set[int]:
+    """Where the first token past ``max_tokens`` starts, comments counted (graphql-core 3.3)
+    and not (3.2); empty when the text has no more, or cannot be read that far."""
+    lexer = Lexer(Source(text))
+    previous, every, lexical = lexer.token, 0, 0
+    past: set[int] = set()
+    try:
+        while lexical <= max_tokens:
+            token = lexer.advance()
+            skipped = previous.next  # the comments the lexer stepped over
+            while skipped is not None and skipped is not token:
+                every += 1
+                if every == max_tokens + 1:
+                    past.add(skipped.start)
+                skipped = skipped.next
+            if token.kind is TokenKind.EOF:
+                break
+            every, lexical = every + 1, lexical + 1
+            if every == max_tokens + 1 or lexical == max_tokens + 1:
+                past.add(token.start)
+            previous = token
+    except GraphQLSyntaxError:
+        pass  # the lexer's own error stands past here; what was found before holds
+    return past

@@ -44,6 +44,7 @@ from graphql import (
     FieldNode,
     GraphQLError,
     GraphQLSchema,
+    GraphQLSyntaxError,
     NameNode,
     OperationDefinitionNode,
     OperationType,
@@ -54,7 +55,12 @@ from graphql import (
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 
-from gateway.schema.document_budget import CostLimits, RequestBudget, refusals
+from gateway.schema.document_budget import (
+    CostLimits,
+    RequestBudget,
+    refusals,
+    token_limit_refusal,
+)
 from gateway.schema.document_cost import DocumentCost, measure
 
 WORKERS: Final = 1
@@ -134,6 +140,9 @@ def _parse(
     """In a worker: the document, its key and its cost, or the syntax (or token) error."""
     try:
         document = parse(text, **options)
+    except GraphQLSyntaxError as error:
+        max_tokens = options.get("max_tokens")
+        return error if max_tokens is None else token_limit_refusal(error, text, max_tokens)
     except GraphQLError as error:
         return error
     return document, _key(document, text), measure(document)

@@ -11,18 +11,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import Final
 
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
+from gateway.error_code import ErrorCode
 from gateway.errors import GatewayError
 
 logger = logging.getLogger(__name__)
-
-# graphql-core's token limit reports a plain message; this names the limit. (The document
-# budget's refusals carry their code already: gateway.schema.document_budget.)
-_TOO_LARGE: Final = ("tokens. Parsing aborted",)
 
 
 class ErrorCodes(SchemaExtension):
@@ -40,14 +36,14 @@ class ErrorCodes(SchemaExtension):
         if isinstance(original, GatewayError) or (error.extensions or {}).get("code"):
             return error
         if original is None or isinstance(original, GraphQLError):  # graphql-core's own
+            # Size limits are refused with their code already, by type
+            # (gateway.schema.document_budget: graphql-core's token limit included).
             code = (
-                "OPERATION_TOO_LARGE"
-                if any(marker in error.message for marker in _TOO_LARGE)
-                else "GRAPHQL_PARSE_FAILED"
+                ErrorCode.GRAPHQL_PARSE_FAILED
                 if error.message.startswith("Syntax Error")
-                else "BAD_USER_INPUT"
+                else ErrorCode.BAD_USER_INPUT
                 if error.message.startswith("Variable ")
-                else "GRAPHQL_VALIDATION_FAILED"
+                else ErrorCode.GRAPHQL_VALIDATION_FAILED
             )
             error.extensions = {**(error.extensions or {}), "code": code}
             return error
@@ -62,5 +58,5 @@ class ErrorCodes(SchemaExtension):
             f"Internal error; quote request id {request_id} to the gateway's operator.",
             nodes=error.nodes,
             path=error.path,
-            extensions={"code": "INTERNAL_ERROR", "requestId": request_id},
+            extensions={"code": ErrorCode.INTERNAL_ERROR, "requestId": request_id},
         )

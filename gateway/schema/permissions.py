@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import strawberry
 from strawberry.permission import BasePermission
 
+from gateway.error_code import ErrorCode
 from gateway.security.identity import READ
 
 
@@ -20,7 +21,7 @@ class RequireScope(BasePermission):
     """Allows the field when the caller holds ``scope``."""
 
     scope: ClassVar[str]
-    error_extensions = {"code": "FORBIDDEN"}  # noqa: RUF012 (strawberry reads it per class)
+    error_extensions = {"code": ErrorCode.FORBIDDEN}  # noqa: RUF012 (strawberry reads it per class)
 
     def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
         identity = getattr(info.context, "identity", None)

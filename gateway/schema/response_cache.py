@@ -38,11 +38,11 @@ from graphql import ExecutionResult as GraphQLExecutionResult
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
+from gateway.settings import Settings
 from gateway.store import ConferenceStore
 
 Key = tuple[str, str | None, str, frozenset[str]]
 
-DEFAULT_MAX_BYTES: Final = 32 * 1024 * 1024
 LARGEST_SHARE: Final = 8
 """An answer larger than ``max_bytes / LARGEST_SHARE`` is not kept: it would push out
 most of what the others need for one document."""
@@ -101,9 +101,9 @@ class ResponseCache:
 
     def __init__(
         self,
-        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_bytes: int = Settings.response_cache_bytes,
         *,
-        ttl: float = 30.0,
+        ttl: float = Settings.cache_ttl,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_bytes = max_bytes

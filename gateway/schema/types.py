@@ -11,8 +11,9 @@ from typing import cast
 
 import strawberry
 
+from gateway.conference_codec import Prompt
 from gateway.errors import ForbiddenError
-from gateway.pbx.conferences import Conference, Prompt
+from gateway.pbx.conferences import Conference
 from gateway.security.identity import PINS
 
 

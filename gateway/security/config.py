@@ -68,12 +68,14 @@ class SecuritySettings:
 
 
 def security_from_environ(reader: EnvReader) -> SecuritySettings:
-    """Read ``GATEWAY_AUTH`` and the rest; ConfigError naming the first bad variable."""
+    """Read ``GATEWAY_AUTH`` and the rest; ConfigError naming the first bad variable. A
+    variable left unset takes the field's default in :class:`SecuritySettings`."""
+    d = SecuritySettings
     auth = reader.choice("GATEWAY_AUTH", AUTH_MODES)
     keys_file = reader.file("GATEWAY_API_KEYS_FILE")
     if auth == "api-key" and keys_file is None:
         raise ConfigError("GATEWAY_API_KEYS_FILE is required with GATEWAY_AUTH=api-key")
-    anonymous = frozenset(reader.words("GATEWAY_ANONYMOUS_SCOPES", (READ,)))
+    anonymous = frozenset(reader.words("GATEWAY_ANONYMOUS_SCOPES", tuple(d.anonymous_scopes)))
     if anonymous - ALL_SCOPES:
         raise ConfigError(f"GATEWAY_ANONYMOUS_SCOPES: unknown {sorted(anonymous - ALL_SCOPES)}")
     origins = reader.words("GATEWAY_CORS_ORIGINS")
@@ -84,7 +86,7 @@ def security_from_environ(reader: EnvReader) -> SecuritySettings:
                 f"(no '*', no path); got {origin!r}"
             )
     documents_file = reader.file("GATEWAY_PERSISTED_QUERIES_FILE")
-    persisted_only = reader.boolean("GATEWAY_PERSISTED_ONLY", False)
+    persisted_only = reader.boolean("GATEWAY_PERSISTED_ONLY", d.persisted_only)
     if persisted_only and documents_file is None:
         raise ConfigError("GATEWAY_PERSISTED_QUERIES_FILE is required with GATEWAY_PERSISTED_ONLY")
     return SecuritySettings(
@@ -92,25 +94,25 @@ def security_from_environ(reader: EnvReader) -> SecuritySettings:
         api_keys=load_keys(keys_file) if auth == "api-key" and keys_file else (),
         jwt=_jwt_verifier(reader) if auth == "jwt" else None,
         anonymous_scopes=anonymous,
-        graphiql=reader.boolean("GATEWAY_GRAPHIQL", False),
-        introspection=reader.boolean("GATEWAY_INTROSPECTION", False),
+        graphiql=reader.boolean("GATEWAY_GRAPHIQL", d.graphiql),
+        introspection=reader.boolean("GATEWAY_INTROSPECTION", d.introspection),
         cors_origins=origins,
-        max_depth=reader.integer("GATEWAY_MAX_DEPTH", 10, minimum=2),
-        max_aliases=reader.integer("GATEWAY_MAX_ALIASES", 50, minimum=1),
-        max_tokens=reader.integer("GATEWAY_MAX_TOKENS", 2000, minimum=50),
-        max_selections=reader.integer("GATEWAY_MAX_SELECTIONS", 300, minimum=1),
-        max_spreads=reader.integer("GATEWAY_MAX_FRAGMENT_SPREADS", 100, minimum=0),
-        max_body_bytes=reader.integer("GATEWAY_MAX_BODY_BYTES", 65_536, minimum=1024),
-        batching=reader.boolean("GATEWAY_BATCHING", False),
-        max_batch=reader.integer("GATEWAY_MAX_BATCH", 10, minimum=1),
+        max_depth=reader.integer("GATEWAY_MAX_DEPTH", d.max_depth, minimum=2),
+        max_aliases=reader.integer("GATEWAY_MAX_ALIASES", d.max_aliases, minimum=1),
+        max_tokens=reader.integer("GATEWAY_MAX_TOKENS", d.max_tokens, minimum=50),
+        max_selections=reader.integer("GATEWAY_MAX_SELECTIONS", d.max_selections, minimum=1),
+        max_spreads=reader.integer("GATEWAY_MAX_FRAGMENT_SPREADS", d.max_spreads, minimum=0),
+        max_body_bytes=reader.integer("GATEWAY_MAX_BODY_BYTES", d.max_body_bytes, minimum=1024),
+        batching=reader.boolean("GATEWAY_BATCHING", d.batching),
+        max_batch=reader.integer("GATEWAY_MAX_BATCH", d.max_batch, minimum=1),
         rate=reader.optional_number("GATEWAY_RATE_LIMIT", minimum=0.01),
         burst=_request_burst(reader),
-        miss_rate=reader.number("GATEWAY_MISS_RATE_LIMIT", 1.0, minimum=0.001),
-        miss_burst=reader.number("GATEWAY_MISS_BURST", 10.0, minimum=1),
+        miss_rate=reader.number("GATEWAY_MISS_RATE_LIMIT", d.miss_rate, minimum=0.001),
+        miss_burst=reader.number("GATEWAY_MISS_BURST", d.miss_burst, minimum=1),
         persisted_only=persisted_only,
         persisted_documents=load_documents(documents_file) if documents_file else {},
-        apq_max_entries=reader.integer("GATEWAY_APQ_MAX_ENTRIES", 1000, minimum=0),
-        apq_ttl=reader.number("GATEWAY_APQ_TTL", 86_400.0, minimum=1),
+        apq_max_entries=reader.integer("GATEWAY_APQ_MAX_ENTRIES", d.apq_max_entries, minimum=0),
+        apq_ttl=reader.number("GATEWAY_APQ_TTL", d.apq_ttl, minimum=1),
         trusted_proxies=reader.words("GATEWAY_TRUSTED_PROXIES"),
     )
 
@@ -173,8 +175,8 @@ def _jwt_verifier(reader: EnvReader) -> JwtVerifier:
         algorithms=algorithms,
         audience=reader.required("GATEWAY_JWT_AUDIENCE", " (with GATEWAY_AUTH=jwt)"),
         issuer=reader.required("GATEWAY_JWT_ISSUER", " (with GATEWAY_AUTH=jwt)"),
-        scopes_claim=reader.get("GATEWAY_JWT_SCOPES_CLAIM") or "scope",
-        leeway=reader.number("GATEWAY_JWT_LEEWAY", 30.0, minimum=0),
+        scopes_claim=reader.get("GATEWAY_JWT_SCOPES_CLAIM") or JwtVerifier.scopes_claim,
+        leeway=reader.number("GATEWAY_JWT_LEEWAY", JwtVerifier.leeway, minimum=0),
         key=key,
         jwks=jwks,
     )

@@ -28,6 +28,7 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.error_code import ErrorCode
 from gateway.errors import retry_seconds
 from gateway.graphiql import asks_for_ide
 from gateway.security.api_keys import ApiKeyAuthenticator
@@ -114,7 +115,9 @@ class GraphQLGate:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self._refuse(scope, receive, send, 400, "BAD_REQUEST", "only HTTP is served here")
+            await self._refuse(
+                scope, receive, send, 400, ErrorCode.BAD_REQUEST, "only HTTP is served here"
+            )
             return
         headers = Headers(scope=scope)
         if self._is_ide_page(scope, headers):
@@ -122,12 +125,12 @@ class GraphQLGate:
             return
         if len(scope.get("query_string", b"")) > self._settings.max_body_bytes:
             message = f"the query string exceeds {self._settings.max_body_bytes} bytes"
-            await self._refuse(scope, receive, send, 414, "OPERATION_TOO_LARGE", message)
+            await self._refuse(scope, receive, send, 414, ErrorCode.OPERATION_TOO_LARGE, message)
             return
         body = await _read_body(receive, self._settings.max_body_bytes)
         if body is None:
             message = f"the request body exceeds {self._settings.max_body_bytes} bytes"
-            await self._refuse(scope, receive, send, 413, "OPERATION_TOO_LARGE", message)
+            await self._refuse(scope, receive, send, 413, ErrorCode.OPERATION_TOO_LARGE, message)
             return
         client = scope.get("client")
         address = client[0] if client else "unknown"
@@ -142,7 +145,9 @@ class GraphQLGate:
                 await self._rate_limited(scope, receive, send, what, wait)
                 return
             extra = {"www-authenticate": self._authenticator.challenge}
-            await self._refuse(scope, receive, send, 401, "UNAUTHENTICATED", str(exc), extra)
+            await self._refuse(
+                scope, receive, send, 401, ErrorCode.UNAUTHENTICATED, str(exc), extra
+            )
             return
         wait = 0.0 if self._requests is None else self._requests.take(identity.name)
         if wait > 0:
@@ -157,7 +162,7 @@ class GraphQLGate:
         retry = retry_seconds(wait)
         message = f"too many {what}; retry in {retry} s"
         await self._refuse(
-            scope, receive, send, 429, "RATE_LIMITED", message, {"retry-after": str(retry)}
+            scope, receive, send, 429, ErrorCode.RATE_LIMITED, message, {"retry-after": str(retry)}
         )
 
     async def _refuse(

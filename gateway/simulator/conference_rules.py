@@ -1,33 +1,26 @@
 """The shape of a conference on the wire and the rules its values must follow.
 
-One place for the field names (the API's own spelling, ``participantepassword`` included) and the
-validation pbx-api.md documents for ``conference/update``; loading a data file applies the same
-rules, so the simulator never serves a conference the PBX would refuse to store.
+The field names (the API's own spelling, ``participantepassword`` included) come from
+:mod:`gateway.conference_codec`, the one table the gateway reads and writes them with too
+(the simulator imports nothing else of the gateway). Here is the validation pbx-api.md
+documents for ``conference/update``; loading a data file applies the same rules, so the
+simulator never serves a conference the PBX would refuse to store.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from gateway import conference_codec as codec
+
 # A conference exactly as it travels: every value a string.
 Conference = dict[str, str]
 
-FIELDS: tuple[str, ...] = (
-    "number",
-    "name",
-    "participantepassword",
-    "moderatorpassword",
-    "waitformoderator",
-    "allowinvite",
-    "moderators",
-    "musiconhold",
-    "mute",
-    "prompt",
-)
+FIELDS: tuple[str, ...] = codec.WIRE_NAMES
 K2_ABSENT_FIELDS = frozenset({"mute", "prompt"})
-YES_NO_FIELDS = frozenset({"waitformoderator", "allowinvite", "musiconhold", "mute"})
-PIN_FIELDS = frozenset({"participantepassword", "moderatorpassword"})
-PROMPTS = ("default", "exten", "none")
+YES_NO_FIELDS = frozenset(f.wire for f in codec.FIELDS if f.kind is codec.Kind.YES_NO)
+PIN_FIELDS = frozenset(f.wire for f in codec.FIELDS if f.kind is codec.Kind.PIN)
+PROMPTS = tuple(prompt.value for prompt in codec.Prompt)
 FORBIDDEN_NAME_CHARACTERS = frozenset("&'<>\\|$]\"`")
 # What a K2-shaped record (no mute, no prompt) is completed with when loaded.
 FIELD_DEFAULTS = {"mute": "no", "prompt": "default"}

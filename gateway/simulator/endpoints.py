@@ -11,6 +11,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.conference_codec import ALL
 from gateway.simulator.conference_book import (
     ConferenceFieldError,
     UnknownConferenceError,
@@ -105,7 +106,7 @@ async def query_conferences(state: SimulatorState, body: Body, request: Request)
         return failed(PARAMETER_BLANK)
     state.stats.query_numbers.append(raw)
     config = state.config
-    if raw.strip().lower() == "all":
+    if raw.strip().lower() == ALL:
         rooms = state.book.all()
     else:
         numbers = split_numbers(raw)

@@ -25,6 +25,7 @@ from typing import Any, Literal
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.conference_codec import ALL
 from gateway.simulator.conference_book import split_numbers
 from gateway.simulator.config import SimulatorConfig
 from gateway.simulator.envelope import PARAMETER_BLANK, failed, success
@@ -88,7 +89,7 @@ async def query_in_session(state: SimulatorState, body: Body, request: Request) 
     if not raw:
         return failed(PARAMETER_BLANK)
     state.stats.in_session_numbers.append(raw)
-    if raw.lower() == "all":
+    if raw.lower() == ALL:
         sessions = state.live.sessions()
     else:
         numbers = split_numbers(raw)
