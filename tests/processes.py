@@ -14,12 +14,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.timing import wait_until
 
 
 def free_port() -> int:
@@ -27,20 +28,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def wait_until(condition: object, *, seconds: float = 15.0, what: str = "condition") -> None:
-    """Poll ``condition()`` (bounded) until it holds."""
-    assert callable(condition)
-    give_up = time.monotonic() + seconds
-    while time.monotonic() < give_up:
-        try:
-            if condition():
-                return
-        except (httpx.HTTPError, OSError):
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"{what} did not happen within {seconds} s")
 
 
 class RedisProcess:

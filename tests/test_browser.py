@@ -33,7 +33,7 @@ from gateway.runtime import Runtime
 from gateway.serving import LoopbackServer
 from gateway.simulator import SimulatorServer
 from tests.browser_helpers import browse, browser_driver
-from tests.gateway_stack import FakeClock
+from tests.timing import FakeClock
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 GRAPHIQL_NOT_WIRED: Final = (

@@ -10,19 +10,12 @@ import pytest
 from gateway.errors import PbxBusyError, PbxCircuitOpenError
 from gateway.pbx.breaker import CircuitBreaker
 from gateway.pbx.limiter import PbxLimiter
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.timing import FakeClock
 
 
 def test_breaker_opens_after_threshold_consecutive_failures() -> None:
     """Threshold failures in a row open it; calls then fail at once with a clear message."""
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     breaker = CircuitBreaker(threshold=3, cooldown=30, clock=clock)
     for _ in range(2):
         breaker.before_call("conference/query")
@@ -37,7 +30,7 @@ def test_breaker_opens_after_threshold_consecutive_failures() -> None:
 
 def test_breaker_success_resets_the_failure_count() -> None:
     """Failures must be consecutive: one success in between starts the count again."""
-    breaker = CircuitBreaker(threshold=2, cooldown=30, clock=FakeClock())
+    breaker = CircuitBreaker(threshold=2, cooldown=30, clock=FakeClock(0.0))
     breaker.failed()
     breaker.succeeded()
     breaker.failed()
@@ -46,7 +39,7 @@ def test_breaker_success_resets_the_failure_count() -> None:
 
 def test_breaker_half_open_lets_exactly_one_trial_through() -> None:
     """After the cool-down one call goes through; others still fail fast until it ends."""
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     breaker = CircuitBreaker(threshold=1, cooldown=30, clock=clock)
     breaker.failed()
     clock.now = 31
@@ -61,7 +54,7 @@ def test_breaker_half_open_lets_exactly_one_trial_through() -> None:
 
 def test_breaker_failed_trial_opens_again_for_a_full_cooldown() -> None:
     """A failed trial re-opens the breaker from that moment."""
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     breaker = CircuitBreaker(threshold=1, cooldown=30, clock=clock)
     breaker.failed()
     clock.now = 31
@@ -74,7 +67,7 @@ def test_breaker_failed_trial_opens_again_for_a_full_cooldown() -> None:
 
 def test_breaker_abandoned_trial_frees_the_slot() -> None:
     """A cancelled trial does not leave the breaker stuck half-open with no trial allowed."""
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     breaker = CircuitBreaker(threshold=1, cooldown=30, clock=clock)
     breaker.failed()
     clock.now = 31
@@ -127,7 +120,7 @@ async def test_limiter_caps_concurrency() -> None:
 
 def test_breaker_transitions_are_logged_once_each(caplog: pytest.LogCaptureFixture) -> None:
     """Open (with failure count and cool-down), half-open and closed: one log line each."""
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     breaker = CircuitBreaker(threshold=3, cooldown=30, clock=clock)
     with caplog.at_level(logging.INFO, logger="gateway.pbx.breaker"):
         for _ in range(5):  # two more failures while open: no second "open" line
@@ -146,7 +139,7 @@ def test_breaker_transitions_are_logged_once_each(caplog: pytest.LogCaptureFixtu
 
 def test_breaker_failed_trial_logs_reopening(caplog: pytest.LogCaptureFixture) -> None:
     """A failed half-open trial opens the breaker again, and says so."""
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     breaker = CircuitBreaker(threshold=1, cooldown=10, clock=clock)
     breaker.failed()
     clock.now = 11
