@@ -20,14 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.loopback import free_port
 from tests.timing import wait_until
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class RedisProcess:

@@ -26,7 +26,7 @@ from gateway.simulator import (
     profile_config,
     run_simulator_in_thread,
 )
-from tests.doctor_helpers import serve_app
+from tests.loopback import serve_app
 from tests.timing import eventually
 
 BRIDGE = "6403"  # Support Bridge: moderators 4000,4001, nobody waits
