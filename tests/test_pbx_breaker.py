@@ -1,15 +1,13 @@
-"""The circuit breaker and the bounded wait in front of the PBX's concurrency cap."""
+"""The circuit breaker: opening, the half-open trial, the cool-down, and its log lines."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import pytest
 
-from gateway.errors import PbxBusyError, PbxCircuitOpenError
+from gateway.errors import PbxCircuitOpenError
 from gateway.pbx.breaker import CircuitBreaker
-from gateway.pbx.limiter import PbxLimiter
 from tests.timing import FakeClock
 
 
@@ -74,48 +72,6 @@ def test_breaker_abandoned_trial_frees_the_slot() -> None:
     breaker.before_call("conference/query")
     breaker.abandoned()
     breaker.before_call("conference/query")
-
-
-async def test_limiter_refuses_beyond_the_wait_queue() -> None:
-    """With every slot busy and the queue full, a caller gets PBX_BUSY at once."""
-    limiter = PbxLimiter(max_concurrency=1, max_waiting=2)
-    release = asyncio.Event()
-
-    async def hold() -> None:
-        async with limiter.slot("conference/query"):
-            await release.wait()
-
-    tasks = [asyncio.create_task(hold()) for _ in range(3)]  # 1 running, 2 waiting
-    for _ in range(3):  # let each task run to its first await: one holds, two queue
-        await asyncio.sleep(0)
-    assert limiter.waiting == 2
-    with pytest.raises(PbxBusyError) as error:
-        async with limiter.slot("conference/query"):
-            pass
-    assert error.value.code == "PBX_BUSY"
-    release.set()
-    await asyncio.gather(*tasks)
-    assert (limiter.in_flight, limiter.waiting, limiter.max_waiting_seen, limiter.rejected) == (
-        0,
-        0,
-        2,
-        1,
-    )
-
-
-async def test_limiter_caps_concurrency() -> None:
-    """No more than max_concurrency holders at once."""
-    limiter = PbxLimiter(max_concurrency=2, max_waiting=100)
-    peak = 0
-
-    async def work() -> None:
-        nonlocal peak
-        async with limiter.slot("conference/query"):
-            peak = max(peak, limiter.in_flight)
-            await asyncio.sleep(0)
-
-    await asyncio.gather(*(work() for _ in range(20)))
-    assert peak == 2
 
 
 def test_breaker_transitions_are_logged_once_each(caplog: pytest.LogCaptureFixture) -> None:
