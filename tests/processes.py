@@ -8,12 +8,15 @@ gateway replica is the real command, configured only through its environment.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +25,17 @@ import pytest
 
 from tests.loopback import free_port
 from tests.timing import wait_until
+
+
+@contextlib.contextmanager
+def one_process_at_a_time(directory: Path) -> Iterator[None]:
+    """Hold an exclusive lock named after ``directory`` (for installing into it) across
+    every process on this machine, so pytest-xdist's workers install there one at a time."""
+    name = hashlib.sha256(str(directory.resolve()).encode()).hexdigest()[:16]
+    lock = Path(tempfile.gettempdir()) / f"pbx-gateway-tests-{name}.lock"
+    with lock.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        yield
 
 
 class RedisProcess:
