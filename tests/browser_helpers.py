@@ -13,6 +13,8 @@ from typing import Any, Final
 
 import pytest
 
+from tests.processes import one_process_at_a_time
+
 ROOT: Final = Path(__file__).resolve().parent.parent
 DRIVER_DIR: Final = Path(__file__).parent / "browser"
 SCREENSHOTS: Final = ROOT / "artifacts" / "screenshots"
@@ -24,14 +26,17 @@ def browser_driver() -> list[str]:
     node, npm = shutil.which("node"), shutil.which("npm")
     assert node and npm, "the browser tests need Node.js and npm on PATH"
     assert Path(CHROMIUM).is_file(), f"the browser tests need Chromium at {CHROMIUM}"
-    if not (DRIVER_DIR / "node_modules" / "playwright-core" / "package.json").is_file():
-        subprocess.run(  # noqa: S603 (a fixed command line, no user input)
-            [npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts"],
-            check=True,
-            cwd=DRIVER_DIR,
-            timeout=300,
-            capture_output=True,
-        )
+    # Several test files use the driver, and under pytest-xdist they run in parallel
+    # processes: `npm ci` empties node_modules first, so one installs while the others wait.
+    with one_process_at_a_time(DRIVER_DIR):
+        if not (DRIVER_DIR / "node_modules" / "playwright-core" / "package.json").is_file():
+            subprocess.run(  # noqa: S603 (a fixed command line, no user input)
+                [npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts"],
+                check=True,
+                cwd=DRIVER_DIR,
+                timeout=300,
+                capture_output=True,
+            )
     return [node, str(DRIVER_DIR / "run.mjs")]
 
 

@@ -60,5 +60,6 @@ async def sim_server() -> AsyncIterator[SimulatorServer]:
         yield server
 
 
-# The real gateway against the real simulator over loopback: the `gateway_stack` fixture.
-pytest_plugins = ["tests.gateway_stack"]
+# The real gateway against the real simulator over loopback: the `gateway_stack` fixture;
+# a seed per test (the `rng` fixture), printed when the test fails.
+pytest_plugins = ["tests.gateway_stack", "tests.seeding"]

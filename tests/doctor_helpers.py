@@ -1,27 +1,23 @@
 """Helpers for the ``doctor`` tests: a run against a URL, and the servers a real PBX is not.
 
 ``run_doctor`` builds options through the real argument parser and settings readers, then runs
-doctor in the test's loop. ``serve_app`` serves any ASGI app on loopback, over TLS when given a
-certificate (the simulator itself speaks plain HTTP); ``self_signed_certificate`` makes the
-kind of certificate a PBX ships with. ``not_a_pbx`` and ``redirecting`` are the web servers a
-wrong ``PBX_URL`` meets; ``with_member_endpoints`` is a simulator whose live-conference
-endpoints are replaced by stand-ins that record each body, and ``with_endpoints``
-any firmware that answers one endpoint its own way.
+doctor in the test's loop (``tests.loopback.serve_app`` serves the stand-ins below, over TLS
+when given a certificate: the simulator itself speaks plain HTTP); ``self_signed_certificate``
+makes the kind of certificate a PBX ships with. ``not_a_pbx`` and ``redirecting`` are the web
+servers a wrong ``PBX_URL`` meets; ``with_member_endpoints`` is a simulator whose
+live-conference endpoints are replaced by stand-ins that record each body, and
+``with_endpoints`` any firmware that answers one endpoint its own way.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime
 import ipaddress
 import json
-import socket
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -57,45 +53,6 @@ async def run_doctor(url: str, *flags: str, **environ: str) -> Report:
 def statuses(report: Report) -> dict[str, str]:
     """Each row's name and status, for assertions that read like the table."""
     return {check.name: check.status.value for check in report.checks}
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-@contextlib.asynccontextmanager
-async def serve_app(
-    app: ASGIApp, *, certfile: Path | None = None, keyfile: Path | None = None
-) -> AsyncIterator[str]:
-    """``app`` on a loopback port (TLS with ``certfile``); yields its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app,
-        lifespan="off",
-        log_level="critical",
-        log_config=None,
-        access_log=False,
-        ssl_certfile=certfile,
-        ssl_keyfile=keyfile,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.005)
-        yield f"{'https' if certfile else 'http'}://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
 
 
 def self_signed_certificate(directory: Path) -> tuple[Path, Path]:

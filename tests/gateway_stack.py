@@ -27,19 +27,7 @@ from gateway.runtime import Runtime
 from gateway.serving import LoopbackServer
 from gateway.simulator import SimulatorConfig, SimulatorServer, SimulatorState
 from gateway.simulator.profiles import PROFILES, profile_config
-
-
-class FakeClock:
-    """A monotonic clock that moves only when told."""
-
-    def __init__(self) -> None:
-        self.now = 10_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tests.timing import FakeClock
 
 
 @dataclasses.dataclass

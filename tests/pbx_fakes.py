@@ -1,4 +1,4 @@
-"""A fake PBX as a plain ``httpx.MockTransport`` handler, plus a fake clock.
+"""A fake PBX as a plain ``httpx.MockTransport`` handler, and a client and session over it.
 
 :class:`FakePbx` plays the documented API (``pbx-api.md``): login with the MD5 of the
 password, tokens, token errors, lockout, heartbeat, logout and ``conference/query``,
@@ -22,6 +22,7 @@ from gateway.pbx.client import PbxClient, build_http_client
 from gateway.pbx.session import PbxSession
 from gateway.secrets import Secret
 from gateway.settings import PasswordSource, Settings
+from tests.timing import FakeClock
 
 BASE_URL = "http://pbx.test:8088"
 USERNAME = "api"
@@ -64,19 +65,6 @@ def conference(number: str, **overrides: Any) -> dict[str, Any]:
     }
     raw.update(overrides)
     return raw
-
-
-class FakeClock:
-    """A monotonic clock that moves only when told to."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass

@@ -8,39 +8,34 @@ gateway replica is the real command, configured only through its environment.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import time
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.loopback import free_port
+from tests.timing import wait_until
 
 
-def wait_until(condition: object, *, seconds: float = 15.0, what: str = "condition") -> None:
-    """Poll ``condition()`` (bounded) until it holds."""
-    assert callable(condition)
-    give_up = time.monotonic() + seconds
-    while time.monotonic() < give_up:
-        try:
-            if condition():
-                return
-        except (httpx.HTTPError, OSError):
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"{what} did not happen within {seconds} s")
+@contextlib.contextmanager
+def one_process_at_a_time(directory: Path) -> Iterator[None]:
+    """Hold an exclusive lock named after ``directory`` (for installing into it) across
+    every process on this machine, so pytest-xdist's workers install there one at a time."""
+    name = hashlib.sha256(str(directory.resolve()).encode()).hexdigest()[:16]
+    lock = Path(tempfile.gettempdir()) / f"pbx-gateway-tests-{name}.lock"
+    with lock.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        yield
 
 
 class RedisProcess:

@@ -33,7 +33,8 @@ from gateway.runtime import Runtime
 from gateway.serving import LoopbackServer
 from gateway.simulator import SimulatorServer
 from tests.browser_helpers import browse, browser_driver
-from tests.gateway_stack import FakeClock
+from tests.processes import one_process_at_a_time
+from tests.timing import FakeClock
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 GRAPHIQL_NOT_WIRED: Final = (
@@ -66,10 +67,13 @@ def driver() -> list[str]:
 def built() -> None:
     """The web example's bundle, built from the npm registry if missing; GraphiQL's assets
     (committed)."""
-    if not (WEB_EXAMPLE_DIR / BUNDLE).is_file():
-        subprocess.run(  # noqa: S603 (our own script, fixed arguments)
-            [sys.executable, str(ROOT / "scripts" / "build-web-example")], check=True, timeout=600
-        )
+    with one_process_at_a_time(WEB_EXAMPLE_DIR):  # each pytest-xdist worker may get here
+        if not (WEB_EXAMPLE_DIR / BUNDLE).is_file():
+            subprocess.run(  # noqa: S603 (our own script, fixed arguments)
+                [sys.executable, str(ROOT / "scripts" / "build-web-example")],
+                check=True,
+                timeout=600,
+            )
     assert (WEB_EXAMPLE_DIR / BUNDLE).is_file()
     assert graphiql_assets_available()
 

@@ -12,7 +12,8 @@ import pytest
 from gateway import __version__
 from gateway.cli import main
 from gateway.security.api_keys import hash_key
-from tests.processes import GatewayProcess, wait_until
+from tests.processes import GatewayProcess
+from tests.timing import wait_until
 
 SERVE_ENV = {
     "PBX_URL": "https://pbx.invalid:8088",

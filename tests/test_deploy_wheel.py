@@ -17,7 +17,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ import pytest
 from gateway.simulator import DEMO_PASSWORD, DEMO_USERNAME, run_simulator_in_thread
 from tests.browser_helpers import browse, browser_driver
 from tests.deploy_helpers import REPO, UV, builder_sources, dockerfile_stages, run_command
+from tests.loopback import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -107,13 +107,6 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     return Installed(wheel=wheel, venv=venv)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _files_under(*roots: Path) -> set[str]:
     return {str(path) for root in roots for path in root.rglob("*")}
 
@@ -153,7 +146,7 @@ def served(installed: Installed, tmp_path_factory: pytest.TempPathFactory) -> It
     workdir.mkdir()
     tmpdir.mkdir()
     before = _files_under(installed.venv, workdir, tmpdir)
-    port = _free_port()
+    port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     with run_simulator_in_thread() as simulator:
         environment = {

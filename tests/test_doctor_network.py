@@ -16,16 +16,15 @@ from gateway.simulator import DEMO_PASSWORD, SimulatorServer, create_simulator_a
 from gateway.simulator.envelope import success
 from gateway.simulator.state import SimulatorState
 from tests.doctor_helpers import (
-    free_port,
     not_a_pbx,
     redirecting,
     run_doctor,
     self_signed_certificate,
-    serve_app,
     statuses,
     with_endpoints,
     with_member_endpoints,
 )
+from tests.loopback import free_port, serve_app
 
 
 async def test_doctor_url_with_a_path_is_reported_and_checked_without_it() -> None:

@@ -28,8 +28,9 @@ from gateway.serving import LoopbackServer
 from gateway.simulator import SimulatorConfig, SimulatorServer
 from gateway.simulator.config import ABSENTABLE_FIELDS
 from gateway.simulator.profiles import PROFILES, profile_config
-from tests.gateway_stack import FakeClock, Stack, StackFactory
+from tests.gateway_stack import Stack, StackFactory
 from tests.mutation_helpers import EVERY_SCOPE, scopes
+from tests.timing import FakeClock
 
 EVERY_FIELD: Final = """
   number name hasParticipantPassword hasModeratorPassword waitForModerator allowInvite

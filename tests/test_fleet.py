@@ -19,7 +19,8 @@ from cryptography.fernet import Fernet
 from gateway.simulator import DEMO_PASSWORD, SimulatorConfig, run_simulator_in_thread
 from gateway.simulator.profiles import profile_config
 from gateway.simulator.server import SimulatorServer
-from tests.processes import GatewayProcess, RedisProcess, redis_process, wait_until
+from tests.processes import GatewayProcess, RedisProcess, redis_process
+from tests.timing import wait_until
 
 __all__ = ["redis_process"]  # the fixture, imported so pytest finds it here
 

@@ -68,7 +68,7 @@ async def test_fleet_link_says_when_redis_is_not_there_at_start(
 ) -> None:
     """A replica whose Redis does not answer at start says so (naming where, never the
     password), instead of silently acting as a separate PBX client."""
-    from tests.processes import free_port
+    from tests.loopback import free_port
 
     link = RedisLink(Secret(f"redis://:s3cret-pw@127.0.0.1:{free_port()}/0"), timeout=0.5)
     await link.start()

@@ -25,8 +25,8 @@ from gateway.serving import LoopbackServer
 from gateway.settings import PasswordSource
 from gateway.simulator import SimulatorServer, password_digest
 from gateway.simulator.profiles import profile_config
-from tests.gateway_stack import FakeClock
 from tests.processes import RedisProcess, redis_process
+from tests.timing import FakeClock
 
 __all__ = ["redis_process"]  # the fixture, imported so pytest finds it here
 

@@ -29,6 +29,7 @@ from gateway.demo import demo_settings
 from gateway.security.config import SecuritySettings
 from gateway.security.identity import READ
 from tests.gateway_stack import StackFactory
+from tests.processes import one_process_at_a_time
 from tests.security_helpers import write_keys
 
 AUDIT_DIR: Final = Path(__file__).parent / "http_audit"
@@ -62,14 +63,15 @@ def node_audit() -> list[str]:
     """The command that runs the audit script, its npm packages installed first."""
     node, npm = shutil.which("node"), shutil.which("npm")
     assert node and npm, "the GraphQL over HTTP audit needs Node.js and npm on PATH"
-    if not (AUDIT_DIR / "node_modules" / "graphql-http" / "package.json").is_file():
-        subprocess.run(  # noqa: S603 (a fixed command line, no user input)
-            [npm, "install", "--no-audit", "--no-fund", "--prefix", str(AUDIT_DIR)],
-            check=True,
-            cwd=AUDIT_DIR,
-            timeout=300,
-            capture_output=True,
-        )
+    with one_process_at_a_time(AUDIT_DIR):  # each pytest-xdist worker may get here
+        if not (AUDIT_DIR / "node_modules" / "graphql-http" / "package.json").is_file():
+            subprocess.run(  # noqa: S603 (a fixed command line, no user input)
+                [npm, "install", "--no-audit", "--no-fund", "--prefix", str(AUDIT_DIR)],
+                check=True,
+                cwd=AUDIT_DIR,
+                timeout=300,
+                capture_output=True,
+            )
     return [node, str(AUDIT_DIR / "audit.mjs")]
 
 

@@ -23,7 +23,8 @@ import httpx
 import pytest
 
 from tests.browser_helpers import browse, browser_driver
-from tests.processes import free_port, wait_until
+from tests.loopback import free_port
+from tests.timing import wait_until
 
 pytestmark = pytest.mark.slow
 

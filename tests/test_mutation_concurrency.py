@@ -25,7 +25,7 @@ ROOM_QUERY = (
 
 
 async def test_mutation_concurrent_updates_and_queries_end_in_the_pbx_last_write(
-    gateway_stack: StackFactory, monkeypatch: pytest.MonkeyPatch
+    gateway_stack: StackFactory, monkeypatch: pytest.MonkeyPatch, rng: random.Random
 ) -> None:
     """Ten concurrent renames of one room, among thirty concurrent queries and `all`
     listings, with random PBX latency before each answer and random delivery delay after
@@ -35,7 +35,7 @@ async def test_mutation_concurrent_updates_and_queries_end_in_the_pbx_last_write
 
     async def slow_delivery(state: SimulatorState, body: Body, request: Request) -> Response:
         response = await original(state, body, request)
-        await asyncio.sleep(random.uniform(0, 0.05))
+        await asyncio.sleep(rng.uniform(0, 0.05))
         return response
 
     monkeypatch.setitem(ENDPOINTS, "conference/query", slow_delivery)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -23,6 +22,7 @@ from gateway.security.identity import ALL_SCOPES
 from gateway.serving import LoopbackServer
 from gateway.simulator import SimulatorServer
 from tests.mutation_helpers import UPDATE_NO_PINS, scopes
+from tests.timing import eventually
 
 
 def audit_records(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
@@ -46,20 +46,11 @@ async def change_while_stopping(grace: int, latency: float) -> tuple[httpx.Respo
             sent = asyncio.create_task(
                 client.post("/graphql", json={"query": UPDATE_NO_PINS, "variables": variables})
             )
-            await until(lambda: runtime.client.limiter.in_flight > 0)  # the PBX has it
+            await eventually(lambda: runtime.client.limiter.in_flight > 0)  # the PBX has it
             await server.stop()
             response = await sent
-        await until(lambda: name_on_pbx(sim) == "Renamed at shutdown")  # the PBX finished
+        await eventually(lambda: name_on_pbx(sim) == "Renamed at shutdown")  # the PBX finished
         return response, name_on_pbx(sim)
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    """Poll ``condition`` (for at most 10 s) until it holds."""
-    for _ in range(1000):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the condition did not hold within 10 s")
 
 
 def name_on_pbx(sim: SimulatorServer) -> str | None:

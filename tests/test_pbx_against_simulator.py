@@ -45,7 +45,7 @@ from gateway.simulator import (
     password_digest,
 )
 from gateway.simulator.profiles import profile_config
-from tests.pbx_fakes import FakeClock
+from tests.timing import FakeClock, eventually
 
 CLIENT_ADDRESS = "127.0.0.1"  # ASGITransport's default client, and the loopback client
 
@@ -107,15 +107,6 @@ async def session_for(
 
 def wrong_password() -> PasswordSource:
     return PasswordSource(md5=Secret(password_digest("not-" + DEMO_PASSWORD)))
-
-
-async def wait_until(condition: Callable[[], bool], *, attempts: int = 2000) -> None:
-    """Yield to the loop until ``condition()`` holds; fail after a bounded number of tries."""
-    for _ in range(attempts):
-        if condition():
-            return
-        await asyncio.sleep(0.001)
-    raise AssertionError("condition never became true")
 
 
 # --- login ---------------------------------------------------------------------------------
@@ -276,7 +267,7 @@ async def test_simulator_login_refused_with_any_errno_never_locks_out(
     ):
         session.start(login_now=True)
         await session.started()
-        await wait_until(lambda: not session.starting)  # the start-up loop gave up at once
+        await eventually(lambda: not session.starting)  # the start-up loop gave up at once
         assert sim.state.stats.logins_failed == 1
         outcomes: list[object] = []
         for _ in range(36):  # six hours, in ten-minute steps
@@ -411,7 +402,7 @@ async def test_simulator_heartbeats_and_logout_happen(mode: str, pbx_profile: st
         before = asyncio.all_tasks()
         session.start()
         timers = asyncio.all_tasks() - before
-        await wait_until(lambda: sim.state.stats.heartbeats >= 3)
+        await eventually(lambda: sim.state.stats.heartbeats >= 3)
         await session.close()
         assert timers and all(task.done() for task in timers)
         assert sim.state.stats.logouts == 1
@@ -528,7 +519,7 @@ async def test_simulator_full_run_leaks_no_secret(
                 sim.state.configure(expired_errno=errno)
                 sim.state.expire_tokens()
                 await asyncio.gather(*(attempt(["6402"]) for _ in range(5)))
-            await wait_until(lambda: sim.state.stats.heartbeats >= 2)
+            await eventually(lambda: sim.state.stats.heartbeats >= 2)
 
             sim.state.fail_next(1, "30003", endpoint="conference/query")
             await attempt(["6400"])

@@ -1,28 +1,19 @@
-"""The circuit breaker and the bounded wait in front of the PBX's concurrency cap."""
+"""The circuit breaker: opening, the half-open trial, the cool-down, and its log lines."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import pytest
 
-from gateway.errors import PbxBusyError, PbxCircuitOpenError
+from gateway.errors import PbxCircuitOpenError
 from gateway.pbx.breaker import CircuitBreaker
-from gateway.pbx.limiter import PbxLimiter
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.timing import FakeClock
 
 
 def test_breaker_opens_after_threshold_consecutive_failures() -> None:
     """Threshold failures in a row open it; calls then fail at once with a clear message."""
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     breaker = CircuitBreaker(threshold=3, cooldown=30, clock=clock)
     for _ in range(2):
         breaker.before_call("conference/query")
@@ -37,7 +28,7 @@ def test_breaker_opens_after_threshold_consecutive_failures() -> None:
 
 def test_breaker_success_resets_the_failure_count() -> None:
     """Failures must be consecutive: one success in between starts the count again."""
-    breaker = CircuitBreaker(threshold=2, cooldown=30, clock=FakeClock())
+    breaker = CircuitBreaker(threshold=2, cooldown=30, clock=FakeClock(0.0))
     breaker.failed()
     breaker.succeeded()
     breaker.failed()
@@ -46,7 +37,7 @@ def test_breaker_success_resets_the_failure_count() -> None:
 
 def test_breaker_half_open_lets_exactly_one_trial_through() -> None:
     """After the cool-down one call goes through; others still fail fast until it ends."""
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     breaker = CircuitBreaker(threshold=1, cooldown=30, clock=clock)
     breaker.failed()
     clock.now = 31
@@ -61,7 +52,7 @@ def test_breaker_half_open_lets_exactly_one_trial_through() -> None:
 
 def test_breaker_failed_trial_opens_again_for_a_full_cooldown() -> None:
     """A failed trial re-opens the breaker from that moment."""
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     breaker = CircuitBreaker(threshold=1, cooldown=30, clock=clock)
     breaker.failed()
     clock.now = 31
@@ -74,7 +65,7 @@ def test_breaker_failed_trial_opens_again_for_a_full_cooldown() -> None:
 
 def test_breaker_abandoned_trial_frees_the_slot() -> None:
     """A cancelled trial does not leave the breaker stuck half-open with no trial allowed."""
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     breaker = CircuitBreaker(threshold=1, cooldown=30, clock=clock)
     breaker.failed()
     clock.now = 31
@@ -83,51 +74,9 @@ def test_breaker_abandoned_trial_frees_the_slot() -> None:
     breaker.before_call("conference/query")
 
 
-async def test_limiter_refuses_beyond_the_wait_queue() -> None:
-    """With every slot busy and the queue full, a caller gets PBX_BUSY at once."""
-    limiter = PbxLimiter(max_concurrency=1, max_waiting=2)
-    release = asyncio.Event()
-
-    async def hold() -> None:
-        async with limiter.slot("conference/query"):
-            await release.wait()
-
-    tasks = [asyncio.create_task(hold()) for _ in range(3)]  # 1 running, 2 waiting
-    for _ in range(3):  # let each task run to its first await: one holds, two queue
-        await asyncio.sleep(0)
-    assert limiter.waiting == 2
-    with pytest.raises(PbxBusyError) as error:
-        async with limiter.slot("conference/query"):
-            pass
-    assert error.value.code == "PBX_BUSY"
-    release.set()
-    await asyncio.gather(*tasks)
-    assert (limiter.in_flight, limiter.waiting, limiter.max_waiting_seen, limiter.rejected) == (
-        0,
-        0,
-        2,
-        1,
-    )
-
-
-async def test_limiter_caps_concurrency() -> None:
-    """No more than max_concurrency holders at once."""
-    limiter = PbxLimiter(max_concurrency=2, max_waiting=100)
-    peak = 0
-
-    async def work() -> None:
-        nonlocal peak
-        async with limiter.slot("conference/query"):
-            peak = max(peak, limiter.in_flight)
-            await asyncio.sleep(0)
-
-    await asyncio.gather(*(work() for _ in range(20)))
-    assert peak == 2
-
-
 def test_breaker_transitions_are_logged_once_each(caplog: pytest.LogCaptureFixture) -> None:
     """Open (with failure count and cool-down), half-open and closed: one log line each."""
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     breaker = CircuitBreaker(threshold=3, cooldown=30, clock=clock)
     with caplog.at_level(logging.INFO, logger="gateway.pbx.breaker"):
         for _ in range(5):  # two more failures while open: no second "open" line
@@ -146,7 +95,7 @@ def test_breaker_transitions_are_logged_once_each(caplog: pytest.LogCaptureFixtu
 
 def test_breaker_failed_trial_logs_reopening(caplog: pytest.LogCaptureFixture) -> None:
     """A failed half-open trial opens the breaker again, and says so."""
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     breaker = CircuitBreaker(threshold=1, cooldown=10, clock=clock)
     breaker.failed()
     clock.now = 11

@@ -2,42 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-
-import pytest
-
-from gateway.errors import PbxTimeoutError
-from gateway.pbx.limiter import PbxLimiter
 from tests.gateway_stack import StackFactory
-
-
-async def test_limiter_keeps_a_timed_out_calls_slot_for_the_linger() -> None:
-    """A call that timed out after reaching the PBX keeps its slot for `linger` seconds."""
-    limiter = PbxLimiter(max_concurrency=1, max_waiting=10, linger=0.2)
-    with pytest.raises(PbxTimeoutError):
-        async with limiter.slot("conference/query"):
-            raise PbxTimeoutError("slow", endpoint="conference/query")
-    assert limiter.in_flight == 1  # still counted: the PBX is presumably still on it
-    acquired = asyncio.Event()
-
-    async def next_call() -> None:
-        async with limiter.slot("conference/query"):
-            acquired.set()
-
-    waiter = asyncio.create_task(next_call())
-    await asyncio.sleep(0)
-    assert not acquired.is_set()
-    await asyncio.wait_for(waiter, timeout=5)
-    assert limiter.in_flight == 0
-
-
-async def test_limiter_frees_at_once_when_the_connection_never_opened() -> None:
-    """A connect timeout never reached the PBX: its slot is free at once."""
-    limiter = PbxLimiter(max_concurrency=1, max_waiting=10, linger=60)
-    with pytest.raises(PbxTimeoutError):
-        async with limiter.slot("conference/query"):
-            raise PbxTimeoutError("no route", endpoint="conference/query", reached_pbx=False)
-    assert limiter.in_flight == 0
 
 
 async def test_stalled_pbx_never_sees_more_than_the_cap(gateway_stack: StackFactory) -> None:

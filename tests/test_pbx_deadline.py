@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -22,6 +21,7 @@ from gateway.simulator import (
     password_digest,
 )
 from tests.gateway_stack import StackFactory
+from tests.timing import eventually
 
 LOGIN = {"username": DEMO_USERNAME, "password": password_digest(DEMO_PASSWORD)}
 
@@ -36,14 +36,6 @@ async def client_for(
         yield PbxClient(http, limiter=limiter)
 
 
-async def _eventually(condition: object, seconds: float = 10.0) -> None:
-    assert callable(condition)
-    give_up = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < give_up, "condition never held"
-        await asyncio.sleep(0.02)
-
-
 async def test_dripping_answer_is_cut_off_at_the_deadline() -> None:
     """A PBX sending one byte every 0.2 s never trips a per-chunk timeout; the call's total
     deadline (PBX_TIMEOUT, 0.5 s here) ends it, and the PBX sees the connection close."""
@@ -56,7 +48,7 @@ async def test_dripping_answer_is_cut_off_at_the_deadline() -> None:
             assert "within 0.5 s" in info.value.message
             assert info.value.reached_pbx
             assert client.limiter.stuck == 0  # no linger configured: the slot is free again
-            await _eventually(lambda: sim.state.stats.in_flight == 0)  # we hung up
+            await eventually(lambda: sim.state.stats.in_flight == 0)  # we hung up
             assert (await client.call("login", LOGIN))["status"] == "Success"
 
 
@@ -71,13 +63,13 @@ async def test_abandoned_calls_keep_their_slots_until_the_pbx_answers() -> None:
                 return await client.call("conference/query", {"number": number}, token=token)
 
             given_up = [asyncio.create_task(query(str(6400 + i))) for i in range(6)]
-            await _eventually(lambda: sim.state.stats.in_flight == 2)
+            await eventually(lambda: sim.state.stats.in_flight == 2)
             for task in given_up:
                 task.cancel()  # two at the PBX, four still waiting for a slot
             await asyncio.gather(*given_up, return_exceptions=True)
             after = await asyncio.gather(*(query(str(6406 + i)) for i in range(4)))
             assert all(answer["status"] == "Success" for answer in after)  # type: ignore[index]
-            await _eventually(lambda: sim.state.stats.in_flight == 0)
+            await eventually(lambda: sim.state.stats.in_flight == 0)
         stats = sim.state.stats
     assert stats.max_in_flight <= 2
     assert stats.calls["conference/query"] == 6  # the two abandoned ones, then four more
@@ -106,7 +98,7 @@ async def test_gateway_giving_up_on_requests_keeps_the_pbx_cap(
     # queued behind busy calls share a batch; unknown ones are checked against "all"), two
     # calls at a time.
     wanted = {str(7000 + i) for i in range(12)}
-    await _eventually(
+    await eventually(
         lambda: wanted <= numbers_asked() and stack.pbx.stats.in_flight == 0, seconds=30
     )
     assert stack.pbx.stats.max_in_flight <= 2
@@ -130,7 +122,7 @@ async def test_readyz_reports_slots_stuck_on_a_dripping_pbx(gateway_stack: Stack
     body = ready.json()
     assert body["checks"]["pbxSlots"] == {"limit": 2, "inUse": 2, "stuck": 2}
     assert any("slots are held" in reason for reason in body["reasons"])
-    await _eventually(lambda: stack.pbx.stats.in_flight == 0)  # the gateway hung up on both
+    await eventually(lambda: stack.pbx.stats.in_flight == 0)  # the gateway hung up on both
     limiter = stack.gateway_runtime().client.limiter
-    await _eventually(lambda: limiter.stuck == 0)
+    await eventually(lambda: limiter.stuck == 0)
     assert (await stack.client.get("/readyz")).status_code == 200

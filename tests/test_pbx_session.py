@@ -22,27 +22,17 @@ from gateway.settings import PasswordSource
 from tests.pbx_fakes import (
     PASSWORD,
     USERNAME,
-    FakeClock,
     FakePbx,
     failed,
     md5_hex,
     ok,
     pbx_session,
 )
+from tests.timing import FakeClock, eventually
 
 QUERY = "conference/query"
 BODY = {"number": "6400"}
 WRONG_MD5 = md5_hex("not-the-password")
-
-
-async def wait_until(condition: object, *, attempts: int = 1000) -> None:
-    """Yield to the loop until ``condition()`` holds; fail after a bounded number of tries."""
-    assert callable(condition)
-    for _ in range(attempts):
-        if condition():
-            return
-        await asyncio.sleep(0.001)
-    raise AssertionError("condition never became true")
 
 
 def password_file(tmp_path: Path, text: str) -> PasswordSource:
@@ -106,7 +96,7 @@ async def test_session_cancelled_waiter_does_not_cancel_shared_login() -> None:
     async with pbx_session(pbx.transport()) as session:
         quitter = asyncio.create_task(session.call(QUERY, BODY))
         stayer = asyncio.create_task(session.call(QUERY, BODY))
-        await wait_until(lambda: pbx.count("login") == 1)
+        await eventually(lambda: pbx.count("login") == 1)
         quitter.cancel()
         gate.set()
         assert (await stayer)["status"] == "Success"
@@ -179,7 +169,7 @@ async def test_session_twenty_callers_hitting_token_error_cause_one_relogin(
         pbx.expire_tokens()
         gate.clear()
         calls = [asyncio.create_task(session.call(QUERY, BODY)) for _ in range(20)]
-        await wait_until(lambda: pbx.in_flight == max_concurrency)
+        await eventually(lambda: pbx.in_flight == max_concurrency)
         gate.set()
         results = await asyncio.gather(*calls)
     assert all(r["status"] == "Success" for r in results)
@@ -502,7 +492,7 @@ async def test_session_start_runs_heartbeats_and_close_stops_them() -> None:
         session.start()  # idempotent: still one timer
         timers = asyncio.all_tasks() - before
         assert len(timers) == 1
-        await wait_until(lambda: pbx.count("heartbeat") >= 3)
+        await eventually(lambda: pbx.count("heartbeat") >= 3)
         await session.close()
         assert all(task.done() for task in timers)
         beats_at_close = pbx.count("heartbeat")

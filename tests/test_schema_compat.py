@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import one_process_at_a_time
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "check-schema"
 RELEASED = ROOT / "schema" / "released" / "0.1.0.graphql"
@@ -23,9 +25,10 @@ REMOVED_NAME = "Field 'name' was removed from object type 'Conference'"
 
 @pytest.fixture(scope="module", autouse=True)
 def _tool_installed() -> None:
-    done = subprocess.run(  # noqa: S603 - fixed argv
-        [sys.executable, str(SCRIPT), "--install"], capture_output=True, text=True, timeout=600
-    )
+    with one_process_at_a_time(ROOT / "tools" / "schema-check"):  # pytest-xdist's workers
+        done = subprocess.run(  # noqa: S603 - fixed argv
+            [sys.executable, str(SCRIPT), "--install"], capture_output=True, text=True, timeout=600
+        )
     assert done.returncode == 0, done.stderr
 
 

@@ -17,20 +17,19 @@ import contextlib
 import dataclasses
 import json
 import logging
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from gateway.app import create_app
 from gateway.demo import demo_settings
 from gateway.security.identity import ALL_SCOPES
+from gateway.serving import LoopbackServer
 from gateway.simulator import DEMO_PASSWORD, create_simulator_app, password_digest
 from tests.security_helpers import api_key_security, write_keys
 
@@ -99,24 +98,6 @@ class Target:
         return [*self.recorder.tokens, DEMO_PASSWORD, md5, md5.upper(), self.key, "Traceback"]
 
 
-class _QuietUvicorn(uvicorn.Server):
-    """uvicorn that leaves signals alone: Ctrl-C belongs to the test runner."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def _tcp_listener() -> socket.socket:
-    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted connections only when the
-    # socket says it is TCP. With proto 0 (a plain socket.socket()) every keep-alive answer
-    # waits out the client's delayed ACK, ~40 ms, which would slow the fuzz tenfold;
-    # gateway/serving.py names IPPROTO_TCP for the same reason.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
 @pytest.fixture(scope="module")
 def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     """One gateway for the module: API keys, GraphiQL, batching (5), default limits."""
@@ -126,16 +107,12 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
         demo_settings("http://pbx.test"),
         security=api_key_security(stored, graphiql=True, batching=True, max_batch=5),
     )
-    app = create_app(gateway_settings, transport=recorder)
-    config = uvicorn.Config(app, lifespan="on", log_config=None, access_log=False)
-    server = _QuietUvicorn(config)
-    sock = _tcp_listener()
+    # The server ``pbx-gateway serve`` runs (signals left to the test runner), in a loop
+    # this fixture owns.
+    server = LoopbackServer(create_app(gateway_settings, transport=recorder))
     loop = asyncio.new_event_loop()
-    serving = loop.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        assert not serving.done(), "the fuzz target did not start"
-        loop.run_until_complete(asyncio.sleep(0.005))
-    client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{sock.getsockname()[1]}", timeout=10)
+    loop.run_until_complete(server.start())
+    client = httpx.AsyncClient(base_url=server.base_url, timeout=10)
     try:
         fuzz_target = Target(loop, client, plain["fuzzer"], recorder)
         warm = fuzz_target.post(
@@ -147,10 +124,8 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
         yield fuzz_target
     finally:
         loop.run_until_complete(client.aclose())
-        server.should_exit = True
-        loop.run_until_complete(serving)
+        loop.run_until_complete(server.stop())
         loop.close()
-        sock.close()
 
 
 # --- what every answer must be -------------------------------------------------------------

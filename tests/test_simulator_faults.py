@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
 from gateway.simulator import SimulatorState
+from tests.timing import eventually
 
 LOGIN = "/api/v2.0.0/login"
 QUERY = "/api/v2.0.0/conference/query"
-
-
-async def _eventually(condition: Callable[[], bool]) -> None:
-    """Let the loop run until ``condition()`` holds (gives up after about five seconds)."""
-    for _ in range(500):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition never held")
 
 
 async def _query(client: httpx.AsyncClient, token: str) -> httpx.Response:
@@ -152,7 +143,7 @@ async def test_stall_released_by_clear_in_process(
     """A stalled call stays in flight until the faults are cleared, then answers normally."""
     sim_state.stall_next(1)
     call = asyncio.create_task(_query(sim_client, sim_token))
-    await _eventually(lambda: sim_state.stats.in_flight > 0)
+    await eventually(lambda: sim_state.stats.in_flight > 0)
     assert not call.done()
     sim_state.clear_faults()
     assert (await call).json()["status"] == "Success"

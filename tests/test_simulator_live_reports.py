@@ -8,7 +8,7 @@ import asyncio
 import json
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -26,7 +26,8 @@ from gateway.simulator import (
     profile_config,
     run_simulator_in_thread,
 )
-from tests.doctor_helpers import serve_app
+from tests.loopback import serve_app
+from tests.timing import eventually
 
 BRIDGE = "6403"  # Support Bridge: moderators 4000,4001, nobody waits
 LOGIN_BLOCK = f"Action: login\r\nUsername: {DEMO_USERNAME}\r\nSecret: {DEMO_PASSWORD}\r\n"
@@ -68,17 +69,8 @@ async def _logged_in(sim: SimulatorServer) -> ReportClient:
     client, answer = await _connect(sim.report_port)
     assert answer.startswith(b"Response: Success\r\n")
     # The hub registers the connection once the answer is written: wait for it to count.
-    await _until(lambda: client_count(sim) >= 1)
+    await eventually(lambda: client_count(sim) >= 1)
     return client
-
-
-async def _until(condition: Callable[[], bool]) -> None:
-    """Poll ``condition`` for up to WAIT seconds (only a hang reaches the bound)."""
-    for _ in range(int(WAIT / 0.005)):
-        if condition():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("condition not met in time")
 
 
 def client_count(sim: SimulatorServer) -> int:
@@ -91,7 +83,7 @@ async def test_report_tcp_login_then_one_event_per_change() -> None:
     async with SimulatorServer() as sim:
         first = await _logged_in(sim)
         second = await _logged_in(sim)
-        await _until(lambda: client_count(sim) >= 2)
+        await eventually(lambda: client_count(sim) >= 2)
         sim.state.live_join(BRIDGE, "4001")
         sim.state.live_join(BRIDGE, "4009")
         sim.state.live_leave(BRIDGE, "4001")
@@ -216,7 +208,7 @@ async def test_report_drop_then_resync_with_query_in_session() -> None:
     async with SimulatorServer() as sim:
         first = await _logged_in(sim)
         second = await _logged_in(sim)
-        await _until(lambda: client_count(sim) >= 2)
+        await eventually(lambda: client_count(sim) >= 2)
         async with httpx.AsyncClient(base_url=sim.base_url) as pbx:
             dropped = (await pbx.post("/__simulator/live/report/drop")).json()
             assert dropped == {"dropped": 2}
@@ -275,11 +267,7 @@ class Receiver:
         return Response(status_code=self.status)
 
     async def wait_for(self, count: int) -> None:
-        for _ in range(int(WAIT / 0.01)):
-            if len(self.posts) >= count:
-                return
-            await asyncio.sleep(0.01)
-        raise AssertionError(f"{len(self.posts)} posts, wanted {count}")
+        await eventually(lambda: len(self.posts) >= count, seconds=WAIT, what=f"{count} posts")
 
 
 async def _receiver(status: int = 200) -> AsyncIterator[tuple[Receiver, int]]:

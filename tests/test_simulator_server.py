@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import httpx
 import pytest
@@ -16,20 +15,12 @@ from gateway.simulator import (
     password_digest,
     run_simulator_in_thread,
 )
+from tests.timing import eventually
 
 LOGIN = "/api/v2.0.0/login"
 QUERY = "/api/v2.0.0/conference/query"
 GOOD = {"username": DEMO_USERNAME, "password": password_digest(DEMO_PASSWORD)}
 JSON_UTF8 = {"Content-Type": "application/json; charset=utf-8"}
-
-
-async def _eventually(condition: Callable[[], bool]) -> None:
-    """Let the loop run until ``condition()`` holds (gives up after about five seconds)."""
-    for _ in range(500):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition never held")
 
 
 async def _login(base_url: str) -> httpx.Response:
@@ -112,7 +103,7 @@ async def test_server_stall_released_by_clear(sim_server: SimulatorServer) -> No
     """A stalled call hangs until ``faults/clear``, then answers normally."""
     sim_server.state.stall_next(1)
     call = asyncio.create_task(_login(sim_server.base_url))
-    await _eventually(lambda: sim_server.state.stats.in_flight > 0)
+    await eventually(lambda: sim_server.state.stats.in_flight > 0)
     async with httpx.AsyncClient(base_url=sim_server.base_url) as client:
         assert (await client.post("/__simulator/faults/clear")).json() == {"ok": True}
     assert (await call).json()["status"] == "Success"
@@ -124,7 +115,7 @@ async def test_server_stop_not_blocked_by_stall() -> None:
     await server.start()
     server.state.stall_next(1, seconds=3600)
     call = asyncio.create_task(_login(server.base_url))
-    await _eventually(lambda: server.state.stats.in_flight > 0)
+    await eventually(lambda: server.state.stats.in_flight > 0)
     await server.stop()
     await asyncio.gather(call, return_exceptions=True)
     assert call.done()
@@ -176,7 +167,7 @@ async def test_server_drip_sends_the_answer_one_byte_at_a_time(sim_server: Simul
     assert int(response.headers["content-length"]) == len(body)
     assert len(chunks) > 10  # many small pieces, not one answer
     assert httpx.Response(200, content=body).json()["status"] == "Success"
-    await _eventually(lambda: sim_server.state.stats.in_flight == 0)
+    await eventually(lambda: sim_server.state.stats.in_flight == 0)
 
 
 async def test_server_drip_stops_when_the_client_hangs_up(sim_server: SimulatorServer) -> None:
@@ -189,4 +180,4 @@ async def test_server_drip_stops_when_the_client_hangs_up(sim_server: SimulatorS
         async for _ in response.aiter_raw():
             break  # one byte, then hang up
     assert sim_server.state.stats.max_in_flight == 1
-    await _eventually(lambda: sim_server.state.stats.in_flight == 0)
+    await eventually(lambda: sim_server.state.stats.in_flight == 0)

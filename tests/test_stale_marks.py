@@ -9,12 +9,11 @@ refreshes are real calls to the simulator, awaited through the store's counters.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from typing import Any, Final
 
 from gateway.store import ConferenceStore
 from tests.gateway_stack import Stack, StackFactory
+from tests.timing import eventually
 
 ONE: Final = '{ conference(number: "6400") { number name } }'
 EVERY: Final = "{ conferences { number name } }"
@@ -29,25 +28,16 @@ def store_of(stack: Stack) -> ConferenceStore:
     return stack.gateway_runtime().store
 
 
-async def until(condition: Callable[[], bool], what: str) -> None:
-    """Until ``condition()`` holds (a background refresh landed or failed); bounded."""
-    for _ in range(500):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{what} did not happen")
-
-
 async def refreshed(stack: Stack, key: str = "6400") -> None:
     """Until a refresh of ``key`` (a number, or ``all``) succeeded: its answer is fresh."""
     store = store_of(stack)
-    await until(lambda: store.current(key) is not None, f"a refresh of {key}")
+    await eventually(lambda: store.current(key) is not None, what=f"a refresh of {key}")
 
 
 async def failed(stack: Stack, count: int) -> None:
     """Until ``count`` fetches have failed in all."""
     store = store_of(stack)
-    await until(lambda: store.stats.failed_fetches >= count, f"{count} failed fetches")
+    await eventually(lambda: store.stats.failed_fetches >= count, what=f"{count} failed fetches")
 
 
 def stale_of(body: dict[str, Any]) -> dict[str, Any]:

@@ -11,18 +11,11 @@ import pytest
 from gateway.errors import PbxTimeoutError
 from gateway.pbx.conferences import Conference
 from gateway.store import ConferenceStore
+from tests.timing import FakeClock
 
 
 def room(number: str) -> Conference:
     return Conference(number, f"Room {number}", None, None, False, True, (), True, False, None)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class CountingFetch:
