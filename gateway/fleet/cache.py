@@ -288,11 +288,17 @@ class SharedCache:
         self, owner: str, numbers: list[str], fetch: Fetch
     ) -> dict[str, tuple[Room | None, float]]:
         try:
-            seen = await self.versions(numbers)
-            found = await self._fetched(numbers, fetch)
-            answers: dict[str, Room | None] = {n: found.get(n) for n in numbers}
+            # Read again now that the claims are ours: another replica may have fetched and
+            # shared these between our first read and our claim (its claim already gone).
+            shared = {n: a for n, a in (await self.read(numbers)).items() if a[1] < self._ttl}
+            numbers_left = [n for n in numbers if n not in shared]
+            if not numbers_left:
+                return shared
+            seen = await self.versions(numbers_left)
+            found = await self._fetched(numbers_left, fetch)
+            answers: dict[str, Room | None] = {n: found.get(n) for n in numbers_left}
             await self.write(answers, time.time(), seen)
-            return {n: (c, 0.0) for n, c in answers.items()}
+            return {**shared, **{n: (c, 0.0) for n, c in answers.items()}}
         finally:
             keys = [self._claim_key(n) for n in numbers]
             await script(self._link, _RELEASE, keys, [owner], 0)
