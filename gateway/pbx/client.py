@@ -109,13 +109,14 @@ class PbxClient:
         breaker: CircuitBreaker | None = None,
         max_concurrency: int = 2,
         deadline: float | None = None,
+        observer: CallObserver = _ignore,
     ) -> None:
         self._http = http
         self.deadline = deadline if deadline is not None else (http.timeout.read or 30.0)
         self._abandoned: set[asyncio.Task[httpx.Response]] = set()
         self.limiter = limiter or PbxLimiter(max_concurrency=max_concurrency, max_waiting=1000)
         self.breaker = breaker or CircuitBreaker(threshold=1_000_000)
-        self.observer: CallObserver = _ignore
+        self.observer = observer
         self.local_address: str | None = None
         """Our address on the last connection to the PBX (None before the first call)."""
 
