@@ -58,7 +58,7 @@ from gateway.media_types import (
 )
 from gateway.observability import request_log
 from gateway.persisted_queries import PersistedQueries, PersistedQueryError
-from gateway.runtime import Runtime
+from gateway.runtime import require_runtime, runtime_of
 from gateway.schema import cost_limits
 from gateway.schema.context import GatewayContext
 from gateway.schema.document_budget import RequestBudget
@@ -182,7 +182,7 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
         """The response cache's answer, before any GraphQL work, or None to go the long way
         (see :mod:`gateway.schema.response_cache`). Persisted queries go the long way."""
         identity: Identity | None = request.scope.get("state", {}).get("identity")
-        runtime: Runtime | None = getattr(request.app.state, "runtime", None)
+        runtime = runtime_of(request)
         if identity is None or runtime is None:
             return None
         started = time.perf_counter()
@@ -363,7 +363,7 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> GatewayContext:
-        runtime: Runtime = request.app.state.runtime
+        runtime = require_runtime(request)
         identity: Identity | None = request.scope.get("state", {}).get("identity")
         if identity is None:  # the gate always sets it; fail closed if it did not
             raise StrawberryGraphQLError("unauthenticated", extensions={"code": "UNAUTHENTICATED"})
@@ -371,6 +371,7 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
             store=runtime.store,
             numbers=NumberBudget(runtime.settings.max_numbers),
             identity=identity,
+            session=runtime.session,
             misses=runtime.misses,
             metrics=runtime.metrics,
             deadline=runtime.clock() + runtime.settings.request_deadline,

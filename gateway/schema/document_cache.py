@@ -54,7 +54,8 @@ from graphql import (
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 
-from gateway.schema.document_budget import CostLimits, RequestBudget, refusals
+from gateway.schema.context import gateway_context
+from gateway.schema.document_budget import CostLimits, refusals
 from gateway.schema.document_cost import DocumentCost, measure
 
 WORKERS: Final = 1
@@ -201,7 +202,8 @@ class DocumentCache(SchemaExtension):
                 errors = await self._documents.validate(
                     entry, schema, tuple(context.validation_rules)
                 )
-            budget: RequestBudget | None = getattr(context.context, "document_budget", None)
+            gateway = gateway_context(context.context)
+            budget = gateway.document_budget if gateway is not None else None
             refusal = budget.charge(entry.cost) if budget is not None and not errors else None
             # Set, even empty: strawberry then skips its own validation.
             context.pre_execution_errors = [refusal] if refusal else list(errors)

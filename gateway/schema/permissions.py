@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import strawberry
 from strawberry.permission import BasePermission
 
+from gateway.schema.context import gateway_context
 from gateway.security.identity import READ
 
 
@@ -23,8 +24,8 @@ class RequireScope(BasePermission):
     error_extensions = {"code": "FORBIDDEN"}  # noqa: RUF012 (strawberry reads it per class)
 
     def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
-        identity = getattr(info.context, "identity", None)
-        return identity is not None and identity.has(self.scope)
+        context = gateway_context(info.context)
+        return context is not None and context.identity.has(self.scope)
 
 
 class CanRead(RequireScope):
