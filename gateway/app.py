@@ -7,6 +7,10 @@ before the HTTP client goes. Tests pass ``transport=`` (an in-process simulator)
 ``clock=`` (to move TTLs without sleeping); ``extra_routes=`` are served beside the
 gateway's own (the demo adds its examples).
 
+The lifespan hands the long-lived objects on as typed state (:class:`gateway.runtime.
+GatewayState`, read by handlers through :func:`gateway.runtime.runtime_of`), registers the
+metrics collector over them, and gives the PBX client its metrics observer as it builds it.
+
 Around ``/graphql``, outermost first: CORS (an explicit origin allowlist), then the
 security gate (body size, authentication, request rate), then strawberry's view.
 """
@@ -18,6 +22,7 @@ import functools
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from starlette.applications import Starlette
@@ -31,6 +36,7 @@ from gateway.graphiql import graphiql_routes
 from gateway.graphql_view import GatewayGraphQL
 from gateway.health import healthz, readyz
 from gateway.observability.metrics import Metrics
+from gateway.observability.runtime_metrics import RuntimeCollector
 from gateway.observability.tracing import pbx_call_span
 from gateway.pbx.breaker import CircuitBreaker
 from gateway.pbx.client import PbxClient, build_http_client
@@ -38,7 +44,7 @@ from gateway.pbx.conference_query import query_conferences
 from gateway.pbx.field_notes import FieldNotes
 from gateway.pbx.limiter import PbxLimiter
 from gateway.pbx.session import PbxSession
-from gateway.runtime import Runtime
+from gateway.runtime import GatewayState, Runtime
 from gateway.schema import build_schema
 from gateway.schema.response_cache import ResponseCache
 from gateway.security.config import SecuritySettings
@@ -47,7 +53,10 @@ from gateway.security.rate_limit import RateLimiter
 from gateway.settings import Settings
 from gateway.store import ConferenceStore
 
-__all__ = ["create_app"]
+if TYPE_CHECKING:
+    from gateway.http_guard import ConnectionGuard
+
+__all__ = ["GatewayApp", "create_app"]
 
 
 def create_app(
@@ -56,7 +65,7 @@ def create_app(
     transport: httpx.AsyncBaseTransport | None = None,
     clock: Callable[[], float] = time.monotonic,
     extra_routes: Sequence[BaseRoute] = (),
-) -> Starlette:
+) -> GatewayApp:
     """The gateway's ASGI app for ``settings``."""
     security = settings.security
     misses = RateLimiter(rate=security.miss_rate, burst=security.miss_burst, clock=clock)
@@ -64,7 +73,7 @@ def create_app(
     metrics = Metrics()
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: GatewayApp) -> AsyncIterator[GatewayState]:
         fleet = None
         if settings.redis_url is not None:
             from gateway.fleet.assemble import open_fleet  # the redis extra, only when used
@@ -95,8 +104,8 @@ def create_app(
                     cooldown=settings.pbx_breaker_cooldown,
                     clock=clock,
                 ),
+                observer=metrics.observe_pbx_call,
             )
-            client.observer = metrics.observe_pbx_call
             session = PbxSession(
                 client,
                 username=settings.pbx_username,
@@ -122,7 +131,7 @@ def create_app(
                 clock=clock,
                 shared=fleet.cache if fleet else None,
             )
-            app.state.runtime = Runtime(
+            runtime = Runtime(
                 settings=settings,
                 client=client,
                 session=session,
@@ -133,11 +142,23 @@ def create_app(
                 clock=clock,
                 fleet=fleet,
             )
+            app.runtime = runtime
+            unwatch = metrics.watch(
+                RuntimeCollector(
+                    store=store,
+                    session=session,
+                    client=client,
+                    requests=requests,
+                    misses=misses,
+                    fleet=fleet,
+                )
+            )
             session.start(login_now=settings.login_at_start)
             listener = asyncio.create_task(store.listen_for_invalidations())
             try:
-                yield
+                yield {"runtime": runtime}
             finally:
+                unwatch()
                 listener.cancel()
                 await asyncio.gather(listener, return_exceptions=True)
                 await store.aclose()
@@ -170,7 +191,8 @@ def create_app(
                 max_age=600,
             )
         )
-    app = Starlette(
+    app = GatewayApp(
+        metrics,
         routes=[
             Route("/graphql", gate),
             Route("/healthz", healthz, methods=["GET", "HEAD"]),
@@ -183,10 +205,26 @@ def create_app(
         middleware=middleware,
         lifespan=lifespan,
     )
-    metrics.watch(lambda: getattr(app.state, "runtime", None))
     metrics.watch_response_cache(answers)
-    app.state.metrics = metrics  # the server adds its connection counts (LoopbackServer)
     return app
+
+
+class GatewayApp(Starlette):
+    """The gateway's Starlette app, with its metrics and (once started) its runtime.
+
+    ``runtime`` is for white-box readers (tests, ``scripts/chaos.py``): it is set when the
+    lifespan has built the long-lived objects and kept after shutdown, for their counts.
+    Handlers read the runtime from the request's state (:func:`gateway.runtime.runtime_of`).
+    """
+
+    def __init__(self, metrics: Metrics, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.metrics = metrics
+        self.runtime: Runtime | None = None
+
+    def watch_connections(self, guard: ConnectionGuard) -> None:
+        """``/metrics`` reports the serving HTTP server's connections (LoopbackServer)."""
+        self.metrics.watch_connections(guard)
 
 
 def request_limiter(security: SecuritySettings, clock: Callable[[], float]) -> RateLimiter | None:

@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse
 
 from gateway import __version__
 from gateway.pbx.breaker import CircuitState
+from gateway.runtime import runtime_of
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -30,7 +31,7 @@ async def healthz(request: Request) -> JSONResponse:
 
 async def readyz(request: Request) -> JSONResponse:
     """Readiness: logged in to the PBX, or holding servable data; why not, otherwise."""
-    runtime = getattr(request.app.state, "runtime", None)
+    runtime = runtime_of(request)
     if runtime is None:
         return JSONResponse({"ready": False, "reasons": ["starting up"]}, status_code=503)
     session, store, breaker = runtime.session, runtime.store, runtime.client.breaker

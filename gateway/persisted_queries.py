@@ -55,7 +55,7 @@ class PersistedQueryError(Exception):
     Server answers them and Apollo Client expects.
     """
 
-    def __init__(self, message: str, code: str, *, malformed: bool) -> None:
+    def __init__(self, message: str, code: ErrorCode, *, malformed: bool) -> None:
         super().__init__(message)
         self.message = message
         self.code = code

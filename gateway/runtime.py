@@ -1,14 +1,19 @@
-"""The gateway's long-lived objects, created by the app's lifespan.
+"""The gateway's long-lived objects, built by the app's lifespan and handed on as typed state.
 
-``app.state.runtime`` holds one :class:`Runtime`; the GraphQL view, health probes and
-metrics read it, and tests use it for white-box counts.
+The lifespan (:func:`gateway.app.create_app`) builds one :class:`Runtime` and yields it as
+:class:`GatewayState`, Starlette's typed lifespan state: the server copies it into every
+request's ``scope["state"]``, where HTTP handlers (the GraphQL view, the health probes)
+read it through :func:`runtime_of`. Resolvers never see the runtime: the view hands them
+what they need in the typed :class:`gateway.schema.context.GatewayContext`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
+
+from starlette.requests import HTTPConnection
 
 from gateway.observability.metrics import Metrics
 from gateway.pbx.client import PbxClient
@@ -23,7 +28,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class Runtime:
-    """The long-lived objects the lifespan creates; ``app.state.runtime`` holds them."""
+    """The long-lived objects the lifespan creates (one per app, for its whole life)."""
 
     settings: Settings
     client: PbxClient
@@ -36,3 +41,29 @@ class Runtime:
     clock: Callable[[], float]
     fleet: Fleet | None = None
     """Redis-shared state, with GATEWAY_REDIS_URL."""
+
+
+class GatewayState(TypedDict):
+    """What the lifespan yields; Starlette copies it into each request's state."""
+
+    runtime: Runtime
+
+
+class NotStarted(RuntimeError):
+    """A request reached a handler that needs the runtime, but no lifespan handed one on."""
+
+
+def runtime_of(connection: HTTPConnection) -> Runtime | None:
+    """The runtime the lifespan handed on to this request, or None (the lifespan has not
+    run: the server was started with ``lifespan="off"``, or start-up is not done)."""
+    state = connection.scope.get("state") or {}
+    runtime = state.get("runtime")
+    return runtime if isinstance(runtime, Runtime) else None
+
+
+def require_runtime(connection: HTTPConnection) -> Runtime:
+    """:func:`runtime_of`, for handlers that cannot answer without it."""
+    runtime = runtime_of(connection)
+    if runtime is None:
+        raise NotStarted("the gateway's lifespan has not started: no runtime to serve from")
+    return runtime

@@ -13,12 +13,11 @@ import errno
 import socket
 from collections.abc import Coroutine, Iterator, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import uvicorn
 
 from gateway.http_guard import ConnectionGuard
-from gateway.observability.metrics import Metrics
 from gateway.settings import HttpLimits
 
 
@@ -35,6 +34,13 @@ class CannotListen(OSError):
                 f"{cause.strerror or cause}; check --host (an address of this machine) and --port"
             )
         self.message = f"cannot listen on {where}: {hint}"
+
+
+@runtime_checkable
+class CountsConnections(Protocol):
+    """An app that reports its server's connections (:class:`gateway.app.GatewayApp`)."""
+
+    def watch_connections(self, guard: ConnectionGuard) -> None: ...
 
 
 class _Server(uvicorn.Server):
@@ -76,9 +82,8 @@ class LoopbackServer:
     ) -> None:
         self.app, self.host, self.port = app, host, port
         self.guard = ConnectionGuard(limits or HttpLimits(), trusted_proxies)
-        metrics = getattr(getattr(app, "state", None), "metrics", None)
-        if isinstance(metrics, Metrics):  # the gateway's app: /metrics shows connections
-            metrics.watch_connections(self.guard)
+        if isinstance(app, CountsConnections):  # the gateway's app: /metrics shows them
+            app.watch_connections(self.guard)
         self._config = uvicorn.Config(
             app,
             lifespan="on",

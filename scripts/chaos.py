@@ -815,7 +815,7 @@ async def run_chaos(config: ChaosConfig) -> ChaosReport:
     try:
         with _watching_logs(_LogWatch(report, checker)):
             await gateway.start()
-            runtime: Runtime = gateway.app.state.runtime
+            runtime: Runtime = gateway.app.runtime
             await runtime.session.started()
             driver = FaultDriver(sim, runtime, config, rng, report, time.monotonic)
             lag = LoopLag()

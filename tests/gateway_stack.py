@@ -46,7 +46,7 @@ class Stack:
 
     def gateway_runtime(self) -> Runtime:
         """The gateway's long-lived objects (session, store, breaker) for white-box counts."""
-        runtime: Runtime = self.gateway.app.state.runtime
+        runtime: Runtime = self.gateway.app.runtime
         return runtime
 
     def calls(self, endpoint: str = "conference/query") -> int:
@@ -113,7 +113,7 @@ async def gateway_stack(request: pytest.FixtureRequest) -> AsyncIterator[StackFa
             gateway = await exits.enter_async_context(
                 LoopbackServer(create_app(settings, clock=clock))
             )
-            runtime: Runtime = gateway.app.state.runtime
+            runtime: Runtime = gateway.app.runtime
             await runtime.session.started()  # the start-up login, as in production
             client = await exits.enter_async_context(
                 httpx.AsyncClient(base_url=gateway.base_url, timeout=30)

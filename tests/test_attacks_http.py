@@ -44,7 +44,7 @@ class Served:
 
     def refused(self, code: str) -> float:
         """Connections refused with ``code``, as ``/metrics`` reports them."""
-        registry = self.server.app.state.metrics.registry
+        registry = self.server.app.metrics.registry
         name = "gateway_http_connections_refused_total"
         value = registry.get_sample_value(name, {"code": code})
         assert value == self.server.guard.refused[code]

@@ -91,7 +91,7 @@ async def demo_stack(built: None) -> AsyncIterator[DemoStack]:
         settings = dataclasses.replace(settings, security=unlimited)
         app = create_app(settings, clock=clock, extra_routes=example_routes())
         async with LoopbackServer(app) as gateway:
-            runtime: Runtime = gateway.app.state.runtime
+            runtime: Runtime = gateway.app.runtime
             await runtime.session.started()
             yield DemoStack(sim=sim, gateway=gateway, clock=clock)
 

@@ -312,7 +312,7 @@ async def garbled() -> AsyncIterator[Stack]:
         settings = dataclasses.replace(settings, security=scopes(EVERY_SCOPE))
         app = create_app(settings, clock=clock, transport=Garbling())
         gateway = await exits.enter_async_context(LoopbackServer(app))
-        await gateway.app.state.runtime.session.started()
+        await gateway.app.runtime.session.started()
         client = await exits.enter_async_context(
             httpx.AsyncClient(base_url=gateway.base_url, timeout=30)
         )

@@ -171,7 +171,7 @@ class Replica:
 
     @property
     def runtime(self) -> Runtime:
-        runtime: Runtime = self.server.app.state.runtime
+        runtime: Runtime = self.server.app.runtime
         return runtime
 
     async def graphql(self, query: str) -> dict[str, Any]:
@@ -206,7 +206,7 @@ async def fleet(
                 **overrides,
             )
             server = await exits.enter_async_context(LoopbackServer(create_app(settings)))
-            await server.app.state.runtime.session.started()
+            await server.app.runtime.session.started()
             client = await exits.enter_async_context(
                 httpx.AsyncClient(base_url=server.base_url, timeout=30)
             )

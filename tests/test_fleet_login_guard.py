@@ -45,7 +45,7 @@ class Replica:
 
     @property
     def runtime(self) -> Runtime:
-        runtime: Runtime = self.server.app.state.runtime
+        runtime: Runtime = self.server.app.runtime
         return runtime
 
     async def query(self, number: str) -> dict[str, Any]:
@@ -81,7 +81,7 @@ async def replica(
     )
     clock = FakeClock()
     async with LoopbackServer(create_app(settings, clock=clock)) as server:
-        runtime: Runtime = server.app.state.runtime
+        runtime: Runtime = server.app.runtime
         await runtime.session.started()
         async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
             yield Replica(server, client, clock)

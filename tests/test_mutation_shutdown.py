@@ -38,7 +38,7 @@ async def change_while_stopping(grace: int, latency: float) -> tuple[httpx.Respo
         )
         server = LoopbackServer(create_app(settings), graceful_shutdown=grace)
         await server.start()
-        runtime: Runtime = server.app.state.runtime
+        runtime: Runtime = server.app.runtime
         await runtime.session.started()
         sim.state.configure(latency=latency)
         async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:

@@ -2,7 +2,9 @@
 
 Event metrics (GraphQL requests, PBX calls, latencies) are recorded as they happen;
 state the gateway keeps anyway (cache counters, logins, queue, breaker, rate limits) is
-read at scrape time by :class:`_RuntimeCollector`, so there is one source of truth.
+read at scrape time by collectors over the objects that keep it
+(:mod:`gateway.observability.runtime_metrics`, registered by the app's lifespan), so
+there is one source of truth.
 
 Label cardinality is bounded: no room numbers or client identities; operation names are
 sanitised and the first ``MAX_OPERATION_NAMES`` distinct ones are kept, later ones count
@@ -11,10 +13,11 @@ as ``other``; errno labels are limited to the documented codes.
 
 from __future__ import annotations
 
+import functools
 import platform
 import re
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -25,13 +28,25 @@ from starlette.responses import Response
 from gateway import __version__
 from gateway.error_code import ErrorCode
 from gateway.observability.log_writer import dropped_lines
-from gateway.pbx.breaker import CircuitState
 from gateway.pbx.errnos import errno_meaning
 
 if TYPE_CHECKING:
     from gateway.http_guard import ConnectionGuard
-    from gateway.runtime import Runtime
-    from gateway.schema.response_cache import ResponseCache
+
+
+class ResponseCacheFigures(Protocol):
+    """What the response cache shows /metrics (gateway.schema.response_cache.ResponseCache):
+    a protocol, so observability needs nothing from the schema layer above it."""
+
+    @property
+    def bytes_held(self) -> int: ...
+    @property
+    def entries(self) -> int: ...
+    @property
+    def evictions(self) -> int: ...
+    @property
+    def too_large(self) -> int: ...
+
 
 MAX_OPERATION_NAMES: Final = 100
 _NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -119,11 +134,13 @@ class Metrics:
         self.pbx_calls.labels(endpoint, outcome, label).inc()
         self.pbx_seconds.labels(endpoint).observe(seconds)
 
-    def watch(self, runtime: Callable[[], Runtime | None]) -> None:
-        """Read the runtime's own counters at every scrape."""
-        self.registry.register(_RuntimeCollector(runtime))
+    def watch(self, collector: Collector) -> Callable[[], None]:
+        """Read ``collector`` at every scrape, until the returned function is called (the
+        app's lifespan registers the runtime's collector with the objects it reads)."""
+        self.registry.register(collector)
+        return functools.partial(self.registry.unregister, collector)
 
-    def watch_response_cache(self, cache: ResponseCache) -> None:
+    def watch_response_cache(self, cache: ResponseCacheFigures) -> None:
         """Report the response cache's memory at every scrape."""
         self.registry.register(_ResponseCacheCollector(cache))
 
@@ -155,7 +172,7 @@ class _ConnectionCollector(Collector):
 
 
 class _ResponseCacheCollector(Collector):
-    def __init__(self, cache: ResponseCache) -> None:
+    def __init__(self, cache: ResponseCacheFigures) -> None:
         self._cache = cache
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
@@ -187,68 +204,3 @@ class _LogCollector(Collector):
             "Log lines dropped because the log stream could not keep up (queue full).",
             dropped_lines(),
         )
-
-
-class _RuntimeCollector(Collector):
-    def __init__(self, runtime: Callable[[], Runtime | None]) -> None:
-        self._runtime = runtime
-
-    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
-        runtime = self._runtime()
-        if runtime is None:
-            return
-        store, session = runtime.store.stats, runtime.session
-        limiter, breaker = runtime.client.limiter, runtime.client.breaker
-        cache = CounterMetricFamily(
-            "gateway_cache_lookups", "Conference lookups by result.", labels=["result"]
-        )
-        cache.add_metric(["hit"], store.hits)
-        cache.add_metric(["miss"], store.misses)
-        cache.add_metric(["stale"], store.stale_served)
-        cache.add_metric(["revalidate"], store.revalidations)
-        yield cache
-        fetches = CounterMetricFamily(
-            "gateway_store_fetches", "PBX fetches the store started, by result.", labels=["result"]
-        )
-        fetches.add_metric(["ok"], store.fetches - store.failed_fetches)
-        fetches.add_metric(["failed"], store.failed_fetches)
-        yield fetches
-        logins = CounterMetricFamily(
-            "gateway_pbx_logins", "PBX logins by result.", labels=["result"]
-        )
-        logins.add_metric(["success"], session.logins)
-        logins.add_metric(["failed"], session.failed_logins)
-        yield logins
-        yield GaugeMetricFamily("gateway_pbx_in_flight", "PBX calls in flight.", limiter.in_flight)
-        yield GaugeMetricFamily(
-            "gateway_pbx_queued", "PBX calls waiting for a slot.", limiter.waiting
-        )
-        yield CounterMetricFamily(
-            "gateway_pbx_busy_rejections", "PBX calls refused: queue full.", limiter.rejected
-        )
-        state = GaugeMetricFamily(
-            "gateway_circuit_state", "1 for the circuit breaker's current state.", labels=["state"]
-        )
-        for candidate in CircuitState:
-            state.add_metric([candidate.value], 1.0 if breaker.state is candidate else 0.0)
-        yield state
-        yield CounterMetricFamily(
-            "gateway_circuit_openings", "Times the circuit breaker opened.", breaker.opened_count
-        )
-        yield GaugeMetricFamily(
-            "gateway_pbx_session_up", "1 while the gateway holds a PBX token.", session.has_token
-        )
-        if runtime.fleet is not None:
-            yield GaugeMetricFamily(
-                "gateway_redis_up",
-                "1 while Redis answers (0: local fallback).",
-                runtime.fleet.link.up,
-            )
-        limited = CounterMetricFamily(
-            "gateway_rate_limited", "Refusals by the per-client budgets.", labels=["budget"]
-        )
-        limited.add_metric(
-            ["requests"], runtime.requests.rejected if runtime.requests is not None else 0
-        )
-        limited.add_metric(["pbx_fetches"], runtime.misses.rejected)
-        yield limited

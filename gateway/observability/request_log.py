@@ -1,10 +1,12 @@
 """One structured log line and the metrics for every GraphQL operation.
 
-A strawberry extension: it times the operation and, when it ends, records the request
-id, operation name, duration, PBX fetches the request started, the cache outcome
-(``hit``, ``miss``, ``stale``), the client identity's name and the error codes, both as a
-JSON log line (logger ``gateway.request``) and as Prometheus metrics. Nothing secret is
-in either: no variables, no PINs, no tokens.
+:func:`record` takes the request id, operation name, duration, PBX fetches the request
+started, the cache outcome (``hit``, ``miss``, ``stale``, ``response``), the client
+identity's name and the error codes, and writes them both as a JSON log line (logger
+``gateway.request``) and as Prometheus metrics. Nothing secret is in either: no
+variables, no PINs, no tokens. Its callers: the schema's extension
+(:mod:`gateway.schema.request_recorder`) for every executed operation, and the view's
+response-cache fast path.
 
 The line is one per request, so its cost matters: under ``serve``'s logging it is
 formatted with orjson and queued for the writer thread (``logs.direct_writer``), a few
@@ -15,49 +17,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from random import getrandbits
-from typing import Any
-
-from strawberry.extensions import SchemaExtension
 
 from gateway.observability.log_writer import iso_time, json_line
 from gateway.observability.logs import direct_writer
 from gateway.observability.metrics import Metrics
 
 logger = logging.getLogger("gateway.request")
-
-
-class RequestRecorder(SchemaExtension):
-    """Logs and measures each operation (see the module docstring)."""
-
-    def on_operation(self) -> Iterator[None]:
-        started = time.perf_counter()
-        yield
-        seconds = time.perf_counter() - started
-        context: Any = self.execution_context.context
-        result = self.execution_context.result
-        errors = getattr(result, "errors", None) or []
-        codes = [str((e.extensions or {}).get("code", "UNKNOWN")) for e in errors]
-        stale = bool(getattr(context, "stale", None))
-        data = getattr(result, "data", None)
-        answered = isinstance(data, dict) and any(value is not None for value in data.values())
-        outcome = "ok" if not codes else "partial" if answered else "error"
-        if stale and not codes:
-            outcome = "stale"
-        fetches = getattr(context, "fetches_started", 0)
-        cached = getattr(context, "response_cached", False)
-        record(
-            getattr(context, "metrics", None),
-            request_id=getattr(context, "request_id", None),
-            operation=self.execution_context.operation_name,
-            outcome=outcome,
-            seconds=seconds,
-            pbx_fetches=fetches,
-            cache="stale" if stale else "miss" if fetches else "response" if cached else "hit",
-            client=getattr(getattr(context, "identity", None), "name", None),
-            codes=codes,
-        )
 
 
 def record(

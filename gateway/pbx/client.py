@@ -123,6 +123,7 @@ class PbxClient:
         max_concurrency: int = 2,
         deadline: float | None = None,
         tracer: CallTracer = _untraced,
+        observer: CallObserver = _ignore,
     ) -> None:
         self._http = http
         self._tracer = tracer
@@ -130,7 +131,7 @@ class PbxClient:
         self._abandoned: set[asyncio.Task[httpx.Response]] = set()
         self.limiter = limiter or PbxLimiter(max_concurrency=max_concurrency, max_waiting=1000)
         self.breaker = breaker or CircuitBreaker(threshold=1_000_000)
-        self.observer: CallObserver = _ignore
+        self.observer = observer
         self.local_address: str | None = None
         """Our address on the last connection to the PBX (None before the first call)."""
 

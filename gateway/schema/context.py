@@ -3,6 +3,9 @@
 A new context, with a new DataLoader, is made per request (strawberry's loader caches
 futures and failures for its whole life, so sharing one across requests would pin old
 answers and errors). Data shared across requests lives in the store below it.
+
+Resolvers and extensions read it typed: ``strawberry.Info[GatewayContext, None]``, or,
+where strawberry hands over its context untyped (extensions), :func:`gateway_context`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from strawberry.dataloader import DataLoader
 from gateway.errors import RateLimitedError, retry_seconds
 from gateway.observability.metrics import Metrics
 from gateway.pbx.conferences import Conference
+from gateway.pbx.session import PbxSession
 from gateway.schema.document_budget import RequestBudget
 from gateway.schema.numbers import NumberBudget
 from gateway.security.identity import Identity
@@ -34,6 +38,8 @@ class GatewayContext:
     store: ConferenceStore
     numbers: NumberBudget
     identity: Identity
+    session: PbxSession
+    """The gateway's one PBX session: the mutation sends its change through it."""
     misses: RateLimiter | None = None
     """The caller's budget of PBX fetches (cache misses)."""
     deadline: float | None = None
@@ -47,9 +53,9 @@ class GatewayContext:
     fetches_started: int = 0
     """PBX fetches this request started (for its log line)."""
     stale: ServedReport = field(default_factory=ServedReport)
+    """What was served stale, and the oldest ``fetched_at`` of everything served."""
     document_budget: RequestBudget | None = None
     """Fields and spreads this request's documents may still select (a batch shares it)."""
-    """What was served stale, and the oldest ``fetched_at`` of everything served."""
     loader: ConferenceLoader = field(init=False)
 
     def __post_init__(self) -> None:
@@ -77,3 +83,9 @@ class GatewayContext:
                 self.response.headers["Retry-After"] = str(error.retry_after)
             raise error
         self.fetches_started += fetches
+
+
+def gateway_context(context: object) -> GatewayContext | None:
+    """``context`` when it is the gateway's, else None (a schema executed on its own, as
+    some tests do, has none: extensions then leave the request alone)."""
+    return context if isinstance(context, GatewayContext) else None

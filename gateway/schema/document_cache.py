@@ -55,9 +55,9 @@ from graphql import (
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 
+from gateway.schema.context import gateway_context
 from gateway.schema.document_budget import (
     CostLimits,
-    RequestBudget,
     refusals,
     token_limit_refusal,
 )
@@ -210,7 +210,8 @@ class DocumentCache(SchemaExtension):
                 errors = await self._documents.validate(
                     entry, schema, tuple(context.validation_rules)
                 )
-            budget: RequestBudget | None = getattr(context.context, "document_budget", None)
+            gateway = gateway_context(context.context)
+            budget = gateway.document_budget if gateway is not None else None
             refusal = budget.charge(entry.cost) if budget is not None and not errors else None
             # Set, even empty: strawberry then skips its own validation.
             context.pre_execution_errors = [refusal] if refusal else list(errors)

@@ -17,6 +17,7 @@ from strawberry.extensions import SchemaExtension
 
 from gateway.error_code import ErrorCode
 from gateway.errors import GatewayError
+from gateway.schema.context import gateway_context
 
 logger = logging.getLogger(__name__)
 
@@ -27,9 +28,8 @@ class ErrorCodes(SchemaExtension):
     def on_operation(self) -> Iterator[None]:
         yield
         result = self.execution_context.result
-        errors = getattr(result, "errors", None)
-        if result is not None and errors:
-            result.errors = [self._coded(error) for error in errors]
+        if result is not None and result.errors:
+            result.errors = [self._coded(error) for error in result.errors]
 
     def _coded(self, error: GraphQLError) -> GraphQLError:
         original = error.original_error
@@ -47,7 +47,8 @@ class ErrorCodes(SchemaExtension):
             )
             error.extensions = {**(error.extensions or {}), "code": code}
             return error
-        request_id = getattr(self.execution_context.context, "request_id", "unknown")
+        context = gateway_context(self.execution_context.context)
+        request_id = context.request_id if context is not None else "unknown"
         logger.error(
             "unexpected error in request %s at %s",
             request_id,

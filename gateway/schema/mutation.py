@@ -35,14 +35,12 @@ from gateway.errors import (
 from gateway.observability.audit import audit_change
 from gateway.pbx.conference_update import may_have_applied, update_conference
 from gateway.pbx.conferences import Conference
-from gateway.pbx.session import PbxSession
-from gateway.runtime import Runtime
 from gateway.schema.conference_update_input import (
     SCHEMA_NAMES,
     UpdateConferenceInput,
     validate_update,
 )
-from gateway.schema.context import GatewayContext
+from gateway.schema.context import GatewayContext, gateway_context
 from gateway.schema.permissions import RequireScope
 from gateway.schema.types import ConferenceNode
 from gateway.security.identity import PINS, WRITE
@@ -66,14 +64,14 @@ def _given(kwargs: dict[str, Any]) -> tuple[str, list[str]]:
 
 def _audit_denied(info: Info, kwargs: dict[str, Any]) -> None:
     number, fields = _given(kwargs)
-    context = info.context
+    context = gateway_context(info.context)
     audit_change(
         ACTION,
-        identity=getattr(context, "identity", None),
+        identity=context.identity if context is not None else None,
         number=number,
         fields=fields,
         outcome="denied",
-        request_id=getattr(context, "request_id", None),
+        request_id=context.request_id if context is not None else None,
     )
 
 
@@ -175,7 +173,7 @@ class Mutation:
             raise
         try:
             context.admit(2)  # the change and its read-back, on the caller's PBX budget
-            await update_conference(_pbx_session(context), changes)
+            await update_conference(context.session, changes)
         except asyncio.CancelledError:
             # Only shutdown cancels a request (its grace ran out). The change may be on the
             # PBX already: say so in the audit trail and to the client, never a bare 500.
@@ -221,12 +219,3 @@ def _uncancel() -> None:
     task = asyncio.current_task()
     if task is not None:
         task.uncancel()
-
-
-def _pbx_session(context: GatewayContext) -> PbxSession:
-    """The gateway's one PBX session: the runtime the app's lifespan created."""
-    app = getattr(context.request, "app", None)
-    runtime = getattr(getattr(app, "state", None), "runtime", None)
-    if not isinstance(runtime, Runtime):
-        raise GatewayError("the gateway's PBX session is not running; try again shortly")
-    return runtime.session

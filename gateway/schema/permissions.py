@@ -14,6 +14,7 @@ import strawberry
 from strawberry.permission import BasePermission
 
 from gateway.error_code import ErrorCode
+from gateway.schema.context import gateway_context
 from gateway.security.identity import READ
 
 
@@ -24,8 +25,8 @@ class RequireScope(BasePermission):
     error_extensions = {"code": ErrorCode.FORBIDDEN}  # noqa: RUF012 (strawberry reads it per class)
 
     def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
-        identity = getattr(info.context, "identity", None)
-        return identity is not None and identity.has(self.scope)
+        context = gateway_context(info.context)
+        return context is not None and context.identity.has(self.scope)
 
 
 class CanRead(RequireScope):

@@ -38,6 +38,7 @@ from graphql import ExecutionResult as GraphQLExecutionResult
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
+from gateway.schema.context import gateway_context
 from gateway.settings import Settings
 from gateway.store import ConferenceStore
 
@@ -163,13 +164,13 @@ class ResponseCaching(SchemaExtension):
 
     def on_execute(self) -> Iterator[None]:
         context = self.execution_context
-        app = context.context
-        store, report = getattr(app, "store", None), getattr(app, "stale", None)
-        key = self._key()
-        if key is None or store is None or report is None:
+        app = gateway_context(context.context)
+        key = self._key(app.identity.scopes) if app is not None else None
+        if key is None or app is None:
             yield
             return
-        kept = self._cache.get(key, store)
+        report = app.stale
+        kept = self._cache.get(key, app.store)
         if kept is not None:
             context.result = GraphQLExecutionResult(data=kept.data, errors=None)
             for source, version in kept.sources:
@@ -191,13 +192,11 @@ class ResponseCaching(SchemaExtension):
             answer = CachedAnswer.of(result.data, sources, report.oldest_fetched_at)
             self._cache.put(key, answer)
 
-    def _key(self) -> Key | None:
+    def _key(self, scopes: frozenset[str]) -> Key | None:
         context = self.execution_context
         try:
             if context.operation_type is not OperationType.QUERY or not context.query:
                 return None
-            identity = getattr(context.context, "identity", None)
-            scopes = identity.scopes if identity is not None else frozenset()
             return key_for(context.query, context.operation_name, context.variables, scopes)
         except (RuntimeError, TypeError, ValueError):
             return None

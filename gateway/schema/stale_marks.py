@@ -9,14 +9,14 @@ from typing import Any
 
 from strawberry.extensions import SchemaExtension
 
-from gateway.staleness import StaleReport
+from gateway.schema.context import gateway_context
 
 
 class StaleMarks(SchemaExtension):
     """Reports the request's stale answers in the response's ``extensions``."""
 
     def get_results(self) -> dict[str, Any]:
-        report = getattr(self.execution_context.context, "stale", None)
-        if isinstance(report, StaleReport) and report:
-            return {"stale": report.as_json()}
+        context = gateway_context(self.execution_context.context)
+        if context is not None and context.stale:
+            return {"stale": context.stale.as_json()}
         return {}

@@ -14,6 +14,7 @@ import strawberry
 from gateway.conference_codec import Prompt
 from gateway.errors import ForbiddenError
 from gateway.pbx.conferences import Conference
+from gateway.schema.context import gateway_context
 from gateway.security.identity import PINS
 
 
@@ -59,8 +60,8 @@ def _prompt(root: strawberry.Parent[Conference]) -> ConferencePrompt | None:
 
 def _pin(info: strawberry.Info, pin: str | None) -> str | None:
     """A PIN, for callers holding ``conferences:pins``; FORBIDDEN on this path otherwise."""
-    identity = getattr(info.context, "identity", None)
-    if identity is None or not identity.has(PINS):
+    context = gateway_context(info.context)
+    if context is None or not context.identity.has(PINS):
         raise ForbiddenError(
             f"the caller lacks the {PINS} scope needed to read PINs; "
             "hasParticipantPassword and hasModeratorPassword tell whether a PIN is set"
