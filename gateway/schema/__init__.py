@@ -21,11 +21,11 @@ from strawberry.extensions import (
 from strawberry.schema.config import BatchingConfig, StrawberryConfig
 from strawberry.types import ExecutionContext
 
-from gateway.observability.tracing import OperationSpan
 from gateway.schema.document_budget import CostLimits
 from gateway.schema.document_cache import DocumentCacheFactory
 from gateway.schema.error_codes import ErrorCodes
 from gateway.schema.mutation import Mutation
+from gateway.schema.operation_span import OperationSpan
 from gateway.schema.query import Query
 from gateway.schema.request_recorder import RequestRecorder
 from gateway.schema.response_cache import ResponseCache, response_caching
