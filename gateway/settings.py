@@ -4,6 +4,9 @@
 variable raises :class:`~gateway.errors.ConfigError` whose one-line message names it.
 Secrets are :class:`~gateway.secrets.Secret`, so ``repr(settings)`` shows none, and
 each secret can come from a ``*_FILE`` (container secrets) instead of the variable.
+
+Why over 300 lines: it is the one place a default is written (issue 16), so every
+setting's field, default and reader stand here together, one short block each.
 """
 
 from __future__ import annotations

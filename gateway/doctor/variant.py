@@ -1,5 +1,7 @@
 """The probes that tell which firmware variant the device is, none of which changes anything.
 
+(About 300 lines: one short function per probe, each with the reading it classifies.)
+
 pbx-api.md leaves open questions each firmware answers its own way; every probe here asks one,
 with a call that only reads or that the PBX refuses before acting:
 

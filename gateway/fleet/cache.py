@@ -18,6 +18,10 @@ between it and the PBX, so that
   announced on a channel every replica listens to.
 
 With Redis down every method falls back to "nothing shared" and the replica works alone.
+
+Why over 300 lines: reading, claiming, fetching for the fleet, waiting for another
+replica's fetch and sealing are one protocol over the same keys; each step's race with
+the others is explained where it happens.
 """
 
 from __future__ import annotations

@@ -19,6 +19,10 @@ exchange has ended (see :meth:`PbxClient._exchange` and the limiter's linger).
 Every call has one total deadline (``deadline``, by default the HTTP client's read
 timeout, i.e. ``PBX_TIMEOUT``): httpx's own timeouts are per phase and per chunk, so a
 PBX that drips its answer a byte at a time would otherwise hold a slot for ever.
+
+Why over 300 lines: the seam (``_send``) and the envelope (``decode_envelope``) are the two
+places every PBX answer passes, and the exchange task that keeps the cap true from the
+PBX's side wraps them; split apart, each would have to re-explain the other's failure cases.
 """
 
 from __future__ import annotations
