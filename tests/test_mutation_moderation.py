@@ -348,3 +348,18 @@ async def test_moderation_audit_line_names_client_room_action_operator_members(
     assert all(e["request_id"] for e in entries)
     text = "\n".join(r.getMessage() + repr(r.__dict__.get("fields")) for r in caplog.records)
     assert not any(pin in text for pin in pins.values())
+
+
+async def test_moderation_blank_parameter_maps_10004_as_a_gateway_bug(
+    gateway_stack: StackFactory, tmp_path: Path
+) -> None:
+    """A 10004 from the PBX (a parameter it found blank) after the gateway's own checks is
+    reported as a gateway bug to report, once, with nobody removed."""
+    stack, key = await _stack(gateway_stack, tmp_path, {MODERATE})
+    _join(stack.pbx, "4001", "4009")
+    stack.pbx.fail_next(1, "10004", "conference/kick_member")
+    error = error_of(await _act(stack, key, REMOVE, number=BRIDGE, operator="4001", all=True))
+    assert error["extensions"] == {"code": "PBX_ERROR", "errno": "10004"}
+    assert "report it as a gateway bug" in error["message"]
+    assert _control_calls(stack) == {"conference/kick_member": 1}
+    assert _in_room(stack.pbx) == {"4001": False, "4009": False}
