@@ -24,8 +24,10 @@
             │                                          PBX's sanitized errordata hint)
             ├── PbxTokenError                          20004 / 20005 / 20006 (the session
             │                                          renews the token; callers rarely see it)
-            └── PbxRateLimitedError PBX_RATE_LIMITED   10025: configuration applied too often
-                                                       (a change; carries a retryAfter hint)
+            ├── PbxRateLimitedError PBX_RATE_LIMITED   10025: configuration applied too often
+            │                                          (a change; carries a retryAfter hint)
+            └── FeatureUnavailableError                10003 on an endpoint this firmware lacks
+                                    FEATURE_UNAVAILABLE  (moderator controls; see doctor)
 
 Messages say what happened and what to do. They carry the errno, its meaning and the
 endpoint, never the token, the password or its MD5: the PBX client builds every message
@@ -269,3 +271,12 @@ class PbxRateLimitedError(PbxApiError):
     @property
     def extensions(self) -> dict[str, Any]:
         return {**super().extensions, "retryAfter": self.retry_after}
+
+
+class FeatureUnavailableError(PbxApiError):
+    """The PBX answered 10003 ("unsupported API request"): its firmware lacks the endpoint.
+
+    Nothing was done; sending it again will not help until the PBX is updated.
+    """
+
+    code = ErrorCode.FEATURE_UNAVAILABLE

@@ -1,4 +1,5 @@
-"""The root ``Mutation``: change one conference room's settings.
+"""The root ``Mutation``: change one conference room's settings (the moderator controls
+come from :mod:`gateway.schema.moderation`).
 
 In order, and nothing reaches the PBX before the last two steps:
 
@@ -41,6 +42,7 @@ from gateway.schema.conference_update_input import (
     validate_update,
 )
 from gateway.schema.context import GatewayContext, gateway_context
+from gateway.schema.moderation import ModeratorMutations
 from gateway.schema.permissions import RequireScope
 from gateway.schema.types import ConferenceNode
 from gateway.security.identity import PINS, WRITE
@@ -138,8 +140,10 @@ class UpdateConferencePayload:
         return ConferenceNode.of(self.read_back)
 
 
-@strawberry.type(description="Change the PBX's conference rooms.")
-class Mutation:
+@strawberry.type(
+    description=("Change the PBX's conference rooms, and act on the participants of running ones.")
+)
+class Mutation(ModeratorMutations):
     @strawberry.mutation(
         permission_classes=[CanWrite, CanSetPins],
         description=(

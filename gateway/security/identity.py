@@ -11,8 +11,10 @@ PINS: Final = "conferences:pins"
 """Additionally read participant and moderator PINs."""
 WRITE: Final = "conferences:write"
 """Change conference settings."""
+MODERATE: Final = "conferences:moderate"
+"""Mute, unmute, remove and invite the participants of a running conference."""
 
-ALL_SCOPES: Final = frozenset({READ, PINS, WRITE})
+ALL_SCOPES: Final = frozenset({READ, PINS, WRITE, MODERATE})
 
 
 @dataclass(frozen=True, slots=True)
