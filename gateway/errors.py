@@ -24,6 +24,8 @@
             │                                          PBX's sanitized errordata hint)
             ├── PbxTokenError                          20004 / 20005 / 20006 (the session
             │                                          renews the token; callers rarely see it)
+            ├── PbxFeatureUnavailableError             10003 on an endpoint only some firmware
+            │                   FEATURE_UNAVAILABLE    has (live conferences): see the doctor
             └── PbxRateLimitedError PBX_RATE_LIMITED   10025: configuration applied too often
                                                        (a change; carries a retryAfter hint)
 
@@ -241,6 +243,17 @@ class PbxLockedOutError(PbxApiError):
 
     code = ErrorCode.PBX_LOCKED_OUT
     serve_stale = True
+
+
+class PbxFeatureUnavailableError(PbxApiError):
+    """The firmware lacks an endpoint a field needs (10003 on ``conference/query_in_session``).
+
+    Not the PBX failing: that feature is absent on this device; ``pbx-gateway doctor`` says
+    which ones it has. Never served stale and never retried: it will not change until the
+    firmware does.
+    """
+
+    code = ErrorCode.FEATURE_UNAVAILABLE
 
 
 class PbxRateLimitedError(PbxApiError):
