@@ -79,7 +79,7 @@ class SessionCache:
         *,
         deadline: float | None = None,
         admit: Admit | None = None,
-    ) -> list[LiveSession | None | BaseException]:
+    ) -> list[LiveSession | BaseException | None]:
         """Each room's session (None: nobody is in it), or the error that kept it unknown,
         in the order asked (what a DataLoader's batch function returns)."""
         try:

@@ -147,12 +147,16 @@ async def _query(
                 meaning=exc.meaning,
             ) from exc
         raise
-    entries = payload.get(LIST_KEY)
+    return decode_listing(payload.get(LIST_KEY), notes)
+
+
+def decode_listing(entries: object, notes: MemberNotes | None = None) -> dict[str, LiveSession]:
+    """The answer's ``conference`` list as sessions keyed by room number, read tolerantly."""
     if not isinstance(entries, list):
         # Left out, null or the wrong shape: nothing readable is in session (chosen: a
         # tolerant reader; an answer that is not the PBX's at all was refused by the client).
         if entries is not None and notes is not None:
-            notes.skipped(number_field, f"a {LIST_KEY!r} that is not a list")
+            notes.skipped("(all)", f"a {LIST_KEY!r} that is not a list")
         return {}
     rooms: dict[str, LiveSession] = {}
     for position, entry in enumerate(entries):

@@ -22,11 +22,11 @@ from gateway.errors import RateLimitedError, retry_seconds
 from gateway.observability.metrics import Metrics
 from gateway.pbx.conferences import Conference
 from gateway.pbx.session import PbxSession
+from gateway.pbx.sessions_query import LiveSession
 from gateway.schema.document_budget import RequestBudget
 from gateway.schema.numbers import NumberBudget
 from gateway.security.identity import Identity
 from gateway.security.rate_limit import RateLimiter
-from gateway.pbx.sessions_query import LiveSession
 from gateway.session_cache import SessionCache
 from gateway.store import ConferenceStore, ServedReport
 

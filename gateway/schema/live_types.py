@@ -47,7 +47,12 @@ class ParticipantStatus(enum.Enum):
     )
 
 
-_STATUSES = {status.value: status for status in ParticipantStatus}
+# The PBX's memberstatus -> the schema's status (pbx-api.md "Live conferences").
+_STATUSES: dict[str, ParticipantStatus] = {
+    "ANSWER": ParticipantStatus.INVITED,
+    "ANSWERED": ParticipantStatus.JOINED,
+    "HOLD": ParticipantStatus.WAITING_FOR_MODERATOR,
+}
 _AS_GIVEN = " as the PBX gives it; null when it does not report it."
 
 
