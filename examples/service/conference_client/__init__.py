@@ -3,7 +3,7 @@
 from .base_model import BaseModel
 from .client import ConferenceClient
 from .conference_report import ConferenceReport, ConferenceReportConferences
-from .enums import ConferencePrompt
+from .enums import ConferencePrompt, ParticipantKind, ParticipantStatus
 from .gateway_base_client import GatewayBaseClient
 from .input_types import UpdateConferenceInput
 
@@ -14,5 +14,7 @@ __all__ = [
     "ConferenceReport",
     "ConferenceReportConferences",
     "GatewayBaseClient",
+    "ParticipantKind",
+    "ParticipantStatus",
     "UpdateConferenceInput",
 ]
