@@ -15,10 +15,18 @@ from typing import Any
 import pytest
 
 from gateway.error_code import ErrorCode
-from gateway.pbx.sessions_query import MemberNotes, decode_listing, query_in_session
+from gateway.errors import PbxTimeoutError
+from gateway.pbx.sessions_query import (
+    LiveSession,
+    MemberNotes,
+    decode_listing,
+    query_in_session,
+)
+from gateway.session_cache import SessionCache
 from gateway.simulator import SimulatorConfig
 from gateway.simulator.profiles import profile_config
 from tests.gateway_stack import Stack, StackFactory
+from tests.timing import FakeClock
 
 IN_SESSION = "conference/query_in_session"
 PM, SALES, BOARD = "6401", "6400", "6402"
@@ -282,3 +290,47 @@ def test_decode_listing_reads_tolerantly(caplog: pytest.LogCaptureFixture) -> No
     messages = [record.getMessage() for record in caplog.records]
     assert len(messages) == 3  # member 1, member 3, the numberless entry: once each
     assert all("PJSIP" not in message for message in messages)
+
+
+async def test_session_never_served_stale(gateway_stack: StackFactory) -> None:
+    """Past the TTL, a PBX answer that is not the API's gives session: null with
+    PBX_UNAVAILABLE at its path (the room is still answered); the error is not kept."""
+    stack = await gateway_stack(session_ttl=2.0)
+    await _two_in_pm(stack)
+    await stack.graphql(SESSION_QUERY, {"number": PM})
+    stack.clock.advance(3.0)
+    stack.pbx.garbage_next(1, "html", endpoint=IN_SESSION)
+
+    failed = await stack.graphql(SESSION_QUERY, {"number": PM})
+    again = await stack.graphql(SESSION_QUERY, {"number": PM})
+
+    assert failed["data"]["conference"] == {"number": PM, "name": "PM", "session": None}
+    (error,) = failed["errors"]
+    assert (error["path"], error["extensions"]["code"]) == (
+        ["conference", "session"],
+        ErrorCode.PBX_UNAVAILABLE,
+    )
+    assert len(again["data"]["conference"]["session"]["participants"]) == 2
+    assert stack.calls(IN_SESSION) == 3
+
+
+async def test_session_cache_deadline_leaves_the_shared_fetch_running() -> None:
+    """A request whose deadline passes gets PbxTimeoutError; the fetch it started goes on
+    and answers the next request (one fetch in all)."""
+    release = asyncio.Event()
+    room = LiveSession(number=PM, name="PM", callid="1.100", members=())
+
+    async def slow_listing() -> dict[str, LiveSession]:
+        await release.wait()
+        return {PM: room}
+
+    clock = FakeClock()
+    cache = SessionCache(slow_listing, ttl=2.0, clock=clock)
+
+    (timed_out,) = await cache.get_many([PM], deadline=clock() + 0.05)
+    release.set()
+    answered = await cache.get_many([PM, SALES])
+
+    assert isinstance(timed_out, PbxTimeoutError)
+    assert answered == [room, None]
+    assert cache.stats.fetches == 1
