@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from gateway.conference_codec import ALL
 from gateway.graphiql import graphiql_routes
 from gateway.graphql_view import GatewayGraphQL
 from gateway.health import healthz, readyz
@@ -44,12 +45,14 @@ from gateway.pbx.conference_query import query_conferences
 from gateway.pbx.field_notes import FieldNotes
 from gateway.pbx.limiter import PbxLimiter
 from gateway.pbx.session import PbxSession
+from gateway.pbx.sessions_query import MemberNotes, query_in_session
 from gateway.runtime import GatewayState, Runtime
 from gateway.schema import build_schema
 from gateway.schema.response_cache import ResponseCache
 from gateway.security.config import SecuritySettings
 from gateway.security.gate import Authenticator, GraphQLGate
 from gateway.security.rate_limit import RateLimiter
+from gateway.session_cache import SessionCache
 from gateway.settings import Settings
 from gateway.store import ConferenceStore
 
@@ -131,11 +134,22 @@ def create_app(
                 clock=clock,
                 shared=fleet.cache if fleet else None,
             )
+            live = SessionCache(
+                functools.partial(
+                    query_in_session,
+                    session,
+                    ALL,  # one listing answers every room: see gateway.session_cache
+                    notes=MemberNotes(settings.cache_ttl, clock=clock),
+                ),
+                ttl=settings.session_ttl,
+                clock=clock,
+            )
             runtime = Runtime(
                 settings=settings,
                 client=client,
                 session=session,
                 store=store,
+                live=live,
                 requests=requests,
                 misses=misses,
                 metrics=metrics,
@@ -162,6 +176,7 @@ def create_app(
                 listener.cancel()
                 await asyncio.gather(listener, return_exceptions=True)
                 await store.aclose()
+                await live.aclose()
                 await session.close()  # log out last, while the HTTP client is still open
                 if fleet is not None:
                     await fleet.close()

@@ -24,10 +24,11 @@
             │                                          PBX's sanitized errordata hint)
             ├── PbxTokenError                          20004 / 20005 / 20006 (the session
             │                                          renews the token; callers rarely see it)
-            ├── PbxRateLimitedError PBX_RATE_LIMITED   10025: configuration applied too often
-            │                                          (a change; carries a retryAfter hint)
-            └── FeatureUnavailableError                10003 on an endpoint this firmware lacks
-                                    FEATURE_UNAVAILABLE  (moderator controls; see doctor)
+            ├── PbxFeatureUnavailableError             10003 on an endpoint only some firmware
+            │                   FEATURE_UNAVAILABLE    has (live data, moderator controls): see
+            │                                          the doctor
+            └── PbxRateLimitedError PBX_RATE_LIMITED   10025: configuration applied too often
+                                                       (a change; carries a retryAfter hint)
 
 Messages say what happened and what to do. They carry the errno, its meaning and the
 endpoint, never the token, the password or its MD5: the PBX client builds every message
@@ -245,6 +246,18 @@ class PbxLockedOutError(PbxApiError):
     serve_stale = True
 
 
+class PbxFeatureUnavailableError(PbxApiError):
+    """The firmware lacks an endpoint (10003: ``conference/query_in_session``, a member
+    control): nothing was done.
+
+    Not the PBX failing: that feature is absent on this device; ``pbx-gateway doctor`` says
+    which ones it has. Never served stale and never retried: it will not change until the
+    firmware does.
+    """
+
+    code = ErrorCode.FEATURE_UNAVAILABLE
+
+
 class PbxRateLimitedError(PbxApiError):
     """The PBX refused a change because configuration was applied too often (10025).
 
@@ -271,12 +284,3 @@ class PbxRateLimitedError(PbxApiError):
     @property
     def extensions(self) -> dict[str, Any]:
         return {**super().extensions, "retryAfter": self.retry_after}
-
-
-class FeatureUnavailableError(PbxApiError):
-    """The PBX answered 10003 ("unsupported API request"): its firmware lacks the endpoint.
-
-    Nothing was done; sending it again will not help until the PBX is updated.
-    """
-
-    code = ErrorCode.FEATURE_UNAVAILABLE

@@ -166,6 +166,7 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
             and not results[0].errors
             and context is not None
             and not context.stale
+            and not context.live_read  # who is in a room changes by the second
         )
         if not clean or context is None:
             return http_caching.uncacheable(response)
@@ -229,6 +230,7 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
             )
         context = GatewayContext(
             store=runtime.store,
+            live=runtime.live,
             numbers=NumberBudget(runtime.settings.max_numbers),
             identity=identity,
             session=runtime.session,

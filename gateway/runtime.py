@@ -19,6 +19,7 @@ from gateway.observability.metrics import Metrics
 from gateway.pbx.client import PbxClient
 from gateway.pbx.session import PbxSession
 from gateway.security.rate_limit import RateLimiter
+from gateway.session_cache import SessionCache
 from gateway.settings import Settings
 from gateway.store import ConferenceStore
 
@@ -34,6 +35,8 @@ class Runtime:
     client: PbxClient
     session: PbxSession
     store: ConferenceStore
+    live: SessionCache
+    """Who is in each room: the briefly cached ``query_in_session`` listing."""
     requests: RateLimiter | None
     """The per-identity request budget; None unless GATEWAY_RATE_LIMIT is set."""
     misses: RateLimiter

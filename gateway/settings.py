@@ -108,6 +108,9 @@ class Settings:
     stale_ttl: float = 86_400.0
     revalidate_window: float = 30.0
     cache_max_entries: int = 50_000
+    session_ttl: float = 2.0
+    """Seconds the list of who is in which room is fresh (``Conference.session``); never
+    served stale."""
     response_cache_bytes: int = 32 * 1024 * 1024
     """Bytes of kept GraphQL answers (see :mod:`gateway.schema.response_cache`); 0: none."""
     request_deadline: float = 15.0
@@ -157,6 +160,7 @@ class Settings:
             stale_ttl=number("GATEWAY_STALE_TTL", d.stale_ttl, minimum=0),
             revalidate_window=number("GATEWAY_REVALIDATE_WINDOW", d.revalidate_window, minimum=0),
             cache_max_entries=integer("GATEWAY_CACHE_MAX_ENTRIES", d.cache_max_entries, minimum=1),
+            session_ttl=number("GATEWAY_SESSION_TTL", d.session_ttl, minimum=0.001),
             response_cache_bytes=integer(
                 "GATEWAY_RESPONSE_CACHE_BYTES", d.response_cache_bytes, minimum=0
             ),

@@ -363,3 +363,25 @@ async def test_moderation_blank_parameter_maps_10004_as_a_gateway_bug(
     assert "report it as a gateway bug" in error["message"]
     assert _control_calls(stack) == {"conference/kick_member": 1}
     assert _in_room(stack.pbx) == {"4001": False, "4009": False}
+
+
+async def test_moderation_removal_is_seen_by_the_next_session_read_at_once(
+    gateway_stack: StackFactory, tmp_path: Path
+) -> None:
+    """A removal drops the gateway's cached list of who is in session: a read right after it
+    (within GATEWAY_SESSION_TTL) asks the PBX again and no longer shows the removed member."""
+    stack, key = await _stack(gateway_stack, tmp_path, {READ, MODERATE})
+    _join(stack.pbx, "4001", "4009")
+    read = f'{{ conference(number: "{BRIDGE}") {{ session {{ participants {{ number }} }} }} }}'
+
+    async def present() -> list[str]:
+        answer = await stack.graphql(read, headers={"X-API-Key": key})
+        session = answer["data"]["conference"]["session"]
+        return sorted(p["number"] for p in session["participants"])
+
+    assert await present() == ["4001", "4009"]
+    assert await present() == ["4001", "4009"]  # within the TTL: cached
+    assert stack.calls("conference/query_in_session") == 1
+    await _act(stack, key, REMOVE, number=BRIDGE, operator="4001", members=["4009"])
+    assert await present() == ["4001"]
+    assert stack.calls("conference/query_in_session") == 2

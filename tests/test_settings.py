@@ -205,6 +205,7 @@ def test_password_source_without_anything_is_config_error() -> None:
         ("PBX_LOGIN_COOLDOWN", "x"),
         ("PBX_LOCKOUT_BACKOFF", "0"),
         ("GATEWAY_CACHE_TTL", "0"),
+        ("GATEWAY_SESSION_TTL", "0"),
         ("GATEWAY_CACHE_MAX_ENTRIES", "1e3"),
         ("GATEWAY_MAX_NUMBERS", "-5"),
         ("GATEWAY_BATCH_SIZE", "0"),

@@ -16,7 +16,7 @@ Two namings exist for mute and unmute: S-Series ``conference/mute_member`` /
 answered is remembered per session (:class:`ControlNames`, one per :class:`PbxSession`
 held beside it: :func:`names_for`), so a K2 pays the extra call
 once per process, not per action. 10003 under both names (or on an endpoint with one
-name) is :class:`FeatureUnavailableError`.
+name) is :class:`PbxFeatureUnavailableError`.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from typing import Final
 from weakref import WeakKeyDictionary
 
 from gateway.errors import (
-    FeatureUnavailableError,
     PbxApiError,
     PbxConnectionError,
+    PbxFeatureUnavailableError,
     PbxProtocolError,
     PbxTimeoutError,
 )
@@ -142,7 +142,7 @@ async def apply_action(session: PbxSession, action: MemberAction) -> str:
         names.preferred[action.action] = endpoint
         return endpoint
     last = unsupported[-1]  # every action has at least one name
-    raise FeatureUnavailableError(
+    raise PbxFeatureUnavailableError(
         f"this PBX's firmware cannot {action.action.value} conference participants: it "
         f"answered {' and '.join(tried)} with errno 10003 (unsupported API request); run "
         "`pbx-gateway doctor` to see which live-conference endpoints it has, and update the "

@@ -22,13 +22,16 @@ from gateway.errors import RateLimitedError, retry_seconds
 from gateway.observability.metrics import Metrics
 from gateway.pbx.conferences import Conference
 from gateway.pbx.session import PbxSession
+from gateway.pbx.sessions_query import LiveSession
 from gateway.schema.document_budget import RequestBudget
 from gateway.schema.numbers import NumberBudget
 from gateway.security.identity import Identity
 from gateway.security.rate_limit import RateLimiter
+from gateway.session_cache import SessionCache
 from gateway.store import ConferenceStore, ServedReport
 
 ConferenceLoader = DataLoader[str, Conference | None]
+SessionLoader = DataLoader[str, LiveSession | None]
 
 
 @dataclass
@@ -40,6 +43,8 @@ class GatewayContext:
     identity: Identity
     session: PbxSession
     """The gateway's one PBX session: the mutation sends its change through it."""
+    live: SessionCache
+    """Who is in each room (``Conference.session``), shared by every request."""
     misses: RateLimiter | None = None
     """The caller's budget of PBX fetches (cache misses)."""
     deadline: float | None = None
@@ -56,7 +61,11 @@ class GatewayContext:
     """What was served stale, and the oldest ``fetched_at`` of everything served."""
     document_budget: RequestBudget | None = None
     """Fields and spreads this request's documents may still select (a batch shares it)."""
+    live_read: bool = False
+    """Whether a ``session`` was read: the answer is then kept by no cache (it would
+    outlive the seconds live data is fresh for)."""
     loader: ConferenceLoader = field(init=False)
+    sessions: SessionLoader = field(init=False)
 
     def __post_init__(self) -> None:
         # One batch per request tick: every `conference`/`conferences` field that
@@ -65,6 +74,10 @@ class GatewayContext:
             load_fn=functools.partial(
                 self.store.get_many, report=self.stale, deadline=self.deadline, admit=self.admit
             )
+        )
+        # Its own loader: every `session` of the request in one lookup, at most one PBX call.
+        self.sessions = DataLoader(
+            load_fn=functools.partial(self.live.get_many, deadline=self.deadline, admit=self.admit)
         )
 
     def admit(self, fetches: int) -> None:

@@ -228,8 +228,11 @@ async def _act(
         audit("unknown", cut_off)
         raise cut_off from None
     except GatewayError as exc:
+        if may_have_acted(exc):
+            context.live.forget()  # who is in the room, or muted, may have changed
         audit("unknown" if may_have_acted(exc) else "refused", exc)
         raise
+    context.live.forget()  # the next read of the room's session asks the PBX
     audit("applied")
     return ModeratorActionPayload(
         number=checked.number,

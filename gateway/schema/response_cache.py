@@ -185,6 +185,7 @@ class ResponseCaching(SchemaExtension):
             and not result.errors
             and isinstance(result.data, dict)
             and not report  # nothing served stale
+            and not app.live_read  # live data lives seconds, not the store's TTL
             and report.sources
             and report.oldest_fetched_at is not None
         ):

@@ -14,7 +14,8 @@ import strawberry
 from gateway.conference_codec import Prompt
 from gateway.errors import ForbiddenError
 from gateway.pbx.conferences import Conference
-from gateway.schema.context import gateway_context
+from gateway.schema.context import GatewayContext, gateway_context
+from gateway.schema.live_types import ConferenceSessionNode
 from gateway.security.identity import PINS
 
 
@@ -56,6 +57,15 @@ def _has_moderator_password(root: strawberry.Parent[Conference]) -> bool | None:
 
 def _prompt(root: strawberry.Parent[Conference]) -> ConferencePrompt | None:
     return ConferencePrompt.from_record(root.prompt)
+
+
+async def _session(
+    root: strawberry.Parent[Conference], info: strawberry.Info[GatewayContext, None]
+) -> ConferenceSessionNode | None:
+    context = info.context
+    context.live_read = True  # no cache may keep this answer past the seconds it is true
+    found = await context.sessions.load(root.number)
+    return None if found is None else ConferenceSessionNode.of(found, context.live)
 
 
 def _pin(info: strawberry.Info, pin: str | None) -> str | None:
@@ -160,6 +170,16 @@ class ConferenceNode:
             "What members hear when someone joins or leaves;"
             + _UNREPORTED
             + " K2 models and API builds before 2021 leave it out."
+        ),
+    )
+
+    session: ConferenceSessionNode | None = strawberry.field(
+        resolver=_session,
+        description=(
+            "Who is in the room right now; null when nobody is. Read from the PBX's live "
+            "view and kept only a few seconds (GATEWAY_SESSION_TTL); an answer holding it is "
+            "never cached. FEATURE_UNAVAILABLE at this path when the PBX's firmware cannot "
+            "tell (the rest of the room is still answered)."
         ),
     )
 

@@ -3,16 +3,25 @@
 from .base_model import BaseModel
 from .client import ConferenceClient
 from .conference_report import ConferenceReport, ConferenceReportConferences
-from .enums import ConferencePrompt
+from .enums import ConferencePrompt, ModeratorAction, ParticipantKind, ParticipantStatus
 from .gateway_base_client import GatewayBaseClient
-from .input_types import UpdateConferenceInput
+from .input_types import (
+    ConferenceParticipantsInput,
+    InviteParticipantsInput,
+    UpdateConferenceInput,
+)
 
 __all__ = [
     "BaseModel",
     "ConferenceClient",
+    "ConferenceParticipantsInput",
     "ConferencePrompt",
     "ConferenceReport",
     "ConferenceReportConferences",
     "GatewayBaseClient",
+    "InviteParticipantsInput",
+    "ModeratorAction",
+    "ParticipantKind",
+    "ParticipantStatus",
     "UpdateConferenceInput",
 ]

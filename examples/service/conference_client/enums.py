@@ -8,3 +8,22 @@ class ConferencePrompt(str, Enum):
     DEFAULT = "DEFAULT"
     EXTEN = "EXTEN"
     NONE = "NONE"
+
+
+class ModeratorAction(str, Enum):
+    MUTE = "MUTE"
+    UNMUTE = "UNMUTE"
+    REMOVE = "REMOVE"
+    INVITE = "INVITE"
+
+
+class ParticipantKind(str, Enum):
+    EXTENSION = "EXTENSION"
+    INBOUND = "INBOUND"
+    OUTBOUND = "OUTBOUND"
+
+
+class ParticipantStatus(str, Enum):
+    INVITED = "INVITED"
+    JOINED = "JOINED"
+    WAITING_FOR_MODERATOR = "WAITING_FOR_MODERATOR"

@@ -9,6 +9,32 @@ from .base_model import BaseModel
 from .enums import ConferencePrompt
 
 
+class ConferenceParticipantsInput(BaseModel):
+    """Participants of a running conference to act on, and the moderator acting. Give `members`, or `all: true` for everyone in the room but the operator."""
+
+    number: str
+    'The room\'s number, such as "6401": 1 to 15 digits.'
+    operator: str
+    "The extension acting as moderator: it must be in the room as one of its moderators (the PBX checks). 1 to 15 digits."
+    members: Optional[list[str]] = None
+    "The participants' numbers (extension, or an outside caller's number): 1 to 50, each 1 to 15 digits, no repeats. Leave out with `all: true`."
+    all: bool = False
+    "Act on everyone in the room but the operator (instead of `members`)."
+
+
+class InviteParticipantsInput(BaseModel):
+    """Numbers to call into a running conference, and the moderator inviting them."""
+
+    number: str
+    'The room\'s number, such as "6401": 1 to 15 digits.'
+    operator: str
+    "The extension inviting: it must be in the room as one of its moderators (the PBX checks). 1 to 15 digits."
+    members: list[str]
+    "The numbers to call (extensions, or outside numbers the PBX dials out): 1 to 50, each 1 to 15 digits, no repeats."
+    dial_permission: Optional[str] = Field(alias="dialPermission", default=None)
+    "The extension whose outbound-call permission the PBX uses to call outside numbers: 1 to 15 digits. Left out, the PBX uses the operator's."
+
+
 class UpdateConferenceInput(BaseModel):
     """New settings for one conference room. Give `number` and any of the other fields: fields left out keep their current value and are not sent to the PBX; `null` is refused. At least one setting must be given."""
 
