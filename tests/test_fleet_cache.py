@@ -10,9 +10,9 @@ from cryptography.fernet import Fernet
 
 from gateway.fleet.cache import SharedCache
 from gateway.fleet.link import RedisLink
-from gateway.fleet.sealing import Sealer
 from gateway.pbx.conferences import Conference
 from gateway.secrets import Secret
+from tests.fleet_helpers import shared_cache
 from tests.processes import RedisProcess, redis_process
 
 __all__ = ["redis_process"]
@@ -22,19 +22,8 @@ OLD = Conference("6400", "Sales", None, None, False, True, (), True, False, None
 
 @pytest.fixture
 async def shared(redis_process: RedisProcess) -> AsyncIterator[SharedCache]:
-    link = RedisLink(Secret(redis_process.url))
-    await link.start()
-    try:
-        yield SharedCache(
-            link,
-            ttl=30,
-            stale_ttl=3600,
-            claim_seconds=5,
-            wait_seconds=2,
-            sealer=Sealer(Secret(Fernet.generate_key().decode())),
-        )
-    finally:
-        await link.close()
+    async with shared_cache(redis_process, Fernet.generate_key().decode()) as cache:
+        yield cache
 
 
 async def test_fleet_cache_write_after_forget_is_dropped(shared: SharedCache) -> None:

@@ -20,7 +20,6 @@ from cryptography.fernet import Fernet
 from gateway.app import create_app
 from gateway.demo import demo_settings
 from gateway.fleet.cache import SharedCache
-from gateway.fleet.link import RedisLink
 from gateway.fleet.sealing import Sealer
 from gateway.pbx.conferences import Conference
 from gateway.runtime import Runtime
@@ -29,6 +28,7 @@ from gateway.serving import LoopbackServer
 from gateway.simulator import SimulatorServer
 from gateway.simulator.conference_data import default_conferences
 from gateway.simulator.profiles import profile_config
+from tests.fleet_helpers import shared_cache
 from tests.processes import RedisProcess, redis_process
 
 __all__ = ["redis_process"]
@@ -43,19 +43,8 @@ ALL_ROOMS = "{ conferences { number name participantPassword moderatorPassword }
 
 @pytest.fixture
 async def shared(redis_process: RedisProcess) -> AsyncIterator[SharedCache]:
-    link = RedisLink(Secret(redis_process.url))
-    await link.start()
-    try:
-        yield SharedCache(
-            link,
-            ttl=30,
-            stale_ttl=3600,
-            claim_seconds=5,
-            wait_seconds=2,
-            sealer=Sealer(Secret(KEY)),
-        )
-    finally:
-        await link.close()
+    async with shared_cache(redis_process, KEY) as cache:
+        yield cache
 
 
 async def raw_redis(redis_process: RedisProcess) -> Any:
