@@ -39,6 +39,9 @@ QUICK = Options(
     naive_workloads=("w1",),
     peer_workloads=("w1",),
     start_cost=2.0,
+    fanout_sizes=(50,),
+    fanout_events=30,
+    fanout_poll_events=3,
 )
 
 
@@ -88,6 +91,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", type=_numbers, help="w3 room counts (100,1000,10000)")
     p.add_argument("--workers", type=_numbers,
                    help="uvicorn worker counts of workers and fleet (1,2,4)")  # fmt: skip
+    p.add_argument("--fanout-sizes", type=_numbers,
+                   help="subscriber counts of the fan-out rows with events (100,1000)")  # fmt: skip
+    p.add_argument("--fanout-events", type=int,
+                   help="changes per events fan-out row (100; quick 30)")  # fmt: skip
+    p.add_argument("--fanout-rate", type=float,
+                   help="changes per second in the events fan-out rows (20)")  # fmt: skip
+    p.add_argument("--fanout-poll-events", type=int,
+                   help="changes in the fan-out poll row (6; quick 3)")  # fmt: skip
+    p.add_argument("--fanout-modes", type=lambda t: _words(t, ("events", "poll")),
+                   help="events,poll (both)")  # fmt: skip
     p.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
     p.add_argument("--http", choices=("auto", "h11", "httptools"), default="auto")
     p.add_argument("--budget", type=float, help="seconds; later runs are skipped past it")
@@ -128,6 +141,11 @@ def options_from(args: argparse.Namespace) -> Options:
         ("connections", args.connections),
         ("wait_quiet", args.wait_quiet),
         ("rounds", args.rounds),
+        ("fanout_sizes", args.fanout_sizes),
+        ("fanout_events", args.fanout_events),
+        ("fanout_rate", args.fanout_rate),
+        ("fanout_modes", args.fanout_modes),
+        ("fanout_poll_events", args.fanout_poll_events),
     ):
         if value is not None:
             changes[name] = value

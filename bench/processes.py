@@ -83,6 +83,16 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14 and 15)
 
 
+def rss_bytes(pid: int) -> int:
+    """Resident bytes of one process now (``VmRSS``); 0 when it is gone."""
+    return _status_bytes(pid, "VmRSS")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) one process has used; 0 when it is gone."""
+    return _cpu_seconds(pid)
+
+
 def machine_busy_seconds() -> float:
     """CPU seconds every core of the machine has been busy since boot (``/proc/stat``),
     steal included: what the machine did, ours or not."""

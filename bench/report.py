@@ -115,6 +115,104 @@ def cold_row(row: dict[str, Any]) -> str:
     )
 
 
+_FANOUT = (
+    "  {label:<16} {subs:>6} {rooms:>5} {events:>9} {rate:>12} {deliv:>8} {p50:>8} {p99:>8} "
+    "{first:>8} {admin:>6} {rss:>15} {per:>8} {pbx:>7} {slow:>5} {missed:>6} {cpu:>5} "
+    "{load:>5} {other:>5}"
+)
+
+
+def fanout_header(options: Any) -> str:
+    """The fan-out workload's title, what its latencies measure, and the column names."""
+    columns = _FANOUT.format(
+        label="row", subs="subs", rooms="rooms", events="events ok", rate="ev/s asked/got",
+        deliv="deliv/s", p50="last p50", p99="last p99", first="1st p50", admin="admin",
+        rss="gw RSS MB", per="KB/sub", pbx="PBX/ev", slow="slow", missed="missed",
+        cpu="gw", load="load", other="other",
+    )  # fmt: skip
+    return (
+        "\n== fanout: N graphql-transport-ws subscribers on one gateway process (one socket "
+        "each, over a few rooms), changes made on the simulated PBX at a steady rate\n"
+        "   gateway settings: shipped defaults unless the row says (events: the PBX's TCP "
+        "report channel; poll: events off, the gateway's poller)\n"
+        "   latency (ms) = from sending the admin call that makes the change (the event "
+        "leaves the PBX inside it) to the moment the LAST (last p50/p99) or first (1st p50) "
+        "subscriber of the room read the CHANGED update, in the load process; admin = the "
+        "admin call's round trip p50; gw RSS = before -> with the subscribers; KB/sub = that "
+        "growth / N; PBX/ev = query_in_session calls per change; slow = SLOW_CONSUMER "
+        "closes; missed = updates a subscriber never got; gw/load = CPU % of the gateway and "
+        "of the load process during the changes; other = cores busy outside the run\n"
+        f"{columns}"
+    )
+
+
+def fanout_row(row: dict[str, Any]) -> str:
+    """One fan-out row."""
+    rss, cpu = row["rss"], row["cpu"]
+    return (
+        _FANOUT.format(
+            label=row["label"],
+            subs=f"{row['subscribers']:,}",
+            rooms=row["rooms"],
+            events=f"{row['events_complete']}/{row['events']}",
+            rate=f"{_num(row['offered_rate'], 1)}/{_num(row['events_per_s'], 1)}",
+            deliv=_num(row["deliveries_per_s"], 0),
+            p50=_num(row["latency_to_last_ms"]["p50"], 1),
+            p99=_num(row["latency_to_last_ms"]["p99"], 1),
+            first=_num(row["latency_to_first_ms"]["p50"], 1),
+            admin=_num(row["admin_call_ms"]["p50"], 1),
+            rss=f"{rss['before_bytes'] / 1e6:.0f} -> {rss['subscribed_bytes'] / 1e6:.0f}",
+            per=_num(rss["per_subscriber_bytes"] / 1000, 1)
+            if rss.get("per_subscriber_bytes") is not None
+            else "-",
+            pbx=_num(row["pbx"]["query_in_session_per_event"], 2),
+            slow=row["endings"]["slow_consumer_closes"],
+            missed=f"{row['deliveries_missed']:,}",
+            cpu=f"{cpu['gateway_percent']:.0f}%" if cpu.get("gateway_percent") is not None else "-",
+            load=f"{cpu['load_percent']:.0f}%" if cpu.get("load_percent") is not None else "-",
+            other=_num(cpu.get("other_cores"), 2),
+        )
+        + (f"\n    settings: {row['settings']}" if row.get("settings") else "")
+        + _fanout_notes(row)
+    )
+
+
+def _fanout_notes(row: dict[str, Any]) -> str:
+    notes = []
+    if row.get("connect_failures"):
+        notes.append(f"{row['connect_failures']} subscribers failed to connect: "
+                     f"{row.get('connect_failure_reasons')}")  # fmt: skip
+    if row["initial_updates"] != row["subscribers"]:
+        notes.append(f"{row['initial_updates']} INITIAL updates for {row['subscribers']}")
+    if row["unmatched_updates"]:
+        notes.append(f"{row['unmatched_updates']} updates matched no change (folded or repeated)")
+    if row["endings"]["error_codes"]:
+        notes.append(f"errors: {row['endings']['error_codes']}")
+    if row.get("ignored_settings"):
+        notes.append(f"settings this gateway does not have: {row['ignored_settings']}")
+    return "".join(f"\n    !! {note}" for note in notes)
+
+
+def _fanout(rows: list[dict[str, Any]]) -> str:
+    lines = ["\n== Fan-out: live subscriptions (latency to the last subscriber of a room)"]
+    for row in rows:
+        what = (
+            "events"
+            if row["mode"] == "events"
+            else f"polling every {row['poll_interval_s']:g} s (events off)"
+        )
+        lines.append(
+            f"  {row['subscribers']:>6,} subscribers, {what}: "
+            f"{_num(row['events_per_s'], 1)} changes/s ({row['events_complete']}/{row['events']} "
+            f"delivered to all), p50 {_num(row['latency_to_last_ms']['p50'], 1)} ms, p99 "
+            f"{_num(row['latency_to_last_ms']['p99'], 1)} ms; "
+            f"{_num((row['rss'].get('per_subscriber_bytes') or 0) / 1000, 1)} KB per subscriber; "
+            f"{_num(row['pbx']['query_in_session_per_event'], 2)} PBX calls per change; "
+            f"{row['endings']['slow_consumer_closes']} slow-consumer closes"
+        )
+    return "\n".join(lines)
+
+
 def targets(document: dict[str, Any]) -> str:
     """Issue 19's targets against this run's figures: met or not."""
     ratios, lines = document["ratios"], ["\n== Targets (issue 19), this run"]
@@ -189,6 +287,8 @@ def summary(document: dict[str, Any]) -> str:
     fleet = [r for r in document["runs"] if r["workload"] == "fleet"]
     if fleet:
         parts.append(_fleet(fleet, document.get("fleet_vs_workers", [])))
+    if document.get("fanout"):
+        parts.append(_fanout(document["fanout"]))
     verdicts = targets(document)
     if verdicts:
         parts.append(verdicts)

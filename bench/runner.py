@@ -31,7 +31,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import peers, report, workloads
+from bench import fanout, peers, report, workloads
 from bench.burst import burst
 from bench.loadgen import Load, LoadGenerator, PythonClient, Wrk
 from bench.peers import PEERS
@@ -40,7 +40,7 @@ from bench.targets import SHIPPED_LABEL, Simulator, Stack, Target, TargetFactory
 from bench.workloads import LIFTED_FETCH_BUDGET, Workload
 
 TARGETS = ("gateway", "gw-nolog", "limit", "naive", "apollo", "yoga")
-WORKLOADS = ("w1", "w2", "w5", "cold", "w3", "w4", "workers", "fleet")
+WORKLOADS = ("w1", "w2", "w5", "cold", "w3", "w4", "workers", "fleet", "fanout")
 HEAD_TO_HEAD = ("w1", "w2", "w5")
 LOG_OFF = "gw-nolog"
 """The w1 gateway with the request log off: the log's cost, beside the shipped gateway."""
@@ -94,6 +94,16 @@ class Options:
     """Every workload's concurrency, instead of its own (64, 4 or 200)."""
     wait_quiet: float = 0.0
     """Seconds to wait, before each window, for other work on the machine to stop."""
+    fanout_sizes: tuple[int, ...] = (100, 1_000)
+    """Subscriber counts of the fan-out rows with events on."""
+    fanout_events: int = 100
+    """Changes per events-on fan-out row."""
+    fanout_rate: float = 20.0
+    """Changes per second offered in the events-on rows."""
+    fanout_modes: tuple[str, ...] = ("events", "poll")
+    fanout_poll_interval: float = 2.0
+    """The poll row's interval (the gateway's poller), seconds."""
+    fanout_poll_events: int = 6
     start_cost: float = 3.0
     """Seconds a target's start, warm-up and stop take, for the budget's sake."""
     stack: Stack = field(default_factory=Stack.best)
@@ -140,6 +150,7 @@ class Bench:
         self.checks: list[dict[str, Any]] = []
         self.skipped: list[str] = []
         self.cold_runs: list[dict[str, Any]] = []
+        self.fanout_runs: list[dict[str, Any]] = []
         self._simulators: dict[int, Simulator] = {}
         self._exit = contextlib.ExitStack()
         self.environment = environment(options, loadgen, loadgen_version)
@@ -162,6 +173,8 @@ class Bench:
                 self.workers()
             if "fleet" in self.options.workloads:
                 self.fleet()
+            if "fanout" in self.options.workloads:
+                self.fanout()
         document = {
             "version": RESULTS_VERSION,
             "started_at": started.isoformat(timespec="seconds"),
@@ -173,6 +186,7 @@ class Bench:
             "fleet_vs_workers": fleet_vs_workers(self.runs),
             "w3_scaling": w3_scaling(self.runs),
             "cold_burst": self.cold_runs,
+            "fanout": self.fanout_runs,
             "loadgen_check": self.checks,
             "skipped": self.skipped,
             "loadavg_end": [round(x, 2) for x in os.getloadavg()],
@@ -402,6 +416,23 @@ class Bench:
             }
             self.cold_runs.append(row)
             self.say(report.cold_row(row))
+
+    def fanout(self) -> None:
+        """Live subscribers: N on one gateway, changes pushed (events) or polled; one row
+        each, its own simulator and gateway (see :mod:`bench.fanout`)."""
+        o = self.options
+        rows = fanout.plans(
+            o.fanout_sizes, events=o.fanout_events, rate=o.fanout_rate, modes=o.fanout_modes,
+            poll_interval=o.fanout_poll_interval, poll_events=o.fanout_poll_events,
+        )  # fmt: skip
+        self.say(report.fanout_header(self.options))
+        for plan in rows:
+            if not self._fits(plan.seconds, plan.label):
+                continue
+            self._wait_quiet()
+            row = fanout.run(self.factory, plan, self.workdir)
+            self.fanout_runs.append(row)
+            self.say(report.fanout_row(row))
 
     def _head_to_head_targets(self, workload: Workload) -> list[str]:
         """The targets of a head-to-head, gateway first; peers only where installed."""
@@ -933,6 +964,11 @@ def options_json(options: Options) -> dict[str, Any]:
         "nice": options.nice,
         "budget_s": options.budget,
         "wait_quiet_s": options.wait_quiet,
+        "fanout_sizes": list(options.fanout_sizes),
+        "fanout_events": options.fanout_events,
+        "fanout_rate": options.fanout_rate,
+        "fanout_modes": list(options.fanout_modes),
+        "fanout_poll_interval_s": options.fanout_poll_interval,
     }
 
 

@@ -146,6 +146,8 @@ async def _simulator(args: argparse.Namespace) -> None:
         latency=args.latency,
         jitter=args.jitter,
         serial=args.serial,
+        events=not args.no_events,
+        report_port=args.report_port,
     )
     async with SimulatorServer(config, port=args.port, handle_signals=True) as server:
         await server.wait()
@@ -163,6 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency", type=float, default=0.02, help="simulator: seconds per call")
     parser.add_argument("--jitter", type=float, default=0.01, help="simulator: up to S more")
     parser.add_argument("--serial", action="store_true", help="simulator: one call at a time")
+    parser.add_argument(
+        "--report-port", type=int, default=0, help="simulator: TCP report port (0: any)"
+    )
+    parser.add_argument(
+        "--no-events", action="store_true", help="simulator: send no ConferenceStatus events"
+    )
     args = parser.parse_args(argv)
     if args.kind == "simulator":
         asyncio.run(_simulator(args))

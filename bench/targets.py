@@ -65,8 +65,8 @@ def _importable(module: str) -> bool:
 class Simulator:
     """The simulated PBX process and its admin API."""
 
-    def __init__(self, process: ServerProcess) -> None:
-        self.process = process
+    def __init__(self, process: ServerProcess, *, report_port: int = 0) -> None:
+        self.process, self.report_port = process, report_port
         self._http = httpx.Client(base_url=process.base_url, timeout=10.0)
 
     @property
@@ -156,16 +156,18 @@ class TargetFactory:
         self.latency, self.jitter, self.nice = latency, jitter, nice
 
     @contextlib.contextmanager
-    def simulator(self, rooms: int) -> Iterator[Simulator]:
-        """A serial simulated PBX with ``rooms`` generated rooms."""
-        port = free_port()
+    def simulator(self, rooms: int, *, events: bool = True) -> Iterator[Simulator]:
+        """A serial simulated PBX with ``rooms`` generated rooms, its TCP report port on a
+        free port; ``events=False``: a firmware that sends no ConferenceStatus events."""
+        port, report_port = free_port(), free_port()
         argv = python_module(
             "bench.serve", "simulator", "--port", str(port), "--rooms", str(rooms),
             "--latency", str(self.latency), "--jitter", str(self.jitter), "--serial",
+            "--report-port", str(report_port), *(() if events else ("--no-events",)),
         )  # fmt: skip
         process = ServerProcess("simulator", argv, port=port, log_dir=self.workdir, nice=self.nice)
         process.start()
-        simulator = Simulator(process)
+        simulator = Simulator(process, report_port=report_port)
         try:
             process.wait_ready("/__simulator/stats")
             yield simulator

@@ -1,0 +1,395 @@
+"""The fan-out load, run as its own process: ``python -m bench.fanout_load SPEC.json OUT.json``.
+
+One asyncio loop holds N ``graphql-transport-ws`` subscribers (``bench.subscriber``), each
+on its own connection and watching one of a few rooms, and drives changes through the
+simulator's admin API. In order:
+
+1. every room gets an *anchor* member (so no room is ever empty), then two subscribers come
+   and go (the gateway's first subscription: imports and first-time costs, not counted);
+2. the gateway's resident memory (``VmRSS`` of its process) is read, the N subscribers
+   connect and each waits for its ``INITIAL`` update; ``VmRSS`` again: the growth over N is
+   the memory per subscriber (the allocator's keep included, so an upper bound);
+3. the simulator's counters are zeroed, then M changes are made at a steady rate, rooms
+   taken in turn: a member joins, and when two have joined since, the older one leaves. Each
+   change leaves its room with a member set it never had before, so every ``CHANGED``
+   update says which change it carries; a subscriber that missed one (or got two changes
+   folded into one update) is counted, never guessed;
+4. the run waits for every delivery (or a deadline), reads the simulator's counters (PBX
+   calls during the changes), the CPU of the gateway, the simulator and this process, and
+   writes the result.
+
+**Where a latency starts.** The admin call makes the change and, on the simulator's loop,
+writes the ``ConferenceStatus`` event to the report connections before it answers. So
+the event leaves the PBX between the moment the admin request is sent and the moment its
+answer arrives; each latency here starts at the first (the send), so it is an upper bound
+that includes the admin request's trip into the simulator (its round trip is reported
+beside it). It ends when the subscriber's message is read in this process, so it includes
+this process's own scheduling (its CPU is reported too).
+
+The spec (JSON): ``url`` (ws://.../graphql), ``admin_url`` (the simulator), ``rooms``
+(numbers), ``subscribers``, ``events``, ``rate`` (changes per second), ``addresses``
+(source addresses to spread the sockets over), ``gateway_pid``, ``simulator_pid``,
+``drain_timeout`` (seconds to wait for the last deliveries), ``connect_concurrency``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.loadgen import percentiles
+from bench.processes import cpu_seconds, machine_busy_seconds, rss_bytes
+from bench.subscriber import Subscriber
+
+ANCHOR_BASE = 7000
+"""Anchor members are extensions 7000 + room index."""
+MEMBER_BASE = 80000
+"""Members the changes bring in are extensions 80000 upwards, each used once."""
+QUERY_IN_SESSION = "conference/query_in_session"
+
+
+@dataclass
+class Change:
+    """One change made through the admin API, and who has seen it."""
+
+    index: int
+    room: str
+    action: str
+    member: str
+    sent: float = 0.0
+    answered: float = 0.0
+    seen: int = 0
+    first: float | None = None
+    last: float | None = None
+
+
+@dataclass
+class Tracker:
+    """Matches every update a subscriber reads to the change that produced it."""
+
+    audience: dict[str, int]
+    """Subscribers per room: how many must see each of its changes."""
+    changes: list[Change] = field(default_factory=list)
+    by_state: dict[tuple[str, frozenset[str]], int] = field(default_factory=dict)
+    initial: int = 0
+    resynced: int = 0
+    unmatched: int = 0
+    """CHANGED updates carrying a state no change produced (or a change seen twice)."""
+    seen_by: dict[int, dict[str, int]] = field(default_factory=dict)
+    """Per subscriber and room, the index of the last change it saw (order is checked)."""
+    out_of_order: int = 0
+    all_initial: asyncio.Event = field(default_factory=asyncio.Event)
+    initial_expected: int = 0
+    pending: int = 0
+    all_seen: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def expect(self, change: Change, members: frozenset[str]) -> None:
+        """``change`` will leave its room holding ``members``."""
+        self.changes.append(change)
+        self.by_state[(change.room, members)] = change.index
+        self.pending += 1
+        self.all_seen.clear()
+
+    def update(self, subscriber: Subscriber, data: dict[str, Any], now: float) -> None:
+        """One ``conferenceSessions`` message read at ``now``."""
+        reason = data.get("reason")
+        if reason == "INITIAL":
+            self.initial += 1
+            if self.initial >= self.initial_expected:
+                self.all_initial.set()
+            return
+        if reason == "RESYNCED":
+            self.resynced += 1
+        session = data.get("session") or {}
+        members = frozenset(p.get("number") or "" for p in session.get("participants") or ())
+        index = self.by_state.get((str(data.get("number")), members))
+        if index is None:
+            self.unmatched += 1
+            return
+        last = self.seen_by.setdefault(subscriber.index, {})
+        previous = last.get(subscriber.room, -1)
+        if index <= previous:
+            self.unmatched += 1  # the same state twice, or an older one after a newer
+            return
+        last[subscriber.room] = index
+        change = self.changes[index]
+        change.seen += 1
+        if change.first is None:
+            change.first = now
+        change.last = now
+        if change.seen == self.audience[change.room]:
+            self.pending -= 1
+            if self.pending == 0:
+                self.all_seen.set()
+
+
+@dataclass
+class Machine:
+    """CPU seconds of the processes involved, and of the whole machine."""
+
+    gateway: float
+    simulator: float
+    own: float
+    busy: float
+
+    @classmethod
+    def now(cls, gateway_pid: int, simulator_pid: int) -> Machine:
+        """A sample."""
+        return cls(
+            cpu_seconds(gateway_pid),
+            cpu_seconds(simulator_pid),
+            time.process_time(),
+            machine_busy_seconds(),
+        )
+
+
+class RoomPlan:
+    """Which member each change brings in or takes out, room by room."""
+
+    def __init__(self, rooms: list[str]) -> None:
+        self.rooms = rooms
+        self.anchors = {room: str(ANCHOR_BASE + i) for i, room in enumerate(rooms)}
+        self.joined: dict[str, list[str]] = {room: [] for room in rooms}
+        self._next = MEMBER_BASE
+
+    def next_change(self, index: int) -> tuple[str, str, str, frozenset[str]]:
+        """Change ``index``: its room, ``join`` or ``leave``, the member, the room after."""
+        room = self.rooms[index % len(self.rooms)]
+        joined = self.joined[room]
+        if len(joined) >= 2:
+            action, member = "leave", joined.pop(0)
+        else:
+            action, member = "join", str(self._next)
+            self._next += 1
+            joined.append(member)
+        return room, action, member, frozenset({self.anchors[room], *joined})
+
+
+async def _admin(http: httpx.AsyncClient, path: str, body: dict[str, Any]) -> None:
+    response = await http.post(f"/__simulator{path}", json=body)
+    if response.status_code != 200:
+        raise RuntimeError(f"simulator {path} answered {response.status_code}: {response.text}")
+
+
+async def _open_all(subscribers: list[Subscriber], concurrency: int) -> tuple[int, dict[str, int]]:
+    """Open every subscriber, ``concurrency`` at a time; how many failed, and why."""
+    gate = asyncio.Semaphore(concurrency)
+    failures: dict[str, int] = {}
+
+    async def one(subscriber: Subscriber) -> None:
+        async with gate:
+            try:
+                await subscriber.open()
+            except Exception as exc:  # counted and reported, never hidden
+                why = f"{type(exc).__name__}: {str(exc)[:120]}"
+                failures[why] = failures.get(why, 0) + 1
+
+    await asyncio.gather(*(one(s) for s in subscribers))
+    return sum(failures.values()), failures
+
+
+async def run(spec: dict[str, Any]) -> dict[str, Any]:
+    """The whole load; the result document."""
+    rooms: list[str] = list(spec["rooms"])
+    count: int = spec["subscribers"]
+    gateway_pid, simulator_pid = spec["gateway_pid"], spec["simulator_pid"]
+    addresses: list[str] = spec.get("addresses") or ["127.0.0.1"]
+    plan = RoomPlan(rooms)
+    audience = {room: 0 for room in rooms}
+    for index in range(count):
+        audience[rooms[index % len(rooms)]] += 1
+    tracker = Tracker(audience)
+    out: dict[str, Any] = {"subscribers": count, "rooms": len(rooms), "addresses": len(addresses)}
+
+    async with httpx.AsyncClient(base_url=spec["admin_url"], timeout=30.0) as admin:
+        await _admin(admin, "/live/clear", {})
+        for room, anchor in plan.anchors.items():
+            await _admin(admin, "/live/join", {"number": room, "member": anchor})
+
+        # First-time costs (imports, the first schema work) are not the subscribers'.
+        warm = [Subscriber(-1 - i, spec["url"], rooms[0], tracker.update) for i in range(2)]
+        tracker.initial_expected = len(warm)
+        await _open_all(warm, 2)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(30):
+                await tracker.all_initial.wait()
+        for subscriber in warm:
+            await subscriber.close()
+        await asyncio.sleep(0.5)
+        tracker.initial, tracker.all_initial = 0, asyncio.Event()
+        rss_before = rss_bytes(gateway_pid)
+
+        subscribers = [
+            Subscriber(
+                index,
+                spec["url"],
+                rooms[index % len(rooms)],
+                tracker.update,
+                source_address=addresses[index % len(addresses)],
+            )
+            for index in range(count)
+        ]
+        tracker.initial_expected = count
+        started = time.monotonic()
+        failed, why = await _open_all(subscribers, spec.get("connect_concurrency", 50))
+        try:
+            async with asyncio.timeout(max(30.0, count / 20)):
+                await tracker.all_initial.wait()
+        except TimeoutError:
+            pass
+        out["subscribe_s"] = round(time.monotonic() - started, 3)
+        out["connect_failures"] = failed
+        out["connect_failure_reasons"] = why
+        out["initial_updates"] = tracker.initial
+        await asyncio.sleep(0.5)  # let the gateway finish what the subscribing started
+        rss_after = rss_bytes(gateway_pid)
+        out["rss"] = {
+            "before_bytes": rss_before,
+            "subscribed_bytes": rss_after,
+            "per_subscriber_bytes": round((rss_after - rss_before) / count) if count else None,
+        }
+
+        # The change phase: the PBX's counters from here on are the changes' alone.
+        await _admin(admin, "/reset", {})
+        before = Machine.now(gateway_pid, simulator_pid)
+        rate, total = float(spec["rate"]), int(spec["events"])
+        phase_start = time.monotonic()
+        for index in range(total):
+            due = phase_start + index / rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            room, action, member, after = plan.next_change(index)
+            change = Change(index, room, action, member)
+            tracker.expect(change, after)
+            change.sent = time.monotonic()
+            await _admin(admin, f"/live/{action}", {"number": room, "member": member})
+            change.answered = time.monotonic()
+        sent_end = time.monotonic()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(float(spec.get("drain_timeout", 10.0))):
+                await tracker.all_seen.wait()
+        done = time.monotonic()
+        after_sample = Machine.now(gateway_pid, simulator_pid)
+        stats = (await admin.get("/__simulator/stats")).json()
+        out["rss"]["after_changes_bytes"] = rss_bytes(gateway_pid)
+
+    still_open = sum(1 for s in subscribers if s.open_now)
+    close_started = time.monotonic()
+    await asyncio.gather(*(s.close() for s in subscribers))
+    out["close_s"] = round(time.monotonic() - close_started, 3)
+    out.update(_figures(tracker, stats, total, phase_start, sent_end, done))
+    out["subscribers_open_at_end"] = still_open
+    out["endings"] = _endings(subscribers)
+    out["cpu"] = _cpu(before, after_sample, done - phase_start)
+    return out
+
+
+def _figures(
+    tracker: Tracker,
+    stats: dict[str, Any],
+    total: int,
+    phase_start: float,
+    sent_end: float,
+    done: float,
+) -> dict[str, Any]:
+    """Latencies, rates, misses and PBX calls of the change phase."""
+    changes = tracker.changes
+    complete = [c for c in changes if c.last is not None and c.seen == tracker.audience[c.room]]
+    to_last = [round((c.last - c.sent) * 1e6) for c in complete if c.last is not None]
+    to_first = [round((c.first - c.sent) * 1e6) for c in changes if c.first is not None]
+    admin_rtt = [round((c.answered - c.sent) * 1e6) for c in changes]
+    ended = max((c.last for c in complete if c.last is not None), default=done)
+    window = ended - phase_start
+    expected = sum(tracker.audience[c.room] for c in changes)
+    delivered = sum(c.seen for c in changes)
+    calls: dict[str, int] = dict(stats.get("calls", {}))
+    in_session = calls.get(QUERY_IN_SESSION, 0)
+    return {
+        "events": total,
+        "events_complete": len(complete),
+        "offered_rate": round(total / (sent_end - phase_start), 2)
+        if sent_end > phase_start
+        else None,
+        "events_per_s": round(len(complete) / window, 2) if window > 0 else None,
+        "deliveries_expected": expected,
+        "deliveries": delivered,
+        "deliveries_missed": expected - delivered,
+        "deliveries_per_s": round(delivered / window, 1) if window > 0 else None,
+        "unmatched_updates": tracker.unmatched,
+        "resynced_updates": tracker.resynced,
+        "latency_to_last_ms": percentiles(to_last),
+        "latency_to_first_ms": percentiles(to_first),
+        "admin_call_ms": percentiles(admin_rtt),
+        "pbx": {
+            "calls": calls,
+            "calls_total": sum(calls.values()),
+            "query_in_session_calls": in_session,
+            "query_in_session_per_event": round(in_session / total, 3) if total else None,
+            "logins": stats.get("logins_succeeded", 0),
+            "events_generated": stats.get("live", {}).get("events_generated", 0),
+            "tcp_events_sent": stats.get("live", {}).get("tcp_events_sent", 0),
+            "events_suppressed": stats.get("live", {}).get("events_suppressed", 0),
+        },
+    }
+
+
+def _endings(subscribers: list[Subscriber]) -> dict[str, Any]:
+    """Close codes and error codes the server sent (before our own close)."""
+    errors: dict[str, int] = {}
+    for subscriber in subscribers:
+        for code in subscriber.ending.error_codes:
+            errors[code] = errors.get(code, 0) + 1
+    slow = sum(
+        1
+        for s in subscribers
+        if "SLOW_CONSUMER" in s.ending.close_reason or "SLOW_CONSUMER" in s.ending.error_codes
+    )
+    return {"slow_consumer_closes": slow, "error_codes": errors}
+
+
+def _cpu(before: Machine, after: Machine, seconds: float) -> dict[str, Any]:
+    gateway = after.gateway - before.gateway
+    simulator = after.simulator - before.simulator
+    own = after.own - before.own
+    busy = after.busy - before.busy
+    return {
+        "window_s": round(seconds, 3),
+        "gateway_s": round(gateway, 3),
+        "gateway_percent": round(100 * gateway / seconds, 1) if seconds else None,
+        "simulator_s": round(simulator, 3),
+        "load_s": round(own, 3),
+        "load_percent": round(100 * own / seconds, 1) if seconds else None,
+        # Cores the machine spent on anything but these three processes: noise.
+        "other_cores": round(max(0.0, busy - gateway - simulator - own) / seconds, 2)
+        if seconds
+        else None,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the spec in ``argv[0]``; write the result to ``argv[1]``."""
+    args = sys.argv[1:] if argv is None else argv
+    spec = json.loads(Path(args[0]).read_text())
+    try:
+        import uvloop  # the gateway's loop too: the client should not be the slower side
+    except ImportError:
+        result = asyncio.run(run(spec))
+    else:
+        result = uvloop.run(run(spec))
+    Path(args[1]).write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    raise SystemExit(main())
