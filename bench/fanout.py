@@ -102,15 +102,20 @@ def addresses(subscribers: int) -> list[str]:
 def gateway_settings(plan: FanoutPlan, simulator: Simulator) -> tuple[dict[str, Any], str]:
     """The gateway's ``Settings`` overrides for ``plan``, and what they change in words.
 
-    Events: the report channel on the simulator's TCP report port (where the PBX's is
-    configured, as an operator sets it). Poll: events off, the poller at its interval.
+    Both point the gateway at the simulator's TCP report port (``PBX_REPORT_PORT``: where
+    the PBX is, as an operator configures it, not a tuning). Events: the shipped source
+    (``auto``: the report channel). Poll: a PBX with events off; the poller is chosen
+    outright (``auto`` would find the silence only at its first reconciliation, 30 s in).
     """
+    where: dict[str, Any] = {"pbx_report_port": simulator.report_port}
     if plan.mode == "events":
-        return {"live": {"report_port": simulator.report_port}}, ""
+        return where, ""
     assert plan.poll_interval is not None
-    live: dict[str, Any] = {"report_port": simulator.report_port, "events": False}
-    live["poll_interval"] = plan.poll_interval
-    return {"live": live}, f"events off, poll interval {plan.poll_interval:g} s"
+    where.update(live_source="poll", live_poll_interval=plan.poll_interval)
+    return where, (
+        f"GATEWAY_LIVE_SOURCE=poll (the PBX sends no events), poll interval "
+        f"{plan.poll_interval:g} s"
+    )
 
 
 def run(
