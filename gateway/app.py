@@ -36,6 +36,8 @@ from gateway.conference_codec import ALL
 from gateway.graphiql import graphiql_routes
 from gateway.graphql_view import GatewayGraphQL
 from gateway.health import healthz, readyz
+from gateway.live.cache_sink import CacheSink
+from gateway.live.supervisor import start_live
 from gateway.observability.metrics import Metrics
 from gateway.observability.runtime_metrics import RuntimeCollector
 from gateway.observability.tracing import pbx_call_span
@@ -155,6 +157,14 @@ def create_app(
                 metrics=metrics,
                 clock=clock,
                 fleet=fleet,
+                # Where live changes come from (events or polling) and where they go: the
+                # session cache until the feed takes its place as the sink.
+                live_sources=start_live(
+                    settings,
+                    session,
+                    CacheSink(live),
+                    notes=MemberNotes(settings.cache_ttl, clock=clock),
+                ),
             )
             app.runtime = runtime
             unwatch = metrics.watch(
@@ -165,6 +175,7 @@ def create_app(
                     requests=requests,
                     misses=misses,
                     fleet=fleet,
+                    live=runtime.live_sources,
                 )
             )
             session.start(login_now=settings.login_at_start)
@@ -175,6 +186,7 @@ def create_app(
                 unwatch()
                 listener.cancel()
                 await asyncio.gather(listener, return_exceptions=True)
+                await runtime.live_sources.aclose()  # closes the report channel
                 await store.aclose()
                 await live.aclose()
                 await session.close()  # log out last, while the HTTP client is still open
