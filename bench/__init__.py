@@ -12,5 +12,7 @@ own process. Modules, one concept each:
 - ``loadgen`` (``wrk`` and its Lua script) and ``client`` (the asyncio client process);
 - ``workloads``: the GraphQL documents of w1-w5; ``runner``: the plan and its runs;
 - ``report``: the printed tables, ratios and ``--compare``; ``profiling``: py-spy;
-- ``logcost``: ``python -m bench.logcost``, the request log's cost per line.
+- ``logcost``: ``python -m bench.logcost``, the request log's cost per line;
+- ``fanout`` (the live-subscription workload's rows), ``fanout_load`` (its load process)
+  and ``subscriber`` (one ``graphql-transport-ws`` client).
 """
