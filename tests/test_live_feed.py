@@ -12,9 +12,10 @@ import asyncio
 
 import pytest
 
-from gateway.errors import PbxFeatureUnavailableError, PbxUnavailableError
+from gateway.errors import ConfigError, PbxFeatureUnavailableError, PbxUnavailableError
 from gateway.live.feed import LiveFeed, SessionUpdate, SlowConsumer, UpdateReason
 from gateway.pbx.sessions_query import LiveSession
+from gateway.settings import Settings
 from gateway.simulator.profiles import profile_config
 from tests.gateway_stack import Stack, StackFactory
 from tests.live_helpers import IN_SESSION, listing, next_of
@@ -363,6 +364,22 @@ async def test_feed_counts_in_metrics(gateway_stack: StackFactory) -> None:
     assert "gateway_live_subscribers 1.0" in text
     assert "gateway_live_updates_total 2.0" in text
     assert "gateway_live_slow_consumers_total 0.0" in text
+
+
+def test_live_settings_defaults_and_refusals() -> None:
+    """GATEWAY_LIVE_BUFFER (64) and GATEWAY_LIVE_MAX_ROOMS (100) are read, typed and checked
+    (at least 1), with a one-line error naming the variable."""
+    base = {"PBX_URL": "https://pbx.example:8088", "PBX_USERNAME": "api", "PBX_PASSWORD": "pw"}
+    base["GATEWAY_AUTH"] = "none"
+    defaults = Settings.from_environ(base)
+    assert (defaults.live_buffer, defaults.live_max_rooms) == (64, 100)
+    read = Settings.from_environ(
+        {**base, "GATEWAY_LIVE_BUFFER": "8", "GATEWAY_LIVE_MAX_ROOMS": "500"}
+    )
+    assert (read.live_buffer, read.live_max_rooms) == (8, 500)
+    for name, value in (("GATEWAY_LIVE_BUFFER", "0"), ("GATEWAY_LIVE_MAX_ROOMS", "many")):
+        with pytest.raises(ConfigError, match=name):
+            Settings.from_environ({**base, name: value})
 
 
 def test_feed_refuses_more_rooms_than_allowed() -> None:

@@ -14,7 +14,7 @@ from gateway.error_code import ErrorCode
 from gateway.security.identity import PINS
 from gateway.simulator.profiles import profile_config
 from tests.gateway_stack import Stack, StackFactory
-from tests.live_helpers import IN_SESSION, listing, next_of, subscribe
+from tests.live_helpers import IN_SESSION, context_for, listing, next_of, subscribe
 
 PM, SALES, BRIDGE = "6401", "6400", "6403"
 ROOMS = "conference/query"
@@ -140,6 +140,24 @@ async def test_subscription_without_numbers_watches_every_room(gateway_stack: St
     assert {u["reason"] for u in updates} == {"INITIAL"}
     assert [numbers_in(u) for u in updates if u["session"]] == [["4001"]]
     assert runtime.feed.watched_rooms() == frozenset(rooms)
+    assert (stack.calls(IN_SESSION), stack.calls(ROOMS)) == (1, 1)
+
+
+async def test_subscription_reads_are_bounded_from_their_own_start(
+    gateway_stack: StackFactory,
+) -> None:
+    """A context made long ago (over WebSocket one serves a whole connection) does not cut a
+    new subscription's reads short: its rooms and states are read, not timed out."""
+    stack = await gateway_stack(session_ttl=2.0)
+    stack.pbx.live_join(PM, "4001")
+    runtime = stack.gateway_runtime()
+    connection = context_for(runtime)
+    stack.clock.advance(3600.0)  # an hour after the connection opened
+
+    results = await subscribe(runtime, None, context=connection)
+    updates = [update_of(await next_of(results)) for _ in range(2)]
+
+    assert [u["reason"] for u in updates] == ["INITIAL", "INITIAL"]
     assert (stack.calls(IN_SESSION), stack.calls(ROOMS)) == (1, 1)
 
 
