@@ -36,7 +36,7 @@ from gateway.conference_codec import ALL
 from gateway.graphiql import graphiql_routes
 from gateway.graphql_view import GatewayGraphQL
 from gateway.health import healthz, readyz
-from gateway.live.cache_sink import CacheSink
+from gateway.live.feed import LiveFeed
 from gateway.live.supervisor import start_live
 from gateway.observability.metrics import Metrics
 from gateway.observability.runtime_metrics import RuntimeCollector
@@ -146,23 +146,31 @@ def create_app(
                 ttl=settings.session_ttl,
                 clock=clock,
             )
+            feed = LiveFeed(
+                live,
+                buffer=settings.live_buffer,
+                max_rooms=settings.live_max_rooms,
+                read_timeout=settings.request_deadline,
+                clock=clock,
+            )
             runtime = Runtime(
                 settings=settings,
                 client=client,
                 session=session,
                 store=store,
                 live=live,
+                feed=feed,
                 requests=requests,
                 misses=misses,
                 metrics=metrics,
                 clock=clock,
                 fleet=fleet,
                 # Where live changes come from (events or polling) and where they go: the
-                # session cache until the feed takes its place as the sink.
+                # feed (this process's subscribers; it keeps the session cache current too).
                 live_sources=start_live(
                     settings,
                     session,
-                    CacheSink(live),
+                    feed,
                     notes=MemberNotes(settings.cache_ttl, clock=clock),
                 ),
             )
@@ -176,6 +184,7 @@ def create_app(
                     misses=misses,
                     fleet=fleet,
                     live=runtime.live_sources,
+                    feed=feed,
                 )
             )
             session.start(login_now=settings.login_at_start)
@@ -184,6 +193,7 @@ def create_app(
                 yield {"runtime": runtime}
             finally:
                 unwatch()
+                await feed.close()  # subscriptions complete; none is left waiting
                 listener.cancel()
                 await asyncio.gather(listener, return_exceptions=True)
                 await runtime.live_sources.aclose()  # closes the report channel
