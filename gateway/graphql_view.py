@@ -370,11 +370,11 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
         exchange = exchange_of(request)
         if exchange is not None and exchange.streaming:
             # A stream's results are sent as they come; none is kept for the answer.
-            request_id = exchange.context.request_id if exchange.context else "unknown"
+            stream_id = exchange.context.request_id if exchange.context else "unknown"
             if negotiation.is_request_error(result):
                 answer.pop("data", None)
             if result.errors:
-                answer["errors"] = coded_errors(result.errors, request_id)
+                answer["errors"] = list[object](coded_errors(result.errors, stream_id))
             return answer
         if exchange is not None:
             exchange.results.append(result)

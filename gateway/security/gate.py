@@ -181,7 +181,8 @@ class GraphQLGate:
             wait = self._failures.take(address)
             message = str(exc)
             if wait > 0:
-                message = f"too many failed authentications from {address}; retry in {retry_seconds(wait)} s"
+                retry = retry_seconds(wait)
+                message = f"too many failed authentications from {address}; retry in {retry} s"
             self._count_and_log(ErrorCode.UNAUTHENTICATED, message, address, 4401)
             raise Unauthenticated(message) from None
 

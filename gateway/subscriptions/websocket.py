@@ -35,6 +35,7 @@ from typing import Any, Protocol, cast
 
 import orjson
 from graphql import GraphQLError
+from starlette.websockets import WebSocket, WebSocketDisconnect
 from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
@@ -49,7 +50,6 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 )
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.utils.aio import aclosing
-from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway.error_code import ErrorCode
 from gateway.errors import retry_seconds
@@ -143,9 +143,7 @@ class GatewayTransportWSHandler(BaseGraphQLTransportWSHandler[GatewayContext, No
             return
         refusal = self._refusal(self.identity)
         if refusal is not None:
-            await self.send_message(
-                {"id": operation_id, "type": "error", "payload": [refusal]}  # type: ignore[typeddict-item]
-            )
+            await self.send_message(_error(operation_id, [refusal]))
             return
         slot = self._host.subscriptions.take(self.identity.name)
         if slot is None:
@@ -155,9 +153,7 @@ class GatewayTransportWSHandler(BaseGraphQLTransportWSHandler[GatewayContext, No
                 "gateway (GATEWAY_LIVE_MAX_SUBSCRIPTIONS_PER_IDENTITY); complete one first"
             )
             error = coded(message_text, ErrorCode.TOO_MANY_SUBSCRIPTIONS)
-            await self.send_message(
-                {"id": operation_id, "type": "error", "payload": [error]}  # type: ignore[typeddict-item]
-            )
+            await self.send_message(_error(operation_id, [error]))
             return
         await super().handle_subscribe(message)
         operation = self.operations.get(operation_id)
@@ -208,9 +204,9 @@ class GatewayTransportWSHandler(BaseGraphQLTransportWSHandler[GatewayContext, No
                     if is_slow_consumer(result.errors):
                         await self._slow_consumer(operation, result, context)
                         return
-                    await operation.send_operation_message(
-                        {"id": operation.id, "type": "next", "payload": _payload(result, context)}
-                    )
+                    payload = _payload(result, context)
+                    message = {"id": operation.id, "type": "next", "payload": payload}
+                    await operation.send_operation_message(cast("Message", message))
             await operation.send_operation_message({"id": operation.id, "type": "complete"})
         except asyncio.CancelledError:
             raise
@@ -231,11 +227,7 @@ class GatewayTransportWSHandler(BaseGraphQLTransportWSHandler[GatewayContext, No
         # an error message instead, which says why with a code, and keeps the connection.
         errors: list[GraphQLError] = list(result.errors or ())
         await operation.send_operation_message(
-            {
-                "id": operation.id,
-                "type": "error",
-                "payload": coded_errors(errors, context.request_id),  # type: ignore[typeddict-item]
-            }
+            _error(operation.id, coded_errors(errors, context.request_id))
         )
 
     async def _slow_consumer(
@@ -247,14 +239,15 @@ class GatewayTransportWSHandler(BaseGraphQLTransportWSHandler[GatewayContext, No
         """A final ``error`` (``SLOW_CONSUMER``), then the connection closes 1013."""
         logger.info(
             "closed a slow subscriber",
-            extra={"fields": {"error_codes": [ErrorCode.SLOW_CONSUMER], "request_id": context.request_id}},
+            extra={
+                "fields": {
+                    "error_codes": [ErrorCode.SLOW_CONSUMER],
+                    "request_id": context.request_id,
+                }
+            },
         )
         await operation.send_operation_message(
-            {
-                "id": operation.id,
-                "type": "error",
-                "payload": coded_errors(result.errors or [], context.request_id),  # type: ignore[typeddict-item]
-            }
+            _error(operation.id, coded_errors(result.errors or [], context.request_id))
         )
         await self.websocket.close(TRY_AGAIN_LATER, "slow consumer")
 
@@ -294,6 +287,11 @@ class TextWebSocketAdapter(ASGIWebSocketAdapter):
             await self.ws.send_text(orjson.dumps(message).decode())
         except WebSocketDisconnect as exc:
             raise WebSocketDisconnected from exc
+
+
+def _error(operation_id: str, errors: list[dict[str, Any]]) -> Message:
+    """An ``error`` message: the operation ends with these (coded) errors."""
+    return cast("Message", {"id": operation_id, "type": "error", "payload": errors})
 
 
 def _well_formed(payload: object) -> bool:
