@@ -234,7 +234,7 @@ class Settings:
             live_source=reader.choice(
                 "GATEWAY_LIVE_SOURCE", ("auto", "events", "poll", "off"), d.live_source
             ),
-            pbx_report_port=_port(reader, "PBX_REPORT_PORT", d.pbx_report_port),
+            pbx_report_port=report_port(reader),
             live_poll_interval=number(
                 "GATEWAY_LIVE_POLL_INTERVAL", d.live_poll_interval, minimum=0.1
             ),
@@ -267,6 +267,11 @@ def _pbx_url(reader: EnvReader) -> str:
             f"write {origin} instead of {url}"
         )
     return url
+
+
+def report_port(reader: EnvReader) -> int:
+    """``PBX_REPORT_PORT`` alone, read as ``serve`` reads it (``doctor`` reads no more)."""
+    return _port(reader, "PBX_REPORT_PORT", Settings.pbx_report_port)
 
 
 def _port(reader: EnvReader, name: str, default: int) -> int:

@@ -102,7 +102,7 @@ class EventSource:
         backoff: Backoff = Backoff(),
         login_timeout: float = LOGIN_TIMEOUT_SECONDS,
         max_line: int = MAX_LINE_BYTES,
-        give_up_unreachable: bool = True,
+        give_up: bool = True,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -110,7 +110,7 @@ class EventSource:
     ) -> None:
         self._session, self._target, self._resync = session, target, resync
         self._backoff, self._login_timeout, self._max_line = backoff, login_timeout, max_line
-        self._give_up_unreachable = give_up_unreachable
+        self._give_up = give_up
         self._sleep, self._rng = sleep, rng or random.Random()  # noqa: S311 (jitter, not a secret)
         self._clock, self._notes = clock, notes
         self.counts = EventCounts()
@@ -121,7 +121,10 @@ class EventSource:
 
     async def run(self, sink: LiveSink) -> None:
         """Keep the channel open until cancelled. Returns only when events cannot work:
-        no clear password, or (``give_up_unreachable``) the first connection failed."""
+        no clear password, or (``give_up``, for a caller that can poll instead) the first
+        connection failed or a login was refused. Without ``give_up`` a refused login waits
+        for the guard to allow the next one (after the cool-down; never a third time with
+        the same credentials)."""
         attempt, ever_up = 0, False
         while True:
             secret = self._target.secret()
@@ -142,8 +145,10 @@ class EventSource:
             channel = await self._open(secret)
             if channel is None:
                 if self._refused:
+                    if self._give_up:
+                        return  # polling needs no second login: never retried blindly
                     continue  # the guard decides when (and whether) to try again
-                if not ever_up and self._give_up_unreachable:
+                if not ever_up and self._give_up:
                     return
                 await self._pause(attempt)
                 attempt += 1

@@ -129,6 +129,7 @@ class LiveSupervisor:
             )
         # The API login comes first (the warm-up login, or the first query's): only then are
         # the credentials known good. Waiting for it is a local check, never a PBX call.
+        await self._session.started()
         while not self._session.has_token:
             await self._timing.sleep(self._timing.backoff.first)
         transport = self._session.report_transport
@@ -154,7 +155,7 @@ class LiveSupervisor:
             backoff=self._timing.backoff,
             login_timeout=self._timing.login_timeout,
             max_line=self._timing.max_line,
-            give_up_unreachable=mode == "auto",
+            give_up=mode == "auto",
             notes=self._notes,
         )
         self.events, self.kind = source, "events"
@@ -173,6 +174,8 @@ class LiveSupervisor:
         if checks in done:
             self.switched_to_polling = True
             return "the PBX did not report every change (reconciliation found a missed one)"
+        if source.counts.refusals:
+            return "the PBX refused the report channel's login"
         return (
             "the report channel could not be opened "
             f"({settings.pbx_url} report port {settings.pbx_report_port})"

@@ -236,10 +236,6 @@ class PbxSession:
         if not task.cancelled():
             task.exception()  # mark retrieved: every waiter already got it
 
-    async def ensure_token(self) -> None:
-        """Hold a token: log in now (under the guard) unless one is held already."""
-        await self._current_token()
-
     # The report channel's logins (gateway.pbx.report_channel) share this session's guard:
     # the PBX counts both kinds toward one lockout, so the gateway counts them together.
 
