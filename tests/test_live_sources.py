@@ -59,7 +59,11 @@ class RecordingSink:
         self.rooms[number] = session
 
     def rooms_listed(
-        self, listing: Mapping[str, LiveSession], rooms: Collection[str] | None = None
+        self,
+        listing: Mapping[str, LiveSession],
+        rooms: Collection[str] | None = None,
+        *,
+        resync: bool = False,  # the feed's contract (wp-live-feed); not recorded here
     ) -> None:
         self.listings.append((dict(listing), rooms))
         for number in set(self.rooms) | set(listing) if rooms is None else rooms:
