@@ -40,7 +40,8 @@ QUICK = Options(
     peer_workloads=("w1",),
     start_cost=2.0,
     fanout_sizes=(50,),
-    fanout_events=30,
+    fanout_events=20,
+    fanout_burst=40,
     fanout_poll_events=3,
 )
 
@@ -94,9 +95,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--fanout-sizes", type=_numbers,
                    help="subscriber counts of the fan-out rows with events (100,1000)")  # fmt: skip
     p.add_argument("--fanout-events", type=int,
-                   help="changes per events fan-out row (100; quick 30)")  # fmt: skip
+                   help="paced changes per events fan-out row (50; quick 20)")  # fmt: skip
     p.add_argument("--fanout-rate", type=float,
-                   help="changes per second in the events fan-out rows (20)")  # fmt: skip
+                   help="changes per second of the paced phase (5)")  # fmt: skip
+    p.add_argument("--fanout-burst", type=int,
+                   help="then changes back to back: capacity (100; quick 40)")  # fmt: skip
     p.add_argument("--fanout-poll-events", type=int,
                    help="changes in the fan-out poll row (6; quick 3)")  # fmt: skip
     p.add_argument("--fanout-modes", type=lambda t: _words(t, ("events", "poll")),
@@ -144,6 +147,7 @@ def options_from(args: argparse.Namespace) -> Options:
         ("fanout_sizes", args.fanout_sizes),
         ("fanout_events", args.fanout_events),
         ("fanout_rate", args.fanout_rate),
+        ("fanout_burst", args.fanout_burst),
         ("fanout_modes", args.fanout_modes),
         ("fanout_poll_events", args.fanout_poll_events),
     ):

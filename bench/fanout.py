@@ -34,9 +34,13 @@ from typing import Any
 from bench.processes import ROOT, python_module
 from bench.targets import Simulator, Target, TargetFactory
 from bench.workloads import room
+from gateway.settings import HttpLimits, Settings
 
 PER_ADDRESS = 200
 """Sockets per loopback source address (an anonymous caller's identity is its address)."""
+CONNECTION_MARGIN = 64
+"""Connections beyond the subscribers' that the gateway must still accept (the harness's
+readiness probes, the warm-up subscribers)."""
 FIRST_ADDRESS = 2
 """127.0.0.2 upwards: 127.0.0.1 stays the harness's own."""
 
@@ -53,6 +57,8 @@ class FanoutPlan:
     rate: float
     """Changes per second, offered at a steady pace."""
     poll_interval: float | None = None
+    burst: int = 0
+    """Changes sent back to back after the paced ones (the capacity); 0: none."""
 
     @property
     def label(self) -> str:
@@ -63,7 +69,8 @@ class FanoutPlan:
     @property
     def seconds(self) -> float:
         """About how long the row takes (for the time budget): start, subscribe, changes."""
-        return 6.0 + self.subscribers / 150 + self.events / self.rate + (self.poll_interval or 0)
+        paced = self.events / self.rate + (self.poll_interval or 0)
+        return 6.0 + self.subscribers / 150 + paced + self.burst * self.subscribers / 20_000
 
 
 def plans(
@@ -71,6 +78,7 @@ def plans(
     *,
     events: int,
     rate: float,
+    burst: int = 0,
     modes: tuple[str, ...] = ("events", "poll"),
     poll_size: int | None = None,
     poll_interval: float = 2.0,
@@ -79,7 +87,7 @@ def plans(
     """The rows: events at each size, then one poll row (at the smallest size)."""
     out: list[FanoutPlan] = []
     if "events" in modes:
-        out.extend(FanoutPlan("events", n, _rooms(n), events, rate) for n in sizes)
+        out.extend(FanoutPlan("events", n, _rooms(n), events, rate, burst=burst) for n in sizes)
     if "poll" in modes and sizes:
         n = poll_size or min(sizes)
         rooms = _rooms(n)
@@ -102,20 +110,31 @@ def addresses(subscribers: int) -> list[str]:
 def gateway_settings(plan: FanoutPlan, simulator: Simulator) -> tuple[dict[str, Any], str]:
     """The gateway's ``Settings`` overrides for ``plan``, and what they change in words.
 
-    Both point the gateway at the simulator's TCP report port (``PBX_REPORT_PORT``: where
+    All point the gateway at the simulator's TCP report port (``PBX_REPORT_PORT``: where
     the PBX is, as an operator configures it, not a tuning). Events: the shipped source
     (``auto``: the report channel). Poll: a PBX with events off; the poller is chosen
     outright (``auto`` would find the silence only at its first reconciliation, 30 s in).
+    One socket per subscriber: past ``GATEWAY_MAX_CONNECTIONS`` (512) the cap is raised to
+    fit them, and the row says so.
     """
-    where: dict[str, Any] = {"pbx_report_port": simulator.report_port}
-    if plan.mode == "events":
-        return where, ""
-    assert plan.poll_interval is not None
-    where.update(live_source="poll", live_poll_interval=plan.poll_interval)
-    return where, (
-        f"GATEWAY_LIVE_SOURCE=poll (the PBX sends no events), poll interval "
-        f"{plan.poll_interval:g} s"
-    )
+    settings: dict[str, Any] = {"pbx_report_port": simulator.report_port}
+    changed: list[str] = []
+    if plan.mode == "poll":
+        assert plan.poll_interval is not None
+        settings.update(live_source="poll", live_poll_interval=plan.poll_interval)
+        default = " (the default)" if plan.poll_interval == Settings.live_poll_interval else ""
+        changed.append(
+            "GATEWAY_LIVE_SOURCE=poll (the PBX sends no events), GATEWAY_LIVE_POLL_INTERVAL="
+            f"{plan.poll_interval:g} s{default}"
+        )
+    needed = plan.subscribers + CONNECTION_MARGIN
+    if needed > HttpLimits.max_connections:
+        settings["http_limits"] = {"max_connections": needed}
+        changed.append(
+            f"GATEWAY_MAX_CONNECTIONS={needed} (default {HttpLimits.max_connections}; one "
+            "socket per subscriber)"
+        )
+    return settings, "; ".join(changed)
 
 
 def run(
@@ -124,10 +143,10 @@ def run(
     """One row: a fresh simulator and gateway, the load process, the figures."""
     with factory.simulator(plan.rooms, events=plan.mode == "events") as simulator:
         settings, label = gateway_settings(plan, simulator)
-        with factory.target("gateway", simulator, settings=settings) as gateway:
+        with factory.target("gateway", simulator, settings=settings, as_shipped=True) as gateway:
             result = _load(plan, simulator, gateway, workdir, timeout=timeout)
             info = gateway.info()
-            stack = gateway.stack_label
+            stack = f"pbx-gateway serve ({gateway.info().get('loop_class', '?')})"
     ignored = info.get("ignored_settings", [])
     return {
         "workload": "fanout",
@@ -136,7 +155,6 @@ def run(
         "stack": stack,
         "settings": label,
         "ignored_settings": ignored,
-        "rate_asked": round(plan.rate, 3),
         "poll_interval_s": plan.poll_interval,
         **result,
     }
@@ -153,10 +171,11 @@ def _load(
         "subscribers": plan.subscribers,
         "events": plan.events,
         "rate": plan.rate,
+        "burst_events": plan.burst,
         "addresses": addresses(plan.subscribers),
         "gateway_pid": gateway.process.pid,
         "simulator_pid": simulator.process.pid,
-        "drain_timeout": 10.0 + 3 * (plan.poll_interval or 0),
+        "drain_timeout": 5.0 + 2 * (plan.poll_interval or 0),
         "connect_concurrency": 50,
     }
     stamp = f"{plan.label.replace('/', '-')}-{time.monotonic_ns()}"

@@ -9,14 +9,18 @@ simulator's admin API. In order:
 2. the gateway's resident memory (``VmRSS`` of its process) is read, the N subscribers
    connect and each waits for its ``INITIAL`` update; ``VmRSS`` again: the growth over N is
    the memory per subscriber (the allocator's keep included, so an upper bound);
-3. the simulator's counters are zeroed, then M changes are made at a steady rate, rooms
-   taken in turn: a member joins, and when two have joined since, the older one leaves. Each
-   change leaves its room with a member set it never had before, so every ``CHANGED``
-   update says which change it carries; a subscriber that missed one (or got two changes
-   folded into one update) is counted, never guessed;
-4. the run waits for every delivery (or a deadline), reads the simulator's counters (PBX
-   calls during the changes), the CPU of the gateway, the simulator and this process, and
-   writes the result.
+3. the changes, in two phases, each with the simulator's counters zeroed first (its PBX
+   calls are the phase's alone): *paced*, M changes at a steady rate (the latencies at a
+   load the gateway keeps up with), then *burst*, changes sent back to back, each as soon
+   as the previous admin call returned (the capacity: changes and updates delivered per
+   second, gateway CPU per update). Rooms are taken in turn: a member joins, and when two
+   have joined since, the older one leaves. Each change leaves its room with a member set
+   it never had before, so every ``CHANGED`` update says which change it carries; a
+   subscriber that missed one (or got two changes folded into one update) is counted,
+   never guessed;
+4. each phase waits for every delivery (or until no update has come for a while), then
+   reads the simulator's counters and the CPU of the gateway, the simulator and this
+   process; the result is written.
 
 **Where a latency starts.** The admin call makes the change and, on the simulator's loop,
 writes the ``ConferenceStatus`` event to the report connections before it answers. So
@@ -29,7 +33,8 @@ this process's own scheduling (its CPU is reported too).
 The spec (JSON): ``url`` (ws://.../graphql), ``admin_url`` (the simulator), ``rooms``
 (numbers), ``subscribers``, ``events``, ``rate`` (changes per second), ``addresses``
 (source addresses to spread the sockets over), ``gateway_pid``, ``simulator_pid``,
-``drain_timeout`` (seconds to wait for the last deliveries), ``connect_concurrency``.
+``drain_timeout`` (seconds without any delivery after which the rest count as missed),
+``burst_events`` (changes sent back to back after the paced ones), ``connect_concurrency``.
 """
 
 from __future__ import annotations
@@ -86,7 +91,8 @@ class Tracker:
     """CHANGED updates carrying a state no change produced (or a change seen twice)."""
     seen_by: dict[int, dict[str, int]] = field(default_factory=dict)
     """Per subscriber and room, the index of the last change it saw (order is checked)."""
-    out_of_order: int = 0
+    delivered: int = 0
+    """Updates matched to a change so far (the drain watches it move)."""
     all_initial: asyncio.Event = field(default_factory=asyncio.Event)
     initial_expected: int = 0
     pending: int = 0
@@ -121,6 +127,7 @@ class Tracker:
             self.unmatched += 1  # the same state twice, or an older one after a newer
             return
         last[subscriber.room] = index
+        self.delivered += 1
         change = self.changes[index]
         change.seen += 1
         if change.first is None:
@@ -258,75 +265,114 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
             "per_subscriber_bytes": round((rss_after - rss_before) / count) if count else None,
         }
 
-        # The change phase: the PBX's counters from here on are the changes' alone.
-        await _admin(admin, "/reset", {})
-        before = Machine.now(gateway_pid, simulator_pid)
-        rate, total = float(spec["rate"]), int(spec["events"])
-        phase_start = time.monotonic()
-        for index in range(total):
-            due = phase_start + index / rate
-            delay = due - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            room, action, member, after = plan.next_change(index)
-            change = Change(index, room, action, member)
-            tracker.expect(change, after)
-            change.sent = time.monotonic()
-            await _admin(admin, f"/live/{action}", {"number": room, "member": member})
-            change.answered = time.monotonic()
-        sent_end = time.monotonic()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(float(spec.get("drain_timeout", 10.0))):
-                await tracker.all_seen.wait()
-        done = time.monotonic()
-        after_sample = Machine.now(gateway_pid, simulator_pid)
-        stats = (await admin.get("/__simulator/stats")).json()
+        # The paced phase (latencies at a rate the gateway keeps up with), then the burst
+        # (each change sent as soon as the previous admin call returns: the capacity).
+        drain = float(spec.get("drain_timeout", 10.0))
+        pids = (gateway_pid, simulator_pid)
+        paced = await _phase(
+            admin, tracker, plan, pids, int(spec["events"]), float(spec["rate"]), drain
+        )
+        out.update(paced)
+        burst_count = int(spec.get("burst_events", 0))
+        if burst_count:
+            out["burst"] = await _phase(admin, tracker, plan, pids, burst_count, None, drain)
         out["rss"]["after_changes_bytes"] = rss_bytes(gateway_pid)
 
     still_open = sum(1 for s in subscribers if s.open_now)
     close_started = time.monotonic()
     await asyncio.gather(*(s.close() for s in subscribers))
     out["close_s"] = round(time.monotonic() - close_started, 3)
-    out.update(_figures(tracker, stats, total, phase_start, sent_end, done))
     out["subscribers_open_at_end"] = still_open
     out["endings"] = _endings(subscribers)
-    out["cpu"] = _cpu(before, after_sample, done - phase_start)
+    out["unmatched_updates"] = tracker.unmatched
+    out["resynced_updates"] = tracker.resynced
     return out
+
+
+async def _phase(
+    admin: httpx.AsyncClient,
+    tracker: Tracker,
+    plan: RoomPlan,
+    pids: tuple[int, int],
+    count: int,
+    rate: float | None,
+    drain: float,
+) -> dict[str, Any]:
+    """``count`` changes at ``rate`` per second (None: back to back), every delivery waited
+    for (see :func:`_drain`); the phase's figures. The simulator's counters are zeroed
+    first, so its PBX calls are the phase's alone."""
+    await _admin(admin, "/reset", {})
+    first = len(tracker.changes)
+    before = Machine.now(*pids)
+    started = time.monotonic()
+    for offset in range(count):
+        if rate is not None:
+            delay = started + offset / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        room, action, member, after = plan.next_change(first + offset)
+        change = Change(first + offset, room, action, member)
+        tracker.expect(change, after)
+        change.sent = time.monotonic()
+        await _admin(admin, f"/live/{action}", {"number": room, "member": member})
+        change.answered = time.monotonic()
+    await _drain(tracker, drain)
+    done = time.monotonic()
+    after_sample = Machine.now(*pids)
+    stats = (await admin.get("/__simulator/stats")).json()
+    figures = _figures(tracker, tracker.changes[first:], stats, started, done)
+    figures["rate_asked"] = rate
+    figures["cpu"] = _cpu(before, after_sample, done - started, figures["deliveries"])
+    return figures
+
+
+async def _drain(tracker: Tracker, idle: float) -> None:
+    """Until every change has reached all its subscribers, or ``idle`` seconds pass with
+    no delivery at all (a slow gateway still delivering is waited for; a lost update is
+    not waited for in vain)."""
+    count, progress = tracker.delivered, time.monotonic()
+    while not tracker.all_seen.is_set():
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.25):
+                await tracker.all_seen.wait()
+        now = time.monotonic()
+        if tracker.delivered != count:
+            count, progress = tracker.delivered, now
+        elif now - progress > idle:
+            return
 
 
 def _figures(
     tracker: Tracker,
+    changes: list[Change],
     stats: dict[str, Any],
-    total: int,
     phase_start: float,
-    sent_end: float,
     done: float,
 ) -> dict[str, Any]:
-    """Latencies, rates, misses and PBX calls of the change phase."""
-    changes = tracker.changes
+    """Latencies, rates, misses and PBX calls of one phase's ``changes``."""
+    total = len(changes)
     complete = [c for c in changes if c.last is not None and c.seen == tracker.audience[c.room]]
     to_last = [round((c.last - c.sent) * 1e6) for c in complete if c.last is not None]
     to_first = [round((c.first - c.sent) * 1e6) for c in changes if c.first is not None]
     admin_rtt = [round((c.answered - c.sent) * 1e6) for c in changes]
+    # Rates count intervals: M changes paced at r per second span (M - 1) / r seconds.
     ended = max((c.last for c in complete if c.last is not None), default=done)
     window = ended - phase_start
+    sent_span = (changes[-1].sent - changes[0].sent) if total > 1 else 0.0
     expected = sum(tracker.audience[c.room] for c in changes)
     delivered = sum(c.seen for c in changes)
     calls: dict[str, int] = dict(stats.get("calls", {}))
     in_session = calls.get(QUERY_IN_SESSION, 0)
+    live = stats.get("live", {})
     return {
         "events": total,
         "events_complete": len(complete),
-        "offered_rate": round(total / (sent_end - phase_start), 2)
-        if sent_end > phase_start
-        else None,
-        "events_per_s": round(len(complete) / window, 2) if window > 0 else None,
+        "offered_rate": round((total - 1) / sent_span, 2) if sent_span > 0 else None,
+        "events_per_s": round((len(complete) - 1) / window, 2) if window > 0 and complete else None,
         "deliveries_expected": expected,
         "deliveries": delivered,
         "deliveries_missed": expected - delivered,
         "deliveries_per_s": round(delivered / window, 1) if window > 0 else None,
-        "unmatched_updates": tracker.unmatched,
-        "resynced_updates": tracker.resynced,
         "latency_to_last_ms": percentiles(to_last),
         "latency_to_first_ms": percentiles(to_first),
         "admin_call_ms": percentiles(admin_rtt),
@@ -336,9 +382,9 @@ def _figures(
             "query_in_session_calls": in_session,
             "query_in_session_per_event": round(in_session / total, 3) if total else None,
             "logins": stats.get("logins_succeeded", 0),
-            "events_generated": stats.get("live", {}).get("events_generated", 0),
-            "tcp_events_sent": stats.get("live", {}).get("tcp_events_sent", 0),
-            "events_suppressed": stats.get("live", {}).get("events_suppressed", 0),
+            "events_generated": live.get("events_generated", 0),
+            "tcp_events_sent": live.get("tcp_events_sent", 0),
+            "events_suppressed": live.get("events_suppressed", 0),
         },
     }
 
@@ -357,7 +403,7 @@ def _endings(subscribers: list[Subscriber]) -> dict[str, Any]:
     return {"slow_consumer_closes": slow, "error_codes": errors}
 
 
-def _cpu(before: Machine, after: Machine, seconds: float) -> dict[str, Any]:
+def _cpu(before: Machine, after: Machine, seconds: float, deliveries: int) -> dict[str, Any]:
     gateway = after.gateway - before.gateway
     simulator = after.simulator - before.simulator
     own = after.own - before.own
@@ -366,6 +412,8 @@ def _cpu(before: Machine, after: Machine, seconds: float) -> dict[str, Any]:
         "window_s": round(seconds, 3),
         "gateway_s": round(gateway, 3),
         "gateway_percent": round(100 * gateway / seconds, 1) if seconds else None,
+        # Moves less with other work on the machine than rates and latencies do.
+        "gateway_us_per_delivery": round(1e6 * gateway / deliveries, 1) if deliveries else None,
         "simulator_s": round(simulator, 3),
         "load_s": round(own, 3),
         "load_percent": round(100 * own / seconds, 1) if seconds else None,

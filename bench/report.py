@@ -116,60 +116,68 @@ def cold_row(row: dict[str, Any]) -> str:
 
 
 _FANOUT = (
-    "  {label:<16} {subs:>6} {rooms:>5} {events:>9} {rate:>12} {deliv:>8} {p50:>8} {p99:>8} "
-    "{first:>8} {admin:>6} {rss:>15} {per:>8} {pbx:>7} {slow:>5} {missed:>6} {cpu:>5} "
-    "{load:>5} {other:>5}"
+    "  {label:<16} {subs:>6} {rooms:>5} {events:>7} {rate:>6} {p50:>8} {p99:>8} {first:>8} "
+    "{admin:>6} {cap:>7} {deliv:>8} {us:>7} {rss:>15} {per:>7} {pbx:>6} {slow:>4} {missed:>6} "
+    "{cpu:>4} {load:>4} {other:>5}"
 )
 
 
 def fanout_header(options: Any) -> str:
-    """The fan-out workload's title, what its latencies measure, and the column names."""
+    """The fan-out workload's title, what its figures measure, and the column names."""
     columns = _FANOUT.format(
-        label="row", subs="subs", rooms="rooms", events="events ok", rate="ev/s asked/got",
-        deliv="deliv/s", p50="last p50", p99="last p99", first="1st p50", admin="admin",
-        rss="gw RSS MB", per="KB/sub", pbx="PBX/ev", slow="slow", missed="missed",
-        cpu="gw", load="load", other="other",
+        label="row", subs="subs", rooms="rooms", events="changes", rate="ev/s",
+        p50="last p50", p99="last p99", first="1st p50", admin="admin", cap="cap ev/s",
+        deliv="deliv/s", us="CPU us", rss="gw RSS MB", per="KB/sub", pbx="PBX/ev",
+        slow="slow", missed="missed", cpu="gw", load="load", other="other",
     )  # fmt: skip
     return (
-        "\n== fanout: N graphql-transport-ws subscribers on one gateway process (one socket "
-        "each, over a few rooms), changes made on the simulated PBX at a steady rate\n"
+        "\n== fanout: N graphql-transport-ws subscribers on one gateway process (served as "
+        "pbx-gateway serve serves it; one socket each, over a few rooms and loopback "
+        "addresses), changes made on the simulated PBX\n"
         "   gateway settings: shipped defaults unless the row says (events: the PBX's TCP "
         "report channel; poll: events off, the gateway's poller)\n"
-        "   latency (ms) = from sending the admin call that makes the change (the event "
-        "leaves the PBX inside it) to the moment the LAST (last p50/p99) or first (1st p50) "
-        "subscriber of the room read the CHANGED update, in the load process; admin = the "
-        "admin call's round trip p50; gw RSS = before -> with the subscribers; KB/sub = that "
-        "growth / N; PBX/ev = query_in_session calls per change; slow = SLOW_CONSUMER "
-        "closes; missed = updates a subscriber never got; gw/load = CPU % of the gateway and "
-        "of the load process during the changes; other = cores busy outside the run\n"
+        f"   paced phase ({options.fanout_rate:g} changes/s asked; ev/s = sustained): latency "
+        "(ms) from sending the admin call that makes the change (the event leaves the PBX "
+        "inside it) to the moment the LAST (last p50/p99) or first (1st p50) subscriber of "
+        "the room read the CHANGED update, in the load process; admin = that call's round "
+        "trip p50\n"
+        "   burst phase (changes back to back): cap ev/s = changes delivered to every "
+        "subscriber per second, deliv/s = updates delivered per second, CPU us = gateway CPU "
+        "per update delivered\n"
+        "   gw RSS = before -> with the subscribers; KB/sub = that growth / N (allocator "
+        "included); PBX/ev = query_in_session calls per change; slow = SLOW_CONSUMER closes; "
+        "missed = updates never received (both phases); gw/load = CPU % of the gateway and "
+        "the load process (paced phase); other = cores busy outside the run\n"
         f"{columns}"
     )
 
 
 def fanout_row(row: dict[str, Any]) -> str:
     """One fan-out row."""
-    rss, cpu = row["rss"], row["cpu"]
+    rss, cpu, burst = row["rss"], row["cpu"], row.get("burst") or {}
+    missed = row["deliveries_missed"] + burst.get("deliveries_missed", 0)
+    per = rss.get("per_subscriber_bytes")
     return (
         _FANOUT.format(
             label=row["label"],
             subs=f"{row['subscribers']:,}",
             rooms=row["rooms"],
             events=f"{row['events_complete']}/{row['events']}",
-            rate=f"{_num(row['offered_rate'], 1)}/{_num(row['events_per_s'], 1)}",
-            deliv=_num(row["deliveries_per_s"], 0),
+            rate=_num(row["events_per_s"], 1),
             p50=_num(row["latency_to_last_ms"]["p50"], 1),
             p99=_num(row["latency_to_last_ms"]["p99"], 1),
             first=_num(row["latency_to_first_ms"]["p50"], 1),
             admin=_num(row["admin_call_ms"]["p50"], 1),
+            cap=_num(burst.get("events_per_s"), 1),
+            deliv=_num(burst.get("deliveries_per_s"), 0),
+            us=_num((burst.get("cpu") or {}).get("gateway_us_per_delivery"), 0),
             rss=f"{rss['before_bytes'] / 1e6:.0f} -> {rss['subscribed_bytes'] / 1e6:.0f}",
-            per=_num(rss["per_subscriber_bytes"] / 1000, 1)
-            if rss.get("per_subscriber_bytes") is not None
-            else "-",
+            per=_num(per / 1000, 1) if per is not None else "-",
             pbx=_num(row["pbx"]["query_in_session_per_event"], 2),
             slow=row["endings"]["slow_consumer_closes"],
-            missed=f"{row['deliveries_missed']:,}",
-            cpu=f"{cpu['gateway_percent']:.0f}%" if cpu.get("gateway_percent") is not None else "-",
-            load=f"{cpu['load_percent']:.0f}%" if cpu.get("load_percent") is not None else "-",
+            missed=f"{missed:,}",
+            cpu=_percent(cpu.get("gateway_percent")),
+            load=_percent(cpu.get("load_percent")),
             other=_num(cpu.get("other_cores"), 2),
         )
         + (f"\n    settings: {row['settings']}" if row.get("settings") else "")
@@ -177,11 +185,17 @@ def fanout_row(row: dict[str, Any]) -> str:
     )
 
 
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}%"
+
+
 def _fanout_notes(row: dict[str, Any]) -> str:
     notes = []
     if row.get("connect_failures"):
-        notes.append(f"{row['connect_failures']} subscribers failed to connect: "
-                     f"{row.get('connect_failure_reasons')}")  # fmt: skip
+        notes.append(
+            f"{row['connect_failures']} subscribers failed to connect: "
+            f"{row.get('connect_failure_reasons')}"
+        )
     if row["initial_updates"] != row["subscribers"]:
         notes.append(f"{row['initial_updates']} INITIAL updates for {row['subscribers']}")
     if row["unmatched_updates"]:
@@ -196,17 +210,27 @@ def _fanout_notes(row: dict[str, Any]) -> str:
 def _fanout(rows: list[dict[str, Any]]) -> str:
     lines = ["\n== Fan-out: live subscriptions (latency to the last subscriber of a room)"]
     for row in rows:
+        burst = row.get("burst") or {}
         what = (
             "events"
             if row["mode"] == "events"
             else f"polling every {row['poll_interval_s']:g} s (events off)"
         )
+        capacity = (
+            f"; back to back {_num(burst.get('events_per_s'), 1)} changes/s "
+            f"({_num(burst.get('deliveries_per_s'), 0)} updates/s, "
+            f"{_num((burst.get('cpu') or {}).get('gateway_us_per_delivery'), 0)} us of gateway "
+            "CPU each)"
+            if burst
+            else ""
+        )
+        per = (row["rss"].get("per_subscriber_bytes") or 0) / 1000
         lines.append(
-            f"  {row['subscribers']:>6,} subscribers, {what}: "
-            f"{_num(row['events_per_s'], 1)} changes/s ({row['events_complete']}/{row['events']} "
-            f"delivered to all), p50 {_num(row['latency_to_last_ms']['p50'], 1)} ms, p99 "
-            f"{_num(row['latency_to_last_ms']['p99'], 1)} ms; "
-            f"{_num((row['rss'].get('per_subscriber_bytes') or 0) / 1000, 1)} KB per subscriber; "
+            f"  {row['subscribers']:>6,} subscribers, {what}: at "
+            f"{_num(row['events_per_s'], 1)} changes/s p50 "
+            f"{_num(row['latency_to_last_ms']['p50'], 1)} ms, p99 "
+            f"{_num(row['latency_to_last_ms']['p99'], 1)} ms{capacity}; "
+            f"{_num(per, 1)} KB per subscriber; "
             f"{_num(row['pbx']['query_in_session_per_event'], 2)} PBX calls per change; "
             f"{row['endings']['slow_consumer_closes']} slow-consumer closes"
         )
@@ -292,7 +316,8 @@ def summary(document: dict[str, Any]) -> str:
     verdicts = targets(document)
     if verdicts:
         parts.append(verdicts)
-    parts.append(_client_check(document))
+    if document["runs"]:
+        parts.append(_client_check(document))
     noisy = [r for r in document["runs"] if (r["machine"]["other_cores"] or 0) > 0.25]
     if noisy:
         parts.append(

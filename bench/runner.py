@@ -78,7 +78,7 @@ class Options:
     targets: tuple[str, ...] = TARGETS
     latency: float = 0.02
     jitter: float = 0.01
-    budget: float = 295.0
+    budget: float = 360.0
     """Seconds; runs that would end past it are skipped (and say so)."""
     compare_stacks: bool = True
     """Also run w1 on the gateway with asyncio+h11 when uvloop/httptools are in use."""
@@ -96,10 +96,12 @@ class Options:
     """Seconds to wait, before each window, for other work on the machine to stop."""
     fanout_sizes: tuple[int, ...] = (100, 1_000)
     """Subscriber counts of the fan-out rows with events on."""
-    fanout_events: int = 100
-    """Changes per events-on fan-out row."""
-    fanout_rate: float = 20.0
-    """Changes per second offered in the events-on rows."""
+    fanout_events: int = 50
+    """Paced changes per events-on fan-out row (its latencies)."""
+    fanout_rate: float = 5.0
+    """Changes per second offered in the paced phase of the events-on rows."""
+    fanout_burst: int = 100
+    """Changes sent back to back after the paced ones (the capacity); 0: none."""
     fanout_modes: tuple[str, ...] = ("events", "poll")
     fanout_poll_interval: float = 2.0
     """The poll row's interval (the gateway's poller), seconds."""
@@ -422,7 +424,8 @@ class Bench:
         each, its own simulator and gateway (see :mod:`bench.fanout`)."""
         o = self.options
         rows = fanout.plans(
-            o.fanout_sizes, events=o.fanout_events, rate=o.fanout_rate, modes=o.fanout_modes,
+            o.fanout_sizes, events=o.fanout_events, rate=o.fanout_rate, burst=o.fanout_burst,
+            modes=o.fanout_modes,
             poll_interval=o.fanout_poll_interval, poll_events=o.fanout_poll_events,
         )  # fmt: skip
         self.say(report.fanout_header(self.options))
@@ -967,6 +970,7 @@ def options_json(options: Options) -> dict[str, Any]:
         "fanout_sizes": list(options.fanout_sizes),
         "fanout_events": options.fanout_events,
         "fanout_rate": options.fanout_rate,
+        "fanout_burst": options.fanout_burst,
         "fanout_modes": list(options.fanout_modes),
         "fanout_poll_interval_s": options.fanout_poll_interval,
     }

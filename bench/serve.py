@@ -35,10 +35,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bench.limit import create_limit_app, load_replies
 from bench.naive import create_naive_app
+from gateway import serving
 from gateway.app import create_app
 from gateway.demo import demo_settings
 from gateway.observability.logs import configure_logging
 from gateway.secrets import Secret
+from gateway.serving import LoopbackServer
 from gateway.settings import Settings
 from gateway.simulator import SimulatorConfig, SimulatorServer, generate_conferences
 
@@ -129,6 +131,30 @@ def _touch(path: Path) -> None:
     path.touch()
 
 
+async def _serve_as_shipped(port: int) -> None:
+    """The gateway as ``pbx-gateway serve`` runs it (``gateway.commands.run_serve``): one
+    process, uvicorn behind the connection guard, WebSockets on the guarded protocol with
+    the shipped keep-alive, size and compression choices, the settings' limits."""
+    settings = bench_settings()
+    configure_logging(settings.log_level, json_lines=True)
+    server = LoopbackServer(
+        create_app(settings),
+        "127.0.0.1",
+        port,
+        handle_signals=True,
+        graceful_shutdown=settings.shutdown_grace,
+        log_level=settings.log_level.lower(),
+        trusted_proxies=settings.security.trusted_proxies,
+        limits=settings.http_limits,
+        live=settings.live_transport,
+    )
+    await server.start()  # returns once the lifespan has started
+    folder = os.environ.get("BENCH_READY_DIR")
+    if folder:
+        _touch(Path(folder, str(os.getpid())))
+    await server.wait()
+
+
 def naive_app() -> Starlette:
     """The naive baseline (uvicorn factory)."""
     return create_naive_app(bench_settings())
@@ -161,6 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--loop", default="auto", help="uvicorn --loop (auto, asyncio, uvloop)")
     parser.add_argument("--http", default="auto", help="uvicorn --http (auto, h11, httptools)")
+    parser.add_argument(
+        "--as-shipped",
+        action="store_true",
+        help="gateway: serve as pbx-gateway serve does (connection guard, WebSockets)",
+    )
     parser.add_argument("--rooms", type=int, default=100, help="simulator: generated rooms")
     parser.add_argument("--latency", type=float, default=0.02, help="simulator: seconds per call")
     parser.add_argument("--jitter", type=float, default=0.01, help="simulator: up to S more")
@@ -174,6 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.kind == "simulator":
         asyncio.run(_simulator(args))
+        return 0
+    if args.kind == "gateway" and args.as_shipped:
+        if args.workers != 1:
+            parser.error("--as-shipped serves one process (as pbx-gateway serve does)")
+        serving.run(_serve_as_shipped(args.port))
         return 0
     uvicorn.run(
         f"bench.serve:{args.kind}_app",

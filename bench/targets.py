@@ -213,11 +213,14 @@ class TargetFactory:
         replies: Mapping[bytes, bytes] | None = None,
         argv_prefix: tuple[str, ...] = (),
         redis: RedisServer | None = None,
+        as_shipped: bool = False,
     ) -> Iterator[Target]:
         """``kind`` (gateway, limit or naive) serving, ready, and logged in to the PBX.
 
         With ``redis`` the gateway's workers share it (``BENCH_REDIS_URL``, and a token key
-        made for this process alone), so one login serves them all."""
+        made for this process alone), so one login serves them all. ``as_shipped``: the
+        gateway served as ``pbx-gateway serve`` serves it (the connection guard, WebSockets;
+        see ``bench.serve``), on uvloop when installed, whatever ``stack`` says."""
         stack = stack or self.stack
         port = free_port()
         info_path = self.workdir / f"{kind}-{port}.info.json"
@@ -242,6 +245,7 @@ class TargetFactory:
             *python_module(
                 "bench.serve", kind, "--port", str(port), "--workers", str(workers),
                 "--loop", stack.loop, "--http", stack.http,
+                *(("--as-shipped",) if as_shipped else ()),
             ),
         ]  # fmt: skip
         process = ServerProcess(

@@ -129,44 +129,55 @@ def test_bench_cold_burst_costs_the_gateway_three_pbx_calls(tmp_path: Path) -> N
 
 
 def test_bench_fanout_delivers_every_change_to_every_subscriber(tmp_path: Path) -> None:
-    """The fan-out workload, tiny: 20 subscribers over two rooms, a few changes made on the
-    PBX. Every subscriber gets its INITIAL state and every change of its room; with events
-    on the changes cost the PBX no call; the poll row asks the PBX and delivers them too."""
+    """The fan-out workload, tiny: 20 subscribers over a few rooms, a few changes made on the
+    PBX, paced then back to back. Every subscriber gets its INITIAL state and every change of
+    its room; with events on the changes cost the PBX no call; the poll row asks the PBX
+    and delivers them too. Counts only: no timing is asserted."""
     out = tmp_path / "results.json"
     done = _bench(
         "--workloads", "fanout", "--fanout-sizes", "20", "--fanout-events", "6",
-        "--fanout-rate", "10", "--fanout-poll-events", "3", "--out", str(out),
+        "--fanout-rate", "10", "--fanout-burst", "10", "--fanout-poll-events", "3",
+        "--out", str(out),
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     results = json.loads(out.read_text())
+    assert "fanout" in results["options"]["workloads"]
 
     rows = {row["mode"]: row for row in results["fanout"]}
     assert set(rows) == {"events", "poll"}
     for row in rows.values():
-        assert {"subscribers", "events_per_s", "latency_to_last_ms", "rss", "pbx", "endings",
-                "deliveries_missed", "cpu", "settings"} <= row.keys()  # fmt: skip
+        assert {"subscribers", "rooms", "events_per_s", "latency_to_last_ms",
+                "latency_to_first_ms", "rss", "pbx", "endings", "deliveries_missed", "cpu",
+                "settings", "stack"} <= row.keys()  # fmt: skip
         assert {"p50", "p99"} <= row["latency_to_last_ms"].keys()
         assert {"before_bytes", "subscribed_bytes", "per_subscriber_bytes"} <= row["rss"].keys()
+        assert row["rss"]["before_bytes"] > 0
         assert row["subscribers"] == 20
-        assert row["connect_failures"] == 0
-        assert row["initial_updates"] == 20
+        assert (row["connect_failures"], row["initial_updates"]) == (0, 20)
         assert row["events_complete"] == row["events"]
-        assert row["deliveries"] == row["deliveries_expected"] > 0
+        # Every subscriber of a room received every change of that room, once, in order.
+        assert row["deliveries"] == row["deliveries_expected"] == row["events"] * 20 // row["rooms"]
         assert row["deliveries_missed"] == 0
         assert row["unmatched_updates"] == 0
-        assert row["endings"]["slow_consumer_closes"] == 0
-        assert row["endings"]["error_codes"] == {}
+        assert row["endings"] == {"slow_consumer_closes": 0, "error_codes": {}}
+        assert row["subscribers_open_at_end"] == 20
         assert row["ignored_settings"] == []
 
     events = rows["events"]
     assert events["events"] == 6
-    assert events["deliveries_expected"] == 6 * 10  # two rooms of ten subscribers
-    assert events["pbx"]["query_in_session_calls"] == 0
+    assert events["pbx"]["query_in_session_calls"] == 0  # events on: no PBX call per change
     assert events["pbx"]["query_in_session_per_event"] == 0
-    assert events["pbx"]["tcp_events_sent"] >= 6  # the changes went out as events
+    assert events["pbx"]["tcp_events_sent"] == 6  # each change went out as one event
     assert events["settings"] == ""  # shipped defaults
+    burst = events["burst"]
+    assert burst["events_complete"] == burst["events"] == 10
+    assert burst["deliveries"] == burst["deliveries_expected"]
+    assert burst["pbx"]["query_in_session_calls"] == 0
+    assert burst["cpu"]["gateway_us_per_delivery"] > 0
 
     poll = rows["poll"]
     assert poll["pbx"]["query_in_session_calls"] > 0  # the poller asked the PBX
-    assert poll["pbx"]["events_suppressed"] == poll["events"]  # and no event was sent
-    assert "poll interval" in poll["settings"]
+    assert poll["pbx"]["events_suppressed"] == poll["events"]  # and the PBX sent no event
+    assert poll["pbx"]["tcp_events_sent"] == 0
+    assert "GATEWAY_LIVE_SOURCE=poll" in poll["settings"]
+    assert "burst" not in poll
