@@ -175,7 +175,7 @@ def _load(
         "addresses": addresses(plan.subscribers),
         "gateway_pid": gateway.process.pid,
         "simulator_pid": simulator.process.pid,
-        "drain_timeout": 5.0 + 2 * (plan.poll_interval or 0),
+        "drain_timeout": 15.0 + 2 * (plan.poll_interval or 0),
         "connect_concurrency": 50,
     }
     stamp = f"{plan.label.replace('/', '-')}-{time.monotonic_ns()}"

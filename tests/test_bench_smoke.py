@@ -21,13 +21,13 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _bench(*args: str) -> subprocess.CompletedProcess[str]:
+def _bench(*args: str, timeout: float = 100) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603 (this interpreter, our own module)
         [sys.executable, "-m", "bench", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=100,
+        timeout=timeout,
         check=False,
     )
 
@@ -128,6 +128,7 @@ def test_bench_cold_burst_costs_the_gateway_three_pbx_calls(tmp_path: Path) -> N
         assert {"p50", "p99", "max"} <= row["latency_ms"].keys()
 
 
+@pytest.mark.timeout(300)  # two rows, each starting a simulator, a gateway and a load process
 def test_bench_fanout_delivers_every_change_to_every_subscriber(tmp_path: Path) -> None:
     """The fan-out workload, tiny: 20 subscribers over a few rooms, a few changes made on the
     PBX, paced then back to back. Every subscriber gets its INITIAL state and every change of
@@ -137,7 +138,7 @@ def test_bench_fanout_delivers_every_change_to_every_subscriber(tmp_path: Path) 
     done = _bench(
         "--workloads", "fanout", "--fanout-sizes", "20", "--fanout-events", "6",
         "--fanout-rate", "10", "--fanout-burst", "10", "--fanout-poll-events", "3",
-        "--out", str(out),
+        "--out", str(out), timeout=240,  # four processes start per row: slow on a busy machine
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     results = json.loads(out.read_text())
