@@ -15,6 +15,7 @@ from gateway.security.identity import PINS
 from gateway.simulator.profiles import profile_config
 from tests.gateway_stack import Stack, StackFactory
 from tests.live_helpers import IN_SESSION, context_for, listing, next_of, subscribe
+from tests.timing import eventually
 
 PM, SALES, BRIDGE = "6401", "6400", "6403"
 ROOMS = "conference/query"
@@ -279,20 +280,30 @@ async def test_subscription_slow_consumer_ends_with_the_error(gateway_stack: Sta
     assert (runtime.feed.slow_consumers, runtime.feed.subscribers) == (1, 0)
 
 
-async def test_subscription_completes_when_the_gateway_stops(gateway_stack: StackFactory) -> None:
-    """Shutting the gateway down completes every subscription: its iterator ends."""
+async def test_subscription_completes_as_soon_as_the_gateway_stops(
+    gateway_stack: StackFactory,
+) -> None:
+    """Shutdown completes every subscription as it begins, while the server still waits for
+    an in-flight request (a subscription streaming over HTTP would otherwise hold the whole
+    grace period); the request is answered, then the gateway stops."""
     stack = await gateway_stack()
     runtime = stack.gateway_runtime()
     results = await subscribe(runtime, [PM])
     await next_of(results)
-    waiting = asyncio.create_task(next_of(results))
+    stack.pbx.stall_next(1, 30, endpoint=ROOMS)
+    in_flight = asyncio.create_task(stack.graphql("{ conferences { number } }"))
+    await eventually(lambda: stack.calls(ROOMS) == 1, what="the request reached the PBX")
 
-    await stack.gateway.stop()
-
+    stopping = asyncio.create_task(stack.gateway.stop())
     try:
-        await waiting
+        await next_of(results)
     except StopAsyncIteration:
         pass
     else:
         raise AssertionError("the subscription sent an update instead of completing")
+
+    assert not in_flight.done() and not stopping.done()
     assert runtime.feed.closed and runtime.feed.subscribers == 0
+    stack.pbx.clear_faults()
+    assert "errors" not in await in_flight
+    await stopping

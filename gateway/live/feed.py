@@ -286,17 +286,21 @@ class LiveFeed:
 
     # --- shutdown -----------------------------------------------------------------------------
 
-    async def close(self) -> None:
+    def stop(self) -> None:
         """End every subscription (each completes after what it has buffered) and refuse
-        new ones: the app is stopping."""
+        new ones: the app is stopping. Never awaits (the server calls it as it stops)."""
         self._closed = True
-        for task in list(self._refreshes):
-            task.cancel()
-        await asyncio.gather(*self._refreshes, return_exceptions=True)
         for subscription in list(self._subscriptions):
             subscription._end()
         self._subscriptions.clear()
         self._rooms.clear()
+
+    async def close(self) -> None:
+        """:meth:`stop`, and cancel the refreshes under way (the lifespan's shutdown)."""
+        self.stop()
+        for task in list(self._refreshes):
+            task.cancel()
+        await asyncio.gather(*self._refreshes, return_exceptions=True)
 
 
 class Subscription:
