@@ -307,3 +307,25 @@ async def test_subscription_completes_as_soon_as_the_gateway_stops(
     stack.pbx.clear_faults()
     assert "errors" not in await in_flight
     await stopping
+
+
+async def test_subscription_over_plain_http_is_refused_clearly(
+    gateway_stack: StackFactory,
+) -> None:
+    """A subscription POSTed (or sent with GET) for one JSON answer: 400 BAD_REQUEST saying
+    it needs a streaming transport; nothing is watched and the PBX is not called."""
+    stack = await gateway_stack()
+    document = 'subscription { conferenceSessions(numbers: ["6401"]) { number } }'
+
+    posted = await stack.client.post("/graphql", json={"query": document})
+    got = await stack.client.get(
+        "/graphql", params={"query": document}, headers={"accept": "application/json"}
+    )
+
+    for response in (posted, got):
+        assert response.status_code == 400
+        (error,) = response.json()["errors"]
+        assert error["extensions"]["code"] == ErrorCode.BAD_REQUEST
+        assert "streaming transport" in error["message"]
+    assert stack.calls(IN_SESSION) == 0
+    assert stack.gateway_runtime().feed.subscribers == 0
