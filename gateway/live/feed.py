@@ -269,13 +269,15 @@ class LiveFeed:
         (a source still tells the change, and the next read asks the PBX)."""
         if self._closed or number not in self._rooms:
             return
+        # Now, not in the task: a read that starts after this point sees the action, and
+        # the task joins it rather than asking again (one PBX call per action at most).
+        self.cache.forget()
         task = asyncio.create_task(self._refresh(number))
         self._refreshes.add(task)
         task.add_done_callback(self._refreshes.discard)
 
     async def _refresh(self, number: str) -> None:
-        self.cache.forget()  # the listing held predates the action
-        (state,) = await self.cache.get_many([number])
+        (state,) = await self.cache.get_many([number], deadline=self.read_deadline())
         if not isinstance(state, BaseException):
             self.rooms_listed({} if state is None else {number: state}, [number])
 
