@@ -237,6 +237,30 @@ async def test_feed_state_learned_during_the_first_read_wins(gateway_stack: Stac
     assert subscription.buffered == 0
 
 
+async def test_feed_subscriber_leaving_during_its_first_read_does_not_wait(
+    gateway_stack: StackFactory,
+) -> None:
+    """A subscription closed while its first read waits for the PBX ends at once; the read
+    it shared goes on and answers another subscriber."""
+    stack = await gateway_stack()
+    stack.pbx.live_join(PM, "4001")
+    feed = stack.gateway_runtime().feed
+    stack.pbx.stall_next(1, 30, endpoint=IN_SESSION)
+    leaving, staying = feed.subscribe([PM]), feed.subscribe([PM])
+    left = asyncio.create_task(next_of(leaving))
+    stays = asyncio.create_task(next_of(staying))
+    await eventually(lambda: stack.calls(IN_SESSION) == 1, what="the first read is stalled")
+
+    await leaving.aclose()
+    with pytest.raises(StopAsyncIteration):
+        await left
+    assert not stays.done() and feed.subscribers == 1
+    stack.pbx.clear_faults()
+
+    assert who(await stays) == ["4001"]
+    assert stack.calls(IN_SESSION) == 1
+
+
 async def test_feed_unreadable_room_at_start_carries_the_error_then_the_next_state(
     gateway_stack: StackFactory,
 ) -> None:
@@ -338,13 +362,13 @@ async def test_feed_close_completes_every_subscription(gateway_stack: StackFacto
     await eventually(lambda: stack.calls(IN_SESSION) == calls + 1, what="the read is stalled")
 
     await feed.close()
-    stack.pbx.clear_faults()
 
+    with pytest.raises(StopAsyncIteration):  # without waiting for the PBX's answer
+        await first
+    stack.pbx.clear_faults()
     assert who(await next_of(reading)) is None
     with pytest.raises(StopAsyncIteration):
         await next_of(reading)
-    with pytest.raises(StopAsyncIteration):
-        await first
     late = feed.subscribe([PM])
     with pytest.raises(StopAsyncIteration):
         await next_of(late)
