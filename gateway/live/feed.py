@@ -347,6 +347,12 @@ class Subscription:
         self._ended = asyncio.Event()  # set once: closed by the client or the feed
 
     @property
+    def dropped(self) -> bool:
+        """Whether it fell ``buffer`` updates behind and was dropped (its next read raises
+        SlowConsumer)."""
+        return self._overflowed
+
+    @property
     def buffered(self) -> int:
         """Changes waiting to be read (never more than the feed's ``buffer``)."""
         return len(self._buffer)
