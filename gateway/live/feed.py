@@ -131,7 +131,7 @@ class LiveFeed:
 
     @property
     def closed(self) -> bool:
-        """Whether :meth:`close` ran (the app is stopping)."""
+        """Whether :meth:`stop` ran (the app is stopping)."""
         return self._closed
 
     # --- subscribers ------------------------------------------------------------------------
@@ -364,6 +364,7 @@ class Subscription:
             return True
         if len(self._buffer) >= self._limit:
             self._overflowed = True
+            self._initial.clear()
             self._buffer.clear()
             self._end()
             return False
