@@ -140,6 +140,13 @@ class Subscription:
             wanted = await _every_room(context, feed)
         else:
             wanted = context.numbers.admit(non_null_items(numbers))
+            if not wanted:  # a stream that could never send anything would only hold a slot
+                raise BadInputError(
+                    "numbers is empty: give at least one room number, or leave numbers out "
+                    "for every room"
+                )
+        if not wanted:
+            return  # a PBX without rooms: nothing to watch
         context.live_read = True  # nothing of this may be cached
         async with feed.subscribe(wanted, admit=context.admit) as subscription:
             async for update in subscription:
