@@ -38,9 +38,9 @@ SubscriptionNumbers = Annotated[
     strawberry.argument(
         description=(
             'Room numbers to watch, such as ["6400", "6401"]: digits only, one number per '
-            "item; a null item is refused (BAD_USER_INPUT naming its position). Leave out, or "
-            "give null, for every room on the PBX. At most GATEWAY_LIVE_MAX_ROOMS rooms "
-            "(100 by default)."
+            "item; a null item or an empty list is refused (BAD_USER_INPUT, a null item named "
+            "by its position). Leave out, or give null, for every room on the PBX. At most "
+            "GATEWAY_LIVE_MAX_ROOMS rooms (100 by default)."
         )
     ),
 ]
