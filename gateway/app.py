@@ -253,6 +253,13 @@ class GatewayApp(Starlette):
         """``/metrics`` reports the serving HTTP server's connections (LoopbackServer)."""
         self.metrics.watch_connections(guard)
 
+    async def end_streams(self) -> None:
+        """The server is stopping: every subscription completes now (multipart answers end
+        with their closing boundary), and none starts, so the grace period is not spent
+        waiting for answers that would never end (LoopbackServer)."""
+        if self.runtime is not None and self.runtime.feed is not None:
+            await self.runtime.feed.close()
+
 
 def request_limiter(security: SecuritySettings, clock: Callable[[], float]) -> RateLimiter | None:
     """The per-identity request budget, or None: it is opt-in (``GATEWAY_RATE_LIMIT``).

@@ -658,6 +658,11 @@ async def test_ws_connections_count_in_the_guard(
     assert len(opened) == cap and refused == 600 - cap
     assert guard.refused[ErrorCode.SERVER_BUSY] == refused
     assert guard.per_address["127.0.0.1"] == cap
+    for _ in range(500):  # the refused ones are counted until the server sees them close
+        if guard.open == cap:
+            break
+        await asyncio.sleep(0.01)
+    assert guard.open == cap
 
     other = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
     async with httpx.AsyncClient(base_url=stack.gateway.base_url, transport=other) as probe:
@@ -695,3 +700,32 @@ async def test_only_graphql_upgrades_and_origins_are_checked(
     for ws in (allowed, await _ws(listed, frames)):
         assert (await ws.init())["type"] == "connection_ack"
     assert listed.gateway.guard.open == 2
+
+
+# --- shutdown -------------------------------------------------------------------------------
+
+
+async def test_shutdown_completes_subscriptions(
+    gateway_stack: StackFactory, frames: Frames
+) -> None:
+    """On stop, a multipart subscription ends with its closing boundary (not cut off after
+    the grace period), and a WebSocket's subscription completes or its socket closes 1012."""
+    stack = await gateway_stack()
+    ws = await _ws(stack, frames)
+    await ws.init()
+    await ws.subscribe("1", [IDLE])
+    assert (await ws.update("1"))["reason"] == "INITIAL"
+    async with _multipart(stack, frames, [IDLE]) as stream:
+        assert (await stream.update())["reason"] == "INITIAL"
+        stopping = asyncio.create_task(stack.gateway.stop())
+        rest = []
+        while (part := await stream.part()) is not None:
+            rest.append(part)
+        assert all(part == {} for part in rest)  # heartbeats at most, then the clean end
+    messages = []
+    with contextlib.suppress(ConnectionClosed):
+        while True:
+            messages.append(await ws.receive())
+    assert messages in ([], [{"id": "1", "type": "complete"}])
+    assert ws.connection.close_code in (1000, 1012)
+    await stopping
