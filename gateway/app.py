@@ -249,16 +249,15 @@ class GatewayApp(Starlette):
         self.metrics = metrics
         self.runtime: Runtime | None = None
 
+    def begin_shutdown(self) -> None:
+        """The server stops accepting: live subscriptions complete now, before it waits for
+        in-flight responses (a subscription would hold the whole grace period)."""
+        if self.runtime is not None:
+            self.runtime.feed.stop()
+
     def watch_connections(self, guard: ConnectionGuard) -> None:
         """``/metrics`` reports the serving HTTP server's connections (LoopbackServer)."""
         self.metrics.watch_connections(guard)
-
-    async def end_streams(self) -> None:
-        """The server is stopping: every subscription completes now (multipart answers end
-        with their closing boundary), and none starts, so the grace period is not spent
-        waiting for answers that would never end (LoopbackServer)."""
-        if self.runtime is not None and self.runtime.feed is not None:
-            await self.runtime.feed.close()
 
 
 def request_limiter(security: SecuritySettings, clock: Callable[[], float]) -> RateLimiter | None:

@@ -45,25 +45,24 @@ class CountsConnections(Protocol):
 
 
 @runtime_checkable
-class HoldsStreams(Protocol):
-    """An app whose answers may never end by themselves (subscriptions: the gateway's)."""
+class EndsStreams(Protocol):
+    """An app that ends its long-lived responses when shutdown begins
+    (:meth:`gateway.app.GatewayApp.begin_shutdown`: live subscriptions complete)."""
 
-    async def end_streams(self) -> None: ...
+    def begin_shutdown(self) -> None: ...
 
 
 class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, handle_signals: bool, app: object = None) -> None:
+    def __init__(self, config: uvicorn.Config, handle_signals: bool) -> None:
         super().__init__(config)
         self._handle_signals = handle_signals
-        self._app = app
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        # uvicorn waits for every answer to finish (up to the grace period) before the
-        # lifespan's shutdown; a subscription's answer finishes only when told to, so it is
-        # told first: each stream completes cleanly instead of holding the whole grace
-        # period and being cut off.
-        if isinstance(self._app, HoldsStreams):
-            await self._app.end_streams()
+        # Before uvicorn waits for in-flight responses: a subscription streaming over HTTP
+        # would otherwise hold the whole grace period, then be cut off instead of completed.
+        app = self.config.app
+        if isinstance(app, EndsStreams):
+            app.begin_shutdown()
         await super().shutdown(sockets)
 
     @contextlib.contextmanager
@@ -131,7 +130,7 @@ class LoopbackServer:
             proxy_headers=bool(trusted_proxies),
             forwarded_allow_ips=",".join(trusted_proxies) or "",
         )
-        self._server = _Server(self._config, handle_signals, app)
+        self._server = _Server(self._config, handle_signals)
         self._task: asyncio.Task[None] | None = None
 
     @property
