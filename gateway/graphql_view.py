@@ -76,6 +76,7 @@ from gateway.security.identity import Identity
 from gateway.settings import Settings
 from gateway.subscriptions.errors import coded_errors
 from gateway.subscriptions.multipart import (
+    GatewayMultipartTransport,
     is_multipart,
     multipart_transport,
     wants_multipart,
@@ -226,7 +227,8 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
     ) -> Response:
         if is_multipart(headers):
             parts = stream
-            stream = lambda: with_opening_boundary(parts())  # noqa: E731
+            heartbeat = GatewayMultipartTransport().heartbeat_message(self.encode_json_string)
+            stream = lambda: with_opening_boundary(parts(), heartbeat)  # noqa: E731
         return await super().create_streaming_response(request, stream, sub_response, headers)
 
     def _finish(self, request: Request, exchange: Exchange, response: Response) -> Response:

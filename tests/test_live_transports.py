@@ -582,6 +582,21 @@ async def test_keepalive_pings_and_heartbeats(gateway_stack: StackFactory, frame
         assert parts[1:] == [{}, {}, {}]  # then one per interval (the room stays idle)
 
 
+async def test_multipart_first_part_is_the_update_even_when_the_pbx_is_slow(
+    gateway_stack: StackFactory, frames: Frames
+) -> None:
+    """The PBX answers the first read after several keep-alive intervals: the heartbeats
+    due meanwhile are not sent before INITIAL (urql would end the subscription on one)."""
+    stack = await gateway_stack(live_transport=LiveTransportLimits(keepalive=0.05))
+    stack.pbx.stall_next(1, seconds=0.5, endpoint="conference/query_in_session")
+    async with _multipart(stack, frames, [IDLE]) as stream:
+        first = await stream.part()
+        assert first is not None and first != {}
+        assert first["payload"]["data"]["conferenceSessions"]["reason"] == "INITIAL"
+        assert await stream.part() == {}  # the heartbeats go on after it
+    assert stack.calls("conference/query_in_session") == 1
+
+
 # --- slow consumers -------------------------------------------------------------------------
 
 
