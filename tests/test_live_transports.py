@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import json
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
@@ -555,6 +556,36 @@ async def test_ws_documents_pass_the_same_budget_and_validation_as_http(
         assert expected[operation_id] in codes, message
     await ws.subscribe("again", [IDLE])
     assert (await ws.update("again"))["reason"] == "INITIAL"
+
+
+async def test_ws_persisted_only_runs_registered_documents_only(
+    gateway_stack: StackFactory, frames: Frames
+) -> None:
+    """GATEWAY_PERSISTED_ONLY holds over the WebSocket too: a document not registered is
+    refused (PERSISTED_QUERY_NOT_ALLOWED), a registered one runs, by its text or its hash."""
+    registered = WATCH
+    sha = hashlib.sha256(registered.encode()).hexdigest()
+    stack = await gateway_stack()
+    security = dataclasses.replace(
+        stack.gateway_runtime().settings.security,
+        persisted_only=True,
+        persisted_documents={sha: registered},
+    )
+    locked = await gateway_stack(security=security)
+    ws = await _ws(locked, frames)
+    await ws.init()
+    await ws.subscribe("free", query="{ conferences { number } }")
+    refused = await ws.receive()
+    assert (refused["type"], refused["id"]) == ("error", "free")
+    assert refused["payload"][0]["extensions"]["code"] == ErrorCode.PERSISTED_QUERY_NOT_ALLOWED
+    await ws.subscribe("text", [IDLE], query=registered)
+    assert (await ws.update("text"))["reason"] == "INITIAL"
+    by_hash = {
+        "variables": {"numbers": [IDLE]},
+        "extensions": {"persistedQuery": {"version": 1, "sha256Hash": sha}},
+    }
+    await ws.send({"id": "hash", "type": "subscribe", "payload": by_hash})
+    assert (await ws.update("hash"))["reason"] == "INITIAL"
 
 
 # --- keep-alive -----------------------------------------------------------------------------
