@@ -310,6 +310,12 @@ async def test_multipart_initial_then_changed_on_join_and_leave(
             break
         await asyncio.sleep(0.01)
     assert not view_slots.held  # the stream's slot was given back when it ended
+    feed = stack.gateway_runtime().feed
+    for _ in range(200):
+        if feed.subscribers == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert feed.subscribers == 0  # and the feed forgot the subscriber
     frames.check_clean(stack)
 
 
