@@ -14,7 +14,8 @@ import pytest
 
 from gateway.errors import ConfigError, PbxFeatureUnavailableError, PbxUnavailableError
 from gateway.live.feed import LiveFeed, SessionUpdate, SlowConsumer, UpdateReason
-from gateway.pbx.sessions_query import LiveSession
+from gateway.pbx.sessions_query import LiveMember, LiveSession
+from gateway.session_cache import SessionCache
 from gateway.settings import Settings
 from gateway.simulator.profiles import profile_config
 from tests.gateway_stack import Stack, StackFactory
@@ -235,6 +236,68 @@ async def test_feed_state_learned_during_the_first_read_wins(gateway_stack: Stac
 
     assert update.reason is INITIAL and update.session is told
     assert subscription.buffered == 0
+
+
+async def test_feed_read_answered_after_newer_news_does_not_undo_it() -> None:
+    """A first read that left before an event but is answered after it (the PBX's answer
+    predates the event) does not take the room back: the event's state is the INITIAL and
+    no older state is sent. (Only a held read makes this order happen on demand.)"""
+    member = LiveMember("ext", "4001", None, None, None, "c1", "ANSWERED")
+    before = LiveSession(PM, "PM", "1.1", (member,))
+    asked, held = asyncio.Event(), asyncio.Event()
+
+    async def answer_after_the_event() -> dict[str, LiveSession]:
+        asked.set()
+        await held.wait()
+        return {PM: before}  # who was in the room when the PBX read it
+
+    feed = LiveFeed(SessionCache(answer_after_the_event, ttl=2.0))
+    watching, joining = feed.subscribe([PM]), feed.subscribe([PM])
+    first = asyncio.create_task(next_of(joining))
+    await asyncio.wait_for(asked.wait(), 10)  # the read is under way
+    feed.room_changed(PM, None)  # the last member left: the event
+    held.set()
+
+    update = await first
+    assert (update.reason, update.session) == (INITIAL, None)
+    watching_first = await next_of(watching)
+    assert (watching_first.reason, watching_first.session) == (INITIAL, None)
+    assert joining.buffered == watching.buffered == 0
+
+
+async def test_session_cache_keeps_news_told_while_a_fetch_was_under_way() -> None:
+    """An event told while the listing's fetch is under way, and that fetch answered with
+    the room as it was before: the cache keeps the event's state (for the fetch's waiters
+    too); a whole listing told meanwhile is kept instead of the fetch's."""
+    member = LiveMember("ext", "4001", None, None, None, "c1", "ANSWERED")
+    before = {PM: LiveSession(PM, "PM", "1.1", (member,))}
+    asked, held = asyncio.Event(), asyncio.Event()
+
+    async def answer_after_the_event() -> dict[str, LiveSession]:
+        asked.set()
+        await held.wait()
+        return before
+
+    cache = SessionCache(answer_after_the_event, ttl=3600.0)
+    waiting = asyncio.create_task(cache.get_many([PM, SALES]))
+    await asyncio.wait_for(asked.wait(), 10)
+    cache.apply(PM, None)  # the last member left
+    held.set()
+
+    assert await waiting == [None, None]
+    assert await cache.get_many([PM]) == [None]
+    assert cache.stats.fetches == 1
+
+    cache.forget()
+    asked.clear()
+    held.clear()
+    waiting = asyncio.create_task(cache.get_many([PM]))
+    await asyncio.wait_for(asked.wait(), 10)
+    cache.apply_listing({})  # a resync: nobody anywhere
+    held.set()
+    assert await waiting == [None]
+    assert await cache.get_many([PM]) == [None]
+    assert cache.stats.fetches == 2
 
 
 async def test_feed_subscriber_leaving_during_its_first_read_does_not_wait(

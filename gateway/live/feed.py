@@ -131,7 +131,7 @@ class LiveFeed:
 
     @property
     def closed(self) -> bool:
-        """Whether :meth:`close` ran (the app is stopping)."""
+        """Whether :meth:`stop` ran (the app is stopping)."""
         return self._closed
 
     # --- subscribers ------------------------------------------------------------------------
@@ -347,6 +347,12 @@ class Subscription:
         self._ended = asyncio.Event()  # set once: closed by the client or the feed
 
     @property
+    def dropped(self) -> bool:
+        """Whether it fell ``buffer`` updates behind and was dropped (its next read raises
+        SlowConsumer)."""
+        return self._overflowed
+
+    @property
     def buffered(self) -> int:
         """Changes waiting to be read (never more than the feed's ``buffer``)."""
         return len(self._buffer)
@@ -358,6 +364,7 @@ class Subscription:
             return True
         if len(self._buffer) >= self._limit:
             self._overflowed = True
+            self._initial.clear()
             self._buffer.clear()
             self._end()
             return False
