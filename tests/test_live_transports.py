@@ -515,6 +515,27 @@ async def test_limits_per_connection_and_per_identity(
     assert not _slots(stack).held
 
 
+async def test_ws_each_subscribe_is_charged_to_the_request_budget(
+    gateway_stack: StackFactory, frames: Frames
+) -> None:
+    """With GATEWAY_RATE_LIMIT set, each subscribe costs one request of the caller's budget,
+    as an HTTP request does; past it: an error coded RATE_LIMITED, the connection open."""
+    stack = await gateway_stack()
+    limited = dataclasses.replace(stack.gateway_runtime().settings.security, rate=0.001, burst=2.0)
+    stack = await gateway_stack(security=limited)
+    ws = await _ws(stack, frames)
+    await ws.init()
+    for operation_id in ("1", "2"):
+        await ws.subscribe(operation_id, [IDLE])
+        assert (await ws.update(operation_id))["reason"] == "INITIAL"
+    await ws.subscribe("3", [IDLE])
+    refused = await ws.receive()
+    assert (refused["type"], refused["id"]) == ("error", "3")
+    assert refused["payload"][0]["extensions"]["code"] == ErrorCode.RATE_LIMITED
+    await ws.send({"type": "ping"})
+    assert await ws.receive() == {"type": "pong"}
+
+
 async def test_ws_message_size_is_bounded(gateway_stack: StackFactory, frames: Frames) -> None:
     """A message past GATEWAY_LIVE_MAX_MESSAGE_BYTES closes the connection 1009 (too big)
     before anything reads it."""
