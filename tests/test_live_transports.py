@@ -755,6 +755,33 @@ async def test_ws_connections_count_in_the_guard(
     assert guard.open == 0 and not guard.per_address
 
 
+async def test_ws_upgrade_headers_are_bounded_as_for_http(gateway_stack: StackFactory) -> None:
+    """An upgrade request past GATEWAY_MAX_HEADER_BYTES is refused 431 HEADERS_TOO_LARGE
+    before any WebSocket exists, and its connection is given back."""
+    stack = await gateway_stack()
+    guard = stack.gateway.guard
+    reader, writer = await asyncio.open_connection(stack.gateway.host, stack.gateway.port)
+    head = (
+        "GET /graphql HTTP/1.1\r\nHost: gateway\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Protocol: graphql-transport-ws\r\n"
+        f"X-Filler: {'a' * (guard.limits.max_header_bytes + 1)}\r\n\r\n"
+    )
+    writer.write(head.encode())
+    with contextlib.suppress(ConnectionError):
+        await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), BOUND)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 431")
+    assert ErrorCode.HEADERS_TOO_LARGE.encode() in answer
+    for _ in range(200):
+        if guard.open == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert guard.open == 0
+
+
 async def test_only_graphql_upgrades_and_origins_are_checked(
     gateway_stack: StackFactory, frames: Frames
 ) -> None:
