@@ -3,8 +3,10 @@
 The request is an ordinary GraphQL POST (or GET) through the same gate as a query: the
 body limit, authentication by headers, the request budget. The answer is
 ``multipart/mixed; boundary=graphql; subscriptionSpec=1.0``: one part per update,
-``{"payload": {"data": ...}}``, and a ``{}`` heartbeat part at once and every
-``GATEWAY_LIVE_KEEPALIVE`` seconds, so that proxies see traffic and close nothing idle.
+``{"payload": {"data": ...}}``, and a ``{}`` heartbeat part every ``GATEWAY_LIVE_KEEPALIVE``
+seconds, so that proxies see traffic and close nothing idle. Never one first: urql 6's
+``fetchSubscriptions`` reads a first part without ``data`` or ``errors`` as an error ("No
+Content") and ends the subscription, so the first part is the INITIAL update.
 ``Cache-Control: no-store`` and ``X-Accel-Buffering: no`` keep caches and nginx from
 holding parts back.
 
@@ -14,6 +16,9 @@ Which requests stream (:func:`wants_multipart`): Apollo Client asks with
 ``subscriptionSpec``, and no JSON type). Either streams; urql's query ``Accept`` (JSON
 types first, multipart last) and Apollo's ``@defer`` ``deferSpec`` stay plain JSON.
 
+The body opens with a boundary line (``\r\n--graphql``, as Apollo's router writes it):
+strawberry starts straight with the first part, which a strict reader takes for a preamble.
+
 A subscriber that fell behind gets a last part with the protocol's transport-level error
 shape, ``{"payload": null, "errors": [{... "code": "SLOW_CONSUMER"}]}``, then the closing
 boundary: the response ends.
@@ -21,11 +26,15 @@ boundary: the response ends.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from strawberry.http import GraphQLHTTPResponse
-from strawberry.http.streaming import JSONEncoder, MultipartSubscriptionTransport
+from strawberry.http.streaming import (
+    MULTIPART_SUBSCRIPTION_BOUNDARY,
+    JSONEncoder,
+    MultipartSubscriptionTransport,
+)
 
 from gateway.error_code import ErrorCode
 
@@ -51,6 +60,8 @@ class GatewayMultipartTransport(MultipartSubscriptionTransport):
     """strawberry's multipart subscription transport with the module docstring's rules;
     :func:`multipart_transport` binds the heartbeat interval."""
 
+    send_initial_heartbeat = False  # urql ends a subscription whose first part is ``{}``
+
     @property
     def headers(self) -> Mapping[str, str]:
         return {
@@ -68,6 +79,28 @@ class GatewayMultipartTransport(MultipartSubscriptionTransport):
             final: dict[str, Any] = {"payload": None, "errors": response.get("errors")}
             return self.encode_multipart_data(final, encode_json)
         return super().encode_next(response, encode_json)
+
+
+async def with_opening_boundary(parts: AsyncIterator[str], heartbeat: str) -> AsyncIterator[str]:
+    """``parts`` (strawberry's multipart body) after the opening boundary line, without
+    the ``heartbeat`` parts that come before the first update: a slow first read (the PBX
+    answering late) would otherwise put one first, and urql end the subscription on it.
+    The headers and the opening line are traffic enough for a proxy meanwhile."""
+    yield f"\r\n--{MULTIPART_SUBSCRIPTION_BOUNDARY}"
+    updated = False
+    async for part in parts:
+        if part == heartbeat and not updated:
+            continue
+        updated = True
+        yield part
+
+
+def is_multipart(headers: Mapping[str, str]) -> bool:
+    """Whether a streaming response's headers are this transport's."""
+    return any(
+        name.lower() == "content-type" and value.startswith("multipart/mixed")
+        for name, value in headers.items()
+    )
 
 
 def multipart_transport(heartbeat_interval: float) -> type[GatewayMultipartTransport]:
