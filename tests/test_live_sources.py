@@ -16,6 +16,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from typing import Any
 
+import httpx
 import pytest
 
 from gateway.errors import (
@@ -26,6 +27,7 @@ from gateway.errors import (
 )
 from gateway.live.event_source import Backoff
 from gateway.live.poller import Poller
+from gateway.live.push_receiver import MAX_PUSH_BYTES
 from gateway.live.supervisor import LiveHandle, LiveTiming, start_live
 from gateway.pbx.report_channel import (
     ChannelCounts,
@@ -34,10 +36,12 @@ from gateway.pbx.report_channel import (
 )
 from gateway.pbx.sessions_query import LiveSession
 from gateway.secrets import Secret
+from gateway.serving import LoopbackServer
 from gateway.settings import PasswordSource, Settings
 from gateway.simulator import DEMO_PASSWORD, DEMO_USERNAME, SimulatorConfig, SimulatorServer
 from gateway.simulator.profiles import profile_config
 from tests.gateway_stack import Stack, StackFactory
+from tests.loopback import free_port
 from tests.timing import eventually
 
 BRIDGE = "6403"  # Support Bridge: moderators 4000, 4001, nobody waits
@@ -109,14 +113,25 @@ async def live(
         *,
         sim_config: SimulatorConfig | None = None,
         timing: LiveTiming = FAST,
+        push_port: int | None = None,
         **settings: Any,
     ) -> tuple[Stack, LiveHandle]:
-        stack = await gateway_stack(sim_config=sim_config)
+        # With push_port the app's session announces a push endpoint at its logins (its own
+        # live source stays off); the test's supervisor serves it.
+        push = {} if push_port is None else {"live_push_port": push_port}
+        stack = await gateway_stack(sim_config=sim_config, live_push_bind="127.0.0.1", **push)
         runtime = stack.gateway_runtime()
         settings.setdefault("live_source", "auto")
         settings.setdefault("live_reconcile_interval", 3600.0)
         chosen = dataclasses.replace(runtime.settings, **settings)
-        handle = start_live(chosen, runtime.session, sink, timing=timing)
+        handle = start_live(
+            chosen,
+            runtime.session,
+            sink,
+            timing=timing,
+            push=runtime.live_sources.supervisor.push,
+            serve=LoopbackServer,
+        )
         handles.append(handle)
         return stack, handle
 
@@ -258,6 +273,77 @@ async def test_http_push_transport_means_polling(live: Any) -> None:
     await eventually(lambda: handle.supervisor.kind == "poll", what="the fall-back")
     assert stack.gateway_runtime().session.report_transport == "HTTP"
     assert stack.pbx.stats.live["report_connections"] == 0
+
+
+# --- HTTP push ----------------------------------------------------------------------------
+
+
+async def test_pushed_events_reach_the_sink_with_no_query_per_event(live: Any) -> None:
+    sink = RecordingSink(watched={BRIDGE})
+    config = SimulatorConfig(transport="HTTP")
+    stack, handle = await live(sink, sim_config=config, push_port=free_port())
+    await eventually(_events_up(handle), what="the push listener")
+    assert handle.supervisor.kind == "push"
+    await eventually(lambda: sink.listings, what="the resync")
+    assert stack.calls(QUERY) == 1
+
+    stack.pbx.live_join(BRIDGE, "4000")
+    stack.pbx.live_join(BRIDGE, "4001")
+    await eventually(lambda: sink.members(BRIDGE) == {"4000", "4001"}, what="two pushes")
+    stack.pbx.live_clear(BRIDGE)
+    await eventually(lambda: sink.rooms[BRIDGE] is None, what="the room emptied")
+    assert stack.calls(QUERY) == 1  # 0 PBX calls per event
+    live_stats = stack.pbx.stats.live
+    assert live_stats["push_events_sent"] == 4
+    assert live_stats["push_failures"] == live_stats["report_connections"] == 0
+
+
+async def test_the_push_receiver_answers_only_the_pbx_shape(live: Any) -> None:
+    sink = RecordingSink(watched={BRIDGE})
+    config = SimulatorConfig(transport="HTTP")
+    port = free_port()
+    _, handle = await live(sink, sim_config=config, push_port=port)
+    await eventually(_events_up(handle), what="the push listener")
+    push = handle.supervisor.push
+    assert push is not None and push.secret not in repr(push)
+    url = f"http://127.0.0.1:{port}{push.path}"
+    guess = f"http://127.0.0.1:{port}/live-push/guess"
+    status = {"event": "ConferenceStatus", "conferencenumber": "6401", "members": []}
+    async with httpx.AsyncClient() as client:
+        answers = [
+            (await client.post(guess, json=status)).status_code,
+            (await client.get(url)).status_code,
+            (await client.post(url, content=b"x" * (MAX_PUSH_BYTES + 1))).status_code,
+            (await client.post(url, content=b"not json")).status_code,
+            (await client.post(url, json={"event": "ExtensionStatus"})).status_code,
+            (await client.post(url, json=[1])).status_code,
+        ]
+        assert answers == [404, 405, 413, 400, 200, 200]
+        assert not sink.changes
+        assert (await client.post(url, json=status)).status_code == 200
+    assert sink.changes == [("6401", None)]
+    events = handle.supervisor.events
+    assert events is not None
+    counts = events.counts.channel
+    assert (counts.statuses, counts.other_events, counts.unreadable_lines) == (1, 1, 2)
+
+
+async def test_a_push_port_taken_means_polling(live: Any) -> None:
+    sink = RecordingSink(watched={BRIDGE})
+    async with LoopbackServer(_nothing) as taken:
+        _, handle = await live(
+            sink, sim_config=SimulatorConfig(transport="HTTP"), push_port=taken.port
+        )
+        await eventually(lambda: handle.supervisor.kind == "poll", what="the fall-back")
+
+
+async def _nothing(scope: Any, receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        message = await receive()
+        await send({"type": "lifespan.startup.complete"})
+        message = await receive()
+        del message
+        await send({"type": "lifespan.shutdown.complete"})
 
 
 # --- reconciliation ----------------------------------------------------------------------
@@ -472,6 +558,28 @@ async def test_the_app_runs_events_and_reports_them_in_metrics(
     assert stack.calls(QUERY) == 0  # nobody subscribes on main yet: no resync, no poll
 
 
+async def test_the_app_takes_pushed_events_when_the_pbx_pushes(
+    gateway_stack: StackFactory,
+) -> None:
+    port = free_port()
+    stack = await gateway_stack(
+        sim_config=SimulatorConfig(transport="HTTP"),
+        live_source="auto",
+        live_push_port=port,
+        live_push_bind="127.0.0.1",
+    )
+    supervisor = stack.gateway_runtime().live_sources.supervisor
+    await eventually(
+        lambda: supervisor.events is not None and supervisor.events.connected,
+        what="the push listener",
+    )
+    stack.pbx.live_join(BRIDGE, "4000")
+    await eventually(lambda: stack.pbx.stats.live["push_events_sent"] == 1, what="the push")
+    text = (await stack.client.get("/metrics")).text
+    assert 'gateway_live_source{kind="push"} 1.0' in text
+    assert "gateway_live_events_total 1.0" in text
+
+
 # --- the report channel's reader, against a stand-in PBX ---------------------------------
 
 
@@ -605,6 +713,9 @@ def test_live_settings_defaults_and_checks() -> None:
     assert (settings.live_source, settings.pbx_report_port) == ("auto", 8333)
     assert (settings.live_poll_interval, settings.live_reconcile_interval) == (2.0, 30.0)
     assert settings.pbx_password.current_clear() == Secret("pw")
+    assert (settings.live_push_port, settings.live_push_bind) == (None, "0.0.0.0")
+    pushed = Settings.from_environ({**ENV, "GATEWAY_LIVE_PUSH_PORT": "8260"})
+    assert pushed.live_push_port == 8260
     md5 = Settings.from_environ({**ENV, "PBX_PASSWORD": "", "PBX_PASSWORD_MD5": "a" * 32})
     assert md5.pbx_password.current_clear() is None
     for name, value in [
@@ -613,6 +724,7 @@ def test_live_settings_defaults_and_checks() -> None:
         ("PBX_REPORT_PORT", "0"),
         ("GATEWAY_LIVE_POLL_INTERVAL", "0"),
         ("GATEWAY_LIVE_RECONCILE_INTERVAL", "0.5"),
+        ("GATEWAY_LIVE_PUSH_PORT", "65536"),
     ]:
         with pytest.raises(ConfigError, match=name):
             Settings.from_environ({**ENV, name: value})
