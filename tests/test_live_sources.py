@@ -57,15 +57,21 @@ class RecordingSink:
         self.rooms: dict[str, LiveSession | None] = {}
         self.changes: list[tuple[str, LiveSession | None]] = []
         self.listings: list[tuple[dict[str, LiveSession], Collection[str] | None]] = []
+        self.resyncs: list[bool] = []
 
     def room_changed(self, number: str, session: LiveSession | None) -> None:
         self.changes.append((number, session))
         self.rooms[number] = session
 
     def rooms_listed(
-        self, listing: Mapping[str, LiveSession], rooms: Collection[str] | None = None
+        self,
+        listing: Mapping[str, LiveSession],
+        rooms: Collection[str] | None = None,
+        *,
+        resync: bool = False,
     ) -> None:
         self.listings.append((dict(listing), rooms))
+        self.resyncs.append(resync)
         for number in set(self.rooms) | set(listing) if rooms is None else rooms:
             self.rooms[number] = listing.get(number)
 
@@ -196,7 +202,8 @@ async def test_a_dropped_channel_reconnects_with_backoff_then_resyncs_once(live:
     await eventually(lambda: events.counts.connects == 2, what="the reconnect")
     await eventually(lambda: len(sink.listings) == 2, what="the resync")
     assert sink.members(BRIDGE) == {"4001", "4002"}  # the true state, from one query
-    assert sink.listings[-1][1] is None  # a complete listing (RESYNCED), not a poll
+    assert sink.listings[-1][1] is None  # a complete listing...
+    assert sink.resyncs == [True, True]  # ...read after the channel came back: RESYNCED
     assert stack.calls(QUERY) == 2  # one resync per connection
     refused = stack.pbx.stats.live["report_refused"]
     assert refused >= 1
@@ -438,6 +445,7 @@ async def test_the_poller_asks_only_while_rooms_are_watched_one_call_per_tick(
     assert stack.calls(QUERY) == 1
     assert sink.members(BRIDGE) == {"4000"}
     assert sink.listings[-1][1] == frozenset({BRIDGE})  # a poll of the watched rooms
+    assert sink.resyncs[-1] is False  # CHANGED, not RESYNCED
     stack.pbx.live_leave(BRIDGE, "4000")
     await ticks.tick()
     assert stack.calls(QUERY) == 2

@@ -242,4 +242,4 @@ async def resync_into(
     for number in set(known) | set(watched):
         known[number] = listing.get(number)
     known.update(listing)
-    sink.rooms_listed(listing)
+    sink.rooms_listed(listing, resync=True)
