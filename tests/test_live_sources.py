@@ -297,12 +297,13 @@ async def test_pushed_events_reach_the_sink_with_no_query_per_event(live: Any) -
     live_stats = stack.pbx.stats.live
     # Each push is a POST of its own, so two at once may arrive in either order: one change
     # at a time here (out of order, the reconciliation would correct the room).
-    for pushed, change, members in [
+    steps: list[tuple[int, Callable[[], object], set[str]]] = [
         (1, lambda: stack.pbx.live_join(BRIDGE, "4000"), {"4000"}),
         (2, lambda: stack.pbx.live_join(BRIDGE, "4001"), {"4000", "4001"}),
         (3, lambda: stack.pbx.live_leave(BRIDGE, "4000"), {"4001"}),
         (4, lambda: stack.pbx.live_leave(BRIDGE, "4001"), set()),
-    ]:
+    ]
+    for pushed, change, members in steps:
         change()
         await eventually(lambda: live_stats["push_events_sent"] == pushed, what="the push")  # noqa: B023
         assert sink.members(BRIDGE) == members
