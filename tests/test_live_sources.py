@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from typing import Any
 
@@ -155,6 +156,7 @@ def _events_up(handle: LiveHandle) -> Callable[[], bool]:
 
 
 async def test_events_reach_the_sink_with_no_query_per_event(live: Any) -> None:
+    """Joins and leaves reach the sink as events (a mute sends none), with no PBX query."""
     sink = RecordingSink(watched={BRIDGE})
     stack, handle = await live(sink)
     await eventually(_events_up(handle), what="the report channel")
@@ -182,6 +184,7 @@ async def test_events_reach_the_sink_with_no_query_per_event(live: Any) -> None:
 
 
 async def test_a_dropped_channel_reconnects_with_backoff_then_resyncs_once(live: Any) -> None:
+    """A dropped, briefly refused channel: attempts counted, one resync each, the true state."""
     sink = RecordingSink(watched={BRIDGE})
     stack, handle = await live(sink)
     await eventually(_events_up(handle), what="the report channel")
@@ -212,6 +215,7 @@ async def test_a_dropped_channel_reconnects_with_backoff_then_resyncs_once(live:
 
 
 async def test_nobody_watching_means_no_resync_query(live: Any) -> None:
+    """With no room watched, connecting costs no query_in_session; events still flow."""
     sink = RecordingSink()
     stack, handle = await live(sink)
     await eventually(_events_up(handle), what="the report channel")
@@ -224,6 +228,7 @@ async def test_nobody_watching_means_no_resync_query(live: Any) -> None:
 async def test_a_refused_report_login_waits_for_the_guard_and_never_locks(
     live: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A refused report login counts in the API guard: two tries in 30 minutes, never a lockout."""
     caplog.set_level(logging.DEBUG)
     sink = RecordingSink(watched={BRIDGE})
     wrong = "report-secret-that-is-wrong"
@@ -252,7 +257,34 @@ async def test_a_refused_report_login_waits_for_the_guard_and_never_locks(
     assert DEMO_PASSWORD not in caplog.text
 
 
+async def test_a_locked_address_backs_the_report_login_off(live: Any) -> None:
+    """IP locked on the report login: recorded as a lockout in the guard, no retry within it."""
+    sink = RecordingSink(watched={BRIDGE})
+    stack, handle = await live(sink, sim_config=SimulatorConfig(lockout_threshold=1))
+    await eventually(_events_up(handle), what="the report channel")
+    await handle.aclose()
+    # Another integration on this address fails a login: the PBX locks the address.
+    await stack.sim_login_with_wrong_password()
+    runtime = stack.gateway_runtime()
+    chosen = dataclasses.replace(runtime.settings, live_source="events")
+    handle = start_live(chosen, runtime.session, sink, timing=FAST)
+    try:
+        await eventually(lambda: stack.pbx.stats.live["report_logins_locked"] == 1, what="locked")
+        await eventually(
+            lambda: isinstance(runtime.session.blocked_reason, PbxLockedOutError),
+            what="the lockout in the guard",
+        )
+        for _ in range(9):  # nine simulated minutes of the ten-minute back-off
+            stack.clock.advance(60)
+            await asyncio.sleep(0.02)
+        assert stack.pbx.stats.live["report_logins_locked"] == 1
+        assert stack.pbx.stats.live["report_connections"] == 2  # the first channel, and one
+    finally:
+        await handle.aclose()
+
+
 async def test_auto_falls_back_to_polling_after_one_refused_report_login(live: Any) -> None:
+    """Under auto, one refused report login means polling, and no second report login."""
     sink = RecordingSink(watched={BRIDGE})
     stack, handle = await live(sink, pbx_password=PasswordSource(clear=Secret("wrong")))
     await eventually(lambda: handle.supervisor.kind == "poll", what="the fall-back")
@@ -260,6 +292,7 @@ async def test_auto_falls_back_to_polling_after_one_refused_report_login(live: A
 
 
 async def test_an_unreachable_report_port_means_polling_in_auto(live: Any) -> None:
+    """Nothing listens on the report port: auto polls."""
     sink = RecordingSink(watched={BRIDGE})
     stack, handle = await live(sink, pbx_report_port=1)  # nothing listens there
     await eventually(lambda: handle.supervisor.kind == "poll", what="the fall-back")
@@ -267,6 +300,7 @@ async def test_an_unreachable_report_port_means_polling_in_auto(live: Any) -> No
 
 
 async def test_an_md5_only_password_means_polling(live: Any) -> None:
+    """Only the password's MD5 configured: no report login is possible, auto polls."""
     sink = RecordingSink(watched={BRIDGE})
     stack, handle = await live(sink, pbx_password=PasswordSource(md5=Secret("0" * 32)))
     await eventually(lambda: handle.supervisor.kind == "poll", what="the fall-back")
@@ -274,6 +308,7 @@ async def test_an_md5_only_password_means_polling(live: Any) -> None:
 
 
 async def test_http_push_transport_means_polling(live: Any) -> None:
+    """The login says HTTP push and no push port is set: auto polls, no TCP report login."""
     sink = RecordingSink(watched={BRIDGE})
     config = SimulatorConfig(transport="HTTP")
     stack, handle = await live(sink, sim_config=config)
@@ -286,6 +321,7 @@ async def test_http_push_transport_means_polling(live: Any) -> None:
 
 
 async def test_pushed_events_reach_the_sink_with_no_query_per_event(live: Any) -> None:
+    """HTTP push: each pushed ConferenceStatus reaches the sink, with no PBX query."""
     sink = RecordingSink(watched={BRIDGE})
     config = SimulatorConfig(transport="HTTP")
     stack, handle = await live(sink, sim_config=config, push_port=free_port())
@@ -313,6 +349,7 @@ async def test_pushed_events_reach_the_sink_with_no_query_per_event(live: Any) -
 
 
 async def test_the_push_receiver_answers_only_the_pbx_shape(live: Any) -> None:
+    """Only POST on the secret path, bounded, JSON, is taken; only a status reaches the sink."""
     sink = RecordingSink(watched={BRIDGE})
     config = SimulatorConfig(transport="HTTP")
     port = free_port()
@@ -343,6 +380,7 @@ async def test_the_push_receiver_answers_only_the_pbx_shape(live: Any) -> None:
 
 
 async def test_a_push_port_taken_means_polling(live: Any) -> None:
+    """The push port cannot be listened on: auto polls."""
     sink = RecordingSink(watched={BRIDGE})
     async with LoopbackServer(_nothing) as taken:
         _, handle = await live(
@@ -366,6 +404,7 @@ async def _nothing(scope: Any, receive: Any, send: Any) -> None:
 async def test_events_switched_off_on_the_pbx_are_caught_and_polling_takes_over(
     live: Any,
 ) -> None:
+    """A PBX that logs the channel in and sends nothing: reconciliation switches to polling."""
     sink = RecordingSink(watched={BRIDGE})
     ticks = Ticks()
     timing = dataclasses.replace(FAST, sleep=ticks.sleep)
@@ -393,6 +432,7 @@ async def test_events_switched_off_on_the_pbx_are_caught_and_polling_takes_over(
 
 
 async def test_no_event_for_an_emptied_room_is_caught_by_reconciliation(live: Any) -> None:
+    """No event when the last member leaves: reconciliation shows the room empty."""
     sink = RecordingSink(watched={BRIDGE})
     ticks = Ticks()
     timing = dataclasses.replace(FAST, sleep=ticks.sleep)
@@ -412,6 +452,7 @@ async def test_no_event_for_an_emptied_room_is_caught_by_reconciliation(live: An
 
 
 async def test_an_event_on_its_way_is_not_taken_for_a_missed_one(live: Any) -> None:
+    """A difference that an event settles within the grace causes no switch."""
     sink = RecordingSink(watched={BRIDGE})
     ticks = Ticks()
     timing = dataclasses.replace(FAST, sleep=ticks.sleep)
@@ -437,6 +478,7 @@ async def test_an_event_on_its_way_is_not_taken_for_a_missed_one(live: Any) -> N
 async def test_the_poller_asks_only_while_rooms_are_watched_one_call_per_tick(
     live: Any,
 ) -> None:
+    """The poller makes one query per tick for the watched rooms, none while nobody watches."""
     sink = RecordingSink()
     ticks = Ticks()
     timing = dataclasses.replace(FAST, sleep=ticks.sleep)
@@ -467,6 +509,7 @@ async def test_the_poller_asks_only_while_rooms_are_watched_one_call_per_tick(
 async def test_a_failing_poll_is_logged_once_and_tried_again_next_tick(
     live: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A PBX that is down: each tick tries once, the failure is logged once."""
     sink = RecordingSink(watched={BRIDGE})
     ticks = Ticks()
     timing = dataclasses.replace(FAST, sleep=ticks.sleep)
@@ -483,6 +526,7 @@ async def test_a_failing_poll_is_logged_once_and_tried_again_next_tick(
 
 
 async def test_the_poller_skips_a_tick_while_its_call_is_in_flight() -> None:
+    """A call still running when the next tick comes: that tick is skipped, not queued."""
     # A query the test finishes by hand: only a stand-in can be held mid-call.
     gate: asyncio.Future[dict[str, LiveSession]] = asyncio.get_running_loop().create_future()
     calls: list[list[str]] = []
@@ -515,6 +559,7 @@ async def test_the_poller_skips_a_tick_while_its_call_is_in_flight() -> None:
 async def test_no_live_firmware_turns_the_source_off_with_one_log_line(
     live: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """No query_in_session (no-live): the source turns off after one call, with one log line."""
     sink = RecordingSink(watched={BRIDGE})
     stack, handle = await live(sink, sim_config=profile_config("no-live"))
     await asyncio.wait_for(handle.task, 5)
@@ -525,6 +570,7 @@ async def test_no_live_firmware_turns_the_source_off_with_one_log_line(
 
 
 async def test_no_live_firmware_stops_the_poller_too(live: Any) -> None:
+    """No query_in_session under poll: the poller stops after its first call."""
     sink = RecordingSink(watched={BRIDGE})
     ticks = Ticks()
     timing = dataclasses.replace(FAST, sleep=ticks.sleep)
@@ -540,6 +586,7 @@ async def test_no_live_firmware_stops_the_poller_too(live: Any) -> None:
 
 
 async def test_live_source_off_starts_nothing(live: Any) -> None:
+    """GATEWAY_LIVE_SOURCE=off: no report connection, no query."""
     sink = RecordingSink(watched={BRIDGE})
     stack, handle = await live(sink, live_source="off")
     await asyncio.wait_for(handle.task, 5)
@@ -554,6 +601,7 @@ async def test_live_source_off_starts_nothing(live: Any) -> None:
 async def test_the_app_runs_events_and_reports_them_in_metrics(
     gateway_stack: StackFactory,
 ) -> None:
+    """The app's own supervisor runs the report channel and /metrics shows it."""
     stack = await gateway_stack(live_source="auto")
     supervisor = stack.gateway_runtime().live_sources.supervisor
     await eventually(
@@ -576,6 +624,7 @@ async def test_the_app_runs_events_and_reports_them_in_metrics(
 async def test_the_app_takes_pushed_events_when_the_pbx_pushes(
     gateway_stack: StackFactory,
 ) -> None:
+    """The app announces its push port at login and takes the pushed events."""
     port = free_port()
     stack = await gateway_stack(
         sim_config=SimulatorConfig(transport="HTTP"),
@@ -638,6 +687,7 @@ def _status(number: str, members: list[dict[str, Any]]) -> bytes:
 
 
 async def test_bad_lines_are_skipped_and_counted_and_a_huge_one_drops_the_channel() -> None:
+    """Garbage, other events and unreadable statuses: skipped, counted; a huge line: dropped."""
     member = {"ext": {"number": "4000", "channelid": "PJSIP/4000-1", "memberstatus": "ANSWERED"}}
     lines = [
         b"not json at all\r\n",
@@ -676,6 +726,7 @@ async def test_bad_lines_are_skipped_and_counted_and_a_huge_one_drops_the_channe
     ],
 )
 async def test_login_answers(answer: bytes, error: type[Exception]) -> None:
+    """Each login answer is told apart, and no error holds the secret."""
     async with _stand_in(answer, []) as (port, _):
         with pytest.raises(error) as caught:
             await open_report_channel("127.0.0.1", port, "api", Secret("the-secret"))
@@ -684,6 +735,7 @@ async def test_login_answers(answer: bytes, error: type[Exception]) -> None:
 
 
 async def test_a_silent_report_port_times_out() -> None:
+    """A report port that never answers the login: a bounded wait, then an error."""
     done = asyncio.Event()
 
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -702,10 +754,13 @@ async def test_a_silent_report_port_times_out() -> None:
 
 
 async def test_the_simulator_accepts_the_clients_login() -> None:
+    """The client's login block is what the simulator reads; keepalive is on."""
     async with SimulatorServer() as sim:
         channel = await open_report_channel(
             "127.0.0.1", sim.report_port, DEMO_USERNAME, Secret(DEMO_PASSWORD)
         )
+        sock = channel._writer.get_extra_info("socket")  # white-box: the option set on it
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
         await channel.close()
         with pytest.raises(PbxAuthError):
             await open_report_channel("127.0.0.1", sim.report_port, DEMO_USERNAME, Secret("x"))
@@ -724,6 +779,7 @@ ENV = {
 
 
 def test_live_settings_defaults_and_checks() -> None:
+    """The live settings' defaults, the clear password's source, and each bad value named."""
     settings = Settings.from_environ(ENV)
     assert (settings.live_source, settings.pbx_report_port) == ("auto", 8333)
     assert (settings.live_poll_interval, settings.live_reconcile_interval) == (2.0, 30.0)
