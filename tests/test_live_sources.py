@@ -417,9 +417,12 @@ async def test_events_switched_off_on_the_pbx_are_caught_and_polling_takes_over(
     assert handle.supervisor.kind == "events"
     assert handle.supervisor.reconciliations == 1
 
+    queries = stack.calls(QUERY)
     stack.pbx.live_join(BRIDGE, "4000")  # no event comes
     await ticks.tick()  # the reconciliation finds it...
-    await ticks.tick()  # ...and the grace passes without an event
+    await ticks.tick()  # ...the grace passes without an event, a fresh listing agrees...
+    await ticks.tick()  # ...and so does a second grace
+    assert stack.calls(QUERY) == queries + 2
     await eventually(lambda: handle.supervisor.kind == "poll", what="the switch")
     assert sink.members(BRIDGE) == {"4000"}
     assert handle.supervisor.switched_to_polling
@@ -445,8 +448,8 @@ async def test_no_event_for_an_emptied_room_is_caught_by_reconciliation(live: An
     stack.pbx.live_leave(BRIDGE, "4000")  # the room empties: no event
     await asyncio.sleep(0.05)
     assert sink.members(BRIDGE) == {"4000"}
-    await ticks.tick()
-    await ticks.tick()
+    for _ in range(3):  # the reconciliation, then two graces around a fresh listing
+        await ticks.tick()
     await eventually(lambda: sink.rooms[BRIDGE] is None, what="the empty room")
     assert handle.supervisor.kind == "poll"
 
@@ -470,6 +473,28 @@ async def test_an_event_on_its_way_is_not_taken_for_a_missed_one(live: Any) -> N
     events.known[BRIDGE] = sink.rooms[BRIDGE]  # the event arrives during the grace
     await ticks.tick()
     assert handle.supervisor.kind == "events"
+
+
+async def test_a_later_change_during_the_grace_is_not_taken_for_a_missed_one(live: Any) -> None:
+    """Events that moved past the first listing during the grace: a fresh listing agrees."""
+    sink = RecordingSink(watched={BRIDGE})
+    ticks = Ticks()
+    timing = dataclasses.replace(FAST, sleep=ticks.sleep)
+    stack, handle = await live(sink, timing=timing)
+    await eventually(_events_up(handle), what="the report channel")
+    await eventually(lambda: len(sink.listings) == 1, what="the resync")
+    events = handle.supervisor.events
+    assert events is not None
+    stack.pbx.live_join(BRIDGE, "4000")
+    await eventually(lambda: sink.members(BRIDGE) == {"4000"}, what="the event")
+    events.known[BRIDGE] = None  # as if the join's event were still on its way
+    queries = stack.calls(QUERY)
+    await ticks.tick()  # the listing ({4000}) differs: the grace
+    stack.pbx.live_join(BRIDGE, "4001")  # its event comes during the grace
+    await eventually(lambda: sink.members(BRIDGE) == {"4000", "4001"}, what="the later event")
+    await ticks.tick()  # still unlike the first listing; a fresh one agrees with the events
+    assert handle.supervisor.kind == "events"
+    assert stack.calls(QUERY) == queries + 2
 
 
 # --- the poller --------------------------------------------------------------------------

@@ -46,8 +46,9 @@ logger = logging.getLogger(__name__)
 
 Listing = Mapping[str, LiveSession]
 Sleep = Callable[[float], Awaitable[None]]
-# A connection that lived this long (or brought an event) was healthy: the next drop
-# starts the back-off from its first step again.
+# A connection that lived this long was healthy: the next drop starts the back-off from its
+# first step again. A channel that drops sooner (events or not) keeps backing off, so a
+# flapping PBX costs at most one login and one resync per minute.
 HEALTHY_SECONDS = 60.0
 
 
@@ -193,12 +194,11 @@ class EventSource:
 
     async def _listen(self, channel: ReportChannel, sink: LiveSink) -> bool:
         """Resync, then hand on every status until the channel ends; whether it was healthy."""
-        opened, events = self._clock(), 0
+        opened = self._clock()
         self.connected = True
         try:
             await resync_into(sink, self._resync, self.known, self.counts)
             async for status in channel.statuses():
-                events += 1
                 self.known[status.number] = status.session
                 sink.room_changed(status.number, status.session)
         except ReportChannelError as exc:
@@ -206,7 +206,7 @@ class EventSource:
         finally:
             self.connected = False
             await channel.close()
-        return events > 0 or self._clock() - opened >= HEALTHY_SECONDS
+        return self._clock() - opened >= HEALTHY_SECONDS
 
     async def _pause(self, attempt: int) -> None:
         await self._sleep(self._backoff.delay(attempt, self._rng))

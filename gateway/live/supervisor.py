@@ -49,7 +49,7 @@ Kind = Literal["starting", "events", "push", "poll", "off"]
 KINDS: tuple[Kind, ...] = ("starting", "events", "push", "poll", "off")
 Source = EventSource | PushSource
 RECONCILE_GRACE_SECONDS = 1.0
-"""How long a difference found by reconciliation may wait for an event on its way."""
+"""How long a difference found by reconciliation waits for an event on its way (twice)."""
 
 
 @dataclass(frozen=True)
@@ -237,12 +237,18 @@ class LiveSupervisor:
         known = source.known
         for number in watched:
             known.setdefault(number, listing.get(number))  # first look: the baseline
+        # A difference counts only when it outlives the grace twice, the second time against
+        # a fresh listing: an event on its way (or one for a later change that moved the
+        # events past the first listing) is not taken for a missed one.
+        for look in (1, 2):
+            if not _differing(known, listing, watched):
+                return []
+            await self._timing.sleep(self._timing.reconcile_grace)
+            if not _differing(known, listing, watched):
+                return []
+            if look == 1:
+                listing = await self._query_rooms(sorted(watched))
         differ = _differing(known, listing, watched)
-        if differ:
-            await self._timing.sleep(self._timing.reconcile_grace)  # an event on its way
-            differ = _differing(known, listing, watched)
-        if not differ:
-            return []
         for number in watched:
             known[number] = listing.get(number)
         sink.rooms_listed(listing, rooms=watched)
