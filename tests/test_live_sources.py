@@ -437,6 +437,28 @@ async def test_events_switched_off_on_the_pbx_are_caught_and_polling_takes_over(
     assert sink.rooms[BRIDGE] is None
 
 
+async def test_under_events_only_reconciliation_corrects_the_sink_and_keeps_the_channel(
+    live: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """GATEWAY_LIVE_SOURCE=events: a missed change is corrected, logged once; no polling."""
+    sink = RecordingSink(watched={BRIDGE})
+    ticks = Ticks()
+    timing = dataclasses.replace(FAST, sleep=ticks.sleep)
+    stack, handle = await live(
+        sink, sim_config=SimulatorConfig(events=False), timing=timing, live_source="events"
+    )
+    await eventually(_events_up(handle), what="the report channel")
+    await eventually(lambda: len(sink.listings) == 1, what="the resync")
+    for member in ("4000", "4001"):
+        stack.pbx.live_join(BRIDGE, member)  # no event comes
+        for _ in range(3):
+            await ticks.tick()
+        assert member in sink.members(BRIDGE)
+    assert handle.supervisor.kind == "events"
+    assert handle.supervisor.poller.counts.polls == 0
+    assert caplog.text.count("no switch to polling") == 1
+
+
 async def test_no_event_for_an_emptied_room_is_caught_by_reconciliation(live: Any) -> None:
     """No event when the last member leaves: reconciliation shows the room empty."""
     sink = RecordingSink(watched={BRIDGE})
