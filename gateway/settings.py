@@ -179,6 +179,10 @@ class Settings:
     """Seconds between polls of the watched rooms when no events arrive."""
     live_reconcile_interval: float = 30.0
     """Seconds between the checks, while on events, that no change was missed."""
+    live_push_port: int | None = None
+    """The port the PBX pushes events to (HTTP report method); None: no push listener."""
+    live_push_bind: str = "0.0.0.0"
+    """The address the push listener binds."""
     security: SecuritySettings = field(default_factory=SecuritySettings)
     redis_url: Secret | None = None
     redis_token_key: Secret | None = None
@@ -241,6 +245,12 @@ class Settings:
             live_reconcile_interval=number(
                 "GATEWAY_LIVE_RECONCILE_INTERVAL", d.live_reconcile_interval, minimum=1
             ),
+            live_push_port=(
+                _port(reader, "GATEWAY_LIVE_PUSH_PORT", 0)
+                if reader.get("GATEWAY_LIVE_PUSH_PORT")
+                else None
+            ),
+            live_push_bind=reader.get("GATEWAY_LIVE_PUSH_BIND") or d.live_push_bind,
             security=security_from_environ(reader),
             redis_url=_secret(reader, "GATEWAY_REDIS_URL"),
             redis_token_key=_token_key(reader),

@@ -28,9 +28,11 @@ async def probe_events(wire: Wire, options: DoctorOptions, report: Report) -> No
         report.add(
             NAME,
             Status.INFO,
-            "the PBX sends events by HTTP push (its API settings' report method), which the "
-            f"gateway does not receive; {_POLLING}",
-            "for events, set the report method to TCP on the PBX's API settings page",
+            "the PBX sends events by HTTP push (its API settings' report method): the gateway "
+            "receives them on GATEWAY_LIVE_PUSH_PORT, and without it polls the watched rooms "
+            "(not probed: doctor listens on no port)",
+            "set GATEWAY_LIVE_PUSH_PORT to a port the PBX can reach on the gateway's host, or "
+            "the report method to TCP",
         )
         return
     secret = options.password.current_clear()

@@ -24,7 +24,11 @@ class CacheSink:
         self._cache.forget()
 
     def rooms_listed(
-        self, listing: Mapping[str, LiveSession], rooms: Collection[str] | None = None
+        self,
+        listing: Mapping[str, LiveSession],
+        rooms: Collection[str] | None = None,
+        *,
+        resync: bool = False,
     ) -> None:
         self._cache.forget()
 
