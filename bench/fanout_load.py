@@ -406,6 +406,10 @@ def _figures(
             "calls_total": sum(calls.values()),
             "query_in_session_calls": in_session,
             "query_in_session_per_event": round(in_session / total, 3) if total else None,
+            # A poller asks every interval while anybody watches, changes or not.
+            "query_in_session_per_s": round(in_session / (done - phase_start), 3)
+            if done > phase_start
+            else None,
             "logins": stats.get("logins_succeeded", 0),
             "events_generated": live.get("events_generated", 0),
             "tcp_events_sent": live.get("tcp_events_sent", 0),
