@@ -107,17 +107,17 @@ def addresses(subscribers: int) -> list[str]:
     return [f"127.0.0.{FIRST_ADDRESS + i}" for i in range(count)]
 
 
-def gateway_settings(plan: FanoutPlan, simulator: Simulator) -> tuple[dict[str, Any], str]:
+def gateway_settings(plan: FanoutPlan) -> tuple[dict[str, Any], str]:
     """The gateway's ``Settings`` overrides for ``plan``, and what they change in words.
 
-    All point the gateway at the simulator's TCP report port (``PBX_REPORT_PORT``: where
-    the PBX is, as an operator configures it, not a tuning). Events: the shipped source
-    (``auto``: the report channel). Poll: a PBX with events off; the poller is chosen
-    outright (``auto`` would find the silence only at its first reconciliation, 30 s in).
-    One socket per subscriber: past ``GATEWAY_MAX_CONNECTIONS`` (512) the cap is raised to
-    fit them, and the row says so.
+    Every bench gateway is told the simulator's TCP report port (``PBX_REPORT_PORT``, set
+    by the factory: where the PBX is, as an operator configures it, not a tuning). Events:
+    the shipped source (``auto``: the report channel). Poll: a PBX with events off; the
+    poller is chosen outright (``auto`` would find the silence only at its first
+    reconciliation, 30 s in). One socket per subscriber: past ``GATEWAY_MAX_CONNECTIONS``
+    (512) the cap is raised to fit them, and the row says so.
     """
-    settings: dict[str, Any] = {"pbx_report_port": simulator.report_port}
+    settings: dict[str, Any] = {}
     changed: list[str] = []
     if plan.mode == "poll":
         assert plan.poll_interval is not None
@@ -142,7 +142,7 @@ def run(
 ) -> dict[str, Any]:
     """One row: a fresh simulator and gateway, the load process, the figures."""
     with factory.simulator(plan.rooms, events=plan.mode == "events") as simulator:
-        settings, label = gateway_settings(plan, simulator)
+        settings, label = gateway_settings(plan)
         with factory.target("gateway", simulator, settings=settings, as_shipped=True) as gateway:
             result = _load(plan, simulator, gateway, workdir, timeout=timeout)
             info = gateway.info()

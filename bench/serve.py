@@ -6,7 +6,9 @@ use it and every target gets the same server, loop and HTTP parser. The harness 
 what varies through the environment:
 
 - ``BENCH_PBX_URL`` and ``BENCH_SETTINGS`` (JSON: ``Settings`` fields to override in
-  ``demo_settings``; empty for the shipped defaults) for the gateway and the naive app;
+  ``demo_settings``; empty for the shipped defaults) for the gateway and the naive app,
+  and ``BENCH_REPORT_PORT``, the simulator's TCP report port (the gateway's
+  ``pbx_report_port``: its live source holds the report channel, as against a PBX);
   the gateway logs as ``serve`` does (``configure_logging``, JSON lines on stderr);
 - ``BENCH_REDIS_URL`` and ``BENCH_REDIS_TOKEN_KEY`` (the fleet runs): the gateway's
   ``GATEWAY_REDIS_URL`` and ``GATEWAY_REDIS_TOKEN_KEY``, under names of the harness's own
@@ -70,9 +72,16 @@ def with_overrides(
 
 
 def bench_settings() -> Settings:
-    """``demo_settings`` for ``BENCH_PBX_URL``, with ``BENCH_SETTINGS`` applied."""
+    """``demo_settings`` for ``BENCH_PBX_URL`` (and the simulator's TCP report port,
+    ``BENCH_REPORT_PORT``), with ``BENCH_SETTINGS`` applied."""
     overrides = json.loads(os.environ.get("BENCH_SETTINGS", "{}"))
-    settings, ignored = with_overrides(demo_settings(os.environ["BENCH_PBX_URL"]), overrides)
+    report_port = os.environ.get("BENCH_REPORT_PORT")
+    shipped = (
+        demo_settings(os.environ["BENCH_PBX_URL"], int(report_port))
+        if report_port
+        else demo_settings(os.environ["BENCH_PBX_URL"])
+    )
+    settings, ignored = with_overrides(shipped, overrides)
     redis_url = os.environ.get("BENCH_REDIS_URL")
     if redis_url:
         settings = dataclasses.replace(

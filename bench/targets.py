@@ -229,6 +229,8 @@ class TargetFactory:
             "BENCH_SETTINGS": json.dumps(dict(settings or {})),
             "BENCH_INFO": str(info_path),
         }
+        if simulator.report_port:
+            env["BENCH_REPORT_PORT"] = str(simulator.report_port)
         ready_dir = self.workdir / f"ready-{port}"
         if kind == "gateway":
             ready_dir.mkdir()
