@@ -556,4 +556,41 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> str:
     missing = [key for key in old_runs if key not in {_key(run) for run in new["runs"]}]
     for key in missing:
         lines.append(f"  {' '.join(map(str, key[:3])):<34} (only in the old file)")
+    lines.extend(_compare_fanout(old.get("fanout") or [], new.get("fanout") or []))
     return "\n".join(lines)
+
+
+def _compare_fanout(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[str]:
+    """Fan-out rows by label: latency to the last subscriber, capacity, CPU, memory."""
+    if not new:
+        return []
+    before = {row["label"]: row for row in old}
+    lines = [
+        f"  {'fan-out row':<20} {'last p50 ms':>22} {'last p99 ms':>22} {'cap ev/s':>16} "
+        f"{'CPU us/update':>15} {'KB/sub':>15} {'PBX/ev':>13}"
+    ]
+    for row in new:
+        was = before.get(row["label"])
+        if was is None:
+            lines.append(f"  {row['label']:<20} (not in the old file)")
+            continue
+
+        def pair(get: Any, digits: int, width: int, a: Any = was, b: Any = row) -> str:
+            return f"{_num(get(a), digits)} -> {_num(get(b), digits)}".rjust(width)
+
+        lines.append(
+            f"  {row['label']:<20} "
+            f"{pair(lambda r: r['latency_to_last_ms']['p50'], 1, 22)} "
+            f"{pair(lambda r: r['latency_to_last_ms']['p99'], 1, 22)} "
+            f"{pair(lambda r: (r.get('burst') or {}).get('events_per_s'), 1, 16)} "
+            f"{pair(lambda r: _burst_cpu(r), 0, 15)} "
+            f"{pair(lambda r: r['rss']['per_subscriber_bytes'] / 1000, 1, 15)} "
+            f"{pair(lambda r: r['pbx']['query_in_session_per_event'], 2, 13)}"
+        )
+    return lines
+
+
+def _burst_cpu(row: dict[str, Any]) -> float | None:
+    cpu = ((row.get("burst") or {}).get("cpu")) or {}
+    value: float | None = cpu.get("gateway_us_per_delivery")
+    return value

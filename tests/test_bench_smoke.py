@@ -78,8 +78,15 @@ def test_bench_compare_reads_two_results_files(tmp_path: Path) -> None:
         "latency_ms": {"p50": 1.0, "p99": 2.0}, "pbx": {"per_1000_requests": 0.0},
         "server": {"peak_rss_bytes": 50e6, "cpu_ms_per_request": 1.0},
     }  # fmt: skip
-    old = {"started_at": "then", "environment": {"git": {"commit": "a"}}, "runs": [run]}
-    new = {**old, "started_at": "now", "runs": [{**run, "rps": 150.0}]}
+    fan = {
+        "label": "fanout/20", "latency_to_last_ms": {"p50": 10.0, "p99": 20.0},
+        "burst": {"events_per_s": 50.0, "cpu": {"gateway_us_per_delivery": 200.0}},
+        "rss": {"per_subscriber_bytes": 50_000}, "pbx": {"query_in_session_per_event": 0.0},
+    }  # fmt: skip
+    old = {"started_at": "then", "environment": {"git": {"commit": "a"}}, "runs": [run],
+           "fanout": [fan]}  # fmt: skip
+    new = {**old, "started_at": "now", "runs": [{**run, "rps": 150.0}],
+           "fanout": [{**fan, "latency_to_last_ms": {"p50": 5.0, "p99": 9.0}}]}  # fmt: skip
     (tmp_path / "old.json").write_text(json.dumps(old))
     (tmp_path / "new.json").write_text(json.dumps(new))
 
@@ -88,6 +95,7 @@ def test_bench_compare_reads_two_results_files(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "w1 gateway asyncio+h11" in done.stdout
     assert "+50%" in done.stdout
+    assert "10.0 -> 5.0" in done.stdout  # the fan-out row's latency to the last subscriber
 
 
 def test_bench_tiny_fleet_run_logs_in_once_for_all_workers(tmp_path: Path) -> None:
