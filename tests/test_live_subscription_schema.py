@@ -254,6 +254,35 @@ async def test_subscription_sees_a_moderators_removal_at_once(gateway_stack: Sta
     assert stack.calls("conference/kick_member") == 1
 
 
+async def test_subscription_removal_whose_answer_was_lost_reads_the_room(
+    gateway_stack: StackFactory,
+) -> None:
+    """The PBX's answer to a removal is lost (PBX_UNAVAILABLE: it may have acted): the feed
+    reads the room anyway (one query_in_session) and sends what it finds; here the simulator
+    dropped the call before acting, so the room is unchanged and nothing is sent."""
+    stack = await gateway_stack()
+    stack.pbx.live_join(BRIDGE, "4001")
+    stack.pbx.live_join(BRIDGE, "4009")
+    runtime = stack.gateway_runtime()
+    results = await subscribe(runtime, [BRIDGE])
+    await next_of(results)
+    sent = runtime.feed.updates_sent
+    stack.pbx.drop_next(1, "conference/kick_member")
+
+    body = await stack.graphql(
+        MODERATE_DOCUMENT % "removeParticipants",
+        {"input": {"number": BRIDGE, "operator": "4001", "members": ["4009"]}},
+    )
+    await runtime.feed.settled()
+
+    assert body["errors"][0]["extensions"]["code"] == ErrorCode.PBX_UNAVAILABLE
+    assert stack.calls(IN_SESSION) == 2
+    assert runtime.feed.updates_sent == sent
+    stack.pbx.live_leave(BRIDGE, "4009")  # it leaves on its own: the next news is sent
+    await _tell(stack)
+    assert numbers_in(update_of(await next_of(results))) == ["4001"]
+
+
 async def test_subscription_moderators_refresh_is_shared_with_session_reads(
     gateway_stack: StackFactory,
 ) -> None:
