@@ -744,15 +744,22 @@ async def test_ws_connections_count_in_the_guard(
     async with httpx.AsyncClient(base_url=stack.gateway.base_url, transport=other) as probe:
         assert (await probe.get("/healthz")).status_code == 200
         metrics = (await probe.get("/metrics")).text
-    line = next(x for x in metrics.splitlines() if x.startswith("gateway_http_connections "))
-    assert float(line.split()[1]) == cap + 1  # the probe's own connection too
+    figures = {
+        line.split()[0]: float(line.split()[1])
+        for line in metrics.splitlines()
+        if line.startswith(("gateway_http_connections ", "gateway_websocket_connections "))
+    }
+    assert figures == {
+        "gateway_http_connections": cap + 1,  # the probe's own connection too
+        "gateway_websocket_connections": cap,
+    }
 
     await asyncio.gather(*(ws.connection.close() for ws in opened))
     for _ in range(500):
         if guard.open == 0:
             break
         await asyncio.sleep(0.01)
-    assert guard.open == 0 and not guard.per_address
+    assert guard.open == 0 and guard.websockets == 0 and not guard.per_address
 
 
 async def test_ws_upgrade_headers_are_bounded_as_for_http(gateway_stack: StackFactory) -> None:
