@@ -29,10 +29,11 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from gateway.error_code import ErrorCode
+from gateway.errors import ConfigError
 from gateway.examples import BUNDLE, WEB_EXAMPLE_DIR
 from gateway.pbx.sessions_query import LiveSession
 from gateway.security.identity import MODERATE, READ, WRITE
-from gateway.settings import LiveTransportLimits
+from gateway.settings import LiveTransportLimits, Settings
 from tests.gateway_stack import Stack, StackFactory
 from tests.live_helpers import listing
 from tests.processes import one_process_at_a_time
@@ -909,3 +910,41 @@ async def test_shutdown_completes_subscriptions(
     assert messages in ([], [{"id": "1", "type": "complete"}])
     assert ws.connection.close_code in (1000, 1012)
     await stopping
+
+
+# --- settings -------------------------------------------------------------------------------
+
+
+def test_live_transport_settings_read_and_checked() -> None:
+    """GATEWAY_LIVE_*: defaults, values read, and a bad one named in one line."""
+    base = {
+        "PBX_URL": "https://192.168.5.150:8088",
+        "PBX_USERNAME": "api",
+        "PBX_PASSWORD": "secret",
+        "GATEWAY_AUTH": "none",
+    }
+    assert Settings.from_environ(base).live_transport == LiveTransportLimits(
+        init_timeout=10.0,
+        keepalive=15.0,
+        max_per_connection=10,
+        max_per_identity=200,
+        max_message_bytes=65_536,
+    )
+    given = {
+        "GATEWAY_LIVE_INIT_TIMEOUT": "3",
+        "GATEWAY_LIVE_KEEPALIVE": "20",
+        "GATEWAY_LIVE_MAX_SUBSCRIPTIONS_PER_CONNECTION": "4",
+        "GATEWAY_LIVE_MAX_SUBSCRIPTIONS_PER_IDENTITY": "50",
+        "GATEWAY_LIVE_MAX_MESSAGE_BYTES": "4096",
+    }
+    assert Settings.from_environ({**base, **given}).live_transport == LiveTransportLimits(
+        3.0, 20.0, 4, 50, 4096
+    )
+    for name, bad in [
+        ("GATEWAY_LIVE_KEEPALIVE", "0"),
+        ("GATEWAY_LIVE_MAX_SUBSCRIPTIONS_PER_CONNECTION", "0"),
+        ("GATEWAY_LIVE_MAX_MESSAGE_BYTES", "12"),
+        ("GATEWAY_LIVE_INIT_TIMEOUT", "soon"),
+    ]:
+        with pytest.raises(ConfigError, match=name):
+            Settings.from_environ({**base, name: bad})
