@@ -16,6 +16,9 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import shutil
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any, Final
@@ -26,13 +29,17 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from gateway.error_code import ErrorCode
+from gateway.errors import ConfigError
+from gateway.examples import BUNDLE, WEB_EXAMPLE_DIR
 from gateway.pbx.sessions_query import LiveSession
 from gateway.security.identity import MODERATE, READ, WRITE
-from gateway.settings import LiveTransportLimits
+from gateway.settings import LiveTransportLimits, Settings
 from tests.gateway_stack import Stack, StackFactory
 from tests.live_helpers import listing
+from tests.processes import one_process_at_a_time
 from tests.security_helpers import api_key_security, write_keys
 
+ROOT: Final = Path(__file__).resolve().parent.parent
 BRIDGE: Final = "6403"  # moderators 4000 and 4001 (the simulator's default rooms)
 IDLE: Final = "6401"
 BOUND: Final = 10.0  # seconds: only a hang reaches it
@@ -338,6 +345,70 @@ async def test_multipart_query_accept_stays_json(gateway_stack: StackFactory) ->
     )
     codes = [e["extensions"]["code"] for e in refused.json()["errors"]]
     assert codes and all(codes), refused.text
+
+
+URQL_CLIENT: Final = """
+import { Client, fetchExchange } from "%(bundle)s";
+const client = new Client({
+  url: process.argv[2], exchanges: [fetchExchange], fetchSubscriptions: true,
+  fetchOptions: { headers: { "x-api-key": process.argv[3] } },
+});
+let seen = 0;
+const { unsubscribe } = client.subscription(process.argv[4], {}).subscribe((result) => {
+  const error = result.error ? String(result.error) : null;
+  console.log(JSON.stringify({ data: result.data, error }));
+  if (++seen === 2) { unsubscribe(); process.exit(0); }
+});
+"""
+
+
+@pytest.fixture(scope="module")
+def urql_bundle() -> Path:
+    """The web example's urql 6 bundle (the page's own client), built if missing."""
+    with one_process_at_a_time(WEB_EXAMPLE_DIR):  # each pytest-xdist worker may get here
+        if not (WEB_EXAMPLE_DIR / BUNDLE).is_file():
+            subprocess.run(  # noqa: S603 (our own script, fixed arguments)
+                [sys.executable, str(ROOT / "scripts" / "build-web-example")],
+                check=True,
+                timeout=600,
+            )
+    return WEB_EXAMPLE_DIR / BUNDLE
+
+
+async def test_urql_fetch_subscriptions_gets_a_working_stream(
+    gateway_stack: StackFactory, tmp_path: Path, urql_bundle: Path
+) -> None:
+    """urql 6's own client, as the web example runs it (``fetchSubscriptions``), in Node:
+    it receives INITIAL, then the join as CHANGED, with no error."""
+    stack, keys = await _keyed_stack(gateway_stack, tmp_path)
+    script = tmp_path / "client.mjs"
+    script.write_text(URQL_CLIENT % {"bundle": urql_bundle.as_uri()})
+    node = shutil.which("node")
+    assert node is not None, "node is needed (make system-deps installs it)"
+    watch = f'subscription {{ conferenceSessions(numbers: ["{IDLE}"]) {{ number reason }} }}'
+    client = await asyncio.create_subprocess_exec(
+        node, str(script), f"{stack.gateway.base_url}/graphql", keys["reader"], watch,
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert client.stdout is not None
+    try:
+        first = json.loads(await asyncio.wait_for(client.stdout.readline(), BOUND))
+        assert first == {
+            "data": {"conferenceSessions": {"number": IDLE, "reason": "INITIAL"}},
+            "error": None,
+        }
+        await _admin(stack, "join", number=IDLE, member="4012")
+        await _tell_feed(stack, IDLE)
+        second = json.loads(await asyncio.wait_for(client.stdout.readline(), BOUND))
+        assert second == {
+            "data": {"conferenceSessions": {"number": IDLE, "reason": "CHANGED"}},
+            "error": None,
+        }
+        assert await asyncio.wait_for(client.wait(), BOUND) == 0
+    finally:
+        if client.returncode is None:
+            client.kill()
+            await client.wait()
 
 
 # --- moderator actions ----------------------------------------------------------------------
@@ -744,15 +815,22 @@ async def test_ws_connections_count_in_the_guard(
     async with httpx.AsyncClient(base_url=stack.gateway.base_url, transport=other) as probe:
         assert (await probe.get("/healthz")).status_code == 200
         metrics = (await probe.get("/metrics")).text
-    line = next(x for x in metrics.splitlines() if x.startswith("gateway_http_connections "))
-    assert float(line.split()[1]) == cap + 1  # the probe's own connection too
+    figures = {
+        line.split()[0]: float(line.split()[1])
+        for line in metrics.splitlines()
+        if line.startswith(("gateway_http_connections ", "gateway_websocket_connections "))
+    }
+    assert figures == {
+        "gateway_http_connections": cap + 1,  # the probe's own connection too
+        "gateway_websocket_connections": cap,
+    }
 
     await asyncio.gather(*(ws.connection.close() for ws in opened))
     for _ in range(500):
         if guard.open == 0:
             break
         await asyncio.sleep(0.01)
-    assert guard.open == 0 and not guard.per_address
+    assert guard.open == 0 and guard.websockets == 0 and not guard.per_address
 
 
 async def test_ws_upgrade_headers_are_bounded_as_for_http(gateway_stack: StackFactory) -> None:
@@ -832,3 +910,41 @@ async def test_shutdown_completes_subscriptions(
     assert messages in ([], [{"id": "1", "type": "complete"}])
     assert ws.connection.close_code in (1000, 1012)
     await stopping
+
+
+# --- settings -------------------------------------------------------------------------------
+
+
+def test_live_transport_settings_read_and_checked() -> None:
+    """GATEWAY_LIVE_*: defaults, values read, and a bad one named in one line."""
+    base = {
+        "PBX_URL": "https://192.168.5.150:8088",
+        "PBX_USERNAME": "api",
+        "PBX_PASSWORD": "secret",
+        "GATEWAY_AUTH": "none",
+    }
+    assert Settings.from_environ(base).live_transport == LiveTransportLimits(
+        init_timeout=10.0,
+        keepalive=15.0,
+        max_per_connection=10,
+        max_per_identity=200,
+        max_message_bytes=65_536,
+    )
+    given = {
+        "GATEWAY_LIVE_INIT_TIMEOUT": "3",
+        "GATEWAY_LIVE_KEEPALIVE": "20",
+        "GATEWAY_LIVE_MAX_SUBSCRIPTIONS_PER_CONNECTION": "4",
+        "GATEWAY_LIVE_MAX_SUBSCRIPTIONS_PER_IDENTITY": "50",
+        "GATEWAY_LIVE_MAX_MESSAGE_BYTES": "4096",
+    }
+    assert Settings.from_environ({**base, **given}).live_transport == LiveTransportLimits(
+        3.0, 20.0, 4, 50, 4096
+    )
+    for name, bad in [
+        ("GATEWAY_LIVE_KEEPALIVE", "0"),
+        ("GATEWAY_LIVE_MAX_SUBSCRIPTIONS_PER_CONNECTION", "0"),
+        ("GATEWAY_LIVE_MAX_MESSAGE_BYTES", "12"),
+        ("GATEWAY_LIVE_INIT_TIMEOUT", "soon"),
+    ]:
+        with pytest.raises(ConfigError, match=name):
+            Settings.from_environ({**base, name: bad})

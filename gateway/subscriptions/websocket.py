@@ -128,8 +128,9 @@ class GatewayTransportWSHandler(BaseGraphQLTransportWSHandler[GatewayContext, No
             self.connection_init_received = True
             if self.connection_init_timeout_task:
                 self.connection_init_timeout_task.cancel()
-            # The reason is a close frame's: at most 123 bytes.
-            await self.websocket.close(UNAUTHORIZED, f"Unauthorized: {exc}"[:120])
+            # The reason is a close frame's: at most 123 bytes of UTF-8.
+            reason = f"Unauthorized: {exc}".encode()[:123].decode(errors="ignore")
+            await self.websocket.close(UNAUTHORIZED, reason)
             return
         await super().handle_connection_init(message)
         if self.connection_acknowledged:
