@@ -23,12 +23,14 @@ simulator's admin API. In order:
    process; the result is written.
 
 **Where a latency starts.** The admin call makes the change and, on the simulator's loop,
-writes the ``ConferenceStatus`` event to the report connections before it answers. So
-the event leaves the PBX between the moment the admin request is sent and the moment its
-answer arrives; each latency here starts at the first (the send), so it is an upper bound
-that includes the admin request's trip into the simulator (its round trip is reported
-beside it). It ends when the subscriber's message is read in this process, so it includes
-this process's own scheduling (its CPU is reported too).
+writes the ``ConferenceStatus`` event to the report connections before it answers, then
+stamps its answer with ``changed_at`` (``time.monotonic()``: Linux's ``CLOCK_MONOTONIC``,
+one clock for every process of the machine). Each latency starts there: the moment the PBX
+had sent its event (``latency_from: simulator``). A simulator without the stamp, or a stamp
+outside the call's own send and answer, falls back to the moment the admin request was sent
+(``admin call sent``: an upper bound including the request's trip; its round trip is
+reported beside it). A latency ends when the subscriber's message is read in this process,
+so it includes this process's own scheduling (its CPU is reported too).
 
 The spec (JSON): ``url`` (ws://.../graphql), ``admin_url`` (the simulator), ``rooms``
 (numbers), ``subscribers``, ``events``, ``rate`` (changes per second), ``addresses``
@@ -72,6 +74,8 @@ class Change:
     member: str
     sent: float = 0.0
     answered: float = 0.0
+    changed: float | None = None
+    """The simulator's ``changed_at``: its event handed to the report connections."""
     seen: int = 0
     first: float | None = None
     last: float | None = None
@@ -181,10 +185,12 @@ class RoomPlan:
         return room, action, member, frozenset({self.anchors[room], *joined})
 
 
-async def _admin(http: httpx.AsyncClient, path: str, body: dict[str, Any]) -> None:
+async def _admin(http: httpx.AsyncClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
     response = await http.post(f"/__simulator{path}", json=body)
     if response.status_code != 200:
         raise RuntimeError(f"simulator {path} answered {response.status_code}: {response.text}")
+    answer: dict[str, Any] = response.json()
+    return answer
 
 
 async def _open_all(subscribers: list[Subscriber], concurrency: int) -> tuple[int, dict[str, int]]:
@@ -342,13 +348,20 @@ async def _phase(
         change = Change(phase.first + offset, room, action, member)
         tracker.expect(change, after)
         change.sent = time.monotonic()
-        await _admin(admin, f"/live/{action}", {"number": room, "member": member})
+        answer = await _admin(admin, f"/live/{action}", {"number": room, "member": member})
         change.answered = time.monotonic()
+        stamp = answer.get("changed_at")
+        if isinstance(stamp, float) and change.sent <= stamp <= change.answered:
+            change.changed = stamp  # one clock for both processes: it fell inside the call
     await _drain(tracker, idle)
     phase.done = time.monotonic()
     phase.after = Machine.now(*pids)
     phase.stats = (await admin.get("/__simulator/stats")).json()
     return phase
+
+
+def _origin(change: Change) -> float:
+    return change.changed if change.changed is not None else change.sent
 
 
 async def _drain(tracker: Tracker, idle: float) -> None:
@@ -377,9 +390,10 @@ def _figures(
     """Latencies, rates, misses and PBX calls of one phase's ``changes``."""
     total = len(changes)
     complete = [c for c in changes if c.last is not None and c.seen == tracker.audience[c.room]]
-    to_last = [round((c.last - c.sent) * 1e6) for c in complete if c.last is not None]
-    to_first = [round((c.first - c.sent) * 1e6) for c in changes if c.first is not None]
+    to_last = [round((c.last - _origin(c)) * 1e6) for c in complete if c.last is not None]
+    to_first = [round((c.first - _origin(c)) * 1e6) for c in changes if c.first is not None]
     admin_rtt = [round((c.answered - c.sent) * 1e6) for c in changes]
+    stamped = sum(1 for c in changes if c.changed is not None)
     # Rates count intervals: M changes paced at r per second span (M - 1) / r seconds.
     ended = max((c.last for c in complete if c.last is not None), default=done)
     window = ended - phase_start
@@ -398,6 +412,9 @@ def _figures(
         "deliveries": delivered,
         "deliveries_missed": expected - delivered,
         "deliveries_per_s": round(delivered / window, 1) if window > 0 else None,
+        # Where latencies start: the simulator's stamp when every change had one, else
+        # (a simulator without it, another clock) the admin call's send, an upper bound.
+        "latency_from": "simulator" if stamped == total else "admin call sent",
         "latency_to_last_ms": percentiles(to_last),
         "latency_to_first_ms": percentiles(to_first),
         "admin_call_ms": percentiles(admin_rtt),

@@ -137,10 +137,10 @@ def fanout_header(options: Any) -> str:
         "   gateway settings: shipped defaults unless the row says (events: the PBX's TCP "
         "report channel; poll: events off, the gateway's poller)\n"
         f"   paced phase ({options.fanout_rate:g} changes/s asked; ev/s = sustained): latency "
-        "(ms) from sending the admin call that makes the change (the event leaves the PBX "
-        "inside it) to the moment the LAST (last p50/p99) or first (1st p50) subscriber of "
-        "the room read the CHANGED update, in the load process; admin = that call's round "
-        "trip p50\n"
+        "(ms) from the simulator's stamp of the change (its event just written to the report "
+        "channel; one monotonic clock on the machine) to the moment the LAST (last p50/p99) "
+        "or first (1st p50) subscriber of the room read the CHANGED update, in the load "
+        "process; admin = the admin call's round trip p50\n"
         "   burst phase (changes back to back): cap ev/s = changes delivered to every "
         "subscriber per second, deliv/s = updates delivered per second, CPU us = gateway CPU "
         "per update delivered\n"
@@ -196,6 +196,8 @@ def _fanout_notes(row: dict[str, Any]) -> str:
             f"{row['connect_failures']} subscribers failed to connect: "
             f"{row.get('connect_failure_reasons')}"
         )
+    if row.get("latency_from", "simulator") != "simulator":
+        notes.append(f"latencies start at the {row['latency_from']} (no simulator stamp)")
     if row["initial_updates"] != row["subscribers"]:
         notes.append(f"{row['initial_updates']} INITIAL updates for {row['subscribers']}")
     if row["unmatched_updates"]:

@@ -63,6 +63,7 @@ def test_each_subscriber_counts_each_change_of_its_room_once() -> None:
     assert not tracker.all_seen.is_set()
     assert tracker.unmatched == 1
     figures = _figures(tracker, tracker.changes, {"calls": {}}, 0.0, 30.0)
+    assert figures["latency_from"] == "admin call sent"  # no simulator stamp here
     assert (figures["events_complete"], figures["deliveries"]) == (3, 5)
     assert (figures["deliveries_expected"], figures["deliveries_missed"]) == (6, 1)
     # Changes 0, 1 and 3 reached their last subscriber 11 s after they were sent; the first

@@ -159,6 +159,7 @@ def test_bench_fanout_delivers_every_change_to_every_subscriber(tmp_path: Path) 
                 "latency_to_first_ms", "rss", "pbx", "endings", "deliveries_missed", "cpu",
                 "settings", "stack"} <= row.keys()  # fmt: skip
         assert {"p50", "p99"} <= row["latency_to_last_ms"].keys()
+        assert row["latency_from"] == "simulator"  # from the simulator's stamp of each change
         assert {"before_bytes", "subscribed_bytes", "per_subscriber_bytes"} <= row["rss"].keys()
         assert row["rss"]["before_bytes"] > 0
         assert row["subscribers"] == 20

@@ -8,10 +8,17 @@ the room), ``GET live/events`` (the last events made), ``POST live/join``, ``liv
 ones on arrival for that long). Events on or off, the report method
 and the other live switches go through ``POST /__simulator/config``. A rule the PBX would
 refuse (a member not in the room, a number twice) answers 400 with the reason.
+
+``join``, ``leave`` and ``answer`` (the changes that add or remove a participant) answer with
+``changed_at`` too: ``time.monotonic()`` (Linux's ``CLOCK_MONOTONIC``, one clock for every
+process on the machine) just after the change, by which time its ``ConferenceStatus`` has
+been handed to every TCP report connection. A benchmark on the same machine times the
+delivery of a change from there (``bench.fanout_load``).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +47,16 @@ def _join(state: SimulatorState, body: Body) -> dict[str, Any]:
     )
 
 
+def _stamped(action: Action) -> Action:
+    """``action``, its answer carrying ``changed_at`` (see the module docstring)."""
+
+    def stamped(state: SimulatorState, body: Body) -> dict[str, Any]:
+        result = action(state, body)
+        return {**result, "changed_at": time.monotonic()}
+
+    return stamped
+
+
 def _invite(state: SimulatorState, body: Body) -> dict[str, Any]:
     state.live_invite(_room(body), _member(body), arg(body, "dialpermission", str, ""))
     return {}
@@ -58,15 +75,15 @@ def _clear(state: SimulatorState, body: Body) -> dict[str, Any]:
 LIVE_ROUTES: list[tuple[str, str, Action]] = [
     ("/live", "GET", lambda state, body: state.live_json()),
     ("/live/events", "GET", lambda state, body: {"events": state.live_events()}),
-    ("/live/join", "POST", _join),
-    ("/live/leave", "POST", lambda s, b: s.live_leave(_room(b), _member(b))),
+    ("/live/join", "POST", _stamped(_join)),
+    ("/live/leave", "POST", _stamped(lambda s, b: s.live_leave(_room(b), _member(b)))),
     (
         "/live/mute",
         "POST",
         lambda s, b: s.live_mute(_room(b), _member(b), arg(b, "muted", bool, True)),
     ),
     ("/live/invite", "POST", _invite),
-    ("/live/answer", "POST", lambda s, b: s.live_answer(_room(b), _member(b))),
+    ("/live/answer", "POST", _stamped(lambda s, b: s.live_answer(_room(b), _member(b)))),
     ("/live/decline", "POST", _decline),
     ("/live/clear", "POST", _clear),
     (
