@@ -4,13 +4,16 @@ Issue 17 asks what it costs to keep N ``conferenceSessions`` subscribers current
 per second, the delay from the PBX's event to the last subscriber (p50, p99), memory per
 subscriber, and PBX calls per change (none when the PBX sends events). Each row starts its
 own simulator (serial, the bench's 20 ms per call, its TCP report port on, events on or
-off) and its own gateway (one process, the shipped settings), then runs
-``bench.fanout_load`` in a third process, which subscribes, makes the changes through the
-simulator's admin API and measures (its docstring says exactly where a latency starts and
-ends). Rows:
+off) and its own gateway (one process, the shipped settings, served as ``pbx-gateway
+serve`` serves it: ``bench.serve gateway --as-shipped``), then runs ``bench.fanout_load``
+in a third process, which subscribes, makes the changes through the simulator's admin API
+(paced, then back to back) and measures (its docstring says exactly where a latency starts
+and ends). Rows:
 
 - **events**: the PBX sends ``ConferenceStatus`` on its report channel; the gateway holds
-  the channel and pushes each change; at each size of ``sizes`` (100 and 1,000);
+  the channel and pushes each change; at each size of ``sizes`` (100 and 1,000), paced
+  (the latencies) then in a burst (the capacity: changes and updates per second, gateway
+  CPU per update);
 - **poll**: a PBX without events: the gateway's poller asks ``query_in_session`` for the
   watched rooms every interval, so a change waits for the next poll. Its changes are spread
   so a room changes at most once per two intervals (a poll sees every state).
@@ -70,7 +73,8 @@ class FanoutPlan:
     def seconds(self) -> float:
         """About how long the row takes (for the time budget): start, subscribe, changes."""
         paced = self.events / self.rate + (self.poll_interval or 0)
-        return 6.0 + self.subscribers / 150 + paced + self.burst * self.subscribers / 20_000
+        burst = self.burst * (self.subscribers / self.rooms) / 2_000  # ~2,000 updates/s
+        return 6.0 + self.subscribers / 150 + paced + burst
 
 
 def plans(
@@ -104,6 +108,8 @@ def _rooms(subscribers: int) -> int:
 def addresses(subscribers: int) -> list[str]:
     """Loopback source addresses enough for ``subscribers`` sockets at ``PER_ADDRESS``."""
     count = max(1, math.ceil(subscribers / PER_ADDRESS))
+    if FIRST_ADDRESS + count > 255:
+        raise ValueError(f"{subscribers} subscribers need more than 127.0.0.2-254")
     return [f"127.0.0.{FIRST_ADDRESS + i}" for i in range(count)]
 
 
