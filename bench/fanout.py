@@ -172,6 +172,7 @@ def _load(
     port = gateway.process.port
     spec = {
         "url": f"ws://127.0.0.1:{port}/graphql",
+        "gateway_url": f"http://127.0.0.1:{port}",
         "admin_url": simulator.url,
         "rooms": [room(index) for index in range(plan.rooms)],
         "subscribers": plan.subscribers,

@@ -32,7 +32,9 @@ outside the call's own send and answer, falls back to the moment the admin reque
 reported beside it). A latency ends when the subscriber's message is read in this process,
 so it includes this process's own scheduling (its CPU is reported too).
 
-The spec (JSON): ``url`` (ws://.../graphql), ``admin_url`` (the simulator), ``rooms``
+The spec (JSON): ``url`` (ws://.../graphql), ``gateway_url`` (http://..., for its
+``/metrics``: which live source runs, events received, polls), ``admin_url`` (the
+simulator), ``rooms``
 (numbers), ``subscribers``, ``events``, ``rate`` (changes per second), ``addresses``
 (source addresses to spread the sockets over), ``gateway_pid``, ``simulator_pid``,
 ``drain_timeout`` (seconds without any delivery after which the rest count as missed),
@@ -223,7 +225,10 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     tracker = Tracker(audience)
     out: dict[str, Any] = {"subscribers": count, "rooms": len(rooms), "addresses": len(addresses)}
 
-    async with httpx.AsyncClient(base_url=spec["admin_url"], timeout=30.0) as admin:
+    async with (
+        httpx.AsyncClient(base_url=spec["admin_url"], timeout=30.0) as admin,
+        httpx.AsyncClient(base_url=spec["gateway_url"], timeout=30.0) as gateway,
+    ):
         await _admin(admin, "/live/clear", {})
         for room, anchor in plan.anchors.items():
             await _admin(admin, "/live/join", {"number": room, "member": anchor})
@@ -265,6 +270,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         out["initial_updates"] = tracker.initial
         await asyncio.sleep(0.5)  # let the gateway finish what the subscribing started
         rss_after = rss_bytes(gateway_pid)
+        out["gateway_live_subscribed"] = await gateway_live(gateway)  # its own count of them
         out["rss"] = {
             "before_bytes": rss_before,
             "subscribed_bytes": rss_after,
@@ -276,10 +282,11 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         drain = float(spec.get("drain_timeout", 15.0))
         pids = (gateway_pid, simulator_pid)
         paced = (int(spec["events"]), float(spec["rate"]))
-        phases = [await _phase(admin, tracker, plan, pids, *paced, idle=drain)]
+        phases = [await _phase(admin, gateway, tracker, plan, pids, *paced, idle=drain)]
         burst_count = int(spec.get("burst_events", 0))
         if burst_count:
-            phases.append(await _phase(admin, tracker, plan, pids, burst_count, None, idle=drain))
+            burst = await _phase(admin, gateway, tracker, plan, pids, burst_count, None, idle=drain)
+            phases.append(burst)
         await _drain(tracker, drain)  # anything still due (when a phase gave up waiting)
         out["rss"]["after_changes_bytes"] = rss_bytes(gateway_pid)
 
@@ -308,15 +315,18 @@ class Phase:
     rate: float | None
     started: float
     before: Machine
+    live_before: dict[str, Any]
     done: float = 0.0
     after: Machine | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    live_after: dict[str, Any] = field(default_factory=dict)
 
     def figures(self, tracker: Tracker) -> dict[str, Any]:
         """The phase's figures from what ``tracker`` holds now."""
         changes = tracker.changes[self.first : self.first + self.count]
         figures = _figures(tracker, changes, self.stats, self.started, self.done)
         figures["rate_asked"] = self.rate
+        figures["gateway_live"] = _live_delta(self.live_before, self.live_after)
         assert self.after is not None
         figures["cpu"] = _cpu(
             self.before, self.after, self.done - self.started, figures["deliveries"]
@@ -326,6 +336,7 @@ class Phase:
 
 async def _phase(
     admin: httpx.AsyncClient,
+    gateway: httpx.AsyncClient,
     tracker: Tracker,
     plan: RoomPlan,
     pids: tuple[int, int],
@@ -338,7 +349,8 @@ async def _phase(
     for (see :func:`_drain`). The simulator's counters are zeroed first and read at the
     end, so its PBX calls are the phase's alone; so is the CPU."""
     await _admin(admin, "/reset", {})
-    phase = Phase(len(tracker.changes), count, rate, time.monotonic(), Machine.now(*pids))
+    live = await gateway_live(gateway)
+    phase = Phase(len(tracker.changes), count, rate, time.monotonic(), Machine.now(*pids), live)
     for offset in range(count):
         if rate is not None:
             delay = phase.started + offset / rate - time.monotonic()
@@ -357,7 +369,40 @@ async def _phase(
     phase.done = time.monotonic()
     phase.after = Machine.now(*pids)
     phase.stats = (await admin.get("/__simulator/stats")).json()
+    phase.live_after = await gateway_live(gateway)
     return phase
+
+
+LIVE_METRICS = {
+    "gateway_live_events_total": "events_received",
+    "gateway_live_polls_total": "polls",
+    "gateway_live_channel_reconnects_total": "reconnects",
+    "gateway_live_subscribers": "subscribers",
+    "gateway_live_slow_consumers_total": "slow_consumers",
+}
+"""The gateway's own live counters (``/metrics``), by the name this module reports."""
+
+
+async def gateway_live(http: httpx.AsyncClient) -> dict[str, Any]:
+    """The gateway's live counters and which source runs, from its ``/metrics``."""
+    text = (await http.get("/metrics")).text
+    found: dict[str, Any] = {"source": None}
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name.startswith('gateway_live_source{kind="') and float(value) == 1.0:
+            found["source"] = name.split('"')[1]
+        elif name in LIVE_METRICS:
+            found[LIVE_METRICS[name]] = float(value)
+    return found
+
+
+def _live_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What the gateway's live counters did between two looks (the source at the end)."""
+    delta: dict[str, Any] = {"source": after.get("source")}
+    for key in ("events_received", "polls", "reconnects", "slow_consumers"):
+        if key in after and key in before:
+            delta[key] = round(after[key] - before[key])
+    return delta
 
 
 def _origin(change: Change) -> float:

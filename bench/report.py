@@ -196,6 +196,9 @@ def _fanout_notes(row: dict[str, Any]) -> str:
             f"{row['connect_failures']} subscribers failed to connect: "
             f"{row.get('connect_failure_reasons')}"
         )
+    source = (row.get("gateway_live") or {}).get("source")
+    if source is not None and source != row["mode"]:
+        notes.append(f"the gateway's live source was {source}, not {row['mode']}")
     if row.get("latency_from", "simulator") != "simulator":
         notes.append(f"latencies start at the {row['latency_from']} (no simulator stamp)")
     if row["initial_updates"] != row["subscribers"]:

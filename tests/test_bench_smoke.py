@@ -173,8 +173,13 @@ def test_bench_fanout_delivers_every_change_to_every_subscriber(tmp_path: Path) 
         assert row["subscribers_open_at_end"] == 20
         assert row["ignored_settings"] == []
 
+    for mode, row in rows.items():  # the gateway's own /metrics: the source it ran on
+        assert row["gateway_live"]["source"] == mode
+        assert row["gateway_live_subscribed"]["subscribers"] == 20
+
     events = rows["events"]
     assert events["events"] == 6
+    assert events["gateway_live"]["events_received"] == 6
     assert events["pbx"]["query_in_session_calls"] == 0  # events on: no PBX call per change
     assert events["pbx"]["query_in_session_per_event"] == 0
     assert events["pbx"]["tcp_events_sent"] == 6  # each change went out as one event
@@ -187,6 +192,7 @@ def test_bench_fanout_delivers_every_change_to_every_subscriber(tmp_path: Path) 
 
     poll = rows["poll"]
     assert poll["pbx"]["query_in_session_calls"] > 0  # the poller asked the PBX
+    assert poll["gateway_live"]["polls"] >= 1  # its own count (read apart from the PBX's)
     assert poll["pbx"]["events_suppressed"] == poll["events"]  # and the PBX sent no event
     assert poll["pbx"]["tcp_events_sent"] == 0
     assert "GATEWAY_LIVE_SOURCE=poll" in poll["settings"]
