@@ -511,11 +511,12 @@ async def test_ws_without_connection_init_is_closed_4408(
     assert (await ws.closed_with())[0] == 4408
 
 
-async def test_ws_scope_missing_is_an_error_for_that_subscription(
+async def test_scope_missing_is_an_error_for_that_subscription(
     gateway_stack: StackFactory, tmp_path: Path, frames: Frames
 ) -> None:
     """A key without conferences:read is authenticated, but its subscription is refused
-    with FORBIDDEN; the connection stays usable."""
+    with FORBIDDEN: over the WebSocket an error for that id, over multipart one part with
+    the error, then the end. No PBX call."""
     stack, keys = await _keyed_stack(gateway_stack, tmp_path)
     ws = await _ws(stack, frames)
     await ws.init({"x-api-key": keys["writer"]})
@@ -523,6 +524,14 @@ async def test_ws_scope_missing_is_an_error_for_that_subscription(
     message = await ws.receive()
     errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
     assert [e["extensions"]["code"] for e in errors] == [ErrorCode.FORBIDDEN]
+
+    key = {"x-api-key": keys["writer"]}
+    async with _multipart(stack, frames, [IDLE], headers=key) as stream:
+        parts = []
+        while (part := await stream.part()) is not None:
+            parts.append(part)
+    assert len(parts) == 1, parts  # the refusal, then the end
+    assert [e["extensions"]["code"] for e in parts[0]["payload"]["errors"]] == [ErrorCode.FORBIDDEN]
     assert stack.calls("conference/query_in_session") == 0
 
 
