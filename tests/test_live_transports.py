@@ -34,6 +34,7 @@ from gateway.examples import BUNDLE, WEB_EXAMPLE_DIR
 from gateway.pbx.sessions_query import LiveSession
 from gateway.security.identity import MODERATE, READ, WRITE
 from gateway.settings import LiveTransportLimits, Settings
+from gateway.subscriptions.multipart import wants_multipart
 from tests.gateway_stack import Stack, StackFactory
 from tests.live_helpers import listing
 from tests.processes import one_process_at_a_time
@@ -919,6 +920,25 @@ async def test_shutdown_completes_subscriptions(
     assert messages in ([], [{"id": "1", "type": "complete"}])
     assert ws.connection.close_code in (1000, 1012)
     await stopping
+
+
+@pytest.mark.parametrize(
+    ("accept", "streams"),
+    [
+        (URQL_ACCEPT, True),
+        (APOLLO_ACCEPT, True),
+        ('multipart/mixed; subscriptionSpec="1.0", application/json', True),
+        ("multipart/mixed", True),
+        ("application/graphql-response+json, application/json, multipart/mixed", False),
+        ("multipart/mixed;deferSpec=20220824,application/json", False),
+        ("application/json", False),
+        ("*/*", False),
+        (None, False),
+        ("", False),
+    ],
+)
+def test_which_accept_asks_for_a_multipart_stream(accept: str | None, streams: bool) -> None:
+    assert wants_multipart(accept) is streams
 
 
 # --- settings -------------------------------------------------------------------------------
