@@ -124,13 +124,12 @@ class HotPath:
             return receive
         if method == "POST" and (query_string or not self._is_json(headers.get(b"content-type"))):
             return receive
-        message = await receive()
-        replay = _replay(message, receive)
+        message = await receive()  # from here on, falling through replays it
         body = message.get("body", b"")
         if message["type"] != "http.request" or message.get("more_body", False):
-            return replay  # a disconnect, or a body in parts: the gate reads it
+            return _replay(message, receive)  # a disconnect, or a body in parts: the gate reads it
         if len(body) > self._max_body or (body and method == "GET"):
-            return replay
+            return _replay(message, receive)
         readings = self._posted if method == "POST" else self._queried
         seen = body if method == "POST" else query_string
         operation = readings.get(seen)
@@ -141,7 +140,7 @@ class HotPath:
             else:
                 operation = operation_of_query(QueryParams(query_string))
             if operation is None:
-                return _handing_on(state, None, replay)
+                return _handing_on(state, None, _replay(message, receive))
         client = scope.get("client")
         address = client[0] if client else "unknown"
         authorization = headers.get(b"authorization")
@@ -153,10 +152,10 @@ class HotPath:
                 address,
             )
         except Exception:  # Unauthenticated, or worse: the gate answers, as it always has
-            return replay
+            return _replay(message, receive)
         kept = self._answers.get((*operation, identity.scopes), runtime.store)
         if kept is None:
-            return _handing_on(state, operation, replay)
+            return _handing_on(state, operation, _replay(message, receive))
         if not known:
             readings.put(seen, operation)
         if self._cors is not None:
@@ -166,6 +165,7 @@ class HotPath:
         if self._requests is not None:
             wait = self._requests.take(identity.name)
             if wait > 0:
+                replay = _replay(message, receive)
                 await self._gate.refuse_rate_limited(scope, replay, send, identity, wait)
                 return None
         answer = kept.body

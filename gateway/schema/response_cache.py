@@ -144,10 +144,12 @@ class ResponseCache:
         if entry is None:
             return None
         kept = entry[0]
-        if all(store.current(source) == version for source, version in kept.sources):
-            return kept
-        self._answers.pop(key, None)
-        return None
+        current = store.current
+        for source, version in kept.sources:  # a loop, not all(): this is the hot path
+            if current(source) != version:
+                self._answers.pop(key, None)
+                return None
+        return kept
 
     def put(self, key: Key, answer: CachedAnswer) -> None:
         """Keep ``answer`` unless it is too large for its share of the budget."""
