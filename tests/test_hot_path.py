@@ -91,6 +91,14 @@ class Twins:
         return await self.same("GET", "/graphql?" + urlencode(params), headers=headers)
 
 
+async def in_parts(body: Any) -> AsyncIterator[bytes]:
+    """``body`` as JSON, sent chunked in two parts."""
+    data = json.dumps(body).encode()
+    yield data[:10]
+    await asyncio.sleep(0.01)
+    yield data[10:]
+
+
 async def too_many_headers(server: LoopbackServer, key: str) -> bytes:
     """A hot POST with more header fields than the connection guard allows, on a raw
     connection; what came back (the guard answers below any ASGI code)."""
@@ -251,6 +259,12 @@ async def test_hot_path_answers_as_the_full_path_with_keys_cors_and_a_rate_limit
     guarded = [await too_many_headers(server, plain["pins"]) for server in (pair.on, pair.off)]
     assert guarded[0] == guarded[1] and guarded[0].startswith(b"HTTP/1.1 431")
     assert pair.hot.answered == 18
+    json_pins = {**pins, "content-type": "application/json"}
+    chunked = [  # a body sent in chunks: in one receive() or several, the same answer
+        await client.post("/graphql", content=in_parts({"query": WALL}), headers=json_pins)
+        for client in pair.clients
+    ]
+    assert shape(chunked[0]) == shape(chunked[1]) and chunked[0].status_code == 200
 
     # The request budget: both refuse at the same request, with the same Retry-After.
     statuses = [(await pair.post({"query": WALL}, pins)).status_code for _ in range(80)]
@@ -258,6 +272,8 @@ async def test_hot_path_answers_as_the_full_path_with_keys_cors_and_a_rate_limit
     rejected = [r.requests.rejected for r in map(pair.runtime, (pair.on, pair.off)) if r.requests]
     assert rejected[0] == rejected[1] > 0
     assert pair.hot.answered > 18  # the hits before the budget ran out
+    assert statuses[-1] == 429
+    assert (await pair.post({"query": WALL}, {**pins, "origin": ORIGIN})).status_code == 429
     pair.clock.advance(3)
     assert (await pair.post({"query": WALL}, pins)).status_code == 200
 
