@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import io
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -30,6 +31,7 @@ from gateway.app import GatewayApp, create_app
 from gateway.demo import demo_settings
 from gateway.graphql_view import GatewayGraphQL
 from gateway.http.hot_path import HotPath
+from gateway.observability.logs import configure_logging, direct_writer
 from gateway.runtime import Runtime
 from gateway.secrets import Secret
 from gateway.security.config import SecuritySettings
@@ -359,6 +361,41 @@ async def test_hot_path_skips_the_view_but_not_the_log_or_the_metrics(
     assert samples[0] == samples[1]
     assert samples[0]["requests"] == 10 and samples[0]["observed"] == 10
     assert samples[0]["cached"] == 9
+
+
+async def test_hot_path_writes_the_full_paths_log_line_as_serve_writes_it(
+    twins: TwinFactory,
+) -> None:
+    """With ``serve``'s logging (the line formatted without a LogRecord, the writer
+    thread), a read answered by the hot path logs the line the full path logs, but for
+    the request id, the time and the duration."""
+    buffer = io.StringIO()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    configure_logging("INFO", stream=buffer)
+    ours = root.handlers[0]
+    try:
+        assert direct_writer(logging.getLogger("gateway.request")) is not None
+        pair = await twins(anonymous_security(ALL_SCOPES, rate=None))
+        seen: list[list[dict[str, Any]]] = []
+        for client in pair.clients:
+            for _ in range(3):
+                await client.post("/graphql", json={"query": WALL})
+            ours.flush()
+            lines = [json.loads(line) for line in buffer.getvalue().splitlines()]
+            buffer.seek(0)
+            buffer.truncate()
+            seen.append([line for line in lines if line["logger"] == "gateway.request"])
+    finally:
+        ours.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    assert pair.hot.answered == 2
+    varying = ("time", "request_id", "duration_ms")
+    on, off = ([{k: v for k, v in line.items() if k not in varying} for line in s] for s in seen)
+    assert on == off
+    assert [line["cache"] for line in on] == ["miss", "response", "response"]
+    assert all(set(line) >= set(varying) for line in seen[0])
 
 
 def figures(runtime: Runtime) -> dict[str, float]:
