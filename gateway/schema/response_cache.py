@@ -87,6 +87,13 @@ class CachedAnswer:
         return decoded
 
 
+def operation_of(
+    query: str, operation_name: str | None, variables: Mapping[str, Any] | None
+) -> Operation:
+    """The key's request part (:data:`Operation`)."""
+    return key_for(query, operation_name, variables, frozenset())[:3]
+
+
 def key_for(
     query: str,
     operation_name: str | None,
@@ -94,15 +101,8 @@ def key_for(
     scopes: frozenset[str],
 ) -> Key:
     """The cache key; ``None`` and ``{}`` variables are the same request."""
-    return (*operation_of(query, operation_name, variables), scopes)
-
-
-def operation_of(
-    query: str, operation_name: str | None, variables: Mapping[str, Any] | None
-) -> Operation:
-    """The key's request part (:data:`Operation`)."""
     canonical = json.dumps(variables or {}, sort_keys=True, separators=(",", ":"), default=str)
-    return (query, operation_name or None, canonical)
+    return (query, operation_name or None, canonical, scopes)
 
 
 class _Answers(TLRUCache[Key, tuple[CachedAnswer, int]]):
@@ -144,12 +144,10 @@ class ResponseCache:
         if entry is None:
             return None
         kept = entry[0]
-        current = store.current
-        for source, version in kept.sources:  # a loop, not all(): this is the hot path
-            if current(source) != version:
-                self._answers.pop(key, None)
-                return None
-        return kept
+        if all(store.current(source) == version for source, version in kept.sources):
+            return kept
+        self._answers.pop(key, None)
+        return None
 
     def put(self, key: Key, answer: CachedAnswer) -> None:
         """Keep ``answer`` unless it is too large for its share of the budget."""
