@@ -30,6 +30,7 @@ from starlette.responses import Response
 from gateway.app import GatewayApp, create_app
 from gateway.demo import demo_settings
 from gateway.graphql_view import GatewayGraphQL
+from gateway.http import hot_path
 from gateway.http.hot_path import HotPath
 from gateway.observability.logs import configure_logging, direct_writer
 from gateway.runtime import Runtime
@@ -396,6 +397,27 @@ async def test_hot_path_writes_the_full_paths_log_line_as_serve_writes_it(
     assert on == off
     assert [line["cache"] for line in on] == ["miss", "response", "response"]
     assert all(set(line) >= set(varying) for line in seen[0])
+
+
+async def test_hot_path_keeps_readings_of_answered_bodies_only_and_within_a_budget(
+    twins: TwinFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A body's reading is kept once the cache answered it (never a miss's, so no
+    mutation's variables), and the readings stay within their byte budget however many
+    distinct documents come: the oldest are dropped, and still answered right."""
+    monkeypatch.setattr(hot_path, "READINGS_BYTES", 4_000)
+    pair = await twins(anonymous_security(ALL_SCOPES, rate=None))
+    await pair.post({"query": WALL})
+    assert pair.hot.readings_bytes == 0  # a miss: nothing kept
+    await pair.post({"query": WALL})
+    assert pair.hot.readings_bytes > 0
+    for i in range(30):  # each a new document (a comment makes it one), asked twice
+        for _ in range(2):
+            await pair.post({"query": f"{WALL} # {i}"})
+            assert pair.hot.readings_bytes <= 4_000
+    assert pair.hot.answered == 31
+    await pair.post({"query": WALL})  # its reading was dropped long ago: read again
+    assert pair.hot.answered == 32
 
 
 def figures(runtime: Runtime) -> dict[str, float]:

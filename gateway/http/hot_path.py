@@ -99,6 +99,11 @@ class HotPath:
         self.answered = 0
         """Requests answered here (for tests: the rest went the full path)."""
 
+    @property
+    def readings_bytes(self) -> int:
+        """Bytes the kept readings of bodies and query strings count for (bounded)."""
+        return self._posted.held + self._queried.held
+
     async def serve(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
         """Answer the HTTP request ``scope`` and return None, or return the channel the
         full path must read it from (``receive``, or the body read here, replayed)."""
@@ -235,6 +240,10 @@ class _Readings:
         self._max_bytes = max_bytes
         self._bytes = 0
         self._entries: dict[bytes, Operation] = {}
+
+    @property
+    def held(self) -> int:
+        return self._bytes
 
     def get(self, raw: bytes) -> Operation | None:
         return self._entries.get(raw)
