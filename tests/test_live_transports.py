@@ -19,6 +19,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any, Final
@@ -38,7 +39,7 @@ from gateway.subscriptions.multipart import wants_multipart
 from tests.gateway_stack import Stack, StackFactory
 from tests.live_helpers import listing
 from tests.processes import one_process_at_a_time
-from tests.security_helpers import api_key_security, write_keys
+from tests.security_helpers import api_key_security, claims, jwt_verifier, sign, write_keys
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 BRIDGE: Final = "6403"  # moderators 4000 and 4001 (the simulator's default rooms)
@@ -502,6 +503,23 @@ async def test_ws_upgrade_headers_authenticate_and_subscribe_before_init_is_refu
     early = await _ws(stack, frames, headers={"X-API-Key": keys["reader"]})
     await early.subscribe("1", [IDLE])
     assert (await early.closed_with())[0] == 4401
+
+
+async def test_ws_closes_4401_when_its_jwt_expires(
+    gateway_stack: StackFactory, frames: Frames
+) -> None:
+    """A WebSocket authenticated by a JWT lives as long as the token: at its exp (plus the
+    leeway) it is closed 4401, as HTTP would refuse the token from then on."""
+    verifier = jwt_verifier(leeway=0.0)
+    security = dataclasses.replace(api_key_security(()), auth="jwt", jwt=verifier)
+    stack = await gateway_stack(security=security)
+    token = sign(claims(exp=int(time.time()) + 2))
+    ws = await _ws(stack, frames)
+    assert (await ws.init({"authorization": f"Bearer {token}"}))["type"] == "connection_ack"
+    await ws.subscribe("1", [IDLE])
+    assert (await ws.update("1"))["reason"] == "INITIAL"
+    code, reason = await ws.closed_with()
+    assert (code, reason) == (4401, "Unauthorized: the bearer token has expired")
 
 
 async def test_ws_without_connection_init_is_closed_4408(
