@@ -39,7 +39,14 @@ from gateway.subscriptions.multipart import wants_multipart
 from tests.gateway_stack import Stack, StackFactory
 from tests.live_helpers import listing
 from tests.processes import one_process_at_a_time
-from tests.security_helpers import api_key_security, claims, jwt_verifier, sign, write_keys
+from tests.security_helpers import (
+    api_key_security,
+    bearer,
+    claims,
+    jwt_verifier,
+    sign,
+    write_keys,
+)
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 BRIDGE: Final = "6403"  # moderators 4000 and 4001 (the simulator's default rooms)
@@ -520,6 +527,30 @@ async def test_ws_closes_4401_when_its_jwt_expires(
     assert (await ws.update("1"))["reason"] == "INITIAL"
     code, reason = await ws.closed_with()
     assert (code, reason) == (4401, "Unauthorized: the bearer token has expired")
+
+
+async def test_multipart_stream_ends_when_its_jwt_expires(
+    gateway_stack: StackFactory, frames: Frames
+) -> None:
+    """A multipart stream opened with a JWT ends at the token's exp (plus the leeway): a
+    last part UNAUTHENTICATED, then the closing boundary; the subscription is freed."""
+    verifier = jwt_verifier(leeway=0.0)
+    security = dataclasses.replace(api_key_security(()), auth="jwt", jwt=verifier)
+    stack = await gateway_stack(security=security)
+    token = sign(claims(exp=int(time.time()) + 2))
+    async with _multipart(stack, frames, [IDLE], headers=bearer(token)) as stream:
+        assert (await stream.update())["reason"] == "INITIAL"
+        parts = []
+        while (part := await stream.part()) is not None:
+            parts.append(part)
+    assert parts[-1]["payload"] is None
+    assert parts[-1]["errors"][0]["extensions"]["code"] == ErrorCode.UNAUTHENTICATED
+    feed = stack.gateway_runtime().feed
+    for _ in range(200):
+        if feed.subscribers == 0 and not _slots(stack).held:
+            break
+        await asyncio.sleep(0.01)
+    assert feed.subscribers == 0 and not _slots(stack).held
 
 
 async def test_ws_without_connection_init_is_closed_4408(
