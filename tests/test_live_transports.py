@@ -19,6 +19,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any, Final
@@ -34,10 +35,18 @@ from gateway.examples import BUNDLE, WEB_EXAMPLE_DIR
 from gateway.pbx.sessions_query import LiveSession
 from gateway.security.identity import MODERATE, READ, WRITE
 from gateway.settings import LiveTransportLimits, Settings
+from gateway.subscriptions.multipart import wants_multipart
 from tests.gateway_stack import Stack, StackFactory
 from tests.live_helpers import listing
 from tests.processes import one_process_at_a_time
-from tests.security_helpers import api_key_security, write_keys
+from tests.security_helpers import (
+    api_key_security,
+    bearer,
+    claims,
+    jwt_verifier,
+    sign,
+    write_keys,
+)
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 BRIDGE: Final = "6403"  # moderators 4000 and 4001 (the simulator's default rooms)
@@ -503,6 +512,47 @@ async def test_ws_upgrade_headers_authenticate_and_subscribe_before_init_is_refu
     assert (await early.closed_with())[0] == 4401
 
 
+async def test_ws_closes_4401_when_its_jwt_expires(
+    gateway_stack: StackFactory, frames: Frames
+) -> None:
+    """A WebSocket authenticated by a JWT lives as long as the token: at its exp (plus the
+    leeway) it is closed 4401, as HTTP would refuse the token from then on."""
+    verifier = jwt_verifier(leeway=0.0)
+    security = dataclasses.replace(api_key_security(()), auth="jwt", jwt=verifier)
+    stack = await gateway_stack(security=security)
+    token = sign(claims(exp=int(time.time()) + 2))
+    ws = await _ws(stack, frames)
+    assert (await ws.init({"authorization": f"Bearer {token}"}))["type"] == "connection_ack"
+    await ws.subscribe("1", [IDLE])
+    assert (await ws.update("1"))["reason"] == "INITIAL"
+    code, reason = await ws.closed_with()
+    assert (code, reason) == (4401, "Unauthorized: the bearer token has expired")
+
+
+async def test_multipart_stream_ends_when_its_jwt_expires(
+    gateway_stack: StackFactory, frames: Frames
+) -> None:
+    """A multipart stream opened with a JWT ends at the token's exp (plus the leeway): a
+    last part UNAUTHENTICATED, then the closing boundary; the subscription is freed."""
+    verifier = jwt_verifier(leeway=0.0)
+    security = dataclasses.replace(api_key_security(()), auth="jwt", jwt=verifier)
+    stack = await gateway_stack(security=security)
+    token = sign(claims(exp=int(time.time()) + 2))
+    async with _multipart(stack, frames, [IDLE], headers=bearer(token)) as stream:
+        assert (await stream.update())["reason"] == "INITIAL"
+        parts = []
+        while (part := await stream.part()) is not None:
+            parts.append(part)
+    assert parts[-1]["payload"] is None
+    assert parts[-1]["errors"][0]["extensions"]["code"] == ErrorCode.UNAUTHENTICATED
+    feed = stack.gateway_runtime().feed
+    for _ in range(200):
+        if feed.subscribers == 0 and not _slots(stack).held:
+            break
+        await asyncio.sleep(0.01)
+    assert feed.subscribers == 0 and not _slots(stack).held
+
+
 async def test_ws_without_connection_init_is_closed_4408(
     gateway_stack: StackFactory, frames: Frames
 ) -> None:
@@ -511,11 +561,12 @@ async def test_ws_without_connection_init_is_closed_4408(
     assert (await ws.closed_with())[0] == 4408
 
 
-async def test_ws_scope_missing_is_an_error_for_that_subscription(
+async def test_scope_missing_is_an_error_for_that_subscription(
     gateway_stack: StackFactory, tmp_path: Path, frames: Frames
 ) -> None:
     """A key without conferences:read is authenticated, but its subscription is refused
-    with FORBIDDEN; the connection stays usable."""
+    with FORBIDDEN: over the WebSocket an error for that id, over multipart one part with
+    the error, then the end. No PBX call."""
     stack, keys = await _keyed_stack(gateway_stack, tmp_path)
     ws = await _ws(stack, frames)
     await ws.init({"x-api-key": keys["writer"]})
@@ -523,6 +574,14 @@ async def test_ws_scope_missing_is_an_error_for_that_subscription(
     message = await ws.receive()
     errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
     assert [e["extensions"]["code"] for e in errors] == [ErrorCode.FORBIDDEN]
+
+    key = {"x-api-key": keys["writer"]}
+    async with _multipart(stack, frames, [IDLE], headers=key) as stream:
+        parts = []
+        while (part := await stream.part()) is not None:
+            parts.append(part)
+    assert len(parts) == 1, parts  # the refusal, then the end
+    assert [e["extensions"]["code"] for e in parts[0]["payload"]["errors"]] == [ErrorCode.FORBIDDEN]
     assert stack.calls("conference/query_in_session") == 0
 
 
@@ -910,6 +969,25 @@ async def test_shutdown_completes_subscriptions(
     assert messages in ([], [{"id": "1", "type": "complete"}])
     assert ws.connection.close_code in (1000, 1012)
     await stopping
+
+
+@pytest.mark.parametrize(
+    ("accept", "streams"),
+    [
+        (URQL_ACCEPT, True),
+        (APOLLO_ACCEPT, True),
+        ('multipart/mixed; subscriptionSpec="1.0", application/json', True),
+        ("multipart/mixed", True),
+        ("application/graphql-response+json, application/json, multipart/mixed", False),
+        ("multipart/mixed;deferSpec=20220824,application/json", False),
+        ("application/json", False),
+        ("*/*", False),
+        (None, False),
+        ("", False),
+    ],
+)
+def test_which_accept_asks_for_a_multipart_stream(accept: str | None, streams: bool) -> None:
+    assert wants_multipart(accept) is streams
 
 
 # --- settings -------------------------------------------------------------------------------
