@@ -419,7 +419,7 @@ async def test_events_switched_off_on_the_pbx_are_caught_and_polling_takes_over(
     await eventually(lambda: len(sink.listings) == 1, what="the resync")
     await ticks.tick()  # a reconciliation: nothing changed, nothing missed
     assert handle.supervisor.kind == "events"
-    assert handle.supervisor.reconciliations == 1
+    assert handle.supervisor.reconciler.checks == 1
 
     queries = stack.calls(QUERY)
     stack.pbx.live_join(BRIDGE, "4000")  # no event comes
