@@ -109,6 +109,11 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
         )
         self._fast_path = FastPath(answers or ResponseCache(), self._caching, clock)
 
+    @property
+    def caching(self) -> CachePolicy:
+        """How answers are marked cacheable; the hot path marks its own the same way."""
+        return self._caching
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
@@ -231,6 +236,7 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
         context = GatewayContext(
             store=runtime.store,
             live=runtime.live,
+            feed=runtime.feed,
             numbers=NumberBudget(runtime.settings.max_numbers),
             identity=identity,
             session=runtime.session,

@@ -17,7 +17,13 @@ module keeps instead:
   (``PBX_MAX_CONCURRENCY``), breaker and retry rules, like every room fetch;
 - **never stale**: an answer older than the TTL is not served; when the PBX cannot answer,
   each ``session`` asked gets the error (who *was* in a room minutes ago is not who is in it).
-  Errors are not kept: the next request asks again (single-flight still holds).
+  Errors are not kept: the next request asks again (single-flight still holds);
+- **kept coherent with live data**: when the live feed learns a room's state (a
+  ``ConferenceStatus`` event, a poll, a resync), :meth:`SessionCache.apply` patches the
+  listing held (one room) and :meth:`SessionCache.apply_listing` takes a complete answer, so a
+  ``Conference.session`` read sees the change at once rather than after the TTL. A fetch
+  under way meanwhile may have been answered before the news: the news is laid over what it
+  keeps, never undone by it.
 
 The participant ids the schema shows are :meth:`SessionCache.participant_id`: an HMAC of the
 room number and the PBX's channel id under a key made for this process, so the id is stable
@@ -32,7 +38,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from gateway.errors import PbxTimeoutError
@@ -68,10 +74,14 @@ class SessionCache:
         self._ttl = ttl
         self._clock = clock
         self._id_key = id_key if id_key is not None else secrets.token_bytes(32)
-        self._listing: Listing | None = None
+        self._listing: dict[str, LiveSession] | None = None
         self._fetched_at = 0.0
         self._inflight: asyncio.Task[Listing] | None = None
         self._epoch = 0  # bumped by forget(): a fetch begun before it keeps nothing
+        # Live news told while a fetch is under way: the fetch's answer may predate it, so
+        # the news is applied again on top of what the fetch keeps (news is never undone).
+        self._news: dict[str, LiveSession | None] = {}
+        self._superseded = False  # a whole listing was told meanwhile: the fetch keeps nothing
         self.stats = SessionCacheStats()
 
     async def get_many(
@@ -118,9 +128,36 @@ class SessionCache:
         self._listing = None
         self._inflight = None
 
+    def apply(self, number: str, session: LiveSession | None) -> None:
+        """Room ``number`` as a live source just reported it (None: nobody is in it):
+        patched into the listing held, if any (none held: the next read asks the PBX).
+        The listing's age is left alone: one room's news says nothing of the others."""
+        if self._inflight is not None:
+            self._news[number] = session
+        if self._listing is None:
+            return
+        if session is None:
+            self._listing.pop(number, None)
+        else:
+            self._listing[number] = session
+
+    def apply_listing(self, listing: Listing, rooms: Collection[str] | None = None) -> None:
+        """A complete answer from a live source (a poll, a resync): every room of ``rooms``
+        not in ``listing`` has nobody in it. With ``rooms`` None it is the whole PBX's answer,
+        as good as a fetch of our own: kept as the fresh listing."""
+        if rooms is None:
+            self._listing = dict(listing)
+            self._fetched_at = self._clock()
+            self._superseded = self._inflight is not None
+            self._news.clear()
+            return
+        for number in rooms:
+            self.apply(number, listing.get(number))
+
     async def _fetch(self) -> Listing:
         self.stats.fetches += 1
         epoch = self._epoch
+        self._news, self._superseded = {}, False
         try:
             listing = await self._fetch_all()
         except Exception:
@@ -129,10 +166,18 @@ class SessionCache:
         finally:
             if self._epoch == epoch:
                 self._inflight = None
-        if self._epoch == epoch:
-            self._listing = listing
-            self._fetched_at = self._clock()
-        return listing
+        if self._epoch != epoch:
+            return listing
+        if self._superseded and self._listing is not None:
+            return self._listing  # a source's whole listing came meanwhile: newer
+        kept = dict(listing)  # our own copy: apply() patches it
+        for number, session in self._news.items():
+            if session is None:
+                kept.pop(number, None)
+            else:
+                kept[number] = session
+        self._listing, self._fetched_at, self._news = kept, self._clock(), {}
+        return kept
 
     def participant_id(self, room: str, member: LiveMember) -> str:
         """A stable opaque id for ``member`` of ``room`` (HMAC of the room and channel id;

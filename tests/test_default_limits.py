@@ -20,6 +20,7 @@ from gateway.security.config import SecuritySettings
 from gateway.simulator import SimulatorConfig
 from gateway.simulator.conference_data import generate_conferences
 from tests.gateway_stack import Stack, StackFactory
+from tests.timing import eventually
 
 ROOMS: Final = [str(n) for n in range(6400, 6500)]  # 100 rooms on the simulated PBX
 ONE: Final = '{ conference(number: "%s") { number name } }'
@@ -121,17 +122,69 @@ async def test_defaults_50_concurrent_single_room_lookups_all_answer(
 async def test_defaults_scan_of_unknown_numbers_is_stopped_by_the_fetch_budget(
     gateway_stack: StackFactory,
 ) -> None:
-    """A client scanning non-existent numbers one by one gets its 10 fetches (the default
-    burst), then RATE_LIMITED with no PBX call: the PBX stays protected by default."""
+    """A client scanning non-existent numbers gets its 10 fetches (the default burst); the
+    rest of its scan waits in one held batch for a refill that never comes (the clock does
+    not move), then is RATE_LIMITED with no PBX call: the PBX stays protected by default."""
     stack = await default_stack(gateway_stack)
     rng = random.Random(19)
     scanned = [str(n) for n in rng.sample(range(70_000, 80_000), 40)]
     codes: list[str | None] = []
-    for number in scanned:
+    for number in scanned[:10]:
         body = await stack.graphql(ONE % number)
+        assert body["data"] == {"conference": None}
+        codes.append(body["errors"][0]["extensions"]["code"] if "errors" in body else None)
+    rest = await asyncio.gather(*(stack.graphql(ONE % number) for number in scanned[10:]))
+    for body in rest:
         assert body["data"] == {"conference": None}
         codes.append(body["errors"][0]["extensions"]["code"] if "errors" in body else None)
     assert codes == [None] * 10 + ["RATE_LIMITED"] * 30
     assert stack.calls() == 10
-    # The scan spent only the scanner's budget on PBX fetches; cached reads still answer.
+    assert stack.gateway_runtime().store.held_numbers == 30  # held, then refused: no call
     assert (await stack.graphql(ONE % scanned[0]))["data"] == {"conference": None}
+
+
+async def test_defaults_lookups_past_the_fetch_budget_wait_for_one_call(
+    gateway_stack: StackFactory,
+) -> None:
+    """A service that has spent its fetch burst (10 cold rooms, one request each) and then
+    asks 40 more cold rooms at once is not refused: the misses wait in its held batch and
+    go to the PBX together when the budget refills. (Without it, each of the 40 found the
+    budget empty and was RATE_LIMITED; a burst of literal documents, validated in turn,
+    reaches the store spaced out like this.)"""
+    stack = await default_stack(gateway_stack)
+    for number in ROOMS[:10]:
+        assert (await stack.graphql(ONE % number))["data"]["conference"]["number"] == number
+    assert stack.calls() == 10  # the burst is spent
+    store = stack.gateway_runtime().store
+    wanted = ROOMS[10:50]
+    done = asyncio.Event()
+
+    async def refill_while_held() -> None:
+        # The fake clock never moves by itself: once misses are held, give the budget one
+        # call's worth (1 per second by default), as often as a held batch may need one.
+        await eventually(lambda: store.held_numbers > 0, what="a miss held")
+        while not done.is_set():
+            stack.clock.advance(1.0)
+            await asyncio.sleep(0.5)
+
+    refill = asyncio.create_task(refill_while_held())
+    try:
+        responses = await asyncio.gather(
+            *(
+                stack.client.post(
+                    "/graphql", json={"query": ONE_BY_VARIABLE, "variables": {"n": n}}
+                )
+                for n in wanted
+            )
+        )
+    finally:
+        done.set()
+        await refill
+    bodies = room_answers(list(responses))
+    assert [b["data"]["conference"]["number"] for b in bodies] == wanted
+    assert not [b for b in bodies if "errors" in b]  # nobody was refused
+    assert store.held_numbers >= 1
+    print(f"\n40 lookups past the budget: {stack.calls() - 10} calls")
+    # Each call needs a refill (one per 0.5 s of the test) and takes a whole held batch:
+    # a few calls where one per room would be 40 (and, before, 40 refusals).
+    assert stack.calls() - 10 < 10

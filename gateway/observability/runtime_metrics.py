@@ -21,6 +21,7 @@ from gateway.pbx.breaker import CircuitState
 
 if TYPE_CHECKING:
     from gateway.fleet.assemble import Fleet
+    from gateway.live.feed import LiveFeed
     from gateway.live.supervisor import LiveHandle
     from gateway.pbx.client import PbxClient
     from gateway.pbx.session import PbxSession
@@ -39,6 +40,7 @@ class RuntimeCollector(Collector):
     misses: RateLimiter
     fleet: Fleet | None = None
     live: LiveHandle | None = None
+    feed: LiveFeed | None = None
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         store, session = self.store.stats, self.session
@@ -90,6 +92,21 @@ class RuntimeCollector(Collector):
             )
         if self.live is not None:
             yield from _live_metrics(self.live)
+        if self.feed is not None:
+            feed = self.feed
+            yield GaugeMetricFamily(
+                "gateway_live_subscribers", "Live subscriptions open now.", feed.subscribers
+            )
+            yield CounterMetricFamily(
+                "gateway_live_updates",
+                "Live updates sent to subscribers (INITIAL and changes).",
+                feed.updates_sent,
+            )
+            yield CounterMetricFamily(
+                "gateway_live_slow_consumers",
+                "Live subscribers closed because they fell GATEWAY_LIVE_BUFFER updates behind.",
+                feed.slow_consumers,
+            )
         limited = CounterMetricFamily(
             "gateway_rate_limited", "Refusals by the per-client budgets.", labels=["budget"]
         )

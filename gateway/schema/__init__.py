@@ -1,4 +1,4 @@
-"""The GraphQL schema: types, the root query and mutation, the per-request context, policies.
+"""The GraphQL schema: types, the root operations, the per-request context, policies.
 
 ``build_schema()`` assembles it; ``schema.graphql`` at the repository root is its
 printed form, kept equal to this code by a test (``pbx-gateway export-schema``). Each
@@ -8,7 +8,8 @@ policy is one extension in the list below.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import strawberry
 from graphql import GraphQLError
@@ -19,7 +20,8 @@ from strawberry.extensions import (
     SchemaExtension,
 )
 from strawberry.schema.config import BatchingConfig, StrawberryConfig
-from strawberry.types import ExecutionContext
+from strawberry.types import ExecutionContext, ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from gateway.schema.document_budget import CostLimits
 from gateway.schema.document_cache import DocumentCacheFactory
@@ -30,11 +32,13 @@ from gateway.schema.query import Query
 from gateway.schema.request_recorder import RequestRecorder
 from gateway.schema.response_cache import ResponseCache, response_caching
 from gateway.schema.stale_marks import StaleMarks
+from gateway.schema.subscription import Subscription
 from gateway.security.config import SecuritySettings
 
 
 class GatewaySchema(strawberry.Schema):
-    """strawberry's schema, minus its habit of logging every error with a traceback.
+    """strawberry's schema, minus its habit of logging every error with a traceback, and
+    never running a subscription as a single answer.
 
     Errors the gateway raises on purpose (bad input, the PBX being down) are answers, not
     incidents; :class:`ErrorCodes` logs the unexpected ones, once, with the request id.
@@ -44,6 +48,31 @@ class GatewaySchema(strawberry.Schema):
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
         return None
+
+    async def execute(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        # A subscription streams (``subscribe``/``stream``: WebSocket, multipart HTTP);
+        # executed for one answer, graphql-core would fail on the stream it returns. So it
+        # is refused as an operation type this request cannot carry (the view says how).
+        given = OperationType if allowed_operation_types is None else allowed_operation_types
+        allowed = set(given) - {OperationType.SUBSCRIPTION}
+        return await super().execute(
+            query,
+            variable_values,
+            context_value,
+            root_value,
+            operation_name,
+            allowed,
+            operation_extensions,
+        )
 
 
 def build_schema(
@@ -72,6 +101,7 @@ def build_schema(
     return GatewaySchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         extensions=extensions,
         config=StrawberryConfig(batching_config=batching),
     )

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from strawberry.dataloader import DataLoader
 
 from gateway.errors import RateLimitedError, retry_seconds
+from gateway.live.feed import LiveFeed
 from gateway.observability.metrics import Metrics
 from gateway.pbx.conferences import Conference
 from gateway.pbx.session import PbxSession
@@ -45,6 +46,9 @@ class GatewayContext:
     """The gateway's one PBX session: the mutation sends its change through it."""
     live: SessionCache
     """Who is in each room (``Conference.session``), shared by every request."""
+    feed: LiveFeed | None = None
+    """This process's live subscribers (``conferenceSessions``); None: live updates are
+    off here (a schema executed without the app)."""
     misses: RateLimiter | None = None
     """The caller's budget of PBX fetches (cache misses)."""
     deadline: float | None = None
@@ -72,7 +76,12 @@ class GatewayContext:
         # resolves together lands in one store.get_many, hence one PBX call.
         self.loader = DataLoader(
             load_fn=functools.partial(
-                self.store.get_many, report=self.stale, deadline=self.deadline, admit=self.admit
+                self.store.get_many,
+                report=self.stale,
+                deadline=self.deadline,
+                admit=self.admit,
+                # Past its fetch budget, the caller's misses wait for its next PBX call.
+                client=self.identity.name,
             )
         )
         # Its own loader: every `session` of the request in one lookup, at most one PBX call.

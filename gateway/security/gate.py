@@ -65,12 +65,20 @@ class Authenticator:
         return 'Bearer realm="pbx-gateway"'
 
     def identify(self, headers: Headers, address: str) -> Identity:
+        return self.identify_credentials(
+            headers.get("authorization"), headers.get("x-api-key"), address
+        )
+
+    def identify_credentials(
+        self, authorization: str | None, api_key: str | None, address: str
+    ) -> Identity:
+        """:meth:`identify` from the two headers' values (the hot path reads them itself)."""
         mode = self._settings.auth
         if mode == "none":
             return Identity(f"anonymous@{address}", self._settings.anonymous_scopes, "anonymous")
-        credential = _bearer(headers)
+        credential = _bearer(authorization)
         if mode == "api-key":
-            credential = headers.get("x-api-key") or credential
+            credential = api_key or credential
             if not credential:
                 raise Unauthenticated(
                     "this gateway needs an API key: send it as 'X-API-Key: <key>' or "
@@ -151,10 +159,16 @@ class GraphQLGate:
             return
         wait = 0.0 if self._requests is None else self._requests.take(identity.name)
         if wait > 0:
-            await self._rate_limited(scope, receive, send, f"requests from {identity.name}", wait)
+            await self.refuse_rate_limited(scope, receive, send, identity, wait)
             return
         scope.setdefault("state", {})["identity"] = identity
         await self._app(scope, _replay(body, receive), send)
+
+    async def refuse_rate_limited(
+        self, scope: Scope, receive: Receive, send: Send, identity: Identity, wait: float
+    ) -> None:
+        """The 429 for ``identity``'s empty request budget (the hot path's too)."""
+        await self._rate_limited(scope, receive, send, f"requests from {identity.name}", wait)
 
     async def _rate_limited(
         self, scope: Scope, receive: Receive, send: Send, what: str, wait: float
@@ -202,8 +216,8 @@ class GraphQLGate:
         return self._settings.graphiql and asks_for_ide(scope["method"], params, headers)
 
 
-def _bearer(headers: Headers) -> str | None:
-    scheme, _, value = headers.get("authorization", "").partition(" ")
+def _bearer(authorization: str | None) -> str | None:
+    scheme, _, value = (authorization or "").partition(" ")
     return value.strip() or None if scheme.lower() == "bearer" else None
 
 
