@@ -180,8 +180,8 @@ def create_app(
                 metrics=metrics,
                 clock=clock,
                 fleet=fleet,
-                # Where live changes come from (events or polling) and where they go: the
-                # feed (this process's subscribers; it keeps the session cache current too).
+                # Where live changes come from (events, push or polling): into the feed,
+                # which tells its subscribers and patches the session cache.
                 live_sources=start_live(
                     settings,
                     session,
