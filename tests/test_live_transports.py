@@ -751,7 +751,7 @@ async def test_ws_persisted_only_runs_registered_documents_only(
 async def test_keepalive_pings_and_heartbeats(gateway_stack: StackFactory, frames: Frames) -> None:
     """A ping per interval on the WebSocket (answered, they go on; unanswered for two
     intervals, the connection is closed 1011); {} heartbeats on a multipart stream."""
-    stack = await gateway_stack(live_transport=LiveTransportLimits(keepalive=0.1))
+    stack = await gateway_stack(live_transport=LiveTransportLimits(keepalive=0.25))
     answering = await _ws(stack, frames)
     await answering.init()
     for _ in range(3):
