@@ -892,6 +892,19 @@ async def test_ws_connections_count_in_the_guard(
     assert guard.open == 0 and guard.websockets == 0 and not guard.per_address
 
 
+async def test_ws_legacy_graphql_ws_protocol_is_not_served(
+    gateway_stack: StackFactory, frames: Frames
+) -> None:
+    """Only graphql-transport-ws: a client offering the legacy graphql-ws alone is closed
+    4406 (subprotocol not acceptable) before anything runs."""
+    stack = await gateway_stack()
+    url = stack.gateway.base_url.replace("http://", "ws://") + "/graphql"
+    async with connect(url, subprotocols=["graphql-ws"], open_timeout=BOUND) as legacy:  # type: ignore[list-item]
+        assert legacy.subprotocol is None
+        ws = Ws(legacy, frames)
+        assert (await ws.closed_with())[0] == 4406
+
+
 async def test_ws_upgrade_headers_are_bounded_as_for_http(gateway_stack: StackFactory) -> None:
     """An upgrade request past GATEWAY_MAX_HEADER_BYTES is refused 431 HEADERS_TOO_LARGE
     before any WebSocket exists, and its connection is given back."""
