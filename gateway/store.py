@@ -149,7 +149,40 @@ class ConferenceStore:
         before ``n`` new PBX fetches start on the caller's behalf; it raises (e.g. the
         caller's rate limit) to refuse them, and those numbers then fail with its error.
         """
-        entries, waiting, missing, revalidate = self._sort(numbers)
+        entries, waiting, failures = self._begin(numbers, self._clock(), report, admit)
+        for number, future in waiting.items():
+            try:
+                entries[number] = await self._wait(future, deadline)
+            except Exception as exc:
+                failures[number] = exc
+        return self._served(numbers, entries, failures, report)
+
+    def answer_now(
+        self, numbers: Sequence[str], *, report: StaleReport | None = None
+    ) -> list[Outcome] | None:
+        """What :meth:`get_many` would answer, when it would answer at once: every number
+        fresh, or recent enough to serve while a background refresh runs (started here, as
+        there, and noted in ``report``). None, with nothing counted or started, when any
+        number would need a PBX call or a wait (the caller then takes the long way).
+
+        For callers that cannot wait (a compiled plan, :mod:`gateway.schema.compiled_plan`):
+        the same answer, stale marks and side effects as :meth:`get_many`, without a task
+        switch."""
+        now = self._clock()
+        for number in numbers:
+            entry = self._fresh.get(number)
+            fresh = entry is not None and now - entry.fetched_at < self._ttl
+            if not fresh and self._recent(number, now) is None:
+                return None
+        entries, _, failures = self._begin(numbers, now, report, None)
+        return self._served(numbers, entries, failures, report)
+
+    def _begin(
+        self, numbers: Sequence[str], now: float, report: StaleReport | None, admit: Admit | None
+    ) -> tuple[dict[str, Entry], dict[str, asyncio.Future[Entry]], dict[str, Exception]]:
+        """The part of a lookup that needs no wait: what is answered now (stale marks
+        noted), the fetches joined or started, the background refreshes started."""
+        entries, waiting, missing, revalidate = self._sort(numbers, now)
         for number, entry in entries.items():
             self._note_expired(report, number, entry)
         failures: dict[str, Exception] = {}
@@ -164,11 +197,16 @@ class ConferenceStore:
         if revalidate:
             self.stats.revalidations += math.ceil(len(revalidate) / self._batch_size)
             self._queue.enqueue(revalidate)
-        for number, future in waiting.items():
-            try:
-                entries[number] = await self._wait(future, deadline)
-            except Exception as exc:
-                failures[number] = exc
+        return entries, waiting, failures
+
+    def _served(
+        self,
+        numbers: Sequence[str],
+        entries: dict[str, Entry],
+        failures: dict[str, Exception],
+        report: StaleReport | None,
+    ) -> list[Outcome]:
+        """The outcomes in order: failures answered stale where allowed, all noted."""
         for number, failure in failures.items():
             stale = self._stale_for(number, failure)
             if stale is not None:
@@ -179,11 +217,10 @@ class ConferenceStore:
         return [outcome(entries[n].conference) if n in entries else failures[n] for n in numbers]
 
     def _sort(
-        self, numbers: Sequence[str]
+        self, numbers: Sequence[str], now: float
     ) -> tuple[dict[str, Entry], dict[str, asyncio.Future[Entry]], list[str], list[str]]:
         """Split numbers into answered now, waiting on a call under way, to fetch, and
         answered now but to refresh in the background."""
-        now = self._clock()
         entries: dict[str, Entry] = {}
         waiting: dict[str, asyncio.Future[Entry]] = {}
         missing: list[str] = []
