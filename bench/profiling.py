@@ -102,7 +102,7 @@ def profile_workload(
         target.capture(workload.bodies)
         simulator.settle()
         load = Load(target.process.base_url, workload.bodies, workload.connections,
-                    workload.duration)  # fmt: skip
+                    workload.duration, random=workload.random)  # fmt: skip
         result = bench.loadgen.run(load, bench.workdir)
         target.process.stop_wrapped()
     stacks = read_folded(raw)

@@ -337,7 +337,8 @@ class Bench:
         if seconds <= 0 or not self._fits(seconds * len(started), f"{workload.label} warm-up"):
             return
         for target in started.values():
-            load = Load(target.process.base_url, workload.bodies, workload.connections, seconds)
+            load = Load(target.process.base_url, workload.bodies, workload.connections, seconds,
+                        random=workload.random)  # fmt: skip
             self.loadgen.run(load, self.workdir)
 
     def _record_merged(
@@ -584,7 +585,13 @@ class Bench:
         redis_before = (redis.sample(), redis.info()) if redis is not None else None
         log_before = _size(target.process.log_path)
         result = loadgen.run(
-            Load(target.process.base_url, workload.bodies, workload.connections, workload.duration),
+            Load(
+                target.process.base_url,
+                workload.bodies,
+                workload.connections,
+                workload.duration,
+                random=workload.random,
+            ),
             self.workdir,
         )
         stats = simulator.stats()

@@ -149,7 +149,8 @@ class ConferenceStore:
         before ``n`` new PBX fetches start on the caller's behalf; it raises (e.g. the
         caller's rate limit) to refuse them, and those numbers then fail with its error.
         """
-        entries, waiting, failures = self._begin(numbers, self._clock(), report, admit)
+        sorted_ = self._sort(numbers, self._clock())
+        entries, waiting, failures = self._begin(sorted_, report, admit)
         for number, future in waiting.items():
             try:
                 entries[number] = await self._wait(future, deadline)
@@ -160,29 +161,38 @@ class ConferenceStore:
     def answer_now(
         self, numbers: Sequence[str], *, report: StaleReport | None = None
     ) -> list[Outcome] | None:
-        """What :meth:`get_many` would answer, when it would answer at once: every number
-        fresh, or recent enough to serve while a background refresh runs (started here, as
-        there, and noted in ``report``). None, with nothing counted or started, when any
-        number would need a PBX call or a wait (the caller then takes the long way).
+        """What :meth:`get_many` would answer, when it would answer at once and without an
+        error: every number fresh, or recent enough to serve while a background refresh
+        runs (started here, as there, and noted in ``report``). None, with nothing counted
+        or started, when any number would need a PBX call or a wait, or is a room the PBX
+        sent unreadable (the caller then takes the long way, where that is answered).
 
         For callers that cannot wait (a compiled plan, :mod:`gateway.schema.compiled_plan`):
         the same answer, stale marks and side effects as :meth:`get_many`, without a task
         switch."""
         now = self._clock()
-        for number in numbers:
-            entry = self._fresh.get(number)
-            fresh = entry is not None and now - entry.fetched_at < self._ttl
-            if not fresh and self._recent(number, now) is None:
+        sorted_ = self._sort(numbers, now)
+        entries, waiting, missing, _ = sorted_
+        if waiting or missing:
+            return None
+        for entry in entries.values():
+            if isinstance(entry.conference, UnreadableRoom):
                 return None
-        entries, _, failures = self._begin(numbers, now, report, None)
+        entries, _, failures = self._begin(sorted_, report, None)  # nothing waits or fails
         return self._served(numbers, entries, failures, report)
 
     def _begin(
-        self, numbers: Sequence[str], now: float, report: StaleReport | None, admit: Admit | None
+        self,
+        sorted_: tuple[dict[str, Entry], dict[str, asyncio.Future[Entry]], list[str], list[str]],
+        report: StaleReport | None,
+        admit: Admit | None,
     ) -> tuple[dict[str, Entry], dict[str, asyncio.Future[Entry]], dict[str, Exception]]:
-        """The part of a lookup that needs no wait: what is answered now (stale marks
-        noted), the fetches joined or started, the background refreshes started."""
-        entries, waiting, missing, revalidate = self._sort(numbers, now)
+        """The part of a lookup that needs no wait, once :meth:`_sort` has sorted its
+        numbers: counted, what is answered now noted, the fetches joined or started, the
+        background refreshes started."""
+        entries, waiting, missing, revalidate = sorted_
+        self.stats.hits += len(entries) + len(waiting)  # waiting: another's call answers it
+        self.stats.misses += len(missing)
         for number, entry in entries.items():
             self._note_expired(report, number, entry)
         failures: dict[str, Exception] = {}
@@ -220,7 +230,7 @@ class ConferenceStore:
         self, numbers: Sequence[str], now: float
     ) -> tuple[dict[str, Entry], dict[str, asyncio.Future[Entry]], list[str], list[str]]:
         """Split numbers into answered now, waiting on a call under way, to fetch, and
-        answered now but to refresh in the background."""
+        answered now but to refresh in the background (nothing counted or started yet)."""
         entries: dict[str, Entry] = {}
         waiting: dict[str, asyncio.Future[Entry]] = {}
         missing: list[str] = []
@@ -229,18 +239,14 @@ class ConferenceStore:
             entry = self._fresh.get(number)
             if entry is not None and now - entry.fetched_at < self._ttl:
                 entries[number] = entry
-                self.stats.hits += 1
             elif (known := self._recent(number, now)) is not None:
                 entries[number] = known  # served now; refreshed once in the background
                 if self._queue.pending(number) is None:
                     revalidate.append(number)
-                self.stats.hits += 1
             elif (future := self._queue.pending(number)) is not None:
-                waiting[number] = future
-                self.stats.hits += 1  # someone else's call will answer it: no PBX call of ours
+                waiting[number] = future  # someone else's call will answer it
             else:
                 missing.append(number)
-                self.stats.misses += 1
         return entries, waiting, missing, revalidate
 
     async def get_all(

@@ -100,9 +100,10 @@ class CompiledPath:
             answer: dict[str, Any] = {"data": data}
             if stale:
                 answer["extensions"] = {"stale": report.as_json()}
-            elif report.sources and oldest is not None:  # as ResponseCaching keeps one
-                self._answers.put(key, CachedAnswer.of(data, tuple(report.sources.items()), oldest))
             body = orjson.dumps(answer)
+            if not stale and report.sources and oldest is not None:  # as ResponseCaching keeps it
+                # The bytes CachedAnswer.of would encode again: {"data": ...}, nothing else.
+                self._answers.put(key, CachedAnswer(body, tuple(report.sources.items()), oldest))
         response = Response(body, media_type=content_type(exchange.media_type))
         request_log.record(
             runtime.metrics,
