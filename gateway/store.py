@@ -236,7 +236,7 @@ class ConferenceStore:
         missing: list[str] = []
         revalidate: list[str] = []
         for number in dict.fromkeys(numbers):
-            entry = self._fresh.get(number)
+            entry = _lookup(self._fresh, number)
             if entry is not None and now - entry.fetched_at < self._ttl:
                 entries[number] = entry
             elif (known := self._recent(number, now)) is not None:
@@ -348,7 +348,7 @@ class ConferenceStore:
 
     def _recent(self, number: str, now: float) -> Entry | None:
         """A known entry young enough to serve while it is refreshed in the background."""
-        known = self._known.get(number)
+        known = _lookup(self._known, number)
         if known is not None and now - known.fetched_at < self._revalidate_until:
             return known
         return None
@@ -510,6 +510,15 @@ class ConferenceStore:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _lookup(cache: TTLCache[str, Entry], number: str) -> Entry | None:
+    """``cache.get(number)`` at half the cost: cachetools' ``get`` asks ``in`` and then
+    ``[]``, each reading the clock; a lookup happens per number of every read."""
+    try:
+        return cache[number]
+    except KeyError:  # absent, or expired
+        return None
 
 
 def _unproven(answer: Mapping[str, Room]) -> frozenset[str]:
