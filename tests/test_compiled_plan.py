@@ -382,3 +382,37 @@ def test_compile_plan_leaves_out_mutations_and_unnamed_choices() -> None:
     plan = compile_plan(two, "B")
     assert plan is not None
     assert plan.operation_name == "B"
+
+
+async def test_compiled_answer_over_get_carries_the_same_caching_headers(
+    pair_factory: PairFactory,
+) -> None:
+    """A GET read answered by a plan: the same body, Cache-Control and Vary as strawberry's,
+    and an ETag; a stale one is no-store on both."""
+    pair: Pair = await pair_factory()
+    await pair.both({"query": "{ conferences { number } }"}, "reader")
+    params = {
+        "query": ROOMS_BY_VARIABLE,
+        "variables": '{"numbers": ["6400", "6401"]}',
+    }
+    answers = []
+    for advance in (0, 0, 31):
+        pair.clock.advance(advance)
+        for gateway in (pair.compiled, pair.reference):
+            response = await gateway.client.get(
+                "/graphql", params=params, headers={"X-API-Key": pair.keys["reader"]}
+            )
+            await gateway.quiet()
+            answers.append(response)
+    fresh, fresh_reference, again, again_reference, stale, stale_reference = answers
+    for ours, theirs in (
+        (fresh, fresh_reference),
+        (again, again_reference),
+        (stale, stale_reference),
+    ):
+        same(ours, theirs)
+        assert ours.headers.get("vary") == theirs.headers.get("vary")
+        assert ("etag" in ours.headers) == ("etag" in theirs.headers)
+    assert "max-age=" in again.headers["cache-control"] and "etag" in again.headers
+    assert b'"stale":' in stale.content and stale.headers["cache-control"] == "no-store"
+    assert pair.compiled.compiled.answered == 2  # the first validated the document
