@@ -5,8 +5,8 @@ whose document is known and valid and whose operation a plan covers
 (:mod:`gateway.schema.compiled_plan`) is answered here: the plan reads the store and
 builds the data, and this module writes what strawberry's way would: the same JSON
 bytes, status, media type and caching headers, the request's log line and metrics. A
-clean answer is kept in the response cache under strawberry's key, and an answer kept
-there is served as strawberry's extension would serve it. Authentication, rate limits
+clean answer is kept in the response cache (under the key the fast path looks up), and an
+answer kept there is served as strawberry's extension would serve it. Authentication, rate limits
 and the security gate ran before, as for every request. Anything else, or anything the
 plan cannot answer exactly (it raises :class:`~gateway.schema.compiled_plan.Fallback`
 before it changes anything), goes the long way: strawberry, the reference.
@@ -81,10 +81,14 @@ class CompiledPath:
         if plan is None or RequestBudget(self._limits).charge(entry.cost) is not None:
             return None
         store = runtime.store
-        # strawberry's key for the answer (the operation named by the request or, failing
-        # that, by the document): a kept answer is served as its ResponseCaching would.
-        key = key_for(query, name or plan.operation_name, variables, identity.scopes)
+        # Kept under the operation name the request sent, as the fast path looks answers up.
+        # A kept answer is served as strawberry's ResponseCaching would serve it, including
+        # one it kept under the document's own name for a request that sent none.
+        key = key_for(query, name, variables, identity.scopes)
         kept = self._answers.get(key, store)
+        if kept is None and name is None and plan.operation_name is not None:
+            named = key_for(query, plan.operation_name, variables, identity.scopes)
+            kept = self._answers.get(named, store)
         oldest: float | None
         if kept is not None:
             body, stale, oldest = kept.body, False, kept.oldest
