@@ -84,10 +84,14 @@ def workload_header(workload: Workload, loadgen: str, *, rounds: int | None = No
         if (workload.settings_label)
         else "\n   gateway settings: shipped defaults"
     )
+    bodies = (
+        f"bodies drawn per request, {len(workload.bodies)} to check and warm"
+        if workload.random
+        else f"{len(workload.bodies)} distinct bodies"
+    )
     return (
         f"\n== {workload.label}: {workload.title} ({workload.rooms:,} rooms, "
-        f"{workload.connections} connections, {timing}, "
-        f"{len(workload.bodies)} distinct bodies){settings}\n{columns}"
+        f"{workload.connections} connections, {timing}, {bodies}){settings}\n{columns}"
     )
 
 
