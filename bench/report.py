@@ -240,6 +240,13 @@ def _ratios(ratios: dict[str, dict[str, float | None]]) -> str:
                 f"{pair['gateway/gw-nolog']:.3f} of the rate of the same gateway with the "
                 "request log off (gw-nolog), in the same rounds"
             )
+    for label, pair in ratios.items():
+        if pair.get("gateway/gw-noplan") is not None:
+            lines.append(
+                f"  {label}: the shipped gateway (compiled plans on) reached "
+                f"{pair['gateway/gw-noplan']:.1f}x the rate of the same gateway with plans off "
+                "(gw-noplan: strawberry executes every read), in the same rounds"
+            )
     if any("gateway/naive_at_least" in pair for pair in ratios.values()):
         lines.append(
             "  > Nx: the naive app finished no request in the window (each waits on many "
