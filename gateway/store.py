@@ -149,50 +149,7 @@ class ConferenceStore:
         before ``n`` new PBX fetches start on the caller's behalf; it raises (e.g. the
         caller's rate limit) to refuse them, and those numbers then fail with its error.
         """
-        sorted_ = self._sort(numbers, self._clock())
-        entries, waiting, failures = self._begin(sorted_, report, admit)
-        for number, future in waiting.items():
-            try:
-                entries[number] = await self._wait(future, deadline)
-            except Exception as exc:
-                failures[number] = exc
-        return self._served(numbers, entries, failures, report)
-
-    def answer_now(
-        self, numbers: Sequence[str], *, report: StaleReport | None = None
-    ) -> list[Outcome] | None:
-        """What :meth:`get_many` would answer, when it would answer at once and without an
-        error: every number fresh, or recent enough to serve while a background refresh
-        runs (started here, as there, and noted in ``report``). None, with nothing counted
-        or started, when any number would need a PBX call or a wait, or is a room the PBX
-        sent unreadable (the caller then takes the long way, where that is answered).
-
-        For callers that cannot wait (a compiled plan, :mod:`gateway.schema.compiled_plan`):
-        the same answer, stale marks and side effects as :meth:`get_many`, without a task
-        switch."""
-        now = self._clock()
-        sorted_ = self._sort(numbers, now)
-        entries, waiting, missing, _ = sorted_
-        if waiting or missing:
-            return None
-        for entry in entries.values():
-            if isinstance(entry.conference, UnreadableRoom):
-                return None
-        entries, _, failures = self._begin(sorted_, report, None)  # nothing waits or fails
-        return self._served(numbers, entries, failures, report)
-
-    def _begin(
-        self,
-        sorted_: tuple[dict[str, Entry], dict[str, asyncio.Future[Entry]], list[str], list[str]],
-        report: StaleReport | None,
-        admit: Admit | None,
-    ) -> tuple[dict[str, Entry], dict[str, asyncio.Future[Entry]], dict[str, Exception]]:
-        """The part of a lookup that needs no wait, once :meth:`_sort` has sorted its
-        numbers: counted, what is answered now noted, the fetches joined or started, the
-        background refreshes started."""
-        entries, waiting, missing, revalidate = sorted_
-        self.stats.hits += len(entries) + len(waiting)  # waiting: another's call answers it
-        self.stats.misses += len(missing)
+        entries, waiting, missing, revalidate = self._sort(numbers)
         for number, entry in entries.items():
             self._note_expired(report, number, entry)
         failures: dict[str, Exception] = {}
@@ -207,16 +164,11 @@ class ConferenceStore:
         if revalidate:
             self.stats.revalidations += math.ceil(len(revalidate) / self._batch_size)
             self._queue.enqueue(revalidate)
-        return entries, waiting, failures
-
-    def _served(
-        self,
-        numbers: Sequence[str],
-        entries: dict[str, Entry],
-        failures: dict[str, Exception],
-        report: StaleReport | None,
-    ) -> list[Outcome]:
-        """The outcomes in order: failures answered stale where allowed, all noted."""
+        for number, future in waiting.items():
+            try:
+                entries[number] = await self._wait(future, deadline)
+            except Exception as exc:
+                failures[number] = exc
         for number, failure in failures.items():
             stale = self._stale_for(number, failure)
             if stale is not None:
@@ -226,11 +178,44 @@ class ConferenceStore:
             note_served(report, number, entry)
         return [outcome(entries[n].conference) if n in entries else failures[n] for n in numbers]
 
+    def answer_now(
+        self, numbers: Sequence[str], *, report: StaleReport | None = None
+    ) -> list[Outcome] | None:
+        """What :meth:`get_many` would answer, when it would answer at once and without an
+        error: every number fresh, or recent enough to serve while a background refresh
+        runs (started here, as there, and noted in ``report``). None, with nothing counted
+        or started, when any number would need a PBX call or a wait, or is a room the PBX
+        sent unreadable (the caller then takes the long way, where that is answered).
+
+        For callers that cannot wait (a compiled plan, :mod:`gateway.schema.compiled_plan`):
+        the same answer, stale marks, counts and side effects as :meth:`get_many`."""
+        now = self._clock()
+        for number in numbers:
+            entry = _lookup(self._fresh, number)
+            if entry is not None and now - entry.fetched_at < self._ttl:
+                if isinstance(entry.conference, UnreadableRoom):
+                    return None
+            elif self._recent(number, now) is None:
+                return None
+        # get_many's part before its first wait, for numbers all answered now (the same
+        # clock reading: none is missing or waiting).
+        entries, _, missing, revalidate = self._sort(numbers, now)
+        for number, entry in entries.items():
+            self._note_expired(report, number, entry)
+        self._queue.enqueue(missing)
+        if revalidate:
+            self.stats.revalidations += math.ceil(len(revalidate) / self._batch_size)
+            self._queue.enqueue(revalidate)
+        for number, entry in entries.items():
+            note_served(report, number, entry)
+        return [outcome(entries[n].conference) for n in numbers]
+
     def _sort(
-        self, numbers: Sequence[str], now: float
+        self, numbers: Sequence[str], now: float | None = None
     ) -> tuple[dict[str, Entry], dict[str, asyncio.Future[Entry]], list[str], list[str]]:
         """Split numbers into answered now, waiting on a call under way, to fetch, and
-        answered now but to refresh in the background (nothing counted or started yet)."""
+        answered now but to refresh in the background."""
+        now = self._clock() if now is None else now
         entries: dict[str, Entry] = {}
         waiting: dict[str, asyncio.Future[Entry]] = {}
         missing: list[str] = []
@@ -239,14 +224,18 @@ class ConferenceStore:
             entry = _lookup(self._fresh, number)
             if entry is not None and now - entry.fetched_at < self._ttl:
                 entries[number] = entry
+                self.stats.hits += 1
             elif (known := self._recent(number, now)) is not None:
                 entries[number] = known  # served now; refreshed once in the background
                 if self._queue.pending(number) is None:
                     revalidate.append(number)
+                self.stats.hits += 1
             elif (future := self._queue.pending(number)) is not None:
-                waiting[number] = future  # someone else's call will answer it
+                waiting[number] = future
+                self.stats.hits += 1  # someone else's call will answer it: no PBX call of ours
             else:
                 missing.append(number)
+                self.stats.misses += 1
         return entries, waiting, missing, revalidate
 
     async def get_all(
