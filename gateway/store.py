@@ -178,6 +178,34 @@ class ConferenceStore:
             note_served(report, number, entry)
         return [outcome(entries[n].conference) if n in entries else failures[n] for n in numbers]
 
+    def _sort(
+        self, numbers: Sequence[str], now: float | None = None
+    ) -> tuple[dict[str, Entry], dict[str, asyncio.Future[Entry]], list[str], list[str]]:
+        """Split numbers into answered now, waiting on a call under way, to fetch, and
+        answered now but to refresh in the background."""
+        now = self._clock() if now is None else now
+        entries: dict[str, Entry] = {}
+        waiting: dict[str, asyncio.Future[Entry]] = {}
+        missing: list[str] = []
+        revalidate: list[str] = []
+        for number in dict.fromkeys(numbers):
+            entry = _lookup(self._fresh, number)
+            if entry is not None and now - entry.fetched_at < self._ttl:
+                entries[number] = entry
+                self.stats.hits += 1
+            elif (known := self._recent(number, now)) is not None:
+                entries[number] = known  # served now; refreshed once in the background
+                if self._queue.pending(number) is None:
+                    revalidate.append(number)
+                self.stats.hits += 1
+            elif (future := self._queue.pending(number)) is not None:
+                waiting[number] = future
+                self.stats.hits += 1  # someone else's call will answer it: no PBX call of ours
+            else:
+                missing.append(number)
+                self.stats.misses += 1
+        return entries, waiting, missing, revalidate
+
     def answer_now(
         self, numbers: Sequence[str], *, report: StaleReport | None = None
     ) -> list[Outcome] | None:
@@ -209,34 +237,6 @@ class ConferenceStore:
         for number, entry in entries.items():
             note_served(report, number, entry)
         return [outcome(entries[n].conference) for n in numbers]
-
-    def _sort(
-        self, numbers: Sequence[str], now: float | None = None
-    ) -> tuple[dict[str, Entry], dict[str, asyncio.Future[Entry]], list[str], list[str]]:
-        """Split numbers into answered now, waiting on a call under way, to fetch, and
-        answered now but to refresh in the background."""
-        now = self._clock() if now is None else now
-        entries: dict[str, Entry] = {}
-        waiting: dict[str, asyncio.Future[Entry]] = {}
-        missing: list[str] = []
-        revalidate: list[str] = []
-        for number in dict.fromkeys(numbers):
-            entry = _lookup(self._fresh, number)
-            if entry is not None and now - entry.fetched_at < self._ttl:
-                entries[number] = entry
-                self.stats.hits += 1
-            elif (known := self._recent(number, now)) is not None:
-                entries[number] = known  # served now; refreshed once in the background
-                if self._queue.pending(number) is None:
-                    revalidate.append(number)
-                self.stats.hits += 1
-            elif (future := self._queue.pending(number)) is not None:
-                waiting[number] = future
-                self.stats.hits += 1  # someone else's call will answer it: no PBX call of ours
-            else:
-                missing.append(number)
-                self.stats.misses += 1
-        return entries, waiting, missing, revalidate
 
     async def get_all(
         self,
