@@ -74,7 +74,7 @@ web-example:  ## urql's core, bundled from the npm registry into examples/web/ve
 chaos: $(DEV_STAMP)  ## Two minutes of random PBX faults under 50 clients, loopback only; exit 1 on a broken invariant
 	$(PY) scripts/chaos.py --duration 120 --clients 50
 
-bench: $(DEV_STAMP)  ## Gateway vs HTTP ceiling, naive gateway, Apollo, Yoga, live fan-out; < 6 min, loopback only; bench/results/
+bench: $(DEV_STAMP)  ## Gateway vs HTTP ceiling, naive gateway, Apollo, Yoga, live fan-out; < 7 min, loopback only; bench/results/
 	-@$(MAKE) --no-print-directory bench-peers  # without npm the peers are skipped, and the run says so
 	$(PY) -m bench
 

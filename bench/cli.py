@@ -1,6 +1,6 @@
 """``python -m bench``: run the benchmark, or compare two result files.
 
-python -m bench                      # everything, under 6 minutes
+python -m bench                      # everything, under 7 minutes
 python -m bench --quick              # a smaller plan, under 100 s
 python -m bench --workloads w1 --targets gateway,limit --duration 3
 python -m bench --profile            # and py-spy on the gateway under w1, w2, w5, w3/1000

@@ -81,7 +81,7 @@ class Options:
     targets: tuple[str, ...] = TARGETS
     latency: float = 0.02
     jitter: float = 0.01
-    budget: float = 360.0
+    budget: float = 400.0
     """Seconds; runs that would end past it are skipped (and say so)."""
     compare_stacks: bool = True
     """Also run w1 on the gateway with asyncio+h11 when uvloop/httptools are in use."""
