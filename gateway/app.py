@@ -41,6 +41,8 @@ from gateway.graphql_view import GatewayGraphQL
 from gateway.health import healthz, readyz
 from gateway.http.hot_path import PATH, HotPath
 from gateway.live.feed import LiveFeed
+from gateway.live.push_receiver import AsgiApp, PushEndpoint
+from gateway.live.supervisor import start_live
 from gateway.observability.metrics import Metrics
 from gateway.observability.runtime_metrics import RuntimeCollector
 from gateway.observability.tracing import pbx_call_span
@@ -57,6 +59,7 @@ from gateway.schema.response_cache import ResponseCache
 from gateway.security.config import SecuritySettings
 from gateway.security.gate import Authenticator, GraphQLGate
 from gateway.security.rate_limit import RateLimiter
+from gateway.serving import LoopbackServer
 from gateway.session_cache import SessionCache
 from gateway.settings import Settings
 from gateway.store import ConferenceStore
@@ -116,6 +119,12 @@ def create_app(
                 ),
                 observer=metrics.observe_pbx_call,
             )
+            # HTTP push (when the PBX's report method is HTTP): every login says where to.
+            push = (
+                PushEndpoint.create(settings.live_push_port, settings.live_push_bind)
+                if settings.live_push_port is not None
+                else None
+            )
             session = PbxSession(
                 client,
                 username=settings.pbx_username,
@@ -125,6 +134,7 @@ def create_app(
                 lockout_backoff=settings.pbx_lockout_backoff,
                 clock=clock,
                 tokens=fleet.tokens if fleet else None,
+                login_extras=push.login_fields() if push is not None else None,
             )
             store = ConferenceStore(
                 functools.partial(
@@ -170,6 +180,16 @@ def create_app(
                 metrics=metrics,
                 clock=clock,
                 fleet=fleet,
+                # Where live changes come from (events, push or polling): into the feed,
+                # which tells its subscribers and patches the session cache.
+                live_sources=start_live(
+                    settings,
+                    session,
+                    feed,
+                    notes=MemberNotes(settings.cache_ttl, clock=clock),
+                    push=push,
+                    serve=_serve_push,
+                ),
             )
             app.runtime = runtime
             unwatch = metrics.watch(
@@ -180,6 +200,7 @@ def create_app(
                     requests=requests,
                     misses=misses,
                     fleet=fleet,
+                    live=runtime.live_sources,
                     feed=feed,
                 )
             )
@@ -192,6 +213,7 @@ def create_app(
                 await feed.close()  # subscriptions complete; none is left waiting
                 listener.cancel()
                 await asyncio.gather(listener, return_exceptions=True)
+                await runtime.live_sources.aclose()  # closes the report channel
                 await store.aclose()
                 await live.aclose()
                 await session.close()  # log out last, while the HTTP client is still open
@@ -300,6 +322,11 @@ def request_limiter(security: SecuritySettings, clock: Callable[[], float]) -> R
         return None
     burst = security.burst if security.burst is not None else max(1.0, 2 * security.rate)
     return RateLimiter(rate=security.rate, burst=burst, clock=clock)
+
+
+def _serve_push(app: AsgiApp, host: str, port: int) -> LoopbackServer:
+    """The push receiver's own listener: the same bounded server as the gateway's."""
+    return LoopbackServer(app, host, port)
 
 
 async def _unreachable(scope: Scope, receive: Receive, send: Send) -> None:

@@ -16,11 +16,13 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from gateway.live.supervisor import KINDS
 from gateway.pbx.breaker import CircuitState
 
 if TYPE_CHECKING:
     from gateway.fleet.assemble import Fleet
     from gateway.live.feed import LiveFeed
+    from gateway.live.supervisor import LiveHandle
     from gateway.pbx.client import PbxClient
     from gateway.pbx.session import PbxSession
     from gateway.security.rate_limit import RateLimiter
@@ -37,6 +39,7 @@ class RuntimeCollector(Collector):
     requests: RateLimiter | None
     misses: RateLimiter
     fleet: Fleet | None = None
+    live: LiveHandle | None = None
     feed: LiveFeed | None = None
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
@@ -87,6 +90,8 @@ class RuntimeCollector(Collector):
                 "1 while Redis answers (0: local fallback).",
                 self.fleet.link.up,
             )
+        if self.live is not None:
+            yield from _live_metrics(self.live)
         if self.feed is not None:
             feed = self.feed
             yield GaugeMetricFamily(
@@ -108,3 +113,30 @@ class RuntimeCollector(Collector):
         limited.add_metric(["requests"], self.requests.rejected if self.requests is not None else 0)
         limited.add_metric(["pbx_fetches"], self.misses.rejected)
         yield limited
+
+
+def _live_metrics(live: LiveHandle) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    """Where live changes come from, and what the source did."""
+    supervisor = live.supervisor
+    kind = GaugeMetricFamily(
+        "gateway_live_source", "1 for the live source running now.", labels=["kind"]
+    )
+    for candidate in KINDS:
+        kind.add_metric([candidate], 1.0 if supervisor.kind == candidate else 0.0)
+    yield kind
+    events = supervisor.events
+    yield CounterMetricFamily(
+        "gateway_live_channel_reconnects",
+        "Report channel connection attempts after the first.",
+        events.counts.reconnects if events is not None else 0,
+    )
+    yield CounterMetricFamily(
+        "gateway_live_events",
+        "ConferenceStatus events received (TCP report channel or HTTP push).",
+        events.counts.channel.statuses if events is not None else 0,
+    )
+    yield CounterMetricFamily(
+        "gateway_live_polls",
+        "query_in_session calls made by the live poller.",
+        supervisor.poller.counts.polls,
+    )
