@@ -237,6 +237,17 @@ async def leave(stack: DemoStack, room: str, number: str) -> None:
     await tell_the_feed(stack, room)
 
 
+def only_the_keyless_401(problems: list[str]) -> bool:
+    """Whether the page's one problem was its first load, before the key was typed (HTTP 401,
+    which Chromium also logs)."""
+    refused = [problem for problem in problems if "401" in problem]
+    return (
+        len(refused) <= 2
+        and sum(p.startswith("HTTP 401") for p in refused) == 1
+        and all("401" in problem for problem in problems)
+    )
+
+
 def muted_on_the_pbx(stack: DemoStack, room: str) -> dict[str, bool]:
     """Who is in ``room`` on the simulated PBX, and whether each is muted."""
     session = stack.sim.state.live.session(room)
@@ -294,7 +305,6 @@ async def test_web_example_mutes_and_removes_with_a_moderator_key(
         assert await page.texts("#failure") == [
             "Cannot load the rooms: the gateway needs a valid API key: type it above"
         ]
-        before = len(await page.problems())
         await page.step(fill="#key", value=plain["console"])
         await page.step(click="#access button[type=submit]")
         await page.wait('body[data-moderator="yes"]')
@@ -319,10 +329,10 @@ async def test_web_example_mutes_and_removes_with_a_moderator_key(
         await page.step(click=f"{person(SUPPORT, '4005')} button[data-action='remove']")
         await page.wait("#moderation:text-is('Removed 4005 in 6403.')")
         assert muted_on_the_pbx(stack, SUPPORT) == {"4000": False}
-        await tell_the_feed(stack, SUPPORT)
+        # No source runs in this test: the gateway's own read after the action tells the feed.
         await page.wait(person(SUPPORT, "4005"), "detached")
         await page.wait(person(SUPPORT, "4000"))
-        assert (await page.problems())[before:] == []
+        assert only_the_keyless_401(await page.problems())
         (shown,) = await page.texts("body")
         assert plain["console"] not in shown
 
@@ -339,7 +349,6 @@ async def test_web_example_shows_no_buttons_without_the_moderate_scope(
         driver, stack.url(WEB_EXAMPLE_URL), "web-example-reader.png"
     ) as page:
         await page.wait('body[data-state="failed"]')
-        before = len(await page.problems())
         await page.step(fill="#key", value=plain["wallboard"])
         await page.step(click="#access button[type=submit]")
         await page.wait('body[data-moderator="no"]')
@@ -347,7 +356,7 @@ async def test_web_example_shows_no_buttons_without_the_moderate_scope(
         await join(stack, SUPPORT, "4006")
         await page.wait(person(SUPPORT, "4006"))
         assert await page.texts("#sessions button") == []
-        assert (await page.problems())[before:] == []
+        assert only_the_keyless_401(await page.problems())
 
 
 async def test_graphiql_runs_a_subscription(driver: list[str], demo_stack: DemoStack) -> None:
