@@ -221,9 +221,14 @@ def person(room: str, number: str) -> str:
 
 
 async def tell_the_feed(stack: DemoStack, room: str) -> None:
-    """What a change source does (the report channel or the poller): the feed learns room
-    ``room``'s new state from the PBX and sends it to the page's subscription."""
-    feed = stack.gateway.app.runtime.feed
+    """Room ``room`` changed on the PBX: a gateway with live sources (``Runtime.live_sources``,
+    the PBX's report channel with the simulator's events) tells its feed itself, and the
+    page's waits prove it; without them, this does what a source does: the feed reads the
+    room from the PBX (one ``query_in_session``) and sends the page what changed."""
+    runtime = stack.gateway.app.runtime
+    if getattr(runtime, "live_sources", None) is not None:
+        return
+    feed = runtime.feed
     feed.refresh_soon(room)
     await feed.settled()
 
