@@ -31,6 +31,7 @@ from gateway.app import create_app
 from gateway.demo import demo_settings
 from gateway.examples import BUNDLE, WEB_EXAMPLE_DIR, WEB_EXAMPLE_URL, example_routes
 from gateway.graphiql import graphiql_assets_available
+from gateway.pbx.sessions_query import LiveSession
 from gateway.runtime import Runtime
 from gateway.security.config import SecuritySettings
 from gateway.security.identity import MODERATE, READ
@@ -89,10 +90,11 @@ StackFactory = Callable[..., Awaitable[DemoStack]]
 @pytest.fixture
 async def stack_factory(built: None) -> AsyncIterator[StackFactory]:
     """Start the demo on loopback ports: its settings (rate limits aside), its extra routes;
-    ``security=`` replaces its SecuritySettings (API keys and scopes)."""
+    ``security=`` replaces its SecuritySettings (API keys and scopes), other keywords other
+    Settings fields."""
     async with AsyncExitStack() as exits:
 
-        async def start(security: SecuritySettings | None = None) -> DemoStack:
+        async def start(security: SecuritySettings | None = None, **overrides: Any) -> DemoStack:
             sim = await exits.enter_async_context(SimulatorServer())
             clock = FakeClock()
             settings = demo_settings(sim.base_url)
@@ -100,7 +102,7 @@ async def stack_factory(built: None) -> AsyncIterator[StackFactory]:
             unlimited = dataclasses.replace(
                 settings.security, rate=1e6, burst=1e6, miss_rate=1e6, miss_burst=1e6
             )
-            settings = dataclasses.replace(settings, security=security or unlimited)
+            settings = dataclasses.replace(settings, security=security or unlimited, **overrides)
             app = create_app(settings, clock=clock, extra_routes=example_routes())
             gateway = await exits.enter_async_context(LoopbackServer(app))
             runtime: Runtime = gateway.app.runtime
@@ -365,6 +367,33 @@ async def test_web_example_shows_no_buttons_without_the_moderate_scope(
         await page.wait(person(SUPPORT, "4006"))
         assert await page.texts("#sessions button") == []
         assert only_the_keyless_401(await page.problems())
+
+
+async def test_web_example_subscribes_again_after_the_gateway_cut_it_off(
+    driver: list[str], stack_factory: StackFactory
+) -> None:
+    """A burst of changes overflows the page's buffer (GATEWAY_LIVE_BUFFER=1): the gateway
+    ends its subscription with SLOW_CONSUMER; the page says so in words, subscribes again
+    after its pause, and shows the room as it is."""
+    stack = await stack_factory(live_buffer=1)
+    stack.sim.state.live_join(SUPPORT, "4005")
+    async with browser_session(
+        driver, stack.url(WEB_EXAMPLE_URL), "web-example-resubscribed.png"
+    ) as page:
+        await page.wait(person(SUPPORT, "4005"))
+        runtime: Runtime = stack.gateway.app.runtime
+        (now,) = await runtime.live.get_many([SUPPORT])
+        assert isinstance(now, LiveSession)
+        for state in (None, now, None, now):  # in one turn of the loop: nobody reads that fast
+            runtime.feed.room_changed(SUPPORT, state)
+        await page.wait('body[data-live="retrying"]')
+        assert await page.texts("#live-status") == [
+            "Live updates stopped: this page fell behind the updates. Trying again in 2 s."
+        ]
+        await page.wait('body[data-live="on"]')
+        await page.wait(person(SUPPORT, "4005"))
+        assert runtime.feed.slow_consumers == 1
+        assert await page.problems() == []
 
 
 async def test_graphiql_runs_a_subscription(driver: list[str], demo_stack: DemoStack) -> None:

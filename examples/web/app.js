@@ -96,6 +96,7 @@ const CODES = {
   FORBIDDEN: "this key is not allowed to do that",
   RATE_LIMITED: "too many requests from this key; wait a moment",
   PBX_UNAVAILABLE: "the PBX does not answer right now",
+  SLOW_CONSUMER: "this page fell behind the updates",
 };
 
 let key = ""; // the API key typed in the page (memory only)
@@ -106,6 +107,7 @@ let canModerate = false;
 let watching = null; // the live subscription: { generation, unsubscribe }
 let generation = 0; // tells a subscription's own end from one the page asked for
 let failures = 0; // streams that ended in a row, for the pause before the next one
+let trouble = ""; // what the gateway said went wrong with the running subscription
 
 // The gateway serving this page. A page served from elsewhere names the gateway's URL here
 // (and the gateway lists the page's origin in GATEWAY_CORS_ORIGINS). Short queries go as
@@ -156,6 +158,7 @@ async function probeModeration() {
 function watch() {
   const mine = ++generation;
   const numbers = rooms.map((room) => room.number);
+  trouble = "";
   setLive("connecting", "Connecting to live updates…");
   const { unsubscribe } = pipe(
     client.subscription(LIVE, { numbers }),
@@ -173,26 +176,25 @@ function stopWatching() {
 
 function onUpdate(result) {
   const update = result.data?.conferenceSessions;
+  if (result.error) trouble = describe(result.error); // said when the stream ends
   if (update) {
     sessions.set(update.number, update.session?.participants ?? []);
     renderLive();
     failures = 0;
-  }
-  if (update || !result.error) {
     setLive("on", "");
-    return;
+  } else if (result.error) {
+    // Refused (no stream at all: a plain JSON answer, which urql leaves open): end this
+    // subscription and ask again after a pause.
+    stopWatching();
+    retry();
   }
-  // Refused (no stream at all: a plain JSON answer, which urql leaves open) or cut off: end
-  // this subscription and ask again after a pause.
-  setLive("failed", `Live updates failed: ${describe(result.error)}`);
-  stopWatching();
-  retry();
 }
 
+// The stream ended (the gateway stopped, refused, or cut off a page that fell behind):
+// subscribe again after a pause; the INITIAL updates bring every room back to the truth.
 function retry() {
   const seconds = RETRY_SECONDS[Math.min(failures++, RETRY_SECONDS.length - 1)];
-  const said = document.getElementById("live-status").textContent;
-  const why = document.body.dataset.live === "failed" ? said : "Live updates stopped";
+  const why = trouble ? `Live updates stopped: ${trouble}` : "Live updates stopped";
   setLive("retrying", `${why}. Trying again in ${seconds} s.`);
   const mine = generation;
   setTimeout(() => mine === generation && watch(), seconds * 1000);
