@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -212,6 +213,16 @@ SUPPORT: Final = "6403"  # "Support Bridge": moderators 4000 and 4001, no waitin
 BOARD: Final = "6402"  # "Board Room": members wait until a moderator (4000) is in
 
 
+CONTROLS: Final = frozenset(
+    {
+        "conference/mute_member",
+        "conference/unmute_member",
+        "conference/kick_member",
+        "conference/add_member",
+    }
+)
+
+
 def card(room: str) -> str:
     """The selector of room ``room``'s card in the live panel."""
     return f'#sessions article[data-room="{room}"]'
@@ -256,6 +267,18 @@ def only_the_keyless_401(problems: list[str]) -> bool:
     )
 
 
+def control_calls(stack: DemoStack) -> dict[str, int]:
+    """How often the PBX received each moderator control."""
+    calls = stack.sim.state.stats.calls
+    return {name: int(count) for name, count in calls.items() if name in CONTROLS and count}
+
+
+def audit_outcomes(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
+    """The gateway's audit lines: (action, outcome) in order."""
+    lines = [r.__dict__["fields"] for r in caplog.records if r.name == "gateway.audit"]
+    return [(fields["action"], fields["outcome"]) for fields in lines]
+
+
 def muted_on_the_pbx(stack: DemoStack, room: str) -> dict[str, bool]:
     """Who is in ``room`` on the simulated PBX, and whether each is muted."""
     session = stack.sim.state.live.session(room)
@@ -297,11 +320,13 @@ async def test_web_example_shows_who_joins_and_leaves_without_a_reload(
 
 
 async def test_web_example_mutes_and_removes_with_a_moderator_key(
-    driver: list[str], stack_factory: StackFactory, tmp_path: Path
+    driver: list[str], stack_factory: StackFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """With a key holding conferences:moderate, each participant has Mute, Unmute and Remove;
     Mute (the operator typed) mutes them on the PBX; Remove ends their call and the panel
-    drops them. A refusal is shown in words. The key typed is the only secret on the page."""
+    drops them. A refusal is shown in words. Each click is one PBX call and one audit line;
+    learning the scope cost none. The key typed is the only secret on the page."""
+    caplog.set_level(logging.INFO, logger="gateway.audit")
     stored, plain = write_keys(tmp_path, {"console": {READ, MODERATE}})
     stack = await stack_factory(api_key_security(stored))
     stack.sim.state.live_join(SUPPORT, "4000")  # the moderator, in the room
@@ -345,13 +370,22 @@ async def test_web_example_mutes_and_removes_with_a_moderator_key(
         assert only_the_keyless_401(await page.problems())
         (shown,) = await page.texts("body")
         assert plain["console"] not in shown
+    assert control_calls(stack) == {"conference/mute_member": 2, "conference/kick_member": 1}
+    assert audit_outcomes(caplog) == [
+        ("conference.mute", "invalid"),  # the page learning the scope: nothing reached the PBX
+        ("conference.mute", "refused"),  # operator 4005 is no moderator: the PBX said no
+        ("conference.mute", "applied"),
+        ("conference.remove", "applied"),
+    ]
 
 
 async def test_web_example_shows_no_buttons_without_the_moderate_scope(
-    driver: list[str], stack_factory: StackFactory, tmp_path: Path
+    driver: list[str], stack_factory: StackFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A key with conferences:read only: the participants are listed, live, without a
-    single button; the page learnt the scope from the gateway (FORBIDDEN), not by guessing."""
+    single button; the page learnt the scope from the gateway (FORBIDDEN, one audit line),
+    not by guessing, and the PBX heard of no control."""
+    caplog.set_level(logging.INFO, logger="gateway.audit")
     stored, plain = write_keys(tmp_path, {"wallboard": {READ}})
     stack = await stack_factory(api_key_security(stored))
     stack.sim.state.live_join(SUPPORT, "4005")
@@ -367,6 +401,8 @@ async def test_web_example_shows_no_buttons_without_the_moderate_scope(
         await page.wait(person(SUPPORT, "4006"))
         assert await page.texts("#sessions button") == []
         assert only_the_keyless_401(await page.problems())
+    assert control_calls(stack) == {}
+    assert audit_outcomes(caplog) == [("conference.mute", "denied")]
 
 
 async def test_web_example_subscribes_again_after_the_gateway_cut_it_off(
