@@ -178,11 +178,8 @@ class LiveFeed:
         read: dict[str, LiveSession | BaseException | None] = {}
         if unknown:
             try:
-                deadline = (
-                    None if self._read_timeout is None else self._clock() + self._read_timeout
-                )
                 found = await self.cache.get_many(
-                    unknown, deadline=deadline, admit=subscription.admit
+                    unknown, deadline=self.read_deadline(), admit=subscription.admit
                 )
             except asyncio.CancelledError:
                 task = asyncio.current_task()
@@ -205,6 +202,12 @@ class LiveFeed:
                 self._learn(number, state, UpdateReason.CHANGED)
             updates.append(SessionUpdate(number, room.state, UpdateReason.INITIAL))
         return updates
+
+    def read_deadline(self) -> float | None:
+        """The clock value at which a read starting now gives up (None: never): a
+        subscription's reads are bounded from when they start, not from when its
+        connection opened."""
+        return None if self._read_timeout is None else self._clock() + self._read_timeout
 
     def _room(self, number: str) -> _Room:
         # A subscriber's rooms exist while it is subscribed; after close(), an empty stand-in.
@@ -283,17 +286,21 @@ class LiveFeed:
 
     # --- shutdown -----------------------------------------------------------------------------
 
-    async def close(self) -> None:
+    def stop(self) -> None:
         """End every subscription (each completes after what it has buffered) and refuse
-        new ones: the app is stopping."""
+        new ones: the app is stopping. Never awaits (the server calls it as it stops)."""
         self._closed = True
-        for task in list(self._refreshes):
-            task.cancel()
-        await asyncio.gather(*self._refreshes, return_exceptions=True)
         for subscription in list(self._subscriptions):
             subscription._end()
         self._subscriptions.clear()
         self._rooms.clear()
+
+    async def close(self) -> None:
+        """:meth:`stop`, and cancel the refreshes under way (the lifespan's shutdown)."""
+        self.stop()
+        for task in list(self._refreshes):
+            task.cancel()
+        await asyncio.gather(*self._refreshes, return_exceptions=True)
 
 
 class Subscription:
