@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -75,7 +75,12 @@ from gateway.schema.response_cache import ResponseCache
 from gateway.security.identity import Identity
 from gateway.settings import Settings
 from gateway.subscriptions.errors import coded_errors
-from gateway.subscriptions.multipart import multipart_transport, wants_multipart
+from gateway.subscriptions.multipart import (
+    is_multipart,
+    multipart_transport,
+    wants_multipart,
+    with_opening_boundary,
+)
 from gateway.subscriptions.slots import Slot, SubscriptionSlots
 from gateway.subscriptions.websocket import GatewayTransportWSHandler, TextWebSocketAdapter
 
@@ -214,6 +219,18 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
         except PersistedQueryError as exc:
             return negotiation.refusal(exchange, 400, exc.code, exc.message)
         return http_caching.uncacheable(response)
+
+    async def create_streaming_response(
+        self,
+        request: Request | WebSocket,
+        stream: Callable[[], AsyncIterator[str]],
+        sub_response: Response,
+        headers: Mapping[str, str],
+    ) -> Response:
+        if is_multipart(headers):
+            parts = stream
+            stream = lambda: with_opening_boundary(parts())  # noqa: E731
+        return await super().create_streaming_response(request, stream, sub_response, headers)
 
     def _finish(self, request: Request, exchange: Exchange, response: Response) -> Response:
         """Status, media type, APQ registration and caching headers of a GraphQL answer."""

@@ -14,6 +14,9 @@ Which requests stream (:func:`wants_multipart`): Apollo Client asks with
 ``subscriptionSpec``, and no JSON type). Either streams; urql's query ``Accept`` (JSON
 types first, multipart last) and Apollo's ``@defer`` ``deferSpec`` stay plain JSON.
 
+The body opens with a boundary line (``\r\n--graphql``, as Apollo's router writes it):
+strawberry starts straight with the first part, which a strict reader takes for a preamble.
+
 A subscriber that fell behind gets a last part with the protocol's transport-level error
 shape, ``{"payload": null, "errors": [{... "code": "SLOW_CONSUMER"}]}``, then the closing
 boundary: the response ends.
@@ -21,11 +24,15 @@ boundary: the response ends.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from strawberry.http import GraphQLHTTPResponse
-from strawberry.http.streaming import JSONEncoder, MultipartSubscriptionTransport
+from strawberry.http.streaming import (
+    MULTIPART_SUBSCRIPTION_BOUNDARY,
+    JSONEncoder,
+    MultipartSubscriptionTransport,
+)
 
 from gateway.error_code import ErrorCode
 
@@ -68,6 +75,21 @@ class GatewayMultipartTransport(MultipartSubscriptionTransport):
             final: dict[str, Any] = {"payload": None, "errors": response.get("errors")}
             return self.encode_multipart_data(final, encode_json)
         return super().encode_next(response, encode_json)
+
+
+async def with_opening_boundary(parts: AsyncIterator[str]) -> AsyncIterator[str]:
+    """``parts`` (strawberry's multipart body) after the opening boundary line."""
+    yield f"\r\n--{MULTIPART_SUBSCRIPTION_BOUNDARY}"
+    async for part in parts:
+        yield part
+
+
+def is_multipart(headers: Mapping[str, str]) -> bool:
+    """Whether a streaming response's headers are this transport's."""
+    return any(
+        name.lower() == "content-type" and value.startswith("multipart/mixed")
+        for name, value in headers.items()
+    )
 
 
 def multipart_transport(heartbeat_interval: float) -> type[GatewayMultipartTransport]:
