@@ -278,8 +278,9 @@ async def test_multipart_initial_then_changed_on_join_and_leave(
     gateway_stack: StackFactory, tmp_path: Path, frames: Frames, accept: str
 ) -> None:
     """urql's and Apollo's Accept both get the multipart stream, authenticated by the
-    request's header: a heartbeat first, INITIAL, then CHANGED on a join and a leave;
-    headers that keep caches and proxies from holding parts back."""
+    request's header: INITIAL first (never a heartbeat: urql would end the subscription),
+    then CHANGED on a join and a leave; headers that keep caches and proxies from holding
+    parts back."""
     stack, keys = await _keyed_stack(gateway_stack, tmp_path)
     key = {"x-api-key": keys["reader"]}
     async with _multipart(stack, frames, [IDLE], accept=accept, headers=key) as stream:
@@ -289,8 +290,9 @@ async def test_multipart_initial_then_changed_on_join_and_leave(
         assert "subscriptionSpec=1.0" in headers["content-type"]
         assert headers["cache-control"] == "no-store"
         assert headers["x-accel-buffering"] == "no"
-        assert await stream.part() == {}  # the first heartbeat, at once
-        first = await stream.update()
+        opening = await stream.part()
+        assert opening is not None and opening != {}  # a payload first, never a heartbeat
+        first = opening["payload"]["data"]["conferenceSessions"]
         assert (first["number"], first["reason"], first["session"]) == (IDLE, "INITIAL", None)
 
         await _admin(stack, "join", number=IDLE, member="4010")
@@ -576,7 +578,8 @@ async def test_keepalive_pings_and_heartbeats(gateway_stack: StackFactory, frame
 
     async with _multipart(stack, frames, [IDLE]) as stream:
         parts = [await stream.part() for _ in range(4)]
-        assert parts.count({}) >= 3  # the first at once, then one per interval
+        assert parts[0] != {}  # INITIAL first: urql would end on a heartbeat there
+        assert parts[1:] == [{}, {}, {}]  # then one per interval (the room stays idle)
 
 
 # --- slow consumers -------------------------------------------------------------------------

@@ -3,8 +3,10 @@
 The request is an ordinary GraphQL POST (or GET) through the same gate as a query: the
 body limit, authentication by headers, the request budget. The answer is
 ``multipart/mixed; boundary=graphql; subscriptionSpec=1.0``: one part per update,
-``{"payload": {"data": ...}}``, and a ``{}`` heartbeat part at once and every
-``GATEWAY_LIVE_KEEPALIVE`` seconds, so that proxies see traffic and close nothing idle.
+``{"payload": {"data": ...}}``, and a ``{}`` heartbeat part every ``GATEWAY_LIVE_KEEPALIVE``
+seconds, so that proxies see traffic and close nothing idle. Never one first: urql 6's
+``fetchSubscriptions`` reads a first part without ``data`` or ``errors`` as an error ("No
+Content") and ends the subscription, so the first part is the INITIAL update.
 ``Cache-Control: no-store`` and ``X-Accel-Buffering: no`` keep caches and nginx from
 holding parts back.
 
@@ -57,6 +59,8 @@ def wants_multipart(accept: str | None) -> bool:
 class GatewayMultipartTransport(MultipartSubscriptionTransport):
     """strawberry's multipart subscription transport with the module docstring's rules;
     :func:`multipart_transport` binds the heartbeat interval."""
+
+    send_initial_heartbeat = False  # urql ends a subscription whose first part is ``{}``
 
     @property
     def headers(self) -> Mapping[str, str]:
