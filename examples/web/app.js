@@ -104,7 +104,7 @@ let client = makeClient();
 let rooms = []; // the rooms as last listed: [{ number, name }]
 const sessions = new Map(); // room number -> its participants (an empty list: nobody)
 let canModerate = false;
-let watching = null; // the live subscription: { generation, unsubscribe }
+let unwatch = null; // ends the live subscription
 let generation = 0; // tells a subscription's own end from one the page asked for
 let failures = 0; // streams that ended in a row, for the pause before the next one
 let trouble = ""; // what the gateway said went wrong with the running subscription
@@ -160,18 +160,17 @@ function watch() {
   const numbers = rooms.map((room) => room.number);
   trouble = "";
   setLive("connecting", "Connecting to live updates…");
-  const { unsubscribe } = pipe(
+  ({ unsubscribe: unwatch } = pipe(
     client.subscription(LIVE, { numbers }),
     onEnd(() => mine === generation && retry()),
     subscribe((result) => mine === generation && onUpdate(result)),
-  );
-  watching = { generation: mine, unsubscribe };
+  ));
 }
 
 function stopWatching() {
   generation++; // whatever the old subscription does from now on is ignored
-  watching?.unsubscribe();
-  watching = null;
+  unwatch?.();
+  unwatch = null;
 }
 
 function onUpdate(result) {
