@@ -429,7 +429,10 @@ async def test_web_example_subscribes_again_after_the_gateway_cut_it_off(
         await page.wait('body[data-live="on"]')
         await page.wait(person(SUPPORT, "4005"))
         assert runtime.feed.slow_consumers == 1
-        assert await page.problems() == []
+        # urql ends the finished stream's fetch itself, which Chromium may report as aborted
+        # when that comes before the response's last bytes: the page's own doing, no failure.
+        aborted = f"request failed: {stack.url('/graphql')} (net::ERR_ABORTED)"
+        assert [problem for problem in await page.problems() if problem != aborted] == []
 
 
 async def test_graphiql_runs_a_subscription(driver: list[str], demo_stack: DemoStack) -> None:
