@@ -232,6 +232,29 @@ async def test_subscription_sees_a_moderators_removal_at_once(gateway_stack: Sta
     assert stack.calls("conference/kick_member") == 1
 
 
+async def test_subscription_moderators_refresh_is_shared_with_session_reads(
+    gateway_stack: StackFactory,
+) -> None:
+    """After a removal on a watched room, the feed's refresh and Conference.session reads
+    that follow share one query_in_session: one PBX call for the action, whatever reads."""
+    stack = await gateway_stack()
+    stack.pbx.live_join(BRIDGE, "4001")
+    stack.pbx.live_join(BRIDGE, "4009")
+    runtime = stack.gateway_runtime()
+    results = await subscribe(runtime, [BRIDGE])
+    await next_of(results)
+    read = '{ conference(number: "6403") { session { participants { number } } } }'
+
+    await _moderate(stack, "removeParticipants", number=BRIDGE, operator="4001", members=["4009"])
+    answers = await asyncio.gather(*(stack.graphql(read) for _ in range(3)))
+    removed = update_of(await next_of(results))
+
+    assert numbers_in(removed) == ["4001"]
+    for answer in answers:
+        assert answer["data"]["conference"]["session"]["participants"] == [{"number": "4001"}]
+    assert stack.calls(IN_SESSION) == 2
+
+
 async def test_subscription_moderators_mute_reads_the_room_once_and_sends_no_repeat(
     gateway_stack: StackFactory,
 ) -> None:
@@ -307,3 +330,25 @@ async def test_subscription_completes_as_soon_as_the_gateway_stops(
     stack.pbx.clear_faults()
     assert "errors" not in await in_flight
     await stopping
+
+
+async def test_subscription_over_plain_http_is_refused_clearly(
+    gateway_stack: StackFactory,
+) -> None:
+    """A subscription POSTed (or sent with GET) for one JSON answer: 400 BAD_REQUEST saying
+    it needs a streaming transport; nothing is watched and the PBX is not called."""
+    stack = await gateway_stack()
+    document = 'subscription { conferenceSessions(numbers: ["6401"]) { number } }'
+
+    posted = await stack.client.post("/graphql", json={"query": document})
+    got = await stack.client.get(
+        "/graphql", params={"query": document}, headers={"accept": "application/json"}
+    )
+
+    for response in (posted, got):
+        assert response.status_code == 400
+        (error,) = response.json()["errors"]
+        assert error["extensions"]["code"] == ErrorCode.BAD_REQUEST
+        assert "streaming transport" in error["message"]
+    assert stack.calls(IN_SESSION) == 0
+    assert stack.gateway_runtime().feed.subscribers == 0

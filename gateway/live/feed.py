@@ -131,7 +131,7 @@ class LiveFeed:
 
     @property
     def closed(self) -> bool:
-        """Whether :meth:`close` ran (the app is stopping)."""
+        """Whether :meth:`stop` ran (the app is stopping)."""
         return self._closed
 
     # --- subscribers ------------------------------------------------------------------------
@@ -151,7 +151,7 @@ class LiveFeed:
             )
         subscription = Subscription(self, wanted, admit=admit)
         if self._closed:
-            subscription._closed = True  # ends at once: the app is stopping
+            subscription._end()  # ends at once: the app is stopping
             return subscription
         self._subscriptions.add(subscription)
         for number in wanted:
@@ -177,16 +177,9 @@ class LiveFeed:
         unknown = [n for n in subscription.numbers if not self._room(n).known]
         read: dict[str, LiveSession | BaseException | None] = {}
         if unknown:
-            try:
-                found = await self.cache.get_many(
-                    unknown, deadline=self.read_deadline(), admit=subscription.admit
-                )
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if (task is not None and task.cancelling()) or not self._closed:
-                    raise  # the subscriber itself is being cancelled
-                # The cache's fetch was cancelled because the app is stopping.
-                found = [self._stopping_error() for _ in unknown]
+            found = await self._read(unknown, subscription)
+            if found is None:
+                return []  # it ended while waiting
             read = dict(zip(unknown, found, strict=True))
         updates: list[SessionUpdate] = []
         for number in subscription.numbers:
@@ -202,6 +195,27 @@ class LiveFeed:
                 self._learn(number, state, UpdateReason.CHANGED)
             updates.append(SessionUpdate(number, room.state, UpdateReason.INITIAL))
         return updates
+
+    async def _read(
+        self, numbers: list[str], subscription: Subscription
+    ) -> list[LiveSession | BaseException | None] | None:
+        """The session cache's states of ``numbers``; None when ``subscription`` ended
+        first (closed, or the app stopping: it does not wait for the PBX to answer)."""
+        reading = asyncio.ensure_future(
+            self.cache.get_many(numbers, deadline=self.read_deadline(), admit=subscription.admit)
+        )
+        ended = asyncio.ensure_future(subscription._ended.wait())
+        try:
+            await asyncio.wait((reading, ended), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+            if not reading.done():
+                reading.cancel()  # this wait only: the shared fetch goes on for the others
+        if not reading.done():
+            return None
+        if reading.cancelled():  # the cache's fetch was cancelled: the app is stopping
+            return [self._stopping_error() for _ in numbers]
+        return reading.result()
 
     def read_deadline(self) -> float | None:
         """The clock value at which a read starting now gives up (None: never): a
@@ -269,13 +283,15 @@ class LiveFeed:
         (a source still tells the change, and the next read asks the PBX)."""
         if self._closed or number not in self._rooms:
             return
+        # Now, not in the task: a read that starts after this point sees the action, and
+        # the task joins it rather than asking again (one PBX call per action at most).
+        self.cache.forget()
         task = asyncio.create_task(self._refresh(number))
         self._refreshes.add(task)
         task.add_done_callback(self._refreshes.discard)
 
     async def _refresh(self, number: str) -> None:
-        self.cache.forget()  # the listing held predates the action
-        (state,) = await self.cache.get_many([number])
+        (state,) = await self.cache.get_many([number], deadline=self.read_deadline())
         if not isinstance(state, BaseException):
             self.rooms_listed({} if state is None else {number: state}, [number])
 
@@ -328,6 +344,13 @@ class Subscription:
         self._closed = False
         self._overflowed = False
         self._wakeup = asyncio.Event()
+        self._ended = asyncio.Event()  # set once: closed by the client or the feed
+
+    @property
+    def dropped(self) -> bool:
+        """Whether it fell ``buffer`` updates behind and was dropped (its next read raises
+        SlowConsumer)."""
+        return self._overflowed
 
     @property
     def buffered(self) -> int:
@@ -341,9 +364,9 @@ class Subscription:
             return True
         if len(self._buffer) >= self._limit:
             self._overflowed = True
-            self._closed = True
+            self._initial.clear()
             self._buffer.clear()
-            self._wakeup.set()
+            self._end()
             return False
         self._buffer.append(update)
         self._wakeup.set()
@@ -353,6 +376,7 @@ class Subscription:
         self._closed = True
         self._pending = False
         self._wakeup.set()
+        self._ended.set()
 
     def __aiter__(self) -> Subscription:
         return self
@@ -383,12 +407,11 @@ class Subscription:
 
     async def aclose(self) -> None:
         """Stop: the feed forgets this subscriber; a read after this ends the iteration."""
-        self._closed = True
         self._pending = False
         self._initial.clear()
         self._buffer.clear()
         self._feed._remove(self)
-        self._wakeup.set()
+        self._end()
 
     async def __aenter__(self) -> Subscription:
         return self
