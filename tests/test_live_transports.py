@@ -582,6 +582,21 @@ async def test_keepalive_pings_and_heartbeats(gateway_stack: StackFactory, frame
         assert parts[1:] == [{}, {}, {}]  # then one per interval (the room stays idle)
 
 
+async def test_multipart_first_part_is_the_update_even_when_the_pbx_is_slow(
+    gateway_stack: StackFactory, frames: Frames
+) -> None:
+    """The PBX answers the first read after several keep-alive intervals: the heartbeats
+    due meanwhile are not sent before INITIAL (urql would end the subscription on one)."""
+    stack = await gateway_stack(live_transport=LiveTransportLimits(keepalive=0.05))
+    stack.pbx.stall_next(1, seconds=0.5, endpoint="conference/query_in_session")
+    async with _multipart(stack, frames, [IDLE]) as stream:
+        first = await stream.part()
+        assert first is not None and first != {}
+        assert first["payload"]["data"]["conferenceSessions"]["reason"] == "INITIAL"
+        assert await stream.part() == {}  # the heartbeats go on after it
+    assert stack.calls("conference/query_in_session") == 1
+
+
 # --- slow consumers -------------------------------------------------------------------------
 
 
@@ -661,6 +676,11 @@ async def test_ws_connections_count_in_the_guard(
     assert len(opened) == cap and refused == 600 - cap
     assert guard.refused[ErrorCode.SERVER_BUSY] == refused
     assert guard.per_address["127.0.0.1"] == cap
+    for _ in range(500):  # the refused ones are counted until the server sees them close
+        if guard.open == cap:
+            break
+        await asyncio.sleep(0.01)
+    assert guard.open == cap
 
     other = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
     async with httpx.AsyncClient(base_url=stack.gateway.base_url, transport=other) as probe:
@@ -698,3 +718,32 @@ async def test_only_graphql_upgrades_and_origins_are_checked(
     for ws in (allowed, await _ws(listed, frames)):
         assert (await ws.init())["type"] == "connection_ack"
     assert listed.gateway.guard.open == 2
+
+
+# --- shutdown -------------------------------------------------------------------------------
+
+
+async def test_shutdown_completes_subscriptions(
+    gateway_stack: StackFactory, frames: Frames
+) -> None:
+    """On stop, a multipart subscription ends with its closing boundary (not cut off after
+    the grace period), and a WebSocket's subscription completes or its socket closes 1012."""
+    stack = await gateway_stack()
+    ws = await _ws(stack, frames)
+    await ws.init()
+    await ws.subscribe("1", [IDLE])
+    assert (await ws.update("1"))["reason"] == "INITIAL"
+    async with _multipart(stack, frames, [IDLE]) as stream:
+        assert (await stream.update())["reason"] == "INITIAL"
+        stopping = asyncio.create_task(stack.gateway.stop())
+        rest = []
+        while (part := await stream.part()) is not None:
+            rest.append(part)
+        assert all(part == {} for part in rest)  # heartbeats at most, then the clean end
+    messages = []
+    with contextlib.suppress(ConnectionClosed):
+        while True:
+            messages.append(await ws.receive())
+    assert messages in ([], [{"id": "1", "type": "complete"}])
+    assert ws.connection.close_code in (1000, 1012)
+    await stopping

@@ -81,10 +81,17 @@ class GatewayMultipartTransport(MultipartSubscriptionTransport):
         return super().encode_next(response, encode_json)
 
 
-async def with_opening_boundary(parts: AsyncIterator[str]) -> AsyncIterator[str]:
-    """``parts`` (strawberry's multipart body) after the opening boundary line."""
+async def with_opening_boundary(parts: AsyncIterator[str], heartbeat: str) -> AsyncIterator[str]:
+    """``parts`` (strawberry's multipart body) after the opening boundary line, without
+    the ``heartbeat`` parts that come before the first update: a slow first read (the PBX
+    answering late) would otherwise put one first, and urql end the subscription on it.
+    The headers and the opening line are traffic enough for a proxy meanwhile."""
     yield f"\r\n--{MULTIPART_SUBSCRIPTION_BOUNDARY}"
+    updated = False
     async for part in parts:
+        if part == heartbeat and not updated:
+            continue
+        updated = True
         yield part
 
 
