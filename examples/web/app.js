@@ -237,7 +237,8 @@ function participant(room, person) {
       button.type = "button";
       button.dataset.action = id;
       button.textContent = action.label;
-      button.addEventListener("click", () => moderate(action, room, person.number));
+      button.setAttribute("aria-label", `${action.label} ${person.number}`);
+      button.addEventListener("click", () => moderate(action, room, person.number, item));
       item.append(button);
     }
   }
@@ -246,15 +247,20 @@ function participant(room, person) {
 
 // --- moderator controls ----------------------------------------------------------------
 
-async function moderate(action, room, member) {
+// One click, one request: the participant's buttons wait for the answer (the gateway never
+// resends an action, and neither does the page).
+async function moderate(action, room, member, item) {
   const operator = document.getElementById("operator").value.trim();
   if (!operator) {
     show("moderation", "Type your moderator extension first: the PBX acts only for a moderator in the room.");
     return;
   }
   show("moderation", `${action.label}: ${member} in ${room}…`);
+  const buttons = [...item.querySelectorAll("button")];
+  buttons.forEach((button) => (button.disabled = true));
   const input = { number: room, operator, members: [member] };
   const result = await client.mutation(action.document, { input }).toPromise();
+  buttons.forEach((button) => (button.disabled = false));
   show(
     "moderation",
     result.error
