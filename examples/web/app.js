@@ -159,6 +159,7 @@ function watch() {
   const mine = ++generation;
   const numbers = rooms.map((room) => room.number);
   trouble = "";
+  if (numbers.length === 0) return setLive("on", ""); // no room to watch (the gateway refuses [])
   setLive("connecting", "Connecting to live updates…");
   ({ unsubscribe: unwatch } = pipe(
     client.subscription(LIVE, { numbers }),
