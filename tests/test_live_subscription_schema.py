@@ -85,18 +85,20 @@ async def test_subscription_resync_is_resynced(gateway_stack: StackFactory) -> N
 async def test_subscription_bad_numbers_refused_without_a_pbx_call(
     gateway_stack: StackFactory,
 ) -> None:
-    """A null item (named by position), a malformed number, more than GATEWAY_MAX_NUMBERS:
-    BAD_USER_INPUT, nothing watched, no PBX call."""
+    """An empty list, a null item (named by position), a malformed number, more than
+    GATEWAY_MAX_NUMBERS: BAD_USER_INPUT, nothing watched, no PBX call."""
     stack = await gateway_stack(max_numbers=3)
     runtime = stack.gateway_runtime()
 
+    empty = await next_of(await subscribe(runtime, []))
     null_item = await next_of(await subscribe(runtime, [PM, None]))
     malformed = await next_of(await subscribe(runtime, ["6401,6402"]))
     too_many = await next_of(await subscribe(runtime, ["1", "2", "3", "4"]))
 
-    for result in (null_item, malformed, too_many):
+    for result in (empty, null_item, malformed, too_many):
         assert result.data is None
         assert error_of(result)[0] == ErrorCode.BAD_USER_INPUT
+    assert "numbers is empty" in empty.errors[0].message
     assert "numbers[1] is null" in null_item.errors[0].message
     assert "is not a conference number" in malformed.errors[0].message
     assert (stack.calls(IN_SESSION), stack.calls(ROOMS)) == (0, 0)
@@ -142,6 +144,26 @@ async def test_subscription_without_numbers_watches_every_room(gateway_stack: St
     assert [numbers_in(u) for u in updates if u["session"]] == [["4001"]]
     assert runtime.feed.watched_rooms() == frozenset(rooms)
     assert (stack.calls(IN_SESSION), stack.calls(ROOMS)) == (1, 1)
+
+
+async def test_subscription_without_numbers_on_a_pbx_without_rooms_completes(
+    gateway_stack: StackFactory,
+) -> None:
+    """No numbers and no rooms on the PBX: nothing to watch, so it completes at once,
+    without a query_in_session."""
+    stack = await gateway_stack()
+    stack.pbx.set_conferences([])
+    runtime = stack.gateway_runtime()
+
+    results = await subscribe(runtime, None)
+
+    try:
+        await next_of(results)
+    except StopAsyncIteration:
+        pass
+    else:
+        raise AssertionError("a subscription to no room sent something")
+    assert (stack.calls(IN_SESSION), runtime.feed.subscribers) == (0, 0)
 
 
 async def test_subscription_reads_are_bounded_from_their_own_start(
@@ -230,6 +252,35 @@ async def test_subscription_sees_a_moderators_removal_at_once(gateway_stack: Sta
     assert (removed["reason"], numbers_in(removed)) == ("CHANGED", ["4001"])
     assert stack.calls(IN_SESSION) == 2
     assert stack.calls("conference/kick_member") == 1
+
+
+async def test_subscription_removal_whose_answer_was_lost_reads_the_room(
+    gateway_stack: StackFactory,
+) -> None:
+    """The PBX's answer to a removal is lost (PBX_UNAVAILABLE: it may have acted): the feed
+    reads the room anyway (one query_in_session) and sends what it finds; here the simulator
+    dropped the call before acting, so the room is unchanged and nothing is sent."""
+    stack = await gateway_stack()
+    stack.pbx.live_join(BRIDGE, "4001")
+    stack.pbx.live_join(BRIDGE, "4009")
+    runtime = stack.gateway_runtime()
+    results = await subscribe(runtime, [BRIDGE])
+    await next_of(results)
+    sent = runtime.feed.updates_sent
+    stack.pbx.drop_next(1, "conference/kick_member")
+
+    body = await stack.graphql(
+        MODERATE_DOCUMENT % "removeParticipants",
+        {"input": {"number": BRIDGE, "operator": "4001", "members": ["4009"]}},
+    )
+    await runtime.feed.settled()
+
+    assert body["errors"][0]["extensions"]["code"] == ErrorCode.PBX_UNAVAILABLE
+    assert stack.calls(IN_SESSION) == 2
+    assert runtime.feed.updates_sent == sent
+    stack.pbx.live_leave(BRIDGE, "4009")  # it leaves on its own: the next news is sent
+    await _tell(stack)
+    assert numbers_in(update_of(await next_of(results))) == ["4001"]
 
 
 async def test_subscription_moderators_refresh_is_shared_with_session_reads(

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -38,6 +39,8 @@ from types import TracebackType
 from gateway.errors import BadInputError, PbxUnavailableError
 from gateway.pbx.sessions_query import ENDPOINT, LiveSession
 from gateway.session_cache import Admit, SessionCache
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_BUFFER = 64
 DEFAULT_MAX_ROOMS = 100
@@ -272,6 +275,10 @@ class LiveFeed:
         dropped = [sub for sub in room.subscribers if not sub._push(update)]
         for subscription in dropped:
             self.slow_consumers += 1
+            logger.warning(
+                "a live subscriber fell %d updates behind and was dropped (GATEWAY_LIVE_BUFFER)",
+                self.buffer,
+            )
             self._remove(subscription)
 
     # --- moderator actions --------------------------------------------------------------------

@@ -38,9 +38,9 @@ SubscriptionNumbers = Annotated[
     strawberry.argument(
         description=(
             'Room numbers to watch, such as ["6400", "6401"]: digits only, one number per '
-            "item; a null item is refused (BAD_USER_INPUT naming its position). Leave out, or "
-            "give null, for every room on the PBX. At most GATEWAY_LIVE_MAX_ROOMS rooms "
-            "(100 by default)."
+            "item; a null item or an empty list is refused (BAD_USER_INPUT, a null item named "
+            "by its position). Leave out, or give null, for every room on the PBX. At most "
+            "GATEWAY_LIVE_MAX_ROOMS rooms (100 by default)."
         )
     ),
 ]
@@ -140,6 +140,13 @@ class Subscription:
             wanted = await _every_room(context, feed)
         else:
             wanted = context.numbers.admit(non_null_items(numbers))
+            if not wanted:  # a stream that could never send anything would only hold a slot
+                raise BadInputError(
+                    "numbers is empty: give at least one room number, or leave numbers out "
+                    "for every room"
+                )
+        if not wanted:
+            return  # a PBX without rooms: nothing to watch
         context.live_read = True  # nothing of this may be cached
         async with feed.subscribe(wanted, admit=context.admit) as subscription:
             async for update in subscription:
