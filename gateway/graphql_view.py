@@ -328,6 +328,13 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
             exchange.context = context
         return context
 
+    def resolve_document(
+        self, query: str | None, extensions: Mapping[str, Any] | None
+    ) -> str | None:
+        """A WebSocket operation's document, through the persisted queries as over HTTP
+        (nothing is learned from a WebSocket: APQ registration is HTTP's)."""
+        return self._persisted.resolve(query, extensions).query
+
     async def operation_context(self, websocket: WebSocket, identity: Identity) -> GatewayContext:
         """A fresh context for one operation of an authenticated WebSocket: a DataLoader,
         a deadline and a document budget of its own, as one HTTP request has."""

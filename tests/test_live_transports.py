@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import json
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
@@ -309,6 +310,12 @@ async def test_multipart_initial_then_changed_on_join_and_leave(
             break
         await asyncio.sleep(0.01)
     assert not view_slots.held  # the stream's slot was given back when it ended
+    feed = stack.gateway_runtime().feed
+    for _ in range(200):
+        if feed.subscribers == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert feed.subscribers == 0  # and the feed forgot the subscriber
     frames.check_clean(stack)
 
 
@@ -508,6 +515,27 @@ async def test_limits_per_connection_and_per_identity(
     assert not _slots(stack).held
 
 
+async def test_ws_each_subscribe_is_charged_to_the_request_budget(
+    gateway_stack: StackFactory, frames: Frames
+) -> None:
+    """With GATEWAY_RATE_LIMIT set, each subscribe costs one request of the caller's budget,
+    as an HTTP request does; past it: an error coded RATE_LIMITED, the connection open."""
+    stack = await gateway_stack()
+    limited = dataclasses.replace(stack.gateway_runtime().settings.security, rate=0.001, burst=2.0)
+    stack = await gateway_stack(security=limited)
+    ws = await _ws(stack, frames)
+    await ws.init()
+    for operation_id in ("1", "2"):
+        await ws.subscribe(operation_id, [IDLE])
+        assert (await ws.update(operation_id))["reason"] == "INITIAL"
+    await ws.subscribe("3", [IDLE])
+    refused = await ws.receive()
+    assert (refused["type"], refused["id"]) == ("error", "3")
+    assert refused["payload"][0]["extensions"]["code"] == ErrorCode.RATE_LIMITED
+    await ws.send({"type": "ping"})
+    assert await ws.receive() == {"type": "pong"}
+
+
 async def test_ws_message_size_is_bounded(gateway_stack: StackFactory, frames: Frames) -> None:
     """A message past GATEWAY_LIVE_MAX_MESSAGE_BYTES closes the connection 1009 (too big)
     before anything reads it."""
@@ -555,6 +583,36 @@ async def test_ws_documents_pass_the_same_budget_and_validation_as_http(
         assert expected[operation_id] in codes, message
     await ws.subscribe("again", [IDLE])
     assert (await ws.update("again"))["reason"] == "INITIAL"
+
+
+async def test_ws_persisted_only_runs_registered_documents_only(
+    gateway_stack: StackFactory, frames: Frames
+) -> None:
+    """GATEWAY_PERSISTED_ONLY holds over the WebSocket too: a document not registered is
+    refused (PERSISTED_QUERY_NOT_ALLOWED), a registered one runs, by its text or its hash."""
+    registered = WATCH
+    sha = hashlib.sha256(registered.encode()).hexdigest()
+    stack = await gateway_stack()
+    security = dataclasses.replace(
+        stack.gateway_runtime().settings.security,
+        persisted_only=True,
+        persisted_documents={sha: registered},
+    )
+    locked = await gateway_stack(security=security)
+    ws = await _ws(locked, frames)
+    await ws.init()
+    await ws.subscribe("free", query="{ conferences { number } }")
+    refused = await ws.receive()
+    assert (refused["type"], refused["id"]) == ("error", "free")
+    assert refused["payload"][0]["extensions"]["code"] == ErrorCode.PERSISTED_QUERY_NOT_ALLOWED
+    await ws.subscribe("text", [IDLE], query=registered)
+    assert (await ws.update("text"))["reason"] == "INITIAL"
+    by_hash = {
+        "variables": {"numbers": [IDLE]},
+        "extensions": {"persistedQuery": {"version": 1, "sha256Hash": sha}},
+    }
+    await ws.send({"id": "hash", "type": "subscribe", "payload": by_hash})
+    assert (await ws.update("hash"))["reason"] == "INITIAL"
 
 
 # --- keep-alive -----------------------------------------------------------------------------
@@ -695,6 +753,33 @@ async def test_ws_connections_count_in_the_guard(
             break
         await asyncio.sleep(0.01)
     assert guard.open == 0 and not guard.per_address
+
+
+async def test_ws_upgrade_headers_are_bounded_as_for_http(gateway_stack: StackFactory) -> None:
+    """An upgrade request past GATEWAY_MAX_HEADER_BYTES is refused 431 HEADERS_TOO_LARGE
+    before any WebSocket exists, and its connection is given back."""
+    stack = await gateway_stack()
+    guard = stack.gateway.guard
+    reader, writer = await asyncio.open_connection(stack.gateway.host, stack.gateway.port)
+    head = (
+        "GET /graphql HTTP/1.1\r\nHost: gateway\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Protocol: graphql-transport-ws\r\n"
+        f"X-Filler: {'a' * (guard.limits.max_header_bytes + 1)}\r\n\r\n"
+    )
+    writer.write(head.encode())
+    with contextlib.suppress(ConnectionError):
+        await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), BOUND)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 431")
+    assert ErrorCode.HEADERS_TOO_LARGE.encode() in answer
+    for _ in range(200):
+        if guard.open == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert guard.open == 0
 
 
 async def test_only_graphql_upgrades_and_origins_are_checked(

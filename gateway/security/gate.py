@@ -122,11 +122,6 @@ class GraphQLGate:
         if scope["type"] == "websocket":
             await self._websocket(scope, receive, send)
             return
-        if scope["type"] != "http":
-            await self._refuse(
-                scope, receive, send, 400, ErrorCode.BAD_REQUEST, "only HTTP is served here"
-            )
-            return
         headers = Headers(scope=scope)
         if self._is_ide_page(scope, headers):
             await self._app(scope, receive, send)
@@ -229,9 +224,6 @@ class GraphQLGate:
         """Answer a refusal, count it, and log it (one line, like every request)."""
         client = scope.get("client")
         self._count_and_log(code, message, client[0] if client else None, status)
-        if scope["type"] != "http":
-            await send({"type": "websocket.close", "code": 1008})
-            return
         body: dict[str, Any] = {"errors": [{"message": message, "extensions": {"code": code}}]}
         await JSONResponse(body, status_code=status, headers=headers)(scope, receive, send)
 
