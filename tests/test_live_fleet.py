@@ -1,0 +1,471 @@
+"""Live data in a fleet against a real redis-server: one lease holder runs the source, the
+bus carries its room states, sealed, to every replica's feed.
+
+Time is driven by short lease TTLs; every assertion polls state (who runs, what each feed
+holds, the counters), never a duration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import redis.asyncio as redis
+from cryptography.fernet import Fernet
+
+from gateway.fleet.link import RedisLink
+from gateway.fleet.sealing import Sealer
+from gateway.live.bus import BusSink
+from gateway.live.lease import Lease, LeasedSource
+from gateway.pbx.client import PbxClient, build_http_client
+from gateway.pbx.session import PbxSession
+from gateway.pbx.sessions_query import LiveMember, LiveSession
+from gateway.secrets import Secret
+from gateway.settings import PasswordSource
+from gateway.simulator import DEMO_PASSWORD, DEMO_USERNAME, SimulatorServer, password_digest
+from tests.live_fleet_helpers import Feed, QuerySource, Running, Tally, cable_to, redis_link
+from tests.processes import RedisProcess, redis_process
+from tests.timing import FakeClock, eventually
+
+__all__ = ["redis_process"]
+
+KEY = Fernet.generate_key().decode()
+PM = "6401"
+TTL = 0.6  # the lease: renewed every 0.2 s; a dead holder's is free within 0.8 s
+
+
+# --- the lease ------------------------------------------------------------------------------
+
+
+@dataclass
+class Contender:
+    """One replica contending for the lease: its lease, its source, the running task."""
+
+    lease: Lease
+    source: Running
+    task: asyncio.Task[None]
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def contenders(
+    links: list[RedisLink], tally: Tally, *, ttl: float = TTL
+) -> AsyncIterator[Callable[[RedisLink], Contender]]:
+    """``start(link)`` starts one contender on ``link``; all are stopped on exit."""
+    started: list[Contender] = []
+
+    def start(link: RedisLink) -> Contender:
+        lease, source = Lease(link, ttl=ttl), Running(tally)
+        task = asyncio.create_task(LeasedSource(lease, source).run(Feed()))
+        started.append(Contender(lease, source, task))
+        return started[-1]
+
+    try:
+        yield start
+    finally:
+        for contender in started:
+            await contender.stop()
+
+
+@contextlib.asynccontextmanager
+async def links(url: str, count: int) -> AsyncIterator[list[RedisLink]]:
+    async with contextlib.AsyncExitStack() as stack:
+        yield [await stack.enter_async_context(redis_link(url)) for _ in range(count)]
+
+
+async def test_lease_one_holder_among_three_contenders(redis_process: RedisProcess) -> None:
+    """Three replicas contend: exactly one runs its source, through many renewals."""
+    tally = Tally()
+    async with links(redis_process.url, 3) as three, contenders(three, tally) as start:
+        replicas = [start(link) for link in three]
+        await eventually(lambda: tally.running == 1, what="one source running")
+        holder = next(r for r in replicas if r.source.running)
+        renewed = await _renewals(holder.lease, 6)  # two TTLs' worth of renewals
+
+        assert renewed >= 6
+        assert tally.most == 1 and tally.running == 1
+        assert sum(r.lease.acquired for r in replicas) == 1
+        assert sum(r.source.starts for r in replicas) == 1
+
+
+@pytest.mark.parametrize("failure", ["cut", "stall"])
+async def test_lease_holder_cut_off_is_fenced_and_another_takes_over(
+    redis_process: RedisProcess, failure: str
+) -> None:
+    """The holder loses Redis (connections cut, or a partition where nothing answers): it
+    stops its source by itself, and another replica holds the lease once the key expires;
+    never two sources at once."""
+    tally = Tally()
+    async with (
+        cable_to(redis_process.port) as cable,
+        redis_link(cable.url, slow=5.0) as cut_off,
+        links(redis_process.url, 2) as others,
+        contenders([], tally) as start,
+    ):
+        first = start(cut_off)
+        await eventually(lambda: first.source.running, what="the first replica holding")
+        rest = [start(link) for link in others]
+        old_term = first.lease.term
+
+        getattr(cable, failure)()
+        await eventually(lambda: not first.source.running, what="the holder fenced")
+        await eventually(lambda: tally.running == 1, what="another replica's source running")
+
+        successor = next(r for r in rest if r.source.running)
+        assert first.lease.lost == 1 and first.source.stops == 1
+        assert tally.most == 1
+        assert successor.lease.term is not None and old_term is not None
+        assert successor.lease.term > old_term
+
+        cable.mend()  # back on Redis, the former holder waits: the lease is taken
+        await _renewals(successor.lease, 3)
+        assert not first.source.running and first.source.starts == 1
+        assert tally.most == 1
+
+
+async def test_lease_clean_release_hands_over_at_once(redis_process: RedisProcess) -> None:
+    """A holder that shuts down releases: a waiting replica holds at once, not at its next
+    try (with a 60 s TTL the next try is 20 s away; the handover is awaited for 10)."""
+    tally = Tally()
+    async with links(redis_process.url, 2) as two, contenders(two, tally, ttl=60) as start:
+        first = start(two[0])
+        await eventually(lambda: first.source.running, what="the first replica holding")
+        second = start(two[1])
+        await eventually(lambda: second.lease.tries >= 1, what="the second replica waiting")
+
+        await first.stop()
+        await eventually(lambda: second.source.running, what="the handover")
+
+        assert first.lease.released == 1 and first.source.stops == 1
+        assert second.lease.acquired == 1 and tally.most == 1
+
+
+async def test_lease_holder_whose_key_was_taken_stops_its_source(
+    redis_process: RedisProcess,
+) -> None:
+    """Someone else holds the key (written over in Redis): the holder's next renewal is
+    refused and it stops its source at once; it takes the lease again only once it is free."""
+    tally = Tally()
+    raw = redis.Redis.from_url(redis_process.url)
+    async with links(redis_process.url, 1) as one, contenders(one, tally) as start:
+        replica = start(one[0])
+        await eventually(lambda: replica.source.running, what="the replica holding")
+
+        await raw.set(replica.lease.key, b"another holder", px=60_000)
+        await eventually(lambda: not replica.source.running, what="the holder fenced")
+        tries = replica.lease.tries
+        await eventually(lambda: replica.lease.tries >= tries + 3, what="three more tries")
+        assert replica.lease.lost == 1 and replica.source.starts == 1
+        assert await raw.get(replica.lease.key) == b"another holder"  # never deleted: not its own
+
+        await raw.delete(replica.lease.key)
+        await eventually(lambda: replica.source.starts == 2, what="the lease taken again")
+        assert tally.most == 1
+    await raw.aclose()
+
+
+async def test_lease_term_grows_even_when_redis_lost_the_counter(
+    redis_process: RedisProcess,
+) -> None:
+    """Each hold's term is larger than the last, also after Redis lost its keys (the term
+    follows Redis's clock), so replicas never take a new holder's messages for old ones."""
+    raw = redis.Redis.from_url(redis_process.url)
+    async with links(redis_process.url, 1) as one:
+        lease = Lease(one[0], ttl=TTL)
+        first = await lease.acquire()
+        await lease.release()
+        second = await lease.acquire()
+        await lease.release()
+        await raw.flushall()
+        third = await lease.acquire()
+        await lease.release()
+    await raw.aclose()
+    assert first < second < third
+
+
+async def _renewals(lease: Lease, count: int) -> int:
+    start = lease.renewals
+    await eventually(lambda: lease.renewals >= start + count, what=f"{count} renewals")
+    return lease.renewals - start
+
+
+# --- the bus --------------------------------------------------------------------------------
+
+
+@dataclass
+class Replica:
+    feed: Feed
+    bus: BusSink
+    link: RedisLink
+
+
+@contextlib.asynccontextmanager
+async def bus_fleet(
+    urls: list[str], watched: list[set[str]], *, term: Callable[[], int | None] = lambda: 1
+) -> AsyncIterator[list[Replica]]:
+    """One replica per URL, each listening on the bus into its own feed; the first one's bus
+    answers to ``term`` (the holder), the others hold nothing."""
+    async with contextlib.AsyncExitStack() as stack:
+        replicas: list[Replica] = []
+        for index, (url, rooms) in enumerate(zip(urls, watched, strict=True)):
+            link = await stack.enter_async_context(redis_link(url))
+            feed = Feed(rooms)
+            bus = BusSink(
+                link,
+                Sealer(Secret(KEY)),
+                feed,
+                term=term if index == 0 else (lambda: None),
+                watch_ttl=1.5,
+                watch_refresh=0.1,
+            )
+            replicas.append(Replica(feed, bus, link))
+        tasks = [asyncio.create_task(r.bus.listen()) for r in replicas]
+        try:
+            for replica in replicas:
+                await eventually(lambda r=replica: r.bus.subscriptions >= 1, what="subscribed")
+            yield replicas
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def pbx() -> AsyncIterator[tuple[SimulatorServer, PbxSession]]:
+    """The simulated PBX on loopback and a logged-in-on-demand session to it."""
+    async with (
+        SimulatorServer() as server,
+        build_http_client(base_url=server.base_url, timeout=5.0, verify=True) as http,
+    ):
+        session = PbxSession(
+            PbxClient(http),
+            username=DEMO_USERNAME,
+            password=PasswordSource(md5=Secret(password_digest(DEMO_PASSWORD))),
+            clock=FakeClock(),
+        )
+        try:
+            yield server, session
+        finally:
+            await session.close()
+
+
+async def test_bus_change_reaches_every_replica_feed(redis_process: RedisProcess) -> None:
+    """A member joins at the PBX; the holder's source reads it: every replica's feed has them,
+    with the same member details; when they leave, every feed has the room empty."""
+    url = redis_process.url
+    async with pbx() as (sim, session), bus_fleet([url] * 3, [{PM}, {PM}, set()]) as replicas:
+        source = QuerySource(session)
+        running = asyncio.create_task(source.run(replicas[0].bus))
+        try:
+            sim.state.live_join(PM, "4001")
+            source.poll()
+            await eventually(
+                lambda: all(r.feed.members(PM) == ["4001"] for r in replicas), what="joined"
+            )
+            sessions = {r.feed.rooms[PM] for r in replicas}
+            assert len(sessions) == 1  # the same LiveSession, channel id and all, everywhere
+
+            sim.state.live_leave(PM, "4001")
+            source.poll()
+            await eventually(
+                lambda: all(r.feed.rooms.get(PM, "?") is None for r in replicas), what="left"
+            )
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+        assert replicas[0].bus.published == 2
+        assert all(r.bus.applied == 2 for r in replicas[1:])
+        assert all(not r.bus.dropped for r in replicas)
+
+
+async def test_bus_messages_hide_members_from_redis_readers(redis_process: RedisProcess) -> None:
+    """What crosses Redis names neither the member's number nor their channel id."""
+    raw = redis.Redis.from_url(redis_process.url)
+    async with (
+        bus_fleet([redis_process.url] * 2, [{PM}, {PM}]) as (holder, other),
+        raw.pubsub() as spy,
+    ):
+        await spy.subscribe(holder.bus.channel)
+        holder.bus.room_changed(PM, _session(PM, "4001", "PJSIP/4001-0000002a"))
+        await eventually(lambda: other.feed.members(PM) == ["4001"], what="delivered")
+        heard = await _next_message(spy)
+    await raw.aclose()
+    assert b"4001" not in heard and b"PJSIP" not in heard and b"6401" not in heard
+
+
+async def test_bus_drops_tampered_unsealed_old_and_replayed_messages(
+    redis_process: RedisProcess,
+) -> None:
+    """Garbage, a sealed message altered, one sealed with another key, one too old, and a
+    genuine one replayed: each dropped and counted, the feed untouched; the bus still works."""
+    raw = redis.Redis.from_url(redis_process.url)
+    async with bus_fleet([redis_process.url] * 2, [{PM}, {PM}]) as (holder, other):
+        async with raw.pubsub() as spy:
+            await spy.subscribe(holder.bus.channel)
+            holder.bus.room_changed(PM, _session(PM, "4001", "PJSIP/4001-1"))
+            await eventually(lambda: other.feed.members(PM) == ["4001"], what="delivered")
+            genuine = await _next_message(spy)
+
+        channel = holder.bus.channel
+        forged = {
+            "origin": "intruder",
+            "term": 1 << 60,
+            "seq": 1,
+            "op": "changed",
+            "number": PM,
+            "session": {"number": PM, "name": None, "callid": None, "members": []},
+        }
+        altered = genuine[:-1] + bytes([genuine[-1] ^ 1])
+        other_key = Sealer(Secret(Fernet.generate_key().decode())).seal(
+            channel, forged, time.time()
+        )
+        too_old = Sealer(Secret(KEY)).seal(channel, forged, time.time() - 120)
+        for blob in (b"not sealed at all", altered, other_key, too_old, genuine):
+            await raw.publish(channel, blob)
+        await eventually(lambda: sum(other.bus.dropped.values()) == 5, what="five dropped")
+
+        assert other.bus.dropped == {"unsealed": 4, "stale": 1}
+        assert other.feed.members(PM) == ["4001"] and other.bus.applied == 1
+
+        holder.bus.room_changed(PM, None)  # still listening
+        await eventually(lambda: other.feed.rooms[PM] is None, what="the next change")
+    await raw.aclose()
+
+
+async def test_bus_former_holders_late_messages_are_dropped(redis_process: RedisProcess) -> None:
+    """A message sent under an older term (a fenced holder's, still in flight) is dropped
+    once a newer term was heard; the newer holder's states stand."""
+    url = redis_process.url
+    async with bus_fleet([url] * 3, [{PM}] * 3) as (new, old, listener):
+        terms = iter([2, 2])
+        new.bus._term = lambda: next(terms, 2)
+        old.bus._term = lambda: 1
+        new.bus.room_changed(PM, _session(PM, "4002", "PJSIP/4002-1"))
+        await eventually(lambda: listener.feed.members(PM) == ["4002"], what="term 2 heard")
+
+        old.bus.room_changed(PM, _session(PM, "4001", "PJSIP/4001-1"))
+        await eventually(lambda: listener.bus.dropped["stale"] == 1, what="term 1 dropped")
+        assert listener.feed.members(PM) == ["4002"]
+        assert new.feed.members(PM) == ["4002"]
+
+
+async def test_bus_source_without_the_lease_is_never_heard(redis_process: RedisProcess) -> None:
+    """A source still running after its lease was lost writes into a bus whose term is None:
+    nothing is applied, locally or elsewhere."""
+    async with bus_fleet([redis_process.url] * 2, [{PM}, {PM}], term=lambda: None) as replicas:
+        fenced, other = replicas
+        fenced.bus.room_changed(PM, _session(PM, "4001", "PJSIP/4001-1"))
+        fenced.bus.rooms_listed({}, None)
+        await asyncio.sleep(0)
+        assert fenced.bus.dropped["fenced"] == 2 and fenced.bus.published == 0
+        assert fenced.feed.rooms == {} and other.feed.rooms == {}
+
+
+async def test_bus_watched_rooms_are_the_fleets_union(redis_process: RedisProcess) -> None:
+    """The holder's sink answers the rooms every replica watches; a replica that stops
+    refreshing drops out after the watch TTL; an entry not sealed by the fleet counts not."""
+    raw = redis.Redis.from_url(redis_process.url)
+    url = redis_process.url
+    async with bus_fleet([url] * 3, [{"6400"}, {PM}, {"6402", "6403"}]) as (holder, b, c):
+        expected = frozenset({"6400", PM, "6402", "6403"})
+        await eventually(lambda: holder.bus.watched_rooms() == expected, what="the union")
+        await raw.hset(holder.bus._watch_key, "intruder", b"9999")  # not sealed: ignored
+
+        b.feed.watched = {PM, "6404"}
+        c.feed.watched = set()
+        expected = frozenset({"6400", PM, "6404"})
+        await eventually(lambda: holder.bus.watched_rooms() == expected, what="the new union")
+        assert await raw.hexists(holder.bus._watch_key, "intruder") == 0  # removed
+
+    await raw.aclose()
+
+
+async def test_bus_watch_entry_of_a_gone_replica_expires(redis_process: RedisProcess) -> None:
+    """A replica that stops (crashes) stops refreshing its entry: after the watch TTL its
+    rooms are no longer asked for."""
+    url = redis_process.url
+    async with bus_fleet([url], [set()]) as (holder,):
+        async with bus_fleet([url], [{PM}]) as (gone,):
+            await eventually(lambda: holder.bus.watched_rooms() == {PM}, what="watched")
+            del gone
+        await eventually(lambda: holder.bus.watched_rooms() == frozenset(), what="expired")
+
+
+async def test_bus_replica_whose_subscription_dropped_resyncs_from_the_holder(
+    redis_process: RedisProcess,
+) -> None:
+    """A replica misses changes while its Redis connection is down; when it is back it asks
+    the holder, which answers from its state (no PBX call): the feed ends on the truth."""
+    async with (
+        cable_to(redis_process.port) as cable,
+        bus_fleet([redis_process.url, redis_process.url, cable.url], [{PM}, {PM}, {PM}]) as (
+            holder,
+            other,
+            cut_off,
+        ),
+    ):
+        holder.bus.rooms_listed({}, None)
+        await eventually(lambda: cut_off.feed.rooms.get(PM, "?") is None, what="first state")
+        subscriptions = cut_off.bus.subscriptions
+
+        cable.cut()
+        holder.bus.room_changed(PM, _session(PM, "4001", "PJSIP/4001-1"))
+        holder.bus.room_changed("6400", _session("6400", "4009", "PJSIP/4009-1"))
+        await eventually(lambda: other.feed.members(PM) == ["4001"], what="the others hear")
+        assert cut_off.feed.rooms[PM] is None
+
+        cable.mend()
+        await eventually(lambda: cut_off.feed.members(PM) == ["4001"], what="resynced")
+        assert cut_off.bus.subscriptions > subscriptions
+        assert cut_off.bus.resyncs_asked >= 1 and holder.bus.resyncs_answered >= 1
+        assert "6400" not in cut_off.feed.rooms  # only the rooms it watches were sent
+        assert other.feed.rooms[PM] is not None and other.bus.dropped == {}
+
+
+async def test_bus_gap_in_the_sequence_asks_for_a_resync(redis_process: RedisProcess) -> None:
+    """A change the holder could not publish (Redis cut off just then) shows as a gap at its
+    next message; the replica asks for a resync and gets the room's true state."""
+    async with (
+        cable_to(redis_process.port) as cable,
+        bus_fleet([cable.url, redis_process.url], [{PM}, {PM}]) as (holder, other),
+    ):
+        holder.bus.room_changed(PM, _session(PM, "4001", "PJSIP/4001-1"))
+        await eventually(lambda: other.feed.members(PM) == ["4001"], what="first")
+
+        cable.cut()
+        holder.bus.room_changed(PM, _session(PM, "4005", "PJSIP/4005-1"))  # lost on the way
+        await eventually(lambda: holder.bus.unsent == 1, what="the change lost")
+        cable.mend()
+        await eventually(lambda: holder.link.up, what="the holder back on Redis")
+        holder.bus.room_changed("6400", None)
+
+        await eventually(lambda: other.bus.gaps == 1, what="the gap seen")
+        await eventually(lambda: other.feed.members(PM) == ["4005"], what="resynced")
+        assert holder.bus.resyncs_answered >= 1
+
+
+def _session(number: str, member: str, channel: str) -> LiveSession:
+    return LiveSession(
+        number=number,
+        name="PM",
+        callid="1700000000.1",
+        members=(LiveMember("ext", member, None, None, None, channel, "ANSWERED"),),
+    )
+
+
+async def _next_message(pubsub: Any) -> bytes:
+    give_up = time.monotonic() + 10
+    while time.monotonic() < give_up:
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+        if message is not None and message["type"] == "message":
+            data: bytes = message["data"]
+            return data
+    raise AssertionError("no message on the channel")
