@@ -36,6 +36,7 @@ from gateway.conference_codec import ALL
 from gateway.graphiql import graphiql_routes
 from gateway.graphql_view import GatewayGraphQL
 from gateway.health import healthz, readyz
+from gateway.live.feed import LiveFeed
 from gateway.observability.metrics import Metrics
 from gateway.observability.runtime_metrics import RuntimeCollector
 from gateway.observability.tracing import pbx_call_span
@@ -144,12 +145,20 @@ def create_app(
                 ttl=settings.session_ttl,
                 clock=clock,
             )
+            feed = LiveFeed(
+                live,
+                buffer=settings.live_buffer,
+                max_rooms=settings.live_max_rooms,
+                read_timeout=settings.request_deadline,
+                clock=clock,
+            )
             runtime = Runtime(
                 settings=settings,
                 client=client,
                 session=session,
                 store=store,
                 live=live,
+                feed=feed,
                 requests=requests,
                 misses=misses,
                 metrics=metrics,
@@ -165,6 +174,7 @@ def create_app(
                     requests=requests,
                     misses=misses,
                     fleet=fleet,
+                    feed=feed,
                 )
             )
             session.start(login_now=settings.login_at_start)
@@ -173,6 +183,7 @@ def create_app(
                 yield {"runtime": runtime}
             finally:
                 unwatch()
+                await feed.close()  # subscriptions complete; none is left waiting
                 listener.cancel()
                 await asyncio.gather(listener, return_exceptions=True)
                 await store.aclose()

@@ -231,6 +231,7 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
         context = GatewayContext(
             store=runtime.store,
             live=runtime.live,
+            feed=runtime.feed,
             numbers=NumberBudget(runtime.settings.max_numbers),
             identity=identity,
             session=runtime.session,

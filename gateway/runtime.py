@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, TypedDict
 
 from starlette.requests import HTTPConnection
 
+from gateway.live.feed import LiveFeed
 from gateway.observability.metrics import Metrics
 from gateway.pbx.client import PbxClient
 from gateway.pbx.session import PbxSession
@@ -37,6 +38,8 @@ class Runtime:
     store: ConferenceStore
     live: SessionCache
     """Who is in each room: the briefly cached ``query_in_session`` listing."""
+    feed: LiveFeed
+    """This process's live subscribers; a source tells it what changes (a LiveSink)."""
     requests: RateLimiter | None
     """The per-identity request budget; None unless GATEWAY_RATE_LIMIT is set."""
     misses: RateLimiter

@@ -17,7 +17,11 @@ module keeps instead:
   (``PBX_MAX_CONCURRENCY``), breaker and retry rules, like every room fetch;
 - **never stale**: an answer older than the TTL is not served; when the PBX cannot answer,
   each ``session`` asked gets the error (who *was* in a room minutes ago is not who is in it).
-  Errors are not kept: the next request asks again (single-flight still holds).
+  Errors are not kept: the next request asks again (single-flight still holds);
+- **kept coherent with live data**: when the live feed learns a room's state (a
+  ``ConferenceStatus`` event, a poll, a resync), :meth:`SessionCache.apply` patches the
+  listing held (one room) and :meth:`SessionCache.apply_listing` takes a complete answer, so a
+  ``Conference.session`` read sees the change at once rather than after the TTL.
 
 The participant ids the schema shows are :meth:`SessionCache.participant_id`: an HMAC of the
 room number and the PBX's channel id under a key made for this process, so the id is stable
@@ -32,7 +36,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from gateway.errors import PbxTimeoutError
@@ -68,7 +72,7 @@ class SessionCache:
         self._ttl = ttl
         self._clock = clock
         self._id_key = id_key if id_key is not None else secrets.token_bytes(32)
-        self._listing: Listing | None = None
+        self._listing: dict[str, LiveSession] | None = None
         self._fetched_at = 0.0
         self._inflight: asyncio.Task[Listing] | None = None
         self._epoch = 0  # bumped by forget(): a fetch begun before it keeps nothing
@@ -118,6 +122,28 @@ class SessionCache:
         self._listing = None
         self._inflight = None
 
+    def apply(self, number: str, session: LiveSession | None) -> None:
+        """Room ``number`` as a live source just reported it (None: nobody is in it):
+        patched into the listing held, if any (none held: the next read asks the PBX).
+        The listing's age is left alone: one room's news says nothing of the others."""
+        if self._listing is None:
+            return
+        if session is None:
+            self._listing.pop(number, None)
+        else:
+            self._listing[number] = session
+
+    def apply_listing(self, listing: Listing, rooms: Collection[str] | None = None) -> None:
+        """A complete answer from a live source (a poll, a resync): every room of ``rooms``
+        not in ``listing`` has nobody in it. With ``rooms`` None it is the whole PBX's answer,
+        as good as a fetch of our own: kept as the fresh listing."""
+        if rooms is None:
+            self._listing = dict(listing)
+            self._fetched_at = self._clock()
+            return
+        for number in rooms:
+            self.apply(number, listing.get(number))
+
     async def _fetch(self) -> Listing:
         self.stats.fetches += 1
         epoch = self._epoch
@@ -130,7 +156,7 @@ class SessionCache:
             if self._epoch == epoch:
                 self._inflight = None
         if self._epoch == epoch:
-            self._listing = listing
+            self._listing = dict(listing)  # our own copy: apply() patches it
             self._fetched_at = self._clock()
         return listing
 

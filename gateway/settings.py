@@ -111,6 +111,10 @@ class Settings:
     session_ttl: float = 2.0
     """Seconds the list of who is in which room is fresh (``Conference.session``); never
     served stale."""
+    live_buffer: int = 64
+    """Updates a live subscriber may fall behind before it is closed (SLOW_CONSUMER)."""
+    live_max_rooms: int = 100
+    """Rooms one subscription may watch (``conferenceSessions``)."""
     response_cache_bytes: int = 32 * 1024 * 1024
     """Bytes of kept GraphQL answers (see :mod:`gateway.schema.response_cache`); 0: none."""
     request_deadline: float = 15.0
@@ -164,6 +168,8 @@ class Settings:
             revalidate_window=number("GATEWAY_REVALIDATE_WINDOW", d.revalidate_window, minimum=0),
             cache_max_entries=integer("GATEWAY_CACHE_MAX_ENTRIES", d.cache_max_entries, minimum=1),
             session_ttl=number("GATEWAY_SESSION_TTL", d.session_ttl, minimum=0.001),
+            live_buffer=integer("GATEWAY_LIVE_BUFFER", d.live_buffer, minimum=1),
+            live_max_rooms=integer("GATEWAY_LIVE_MAX_ROOMS", d.live_max_rooms, minimum=1),
             response_cache_bytes=integer(
                 "GATEWAY_RESPONSE_CACHE_BYTES", d.response_cache_bytes, minimum=0
             ),

@@ -23,10 +23,15 @@ class LiveSink(Protocol):
         """Room ``number`` as the PBX just reported it (an event); None: nobody is in it."""
 
     def rooms_listed(
-        self, listing: Mapping[str, LiveSession], rooms: Collection[str] | None = None
+        self,
+        listing: Mapping[str, LiveSession],
+        rooms: Collection[str] | None = None,
+        *,
+        resync: bool = False,
     ) -> None:
         """A complete answer (a resync or a poll): every room of ``rooms`` (None: every
-        room) that is not in ``listing`` has nobody in it."""
+        room) that is not in ``listing`` has nobody in it. ``resync``: the answer read after
+        the event channel came back (subscribers see what changed as RESYNCED, not CHANGED)."""
 
     def watched_rooms(self) -> frozenset[str]:
         """The rooms somebody is subscribed to now (a poller asks only for these)."""

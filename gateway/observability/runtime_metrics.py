@@ -20,6 +20,7 @@ from gateway.pbx.breaker import CircuitState
 
 if TYPE_CHECKING:
     from gateway.fleet.assemble import Fleet
+    from gateway.live.feed import LiveFeed
     from gateway.pbx.client import PbxClient
     from gateway.pbx.session import PbxSession
     from gateway.security.rate_limit import RateLimiter
@@ -36,6 +37,7 @@ class RuntimeCollector(Collector):
     requests: RateLimiter | None
     misses: RateLimiter
     fleet: Fleet | None = None
+    feed: LiveFeed | None = None
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         store, session = self.store.stats, self.session
@@ -84,6 +86,21 @@ class RuntimeCollector(Collector):
                 "gateway_redis_up",
                 "1 while Redis answers (0: local fallback).",
                 self.fleet.link.up,
+            )
+        if self.feed is not None:
+            feed = self.feed
+            yield GaugeMetricFamily(
+                "gateway_live_subscribers", "Live subscriptions open now.", feed.subscribers
+            )
+            yield CounterMetricFamily(
+                "gateway_live_updates",
+                "Live updates sent to subscribers (INITIAL and changes).",
+                feed.updates_sent,
+            )
+            yield CounterMetricFamily(
+                "gateway_live_slow_consumers",
+                "Live subscribers closed because they fell GATEWAY_LIVE_BUFFER updates behind.",
+                feed.slow_consumers,
             )
         limited = CounterMetricFamily(
             "gateway_rate_limited", "Refusals by the per-client budgets.", labels=["budget"]

@@ -1,4 +1,4 @@
-"""The GraphQL schema: types, the root query and mutation, the per-request context, policies.
+"""The GraphQL schema: types, the root operations, the per-request context, policies.
 
 ``build_schema()`` assembles it; ``schema.graphql`` at the repository root is its
 printed form, kept equal to this code by a test (``pbx-gateway export-schema``). Each
@@ -30,6 +30,7 @@ from gateway.schema.query import Query
 from gateway.schema.request_recorder import RequestRecorder
 from gateway.schema.response_cache import ResponseCache, response_caching
 from gateway.schema.stale_marks import StaleMarks
+from gateway.schema.subscription import Subscription
 from gateway.security.config import SecuritySettings
 
 
@@ -72,6 +73,7 @@ def build_schema(
     return GatewaySchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         extensions=extensions,
         config=StrawberryConfig(batching_config=batching),
     )

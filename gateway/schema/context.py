@@ -19,6 +19,7 @@ from starlette.responses import Response
 from strawberry.dataloader import DataLoader
 
 from gateway.errors import RateLimitedError, retry_seconds
+from gateway.live.feed import LiveFeed
 from gateway.observability.metrics import Metrics
 from gateway.pbx.conferences import Conference
 from gateway.pbx.session import PbxSession
@@ -45,6 +46,9 @@ class GatewayContext:
     """The gateway's one PBX session: the mutation sends its change through it."""
     live: SessionCache
     """Who is in each room (``Conference.session``), shared by every request."""
+    feed: LiveFeed | None = None
+    """This process's live subscribers (``conferenceSessions``); None: live updates are
+    off here (a schema executed without the app)."""
     misses: RateLimiter | None = None
     """The caller's budget of PBX fetches (cache misses)."""
     deadline: float | None = None

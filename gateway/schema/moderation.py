@@ -12,7 +12,10 @@ In order, and nothing reaches the PBX before the last two steps (as ``updateConf
 The PBX enforces who may act: the ``operator`` must be in the room as a moderator. Each
 attempt leaves one ``gateway.audit`` line (client, room, action, operator, members,
 outcome). The answer is the action as the PBX took it; these controls change no room
-setting, so the conference cache has nothing to drop.
+setting, so the conference cache has nothing to drop. Who is in the room may have changed:
+the session cache forgets its listing, and when somebody subscribes to the room the live
+feed reads it once more (one ``query_in_session``) and sends them what changed, without
+waiting for the PBX's event.
 """
 
 from __future__ import annotations
@@ -189,6 +192,12 @@ class ModeratorMutations:
         return await _act(info, ControlAction.INVITE, input, lambda _, data: validate_invite(data))
 
 
+def _tell_subscribers(context: GatewayContext, number: str) -> None:
+    """Subscribers to ``number`` get its new state soon (nothing when there are none)."""
+    if context.feed is not None:
+        context.feed.refresh_soon(number)
+
+
 async def _act(
     info: Info, action: ControlAction, data: Input, validate: Validator
 ) -> ModeratorActionPayload:
@@ -230,9 +239,11 @@ async def _act(
     except GatewayError as exc:
         if may_have_acted(exc):
             context.live.forget()  # who is in the room, or muted, may have changed
+            _tell_subscribers(context, checked.number)
         audit("unknown" if may_have_acted(exc) else "refused", exc)
         raise
     context.live.forget()  # the next read of the room's session asks the PBX
+    _tell_subscribers(context, checked.number)
     audit("applied")
     return ModeratorActionPayload(
         number=checked.number,
