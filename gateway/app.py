@@ -37,6 +37,7 @@ from gateway.graphiql import graphiql_routes
 from gateway.graphql_view import GatewayGraphQL
 from gateway.health import healthz, readyz
 from gateway.live.feed import LiveFeed
+from gateway.live.supervisor import start_live
 from gateway.observability.metrics import Metrics
 from gateway.observability.runtime_metrics import RuntimeCollector
 from gateway.observability.tracing import pbx_call_span
@@ -164,6 +165,14 @@ def create_app(
                 metrics=metrics,
                 clock=clock,
                 fleet=fleet,
+                # Where live changes come from (events or polling); they go to the feed,
+                # which tells its subscribers and patches the session cache.
+                live_sources=start_live(
+                    settings,
+                    session,
+                    feed,
+                    notes=MemberNotes(settings.cache_ttl, clock=clock),
+                ),
             )
             app.runtime = runtime
             unwatch = metrics.watch(
@@ -175,6 +184,7 @@ def create_app(
                     misses=misses,
                     fleet=fleet,
                     feed=feed,
+                    live=runtime.live_sources,
                 )
             )
             session.start(login_now=settings.login_at_start)
@@ -186,6 +196,7 @@ def create_app(
                 await feed.close()  # subscriptions complete; none is left waiting
                 listener.cancel()
                 await asyncio.gather(listener, return_exceptions=True)
+                await runtime.live_sources.aclose()  # closes the report channel
                 await store.aclose()
                 await live.aclose()
                 await session.close()  # log out last, while the HTTP client is still open

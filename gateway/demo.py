@@ -39,12 +39,16 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.set_defaults(handler=run_demo)
 
 
-def demo_settings(pbx_url: str) -> Settings:
-    """Gateway settings for the embedded simulator with its demo credentials."""
+def demo_settings(pbx_url: str, report_port: int = Settings.pbx_report_port) -> Settings:
+    """Gateway settings for the embedded simulator with its demo credentials (and its TCP
+    report port, where live changes come from)."""
     return Settings(
         pbx_url=pbx_url,
         pbx_username=DEMO_USERNAME,
-        pbx_password=PasswordSource(md5=Secret(password_digest(DEMO_PASSWORD))),
+        pbx_password=PasswordSource(
+            md5=Secret(password_digest(DEMO_PASSWORD)), clear=Secret(DEMO_PASSWORD)
+        ),
+        pbx_report_port=report_port,
         # The demo's data is made up: anyone may read everything, PINs included.
         security=SecuritySettings(
             auth="none", anonymous_scopes=ALL_SCOPES, graphiql=True, introspection=True
@@ -71,7 +75,7 @@ def run_demo(args: argparse.Namespace) -> int:
 async def _serve(host: str, port: int, pbx_port: int) -> None:
     async with SimulatorServer(port=pbx_port) as pbx:
         gateway = LoopbackServer(
-            create_app(demo_settings(pbx.base_url), extra_routes=example_routes()),
+            create_app(demo_settings(pbx.base_url, pbx.report_port), extra_routes=example_routes()),
             host,
             port,
             handle_signals=True,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, TypedDict
 from starlette.requests import HTTPConnection
 
 from gateway.live.feed import LiveFeed
+from gateway.live.supervisor import LiveHandle
 from gateway.observability.metrics import Metrics
 from gateway.pbx.client import PbxClient
 from gateway.pbx.session import PbxSession
@@ -45,6 +46,8 @@ class Runtime:
     misses: RateLimiter
     metrics: Metrics
     clock: Callable[[], float]
+    live_sources: LiveHandle
+    """Where live changes come from (the report channel or the poller), running."""
     fleet: Fleet | None = None
     """Redis-shared state, with GATEWAY_REDIS_URL."""
 

@@ -39,6 +39,9 @@ class PasswordSource:
     md5: Secret | None = None
     path: Path | None = None
     path_holds_md5: bool = False
+    clear: Secret | None = None
+    """The clear password, when it was given as such (``PBX_PASSWORD``): the TCP report
+    channel's login sends it in clear (pbx-api.md, Events); an MD5 setting cannot."""
 
     def current_md5(self) -> Secret:
         """The MD5 (32 lower-case hex) of the password, as the PBX login expects."""
@@ -49,6 +52,15 @@ class PasswordSource:
         name = "PBX_PASSWORD_MD5_FILE" if self.path_holds_md5 else "PBX_PASSWORD_FILE"
         text = read_secret_file(name, self.path)
         return _md5_from_file(name, text) if self.path_holds_md5 else _md5_of(text)
+
+    def current_clear(self) -> Secret | None:
+        """The clear password (``PBX_PASSWORD`` or ``PBX_PASSWORD_FILE``, re-read), or None
+        when only its MD5 is configured."""
+        if self.path is None:
+            return self.clear
+        if self.path_holds_md5:
+            return None
+        return Secret(read_secret_file("PBX_PASSWORD_FILE", self.path))
 
 
 @dataclass(frozen=True)
@@ -125,6 +137,15 @@ class Settings:
     one PBX call (a change is bounded by ``pbx_timeout``, not by the deadline), never
     less than the deadline."""
     login_at_start: bool = True
+    live_source: str = "auto"
+    """Where live room changes come from: ``auto``, ``events``, ``poll`` or ``off``
+    (:mod:`gateway.live.supervisor`)."""
+    pbx_report_port: int = 8333
+    """The PBX's TCP report port (set on its API settings page; the docs give no default)."""
+    live_poll_interval: float = 2.0
+    """Seconds between polls of the watched rooms when no events arrive."""
+    live_reconcile_interval: float = 30.0
+    """Seconds between the checks, while on events, that no change was missed."""
     security: SecuritySettings = field(default_factory=SecuritySettings)
     redis_url: Secret | None = None
     redis_token_key: Secret | None = None
@@ -178,6 +199,16 @@ class Settings:
             batch_size=integer("GATEWAY_BATCH_SIZE", d.batch_size, minimum=1),
             shutdown_grace=_shutdown_grace(reader),
             login_at_start=reader.boolean("GATEWAY_LOGIN_AT_START", d.login_at_start),
+            live_source=reader.choice(
+                "GATEWAY_LIVE_SOURCE", ("auto", "events", "poll", "off"), d.live_source
+            ),
+            pbx_report_port=_port(reader, "PBX_REPORT_PORT", d.pbx_report_port),
+            live_poll_interval=number(
+                "GATEWAY_LIVE_POLL_INTERVAL", d.live_poll_interval, minimum=0.1
+            ),
+            live_reconcile_interval=number(
+                "GATEWAY_LIVE_RECONCILE_INTERVAL", d.live_reconcile_interval, minimum=1
+            ),
             security=security_from_environ(reader),
             redis_url=_secret(reader, "GATEWAY_REDIS_URL"),
             redis_token_key=_token_key(reader),
@@ -204,6 +235,13 @@ def _pbx_url(reader: EnvReader) -> str:
             f"write {origin} instead of {url}"
         )
     return url
+
+
+def _port(reader: EnvReader, name: str, default: int) -> int:
+    port = reader.integer(name, default, minimum=1)
+    if port > 65535:
+        raise ConfigError(f"{name} must be a TCP port, 1-65535; got {port}")
+    return port
 
 
 def _directory(reader: EnvReader, name: str) -> Path | None:
@@ -313,7 +351,7 @@ def _password_source(environ: Mapping[str, str]) -> PasswordSource:
     name = given[0]
     value = environ[name]
     if name == "PBX_PASSWORD":
-        return PasswordSource(md5=_md5_of(value))
+        return PasswordSource(md5=_md5_of(value), clear=Secret(value))
     if name == "PBX_PASSWORD_MD5":
         if not _MD5_HEX.match(value.strip()):
             raise ConfigError("PBX_PASSWORD_MD5 must be 32 hexadecimal characters")

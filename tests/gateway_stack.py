@@ -103,7 +103,10 @@ async def gateway_stack(request: pytest.FixtureRequest) -> AsyncIterator[StackFa
                 sim_config = profile_config(profile, base=sim_config)
             sim = await exits.enter_async_context(SimulatorServer(sim_config))
             clock = FakeClock()
-            settings = demo_settings(sim.base_url)
+            settings = demo_settings(sim.base_url, sim.report_port)
+            # Live sources open the report channel and may poll: only the tests that are about
+            # them turn them on (live_source="auto"), so other tests' PBX counts stay theirs.
+            overrides.setdefault("live_source", "off")
             # Rate limits have tests of their own; elsewhere they would only add noise.
             unlimited = dataclasses.replace(
                 settings.security, rate=1e6, burst=1e6, miss_rate=1e6, miss_burst=1e6

@@ -159,17 +159,23 @@ class Feed:
         self.watched = set(watched)
         self.changes = 0
         self.listings = 0
+        self.resyncs = 0
 
     def room_changed(self, number: str, session: LiveSession | None) -> None:
         self.rooms[number] = session
         self.changes += 1
 
     def rooms_listed(
-        self, listing: Mapping[str, LiveSession], rooms: Collection[str] | None = None
+        self,
+        listing: Mapping[str, LiveSession],
+        rooms: Collection[str] | None = None,
+        *,
+        resync: bool = False,
     ) -> None:
         for number in set(self.rooms) | set(listing) if rooms is None else rooms:
             self.rooms[number] = listing.get(number)
         self.listings += 1
+        self.resyncs += resync
 
     def watched_rooms(self) -> frozenset[str]:
         return frozenset(self.watched)

@@ -138,12 +138,16 @@ class BusSink:
         self._post(term, {"op": "changed", "number": number, "session": plain_session(session)})
 
     def rooms_listed(
-        self, listing: Mapping[str, LiveSession], rooms: Collection[str] | None = None
+        self,
+        listing: Mapping[str, LiveSession],
+        rooms: Collection[str] | None = None,
+        *,
+        resync: bool = False,
     ) -> None:
         term = self._holding()
         if term is None:
             return
-        self._local.rooms_listed(listing, rooms)
+        self._local.rooms_listed(listing, rooms, resync=resync)
         if rooms is None:
             self._rooms, self._all_known = dict(listing), True
         else:
@@ -157,6 +161,7 @@ class BusSink:
                 "op": "listed",
                 "listing": plain_listing(listed),
                 "rooms": None if rooms is None else sorted(rooms),
+                "resync": resync,
             },
         )
 
@@ -301,8 +306,11 @@ class BusSink:
         else:
             listing = read_listing(body["listing"])
             rooms = read_rooms(body["rooms"], limit=MAX_ROOMS + len(listing))
+            resync = body.get("resync", False)
+            if not isinstance(resync, bool):
+                raise Unreadable("a resync flag that is not a boolean")
             self._last = (term, seq)
-            self._local.rooms_listed(listing, rooms)
+            self._local.rooms_listed(listing, rooms, resync=resync)
         self.applied += 1
 
     def _ask_resync(self) -> None:
@@ -328,6 +336,7 @@ class BusSink:
                 "op": "listed",
                 "listing": plain_listing(listing),
                 "rooms": sorted(known),
+                "resync": True,  # the asker missed changes: its subscribers see RESYNCED
                 "to": asker,
             },
         )

@@ -16,11 +16,13 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from gateway.live.supervisor import KINDS
 from gateway.pbx.breaker import CircuitState
 
 if TYPE_CHECKING:
     from gateway.fleet.assemble import Fleet
     from gateway.live.feed import LiveFeed
+    from gateway.live.supervisor import LiveHandle
     from gateway.pbx.client import PbxClient
     from gateway.pbx.session import PbxSession
     from gateway.security.rate_limit import RateLimiter
@@ -38,6 +40,7 @@ class RuntimeCollector(Collector):
     misses: RateLimiter
     fleet: Fleet | None = None
     feed: LiveFeed | None = None
+    live: LiveHandle | None = None
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         store, session = self.store.stats, self.session
@@ -102,9 +105,38 @@ class RuntimeCollector(Collector):
                 "Live subscribers closed because they fell GATEWAY_LIVE_BUFFER updates behind.",
                 feed.slow_consumers,
             )
+        if self.live is not None:
+            yield from _live_metrics(self.live)
         limited = CounterMetricFamily(
             "gateway_rate_limited", "Refusals by the per-client budgets.", labels=["budget"]
         )
         limited.add_metric(["requests"], self.requests.rejected if self.requests is not None else 0)
         limited.add_metric(["pbx_fetches"], self.misses.rejected)
         yield limited
+
+
+def _live_metrics(live: LiveHandle) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    """Where live changes come from, and what the source did."""
+    supervisor = live.supervisor
+    kind = GaugeMetricFamily(
+        "gateway_live_source", "1 for the live source running now.", labels=["kind"]
+    )
+    for candidate in KINDS:
+        kind.add_metric([candidate], 1.0 if supervisor.kind == candidate else 0.0)
+    yield kind
+    events = supervisor.events
+    yield CounterMetricFamily(
+        "gateway_live_channel_reconnects",
+        "Report channel connection attempts after the first.",
+        events.counts.reconnects if events is not None else 0,
+    )
+    yield CounterMetricFamily(
+        "gateway_live_events",
+        "ConferenceStatus events received on the report channel.",
+        events.counts.channel.statuses if events is not None else 0,
+    )
+    yield CounterMetricFamily(
+        "gateway_live_polls",
+        "query_in_session calls made by the live poller.",
+        supervisor.poller.counts.polls,
+    )

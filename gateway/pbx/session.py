@@ -80,6 +80,9 @@ class PbxSession:
         self._tried_md5: Secret | None = None  # the password MD5 of the last login attempt
         self.logins = 0
         self.failed_logins = 0
+        self.report_transport: str | None = None
+        """How the PBX sends events (``TCP`` or ``HTTP``), from the last login's answer;
+        None before a login of this session's own, or when the answer did not say."""
 
     @property
     def has_token(self) -> bool:
@@ -233,6 +236,29 @@ class PbxSession:
         if not task.cancelled():
             task.exception()  # mark retrieved: every waiter already got it
 
+    # The report channel's logins (gateway.pbx.report_channel) share this session's guard:
+    # the PBX counts both kinds toward one lockout, so the gateway counts them together.
+
+    def report_login_refused(self, error: PbxApiError) -> None:
+        """The report channel's login was refused: counted as a failed login."""
+        self._guard.rejected(error)
+        with contextlib.suppress(Exception):  # an unreadable file: the refusal still counts
+            self._rejected_md5 = self._password.current_md5()
+        self.failed_logins += 1
+        logger.error(
+            "%s; failed logins in a row: %d", error.message, self._guard.consecutive_failures
+        )
+
+    def report_login_locked(self, error: PbxLockedOutError) -> None:
+        """The report channel's login found the address locked out."""
+        self._guard.locked_out(error)
+        self.failed_logins += 1
+        logger.error("%s; no login attempts for %.0f s", error.message, self._lockout_backoff)
+
+    def report_login_accepted(self) -> None:
+        """The report channel logged in: the PBX has forgotten earlier failures."""
+        self._guard.succeeded()
+
     # What a token source may use (gateway.pbx.token_source.Logins).
 
     @property
@@ -296,5 +322,7 @@ class PbxSession:
         self._guard.succeeded()
         self._token = token
         self.logins += 1
+        transport = payload.get("transport")
+        self.report_transport = transport.upper() if isinstance(transport, str) else None
         logger.info("logged in to the PBX at %s as %s", self._client.base_url, self._username)
         return token

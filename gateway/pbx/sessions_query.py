@@ -174,6 +174,12 @@ def _text(value: object) -> str | None:
     return None
 
 
+def decode_session(entry: object, notes: MemberNotes | None = None) -> LiveSession | None:
+    """One conference entry (of a listing, or a ``ConferenceStatus`` event, which has the
+    same fields) read tolerantly; None when it has no readable room number."""
+    return _decode_session(entry, 0, notes)
+
+
 def _decode_session(entry: object, position: int, notes: MemberNotes | None) -> LiveSession | None:
     number = _text(entry.get("conferencenumber")) if isinstance(entry, dict) else None
     if not isinstance(entry, dict) or number is None or not number.isdigit():

@@ -1,0 +1,622 @@
+"""Where live changes come from: the TCP report channel, the poller, and the supervisor.
+
+The real gateway's PBX session against the real simulator over loopback (its TCP report
+port included); a recording sink stands in for the feed. Real time is only spent where the
+simulator's own clock decides (a channel refused for a moment); the gateway's guard runs on
+the stack's FakeClock and the poller on ticks the test gives (:class:`Ticks`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from typing import Any
+
+import pytest
+
+from gateway.errors import (
+    ConfigError,
+    PbxAuthError,
+    PbxLockedOutError,
+    PbxUnavailableError,
+)
+from gateway.live.event_source import Backoff
+from gateway.live.poller import Poller
+from gateway.live.supervisor import LiveHandle, LiveTiming, start_live
+from gateway.pbx.report_channel import (
+    ChannelCounts,
+    ReportChannelError,
+    open_report_channel,
+)
+from gateway.pbx.sessions_query import LiveSession
+from gateway.secrets import Secret
+from gateway.settings import PasswordSource, Settings
+from gateway.simulator import DEMO_PASSWORD, DEMO_USERNAME, SimulatorConfig, SimulatorServer
+from gateway.simulator.profiles import profile_config
+from tests.gateway_stack import Stack, StackFactory
+from tests.timing import eventually
+
+BRIDGE = "6403"  # Support Bridge: moderators 4000, 4001, nobody waits
+QUERY = "conference/query_in_session"
+FAST = LiveTiming(backoff=Backoff(first=0.02, cap=0.05), reconcile_grace=0.01, login_timeout=2)
+
+
+class RecordingSink:
+    """A LiveSink that remembers every call and the state it leads to."""
+
+    def __init__(self, watched: Collection[str] = ()) -> None:
+        self.watched = set(watched)
+        self.rooms: dict[str, LiveSession | None] = {}
+        self.changes: list[tuple[str, LiveSession | None]] = []
+        self.listings: list[tuple[dict[str, LiveSession], Collection[str] | None]] = []
+
+    def room_changed(self, number: str, session: LiveSession | None) -> None:
+        self.changes.append((number, session))
+        self.rooms[number] = session
+
+    def rooms_listed(
+        self,
+        listing: Mapping[str, LiveSession],
+        rooms: Collection[str] | None = None,
+        *,
+        resync: bool = False,
+    ) -> None:
+        self.listings.append((dict(listing), rooms))
+        for number in set(self.rooms) | set(listing) if rooms is None else rooms:
+            self.rooms[number] = listing.get(number)
+
+    def watched_rooms(self) -> frozenset[str]:
+        return frozenset(self.watched)
+
+    def members(self, number: str) -> set[str]:
+        session = self.rooms.get(number)
+        return {m.number or "" for m in session.members} if session else set()
+
+
+class Ticks:
+    """A ``sleep`` that returns only when the test calls :meth:`tick`."""
+
+    def __init__(self) -> None:
+        self._waiting: list[asyncio.Future[None]] = []
+
+    async def sleep(self, seconds: float) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append(future)
+        try:
+            await future
+        finally:
+            if future in self._waiting:  # cancelled while asleep
+                self._waiting.remove(future)
+
+    async def tick(self) -> None:
+        """Let one sleeper go, and return once something sleeps again (the tick is done)."""
+        await eventually(lambda: self._waiting, what="a sleeper")
+        self._waiting.pop(0).set_result(None)
+        await eventually(lambda: self._waiting, what="the next sleep")
+        for _ in range(5):  # let a poll started by the tick reach the PBX and come back
+            await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def live(
+    gateway_stack: StackFactory,
+) -> AsyncIterator[Callable[..., Awaitable[tuple[Stack, LiveHandle]]]]:
+    """Start a stack (its own live source off) and a supervisor of the test's on its session."""
+    handles: list[LiveHandle] = []
+
+    async def start(
+        sink: RecordingSink,
+        *,
+        sim_config: SimulatorConfig | None = None,
+        timing: LiveTiming = FAST,
+        **settings: Any,
+    ) -> tuple[Stack, LiveHandle]:
+        stack = await gateway_stack(sim_config=sim_config)
+        runtime = stack.gateway_runtime()
+        settings.setdefault("live_source", "auto")
+        settings.setdefault("live_reconcile_interval", 3600.0)
+        chosen = dataclasses.replace(runtime.settings, **settings)
+        handle = start_live(chosen, runtime.session, sink, timing=timing)
+        handles.append(handle)
+        return stack, handle
+
+    yield start
+    for handle in handles:
+        await handle.aclose()
+
+
+def _events_up(handle: LiveHandle) -> Callable[[], bool]:
+    supervisor = handle.supervisor
+    return lambda: supervisor.events is not None and supervisor.events.connected
+
+
+# --- events ------------------------------------------------------------------------------
+
+
+async def test_events_reach_the_sink_with_no_query_per_event(live: Any) -> None:
+    sink = RecordingSink(watched={BRIDGE})
+    stack, handle = await live(sink)
+    await eventually(_events_up(handle), what="the report channel")
+    assert handle.supervisor.kind == "events"
+    await eventually(lambda: sink.listings, what="the resync")
+    queries = stack.calls(QUERY)
+    assert queries == 1  # the resync after connecting, nothing else
+
+    stack.pbx.live_join(BRIDGE, "4000")
+    stack.pbx.live_join(BRIDGE, "4001")
+    await eventually(lambda: sink.members(BRIDGE) == {"4000", "4001"}, what="two joins")
+    stack.pbx.live_mute(BRIDGE, "4001")  # no event: the number of participants is the same
+    stack.pbx.live_leave(BRIDGE, "4000")
+    await eventually(lambda: sink.members(BRIDGE) == {"4001"}, what="a leave")
+    stack.pbx.live_leave(BRIDGE, "4001")
+    await eventually(lambda: len(sink.changes) == 4, what="the last leave")
+
+    assert sink.changes[-1] == (BRIDGE, None)  # an empty member list: nobody is in the room
+    assert stack.calls(QUERY) == queries  # 0 PBX calls per event
+    events = handle.supervisor.events
+    assert events is not None
+    assert events.counts.channel.statuses == 4
+    assert events.counts.connects == 1
+    assert stack.pbx.stats.live["report_logins_succeeded"] == 1
+
+
+async def test_a_dropped_channel_reconnects_with_backoff_then_resyncs_once(live: Any) -> None:
+    sink = RecordingSink(watched={BRIDGE})
+    stack, handle = await live(sink)
+    await eventually(_events_up(handle), what="the report channel")
+    await eventually(lambda: len(sink.listings) == 1, what="the first resync")
+    stack.pbx.live_join(BRIDGE, "4000")
+    await eventually(lambda: sink.members(BRIDGE) == {"4000"}, what="the join")
+    events = handle.supervisor.events
+    assert events is not None
+
+    # The channel breaks and stays refused for a moment; meanwhile people come and go.
+    assert stack.pbx.drop_report_channel(refuse_seconds=0.4) == 1
+    await eventually(lambda: not events.connected, what="the drop")
+    stack.pbx.live_join(BRIDGE, "4001")
+    stack.pbx.live_leave(BRIDGE, "4000")
+    stack.pbx.live_join(BRIDGE, "4002", kind="ext")
+    assert sink.members(BRIDGE) == {"4000"}  # nothing reached the sink: no channel
+
+    await eventually(lambda: events.counts.connects == 2, what="the reconnect")
+    await eventually(lambda: len(sink.listings) == 2, what="the resync")
+    assert sink.members(BRIDGE) == {"4001", "4002"}  # the true state, from one query
+    assert sink.listings[-1][1] is None  # a complete listing (RESYNCED), not a poll
+    assert stack.calls(QUERY) == 2  # one resync per connection
+    refused = stack.pbx.stats.live["report_refused"]
+    assert refused >= 1
+    assert events.counts.reconnects == refused + 1  # every attempt after the drop, counted
+    assert stack.pbx.stats.live["report_logins_succeeded"] == 2
+
+
+async def test_nobody_watching_means_no_resync_query(live: Any) -> None:
+    sink = RecordingSink()
+    stack, handle = await live(sink)
+    await eventually(_events_up(handle), what="the report channel")
+    stack.pbx.live_join(BRIDGE, "4000")
+    await eventually(lambda: sink.changes, what="the event")
+    assert stack.calls(QUERY) == 0
+    assert sink.listings == []
+
+
+async def test_a_refused_report_login_waits_for_the_guard_and_never_locks(
+    live: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    sink = RecordingSink(watched={BRIDGE})
+    wrong = "report-secret-that-is-wrong"
+    # The API login works (right MD5); the report login's clear password does not.
+    stack, handle = await live(
+        sink,
+        live_source="events",
+        pbx_password=PasswordSource(clear=Secret(wrong)),
+    )
+    session = stack.gateway_runtime().session
+    await eventually(lambda: stack.pbx.stats.live["report_logins_failed"] == 1, what="a refusal")
+    # Thirty simulated minutes: the guard allows one more try after its cool-down, and no
+    # third with the same credentials; the PBX never counts five.
+    for _ in range(30):
+        stack.clock.advance(60)
+        await asyncio.sleep(0.02)
+    assert stack.pbx.stats.live["report_logins_failed"] == 2
+    assert stack.pbx.stats.live["report_logins_locked"] == 0
+    assert stack.pbx.lockout.locked_addresses(stack.pbx.now()) == []
+    assert session.failed_logins == 2
+    assert isinstance(session.blocked_reason, PbxAuthError)  # API logins wait too
+    events = handle.supervisor.events
+    assert events is not None and events.counts.refusals == 2
+    assert not handle.task.done()  # it waits (for new credentials), it does not spin
+    assert wrong not in caplog.text
+    assert DEMO_PASSWORD not in caplog.text
+
+
+async def test_auto_falls_back_to_polling_after_one_refused_report_login(live: Any) -> None:
+    sink = RecordingSink(watched={BRIDGE})
+    stack, handle = await live(sink, pbx_password=PasswordSource(clear=Secret("wrong")))
+    await eventually(lambda: handle.supervisor.kind == "poll", what="the fall-back")
+    assert stack.pbx.stats.live["report_logins_failed"] == 1
+
+
+async def test_an_unreachable_report_port_means_polling_in_auto(live: Any) -> None:
+    sink = RecordingSink(watched={BRIDGE})
+    stack, handle = await live(sink, pbx_report_port=1)  # nothing listens there
+    await eventually(lambda: handle.supervisor.kind == "poll", what="the fall-back")
+    assert stack.pbx.stats.live["report_connections"] == 0
+
+
+async def test_an_md5_only_password_means_polling(live: Any) -> None:
+    sink = RecordingSink(watched={BRIDGE})
+    stack, handle = await live(sink, pbx_password=PasswordSource(md5=Secret("0" * 32)))
+    await eventually(lambda: handle.supervisor.kind == "poll", what="the fall-back")
+    assert stack.pbx.stats.live["report_connections"] == 0
+
+
+async def test_http_push_transport_means_polling(live: Any) -> None:
+    sink = RecordingSink(watched={BRIDGE})
+    config = SimulatorConfig(transport="HTTP")
+    stack, handle = await live(sink, sim_config=config)
+    await eventually(lambda: handle.supervisor.kind == "poll", what="the fall-back")
+    assert stack.gateway_runtime().session.report_transport == "HTTP"
+    assert stack.pbx.stats.live["report_connections"] == 0
+
+
+# --- reconciliation ----------------------------------------------------------------------
+
+
+async def test_events_switched_off_on_the_pbx_are_caught_and_polling_takes_over(
+    live: Any,
+) -> None:
+    sink = RecordingSink(watched={BRIDGE})
+    ticks = Ticks()
+    timing = dataclasses.replace(FAST, sleep=ticks.sleep)
+    stack, handle = await live(
+        sink, sim_config=SimulatorConfig(events=False), timing=timing, live_reconcile_interval=30
+    )
+    await eventually(_events_up(handle), what="the report channel (it logs in fine)")
+    await eventually(lambda: len(sink.listings) == 1, what="the resync")
+    await ticks.tick()  # a reconciliation: nothing changed, nothing missed
+    assert handle.supervisor.kind == "events"
+    assert handle.supervisor.reconciliations == 1
+
+    stack.pbx.live_join(BRIDGE, "4000")  # no event comes
+    await ticks.tick()  # the reconciliation finds it...
+    await ticks.tick()  # ...and the grace passes without an event
+    await eventually(lambda: handle.supervisor.kind == "poll", what="the switch")
+    assert sink.members(BRIDGE) == {"4000"}
+    assert handle.supervisor.switched_to_polling
+
+    polls = handle.supervisor.poller.counts.polls
+    stack.pbx.live_leave(BRIDGE, "4000")
+    await ticks.tick()
+    assert handle.supervisor.poller.counts.polls == polls + 1
+    assert sink.rooms[BRIDGE] is None
+
+
+async def test_no_event_for_an_emptied_room_is_caught_by_reconciliation(live: Any) -> None:
+    sink = RecordingSink(watched={BRIDGE})
+    ticks = Ticks()
+    timing = dataclasses.replace(FAST, sleep=ticks.sleep)
+    stack, handle = await live(
+        sink, sim_config=SimulatorConfig(empty_room_event=False), timing=timing
+    )
+    await eventually(_events_up(handle), what="the report channel")
+    stack.pbx.live_join(BRIDGE, "4000")
+    await eventually(lambda: sink.members(BRIDGE) == {"4000"}, what="the join event")
+    stack.pbx.live_leave(BRIDGE, "4000")  # the room empties: no event
+    await asyncio.sleep(0.05)
+    assert sink.members(BRIDGE) == {"4000"}
+    await ticks.tick()
+    await ticks.tick()
+    await eventually(lambda: sink.rooms[BRIDGE] is None, what="the empty room")
+    assert handle.supervisor.kind == "poll"
+
+
+async def test_an_event_on_its_way_is_not_taken_for_a_missed_one(live: Any) -> None:
+    sink = RecordingSink(watched={BRIDGE})
+    ticks = Ticks()
+    timing = dataclasses.replace(FAST, sleep=ticks.sleep)
+    stack, handle = await live(sink, timing=timing)
+    await eventually(_events_up(handle), what="the report channel")
+    await eventually(lambda: len(sink.listings) == 1, what="the resync")
+    events = handle.supervisor.events
+    assert events is not None
+    # The listing sees a member the events have not told yet (held back here): the grace
+    # lets the event arrive, and no switch happens.
+    stack.pbx.live_join(BRIDGE, "4000")
+    await eventually(lambda: sink.members(BRIDGE) == {"4000"}, what="the event")
+    events.known[BRIDGE] = None  # as if the event were still on its way
+    await ticks.tick()  # the reconciliation sees a difference and waits the grace
+    events.known[BRIDGE] = sink.rooms[BRIDGE]  # the event arrives during the grace
+    await ticks.tick()
+    assert handle.supervisor.kind == "events"
+
+
+# --- the poller --------------------------------------------------------------------------
+
+
+async def test_the_poller_asks_only_while_rooms_are_watched_one_call_per_tick(
+    live: Any,
+) -> None:
+    sink = RecordingSink()
+    ticks = Ticks()
+    timing = dataclasses.replace(FAST, sleep=ticks.sleep)
+    stack, handle = await live(sink, timing=timing, live_source="poll")
+    for _ in range(3):
+        await ticks.tick()
+    assert stack.calls(QUERY) == 0  # nobody watches: no call at all
+    assert handle.supervisor.kind == "poll"
+
+    sink.watched.add(BRIDGE)
+    stack.pbx.live_join(BRIDGE, "4000")
+    await ticks.tick()
+    assert stack.calls(QUERY) == 1
+    assert sink.members(BRIDGE) == {"4000"}
+    assert sink.listings[-1][1] == frozenset({BRIDGE})  # a poll of the watched rooms
+    stack.pbx.live_leave(BRIDGE, "4000")
+    await ticks.tick()
+    assert stack.calls(QUERY) == 2
+    assert sink.rooms[BRIDGE] is None
+
+    sink.watched.clear()
+    await ticks.tick()
+    assert stack.calls(QUERY) == 2
+    assert stack.pbx.stats.live["report_connections"] == 0  # poll: no report channel
+
+
+async def test_a_failing_poll_is_logged_once_and_tried_again_next_tick(
+    live: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    sink = RecordingSink(watched={BRIDGE})
+    ticks = Ticks()
+    timing = dataclasses.replace(FAST, sleep=ticks.sleep)
+    stack, handle = await live(sink, timing=timing, live_source="poll")
+    stack.pbx.live_join(BRIDGE, "4000")
+    stack.sim.go_down()
+    poller = handle.supervisor.poller
+    for failed in (1, 2, 3):
+        await ticks.tick()
+        await eventually(lambda: poller.counts.failed == failed, what="a failed poll")  # noqa: B023
+    assert poller.counts.polls == 3
+    assert caplog.text.count("poll failed") == 1
+    assert sink.listings == []
+
+
+async def test_the_poller_skips_a_tick_while_its_call_is_in_flight() -> None:
+    # A query the test finishes by hand: only a stand-in can be held mid-call.
+    gate: asyncio.Future[dict[str, LiveSession]] = asyncio.get_running_loop().create_future()
+    calls: list[list[str]] = []
+
+    async def query(rooms: list[str]) -> dict[str, LiveSession]:
+        calls.append(rooms)
+        return await gate
+
+    ticks = Ticks()
+    sink = RecordingSink(watched={BRIDGE, "6401"})
+    poller = Poller(query, 2.0, sleep=ticks.sleep)
+    task = asyncio.create_task(poller.run(sink))
+    try:
+        await ticks.tick()
+        await ticks.tick()
+        await ticks.tick()
+        assert calls == [["6401", BRIDGE]]
+        assert poller.counts.skipped == 2
+        gate.set_result({})
+        await asyncio.sleep(0.01)
+        assert sink.listings == [({}, frozenset({BRIDGE, "6401"}))]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+# --- a PBX without live conferences ------------------------------------------------------
+
+
+async def test_no_live_firmware_turns_the_source_off_with_one_log_line(
+    live: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    sink = RecordingSink(watched={BRIDGE})
+    stack, handle = await live(sink, sim_config=profile_config("no-live"))
+    await asyncio.wait_for(handle.task, 5)
+    assert handle.supervisor.kind == "off"
+    assert stack.calls(QUERY) == 1  # the resync found the endpoint missing; no loop
+    assert caplog.text.count("live updates are off") == 1
+    assert "pbx-gateway doctor" in caplog.text
+
+
+async def test_no_live_firmware_stops_the_poller_too(live: Any) -> None:
+    sink = RecordingSink(watched={BRIDGE})
+    ticks = Ticks()
+    timing = dataclasses.replace(FAST, sleep=ticks.sleep)
+    stack, handle = await live(
+        sink, sim_config=profile_config("no-live"), timing=timing, live_source="poll"
+    )
+    await ticks.tick()
+    await eventually(lambda: handle.supervisor.poller.absent is not None, what="the 10003")
+    ticks._waiting.pop(0).set_result(None)  # the loop's next tick sees it and stops
+    await asyncio.wait_for(handle.task, 5)
+    assert handle.supervisor.kind == "off"
+    assert stack.calls(QUERY) == 1
+
+
+async def test_live_source_off_starts_nothing(live: Any) -> None:
+    sink = RecordingSink(watched={BRIDGE})
+    stack, handle = await live(sink, live_source="off")
+    await asyncio.wait_for(handle.task, 5)
+    assert handle.supervisor.kind == "off"
+    assert stack.calls(QUERY) == 0
+    assert stack.pbx.stats.live["report_connections"] == 0
+
+
+# --- the app's wiring --------------------------------------------------------------------
+
+
+async def test_the_app_runs_events_and_reports_them_in_metrics(
+    gateway_stack: StackFactory,
+) -> None:
+    stack = await gateway_stack(live_source="auto")
+    supervisor = stack.gateway_runtime().live_sources.supervisor
+    await eventually(
+        lambda: supervisor.events is not None and supervisor.events.connected,
+        what="the app's report channel",
+    )
+    stack.pbx.live_join(BRIDGE, "4000")
+    await eventually(
+        lambda: supervisor.events is not None and supervisor.events.counts.channel.statuses,
+        what="the event",
+    )
+    text = (await stack.client.get("/metrics")).text
+    assert 'gateway_live_source{kind="events"} 1.0' in text
+    assert "gateway_live_events_total 1.0" in text
+    assert "gateway_live_channel_reconnects_total 0.0" in text
+    assert "gateway_live_polls_total 0.0" in text
+    assert stack.calls(QUERY) == 0  # nobody subscribes on main yet: no resync, no poll
+
+
+# --- the report channel's reader, against a stand-in PBX ---------------------------------
+
+
+@contextlib.asynccontextmanager
+async def _stand_in(answer: bytes, lines: list[bytes]) -> AsyncIterator[tuple[int, list[bytes]]]:
+    """A report port that answers the login with ``answer`` (nothing: it closes) and then
+    sends ``lines``; it waits for each connection to end before it goes."""
+    logins: list[bytes] = []
+    handlers: list[asyncio.Task[Any]] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.append(task)
+        block = b""
+        while not block.endswith(b"\r\n\r\n"):
+            chunk = await reader.read(1024)
+            if not chunk:
+                break
+            block += chunk
+        logins.append(block)
+        if answer:
+            writer.write(answer + b"".join(lines))
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+                while await reader.read(1024):  # until the client closes
+                    pass
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    async with server:
+        yield server.sockets[0].getsockname()[1], logins
+        await asyncio.wait_for(asyncio.gather(*handlers), 5)
+
+
+def _status(number: str, members: list[dict[str, Any]]) -> bytes:
+    event = {"event": "ConferenceStatus", "conferencenumber": number, "members": members}
+    return json.dumps(event).encode() + b"\r\n"
+
+
+async def test_bad_lines_are_skipped_and_counted_and_a_huge_one_drops_the_channel() -> None:
+    member = {"ext": {"number": "4000", "channelid": "PJSIP/4000-1", "memberstatus": "ANSWERED"}}
+    lines = [
+        b"not json at all\r\n",
+        b"[1, 2]\r\n",
+        b'{"event": "ExtensionStatus", "extension": "4000"}\r\n',
+        b'{"event": "ConferenceStatus", "conferencenumber": "x"}\r\n',
+        b"\r\n",
+        _status(BRIDGE, [member]),
+        b'{"event": "ConferenceStatus", "conferencenumber": "6401", "members": []}\r\n',
+        b'{"event": "' + b"x" * 5000 + b'"}\r\n',
+        _status("6402", [member]),  # after the huge line: never read
+    ]
+    counts = ChannelCounts()
+    seen = []
+    async with _stand_in(b"Response: Success\r\n\r\n", lines) as (port, logins):
+        channel = await open_report_channel(
+            "127.0.0.1", port, "api", Secret("pw"), max_line=4096, counts=counts
+        )
+        with pytest.raises(ReportChannelError, match="longer than the bound"):
+            async for status in channel.statuses():
+                seen.append(status)
+        await channel.close()
+    assert [(s.number, s.session is None) for s in seen] == [(BRIDGE, False), ("6401", True)]
+    assert (counts.unreadable_lines, counts.other_events, counts.lines_too_long) == (3, 1, 1)
+    assert counts.statuses == 2
+    assert logins == [b"Action: login\r\nUsername: api\r\nSecret: pw\r\nVersion: 2.0.0\r\n\r\n"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        (b"Response: Error\r\nMessage: Authentication failed\r\n\r\n", PbxAuthError),
+        (b"Response: Error\r\nMessage: IP locked\r\n\r\n", PbxLockedOutError),
+        (b"", ReportChannelError),  # closed before answering
+        (b"x" * 5000 + b"\r\n\r\n", ReportChannelError),  # not the PBX's answer
+    ],
+)
+async def test_login_answers(answer: bytes, error: type[Exception]) -> None:
+    async with _stand_in(answer, []) as (port, _):
+        with pytest.raises(error) as caught:
+            await open_report_channel("127.0.0.1", port, "api", Secret("the-secret"))
+    assert "the-secret" not in str(caught.value)
+    assert isinstance(caught.value, PbxUnavailableError) == (error is ReportChannelError)
+
+
+async def test_a_silent_report_port_times_out() -> None:
+    done = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.read(1024):  # reads the login, answers nothing, until closed
+            pass
+        writer.close()
+        await writer.wait_closed()
+        done.set()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        with pytest.raises(ReportChannelError, match="no answer"):
+            await open_report_channel("127.0.0.1", port, "api", Secret("pw"), login_timeout=0.1)
+        await asyncio.wait_for(done.wait(), 5)  # the client closed its side
+
+
+async def test_the_simulator_accepts_the_clients_login() -> None:
+    async with SimulatorServer() as sim:
+        channel = await open_report_channel(
+            "127.0.0.1", sim.report_port, DEMO_USERNAME, Secret(DEMO_PASSWORD)
+        )
+        await channel.close()
+        with pytest.raises(PbxAuthError):
+            await open_report_channel("127.0.0.1", sim.report_port, DEMO_USERNAME, Secret("x"))
+        assert sim.state.stats.live["report_logins_succeeded"] == 1
+        assert sim.state.stats.live["report_logins_failed"] == 1
+
+
+# --- settings ----------------------------------------------------------------------------
+
+ENV = {
+    "PBX_URL": "http://pbx.test",
+    "PBX_USERNAME": "api",
+    "PBX_PASSWORD": "pw",
+    "GATEWAY_AUTH": "none",
+}
+
+
+def test_live_settings_defaults_and_checks() -> None:
+    settings = Settings.from_environ(ENV)
+    assert (settings.live_source, settings.pbx_report_port) == ("auto", 8333)
+    assert (settings.live_poll_interval, settings.live_reconcile_interval) == (2.0, 30.0)
+    assert settings.pbx_password.current_clear() == Secret("pw")
+    md5 = Settings.from_environ({**ENV, "PBX_PASSWORD": "", "PBX_PASSWORD_MD5": "a" * 32})
+    assert md5.pbx_password.current_clear() is None
+    for name, value in [
+        ("GATEWAY_LIVE_SOURCE", "sometimes"),
+        ("PBX_REPORT_PORT", "70000"),
+        ("PBX_REPORT_PORT", "0"),
+        ("GATEWAY_LIVE_POLL_INTERVAL", "0"),
+        ("GATEWAY_LIVE_RECONCILE_INTERVAL", "0.5"),
+    ]:
+        with pytest.raises(ConfigError, match=name):
+            Settings.from_environ({**ENV, name: value})
