@@ -192,7 +192,7 @@ class BusSink:
         self._last = max(self._last, (term, self._seq))  # ours: older terms are now stale
         if len(self._outbox) >= OUTBOX:
             self._outbox.popleft()  # Redis is slow or gone; the receivers see the gap
-            self.dropped["outbox full"] += 1
+            self.dropped["outbox_full"] += 1
         self._outbox.append(body)
         self._wake.set()
 
