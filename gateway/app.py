@@ -30,7 +30,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from gateway.conference_codec import ALL
 from gateway.graphiql import graphiql_routes
@@ -240,6 +240,7 @@ def create_app(
         metrics,
         routes=[
             Route("/graphql", gate),
+            WebSocketRoute("/graphql", gate),  # subscriptions: graphql-transport-ws
             Route("/healthz", healthz, methods=["GET", "HEAD"]),
             Route("/readyz", readyz, methods=["GET", "HEAD"]),
             Route("/metrics", metrics.endpoint, methods=["GET"]),

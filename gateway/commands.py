@@ -85,6 +85,7 @@ def run_serve(args: argparse.Namespace) -> int:
         log_level=settings.log_level.lower(),
         trusted_proxies=settings.security.trusted_proxies,
         limits=settings.http_limits,
+        live=settings.live_transport,
     )
 
     async def main() -> None:

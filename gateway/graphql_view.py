@@ -26,13 +26,20 @@ One request, in order:
 6. Caching headers (:mod:`gateway.http_caching`): a clean GET answer gets
    ``Cache-Control`` with its remaining freshness and an ``ETag``; everything else
    ``no-store``.
+
+Subscriptions (:mod:`gateway.subscriptions`): a request whose ``Accept`` asks for a
+multipart stream skips steps 1's media-type refusals and the cache and is answered as a
+stream, holding one of its caller's subscription slots until it ends; a WebSocket on
+``/graphql`` speaks ``graphql-transport-ws`` (the legacy ``graphql-ws`` is off), refused
+when a browser opens it from an origin not in ``GATEWAY_CORS_ORIGINS``.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -47,6 +54,7 @@ from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, GraphQLRequ
 from strawberry.http.base import BaseRequestProtocol
 from strawberry.http.types import QueryParams
 from strawberry.schema.base import BaseSchema
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult, SubscriptionExecutionResult
 
 from gateway import http_caching
@@ -56,7 +64,7 @@ from gateway.http import negotiation
 from gateway.http.fast_path import FastPath
 from gateway.http.negotiation import Exchange, exchange_of
 from gateway.http_caching import CachePolicy
-from gateway.media_types import GRAPHQL_RESPONSE_JSON, content_type, negotiate
+from gateway.media_types import GRAPHQL_RESPONSE_JSON, JSON, content_type, negotiate
 from gateway.persisted_queries import PersistedQueries, PersistedQueryError
 from gateway.runtime import require_runtime
 from gateway.schema import cost_limits
@@ -66,6 +74,22 @@ from gateway.schema.numbers import NumberBudget
 from gateway.schema.response_cache import ResponseCache
 from gateway.security.identity import Identity
 from gateway.settings import Settings
+from gateway.subscriptions.errors import coded_errors
+from gateway.subscriptions.multipart import (
+    is_multipart,
+    multipart_transport,
+    wants_multipart,
+    with_opening_boundary,
+)
+from gateway.subscriptions.slots import Slot, SubscriptionSlots
+from gateway.subscriptions.websocket import GatewayTransportWSHandler, TextWebSocketAdapter
+
+MULTIPART_SUBSCRIPTION_PROTOCOL = "multipart-subscription"
+"""strawberry's name for the multipart subscription transport."""
+_SLOT = "subscription_slot"
+"""Where a multipart stream's subscription slot waits to be released (``scope["state"]``)."""
+UNAUTHENTICATED_CONNECTION = Identity("unauthenticated", frozenset(), "none")
+"""A WebSocket's identity until its ``connection_init`` authenticates it: no scope."""
 
 STRAWBERRY_PRIVATE_HOOK = "_validate_batch_request"
 """The one private strawberry method overridden here: strawberry calls it, from
@@ -77,6 +101,9 @@ tests/test_graphql_view.py fails loudly if it changes."""
 
 class GatewayGraphQL(GraphQL[GatewayContext, None]):
     """strawberry's ASGI view speaking GraphQL over HTTP; see the module docstring."""
+
+    graphql_transport_ws_handler_class = GatewayTransportWSHandler
+    websocket_adapter_class = TextWebSocketAdapter
 
     def encode_json(self, data: object) -> bytes:
         """orjson: several times faster than json on large answers (10,000 rooms)."""
@@ -91,7 +118,23 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
         answers: ResponseCache | None = None,
     ) -> None:
         security = settings.security
-        super().__init__(schema, graphql_ide="graphiql" if security.graphiql else None)
+        live = settings.live_transport
+        super().__init__(
+            schema,
+            graphql_ide="graphiql" if security.graphiql else None,
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, MULTIPART_SUBSCRIPTION_PROTOCOL),
+            connection_init_wait_timeout=timedelta(seconds=live.init_timeout),
+            max_subscriptions_per_connection=None,  # our handler counts, with a code
+            # Browsers send Origin on a WebSocket; one from a page elsewhere is refused
+            # (cross-site WebSocket hijacking) unless listed, as CORS lists them for HTTP.
+            allowed_origins=security.cors_origins,
+        )
+        self.stream_transport_classes_by_protocol = {
+            MULTIPART_SUBSCRIPTION_PROTOCOL: multipart_transport(live.keepalive)
+        }
+        self.live_limits = live
+        self.subscriptions = SubscriptionSlots(live.max_per_identity)
+        """Subscriptions held per caller on this process, over both transports."""
         self._graphiql_assets = settings.graphiql_assets_dir
         self._clock = clock
         self._persisted = PersistedQueries(
@@ -114,10 +157,17 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
             await super().__call__(scope, receive, send)
             return
         request = Request(scope=scope, receive=receive)
-        response = await self._respond(request)
-        await response(scope, receive, send)
+        try:
+            response = await self._respond(request)
+            await response(scope, receive, send)
+        finally:
+            slot = scope.get("state", {}).pop(_SLOT, None)
+            if isinstance(slot, Slot):
+                slot.release()
 
     async def _respond(self, request: Request) -> Response:
+        if wants_multipart(request.headers.get("accept")):
+            return await self._stream(request)
         media_type = negotiate(request.headers.get("accept"))
         exchange = Exchange.start(request, media_type)
         refused = negotiation.refuse_method(request, exchange)
@@ -144,6 +194,43 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
             status = 400 if exc.malformed or exchange.media_type == GRAPHQL_RESPONSE_JSON else 200
             return negotiation.refusal(exchange, status, exc.code, exc.message)
         return self._finish(request, exchange, response)
+
+    async def _stream(self, request: Request) -> Response:
+        """A multipart subscription: the caller's slot taken, then strawberry's stream."""
+        exchange = Exchange.start(request, JSON)
+        exchange.streaming = True
+        refused = negotiation.refuse_method(request, exchange)
+        if refused is not None:
+            return refused
+        identity: Identity | None = request.scope.get("state", {}).get("identity")
+        slot = self.subscriptions.take(identity.name) if identity is not None else None
+        if slot is None:
+            most = self.subscriptions.per_identity
+            message = (
+                f"this caller holds its maximum of {most} subscriptions on this gateway "
+                "(GATEWAY_LIVE_MAX_SUBSCRIPTIONS_PER_IDENTITY); end one first"
+            )
+            return negotiation.refusal(exchange, 429, ErrorCode.TOO_MANY_SUBSCRIPTIONS, message)
+        request.scope["state"][_SLOT] = slot
+        try:
+            response = await self.run(request)
+        except HTTPException as exc:
+            return negotiation.refusal_for(request, exchange, exc)
+        except PersistedQueryError as exc:
+            return negotiation.refusal(exchange, 400, exc.code, exc.message)
+        return http_caching.uncacheable(response)
+
+    async def create_streaming_response(
+        self,
+        request: Request | WebSocket,
+        stream: Callable[[], AsyncIterator[str]],
+        sub_response: Response,
+        headers: Mapping[str, str],
+    ) -> Response:
+        if is_multipart(headers):
+            parts = stream
+            stream = lambda: with_opening_boundary(parts())  # noqa: E731
+        return await super().create_streaming_response(request, stream, sub_response, headers)
 
     def _finish(self, request: Request, exchange: Exchange, response: Response) -> Response:
         """Status, media type, APQ registration and caching headers of a GraphQL answer."""
@@ -222,13 +309,31 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> GatewayContext:
-        runtime = require_runtime(request)
+        if isinstance(request, WebSocket):
+            # Authenticated by its connection_init; each operation gets a context of its
+            # own then (operation_context). This one is the handler's, and runs nothing.
+            return self._context(request, response, UNAUTHENTICATED_CONNECTION)
         identity: Identity | None = request.scope.get("state", {}).get("identity")
         if identity is None:  # the gate always sets it; fail closed if it did not
             raise StrawberryGraphQLError(
                 "unauthenticated", extensions={"code": ErrorCode.UNAUTHENTICATED}
             )
-        context = GatewayContext(
+        context = self._context(request, response, identity)
+        exchange = exchange_of(request)
+        if exchange is not None:
+            exchange.context = context
+        return context
+
+    async def operation_context(self, websocket: WebSocket, identity: Identity) -> GatewayContext:
+        """A fresh context for one operation of an authenticated WebSocket: a DataLoader,
+        a deadline and a document budget of its own, as one HTTP request has."""
+        return self._context(websocket, websocket, identity)
+
+    def _context(
+        self, request: Request | WebSocket, response: Response | WebSocket, identity: Identity
+    ) -> GatewayContext:
+        runtime = require_runtime(request)
+        return GatewayContext(
             store=runtime.store,
             live=runtime.live,
             feed=runtime.feed,
@@ -242,10 +347,6 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
             response=response if isinstance(response, Response) else None,
             document_budget=RequestBudget(cost_limits(runtime.settings.security)),
         )
-        exchange = exchange_of(request)
-        if exchange is not None:
-            exchange.context = context
-        return context
 
     async def execute_operation(
         self,
@@ -284,6 +385,14 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
     ) -> GraphQLHTTPResponse:
         answer = await super().process_result(request, result)
         exchange = exchange_of(request)
+        if exchange is not None and exchange.streaming:
+            # A stream's results are sent as they come; none is kept for the answer.
+            stream_id = exchange.context.request_id if exchange.context else "unknown"
+            if negotiation.is_request_error(result):
+                answer.pop("data", None)
+            if result.errors:
+                answer["errors"] = list[object](coded_errors(result.errors, stream_id))
+            return answer
         if exchange is not None:
             exchange.results.append(result)
         if negotiation.is_request_error(result):

@@ -22,6 +22,10 @@ Each refusal is JSON with a code (the shape of every other refusal), one log lin
 ``gateway.request``, a count in :class:`ConnectionGuard`, and the connection closes.
 Idle keep-alive connections are closed by uvicorn after ``keep_alive_timeout``.
 
+A WebSocket upgrade (only ``/graphql`` accepts one) passes the same header limits first;
+the upgraded connection keeps counting in the totals and the per-address cap until it is
+lost (:mod:`gateway.ws_guard` takes the release over from here).
+
 The class reaches into uvicorn's protocol (``parser``, ``cycle``, ``pipeline`` and the
 parser callbacks), so the attack tests in ``tests/test_attacks_http.py`` pin this down
 for the uvicorn in use.
@@ -43,6 +47,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.error_code import ErrorCode
 from gateway.settings import HttpLimits
+from gateway.ws_guard import GuardedWebSocketProtocol
 
 logger = logging.getLogger("gateway.request")
 
@@ -119,13 +124,30 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._arm(limits.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._release()
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _release(self) -> None:
+        """Uncount this connection (once: the HTTP protocol or, after an upgrade, the
+        WebSocket protocol calls it when the connection is lost)."""
         self.guard.open -= 1
         if self._address is not None:
             self.guard.per_address[self._address] -= 1
             if not self.guard.per_address[self._address]:
                 del self.guard.per_address[self._address]
+            self._address = None
+
+    def handle_websocket_upgrade(self) -> None:
+        # The headers passed their limits (on_headers_complete); no deadline applies to the
+        # WebSocket (its keep-alive does), and the transport goes to the new protocol, which
+        # releases this connection's counts when it is lost: this protocol never hears of it.
         self._disarm()
-        super().connection_lost(exc)
+        self._phase = _Phase.APP
+        super().handle_websocket_upgrade()
+        protocol = self.transport.get_protocol()
+        if isinstance(protocol, GuardedWebSocketProtocol):
+            protocol.on_lost = self._release
 
     def data_received(self, data: bytes) -> None:
         if self._refused:  # answered and closing: the rest of the request does not matter

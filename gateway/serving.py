@@ -18,7 +18,8 @@ from typing import Any, Protocol, runtime_checkable
 import uvicorn
 
 from gateway.http_guard import ConnectionGuard
-from gateway.settings import HttpLimits
+from gateway.settings import HttpLimits, LiveTransportLimits
+from gateway.ws_guard import GuardedWebSocketProtocol
 
 
 class CannotListen(OSError):
@@ -79,9 +80,11 @@ class LoopbackServer:
         log_level: str = "warning",
         trusted_proxies: Sequence[str] = (),
         limits: HttpLimits | None = None,
+        live: LiveTransportLimits | None = None,
     ) -> None:
         self.app, self.host, self.port = app, host, port
         self.guard = ConnectionGuard(limits or HttpLimits(), trusted_proxies)
+        live = live or LiveTransportLimits()
         if isinstance(app, CountsConnections):  # the gateway's app: /metrics shows them
             app.watch_connections(self.guard)
         self._config = uvicorn.Config(
@@ -92,9 +95,17 @@ class LoopbackServer:
             access_log=False,
             timeout_graceful_shutdown=graceful_shutdown,
             http=self.guard.protocol(),
-            # GraphQL is served over HTTP only (the gate refuses WebSockets), and an
-            # upgraded connection would leave the guard's limits and counts.
-            ws="none",
+            # Subscriptions over graphql-transport-ws (only /graphql accepts the upgrade):
+            # the guarded protocol keeps the upgraded connection in the guard's counts.
+            ws=GuardedWebSocketProtocol,
+            ws_max_size=live.max_message_bytes,
+            # No compression: a small compressed frame may inflate to the size limit, and
+            # the CPU it costs is the client's choice, not ours.
+            ws_per_message_deflate=False,
+            # Frame-level pings find a peer that stopped reading (it answers no pong even
+            # when the application's own pings cannot get through its full buffers).
+            ws_ping_interval=live.keepalive,
+            ws_ping_timeout=2 * live.keepalive,
             timeout_keep_alive=self.guard.limits.keep_alive_timeout,
             # X-Forwarded-For names the client (anonymous identity, rate-limit and
             # failed-auth budgets, logs), so it is believed only from the configured

@@ -98,6 +98,39 @@ def _http_limits(reader: EnvReader) -> HttpLimits:
 
 
 @dataclass(frozen=True)
+class LiveTransportLimits:
+    """What one subscriber may hold (see :mod:`gateway.subscriptions`)."""
+
+    init_timeout: float = 10.0
+    """Seconds a WebSocket has to send ``connection_init``; then it is closed 4408."""
+    keepalive: float = 15.0
+    """Seconds between server pings (WebSocket) and ``{}`` heartbeats (multipart)."""
+    max_per_connection: int = 10
+    """Operations one WebSocket may run at once."""
+    max_per_identity: int = 200
+    """Subscriptions one caller may hold at once on this process, over every transport."""
+    max_message_bytes: int = 65_536
+    """The largest WebSocket message a client may send."""
+
+
+def _live_transport(reader: EnvReader) -> LiveTransportLimits:
+    d, integer, number = LiveTransportLimits, reader.integer, reader.number
+    return LiveTransportLimits(
+        init_timeout=number("GATEWAY_LIVE_INIT_TIMEOUT", d.init_timeout, minimum=0.05),
+        keepalive=number("GATEWAY_LIVE_KEEPALIVE", d.keepalive, minimum=0.05),
+        max_per_connection=integer(
+            "GATEWAY_LIVE_MAX_SUBSCRIPTIONS_PER_CONNECTION", d.max_per_connection, minimum=1
+        ),
+        max_per_identity=integer(
+            "GATEWAY_LIVE_MAX_SUBSCRIPTIONS_PER_IDENTITY", d.max_per_identity, minimum=1
+        ),
+        max_message_bytes=integer(
+            "GATEWAY_LIVE_MAX_MESSAGE_BYTES", d.max_message_bytes, minimum=1024
+        ),
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the gateway is configured with; see the README's configuration table."""
 
@@ -157,6 +190,8 @@ class Settings:
     log_level: str = "INFO"
     graphiql_assets_dir: Path | None = None  # None: the files packaged in gateway/static/
     http_limits: HttpLimits = field(default_factory=HttpLimits)
+    live_transport: LiveTransportLimits = field(default_factory=LiveTransportLimits)
+    """Subscriptions' transports: WebSocket and multipart (GATEWAY_LIVE_*)."""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -220,6 +255,7 @@ class Settings:
             ).upper(),
             graphiql_assets_dir=_directory(reader, "GATEWAY_GRAPHIQL_ASSETS_DIR"),
             http_limits=_http_limits(reader),
+            live_transport=_live_transport(reader),
         )
 
 

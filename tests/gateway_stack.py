@@ -114,7 +114,7 @@ async def gateway_stack(request: pytest.FixtureRequest) -> AsyncIterator[StackFa
             overrides.setdefault("security", unlimited)
             settings = dataclasses.replace(settings, **overrides)
             gateway = await exits.enter_async_context(
-                LoopbackServer(create_app(settings, clock=clock))
+                LoopbackServer(create_app(settings, clock=clock), live=settings.live_transport)
             )
             runtime: Runtime = gateway.app.runtime
             await runtime.session.started()  # the start-up login, as in production

@@ -72,6 +72,8 @@ class Exchange:
     results: list[ExecutionResult] = field(default_factory=list)
     to_remember: dict[str, str] = field(default_factory=dict)
     """APQ documents (by hash) to keep once they have validated."""
+    streaming: bool = False
+    """A multipart subscription: its results are streamed, never kept here."""
 
     @classmethod
     def start(cls, request: Request, media_type: str | None) -> Exchange:

@@ -36,16 +36,7 @@ class ErrorCodes(SchemaExtension):
         if isinstance(original, GatewayError) or (error.extensions or {}).get("code"):
             return error
         if original is None or isinstance(original, GraphQLError):  # graphql-core's own
-            # Size limits are refused with their code already, by type
-            # (gateway.schema.document_budget: graphql-core's token limit included).
-            code = (
-                ErrorCode.GRAPHQL_PARSE_FAILED
-                if error.message.startswith("Syntax Error")
-                else ErrorCode.BAD_USER_INPUT
-                if error.message.startswith("Variable ")
-                else ErrorCode.GRAPHQL_VALIDATION_FAILED
-            )
-            error.extensions = {**(error.extensions or {}), "code": code}
+            error.extensions = {**(error.extensions or {}), "code": graphql_core_code(error)}
             return error
         context = gateway_context(self.execution_context.context)
         request_id = context.request_id if context is not None else "unknown"
@@ -61,3 +52,14 @@ class ErrorCodes(SchemaExtension):
             path=error.path,
             extensions={"code": ErrorCode.INTERNAL_ERROR, "requestId": request_id},
         )
+
+
+def graphql_core_code(error: GraphQLError) -> ErrorCode:
+    """The code of an error graphql-core raised itself (a syntax or validation error, or
+    variables that do not coerce). Size limits are refused with their code already, by
+    type (gateway.schema.document_budget: graphql-core's token limit included)."""
+    if error.message.startswith("Syntax Error"):
+        return ErrorCode.GRAPHQL_PARSE_FAILED
+    if error.message.startswith("Variable "):
+        return ErrorCode.BAD_USER_INPUT
+    return ErrorCode.GRAPHQL_VALIDATION_FAILED

@@ -14,13 +14,17 @@ the PBX. In order:
 
 The identity goes on to the GraphQL context through ``scope["state"]``. Rejections are
 GraphQL-shaped JSON (``{"errors": [{"message", "extensions": {"code"}}]}``).
+
+A WebSocket (``graphql-transport-ws``) is identified later, by its ``connection_init``
+message: the gate leaves a :class:`ConnectionAuth` in ``scope["state"]``, which applies the
+same authenticator, failed-authentication budget and request budget to it.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from prometheus_client import Counter
@@ -114,6 +118,12 @@ class GraphQLGate:
         self._failures = RateLimiter(rate=1.0, burst=20.0, clock=clock)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            client = scope.get("client")
+            auth = ConnectionAuth(self, Headers(scope=scope), client[0] if client else "unknown")
+            scope.setdefault("state", {})["connection_auth"] = auth
+            await self._app(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self._refuse(
                 scope, receive, send, 400, ErrorCode.BAD_REQUEST, "only HTTP is served here"
@@ -156,6 +166,30 @@ class GraphQLGate:
         scope.setdefault("state", {})["identity"] = identity
         await self._app(scope, _replay(body, receive), send)
 
+    def identify_connection(
+        self, headers: Headers, address: str, problem: str | None = None
+    ) -> Identity:
+        """A WebSocket's identity from ``headers`` (its ``connection_init`` credentials over
+        its upgrade request's); failure (or a ``problem`` found in the credentials' shape)
+        charges the address's failed-authentication budget, counts and logs the refusal,
+        and raises :class:`Unauthenticated`."""
+        try:
+            if problem is not None:
+                raise Unauthenticated(problem)
+            return self._authenticator.identify(headers, address)
+        except Unauthenticated as exc:
+            wait = self._failures.take(address)
+            message = str(exc)
+            if wait > 0:
+                retry = retry_seconds(wait)
+                message = f"too many failed authentications from {address}; retry in {retry} s"
+            self._count_and_log(ErrorCode.UNAUTHENTICATED, message, address, 4401)
+            raise Unauthenticated(message) from None
+
+    def charge(self, identity: Identity) -> float:
+        """Charge one request to ``identity``'s budget: seconds to wait, 0 when allowed."""
+        return 0.0 if self._requests is None else self._requests.take(identity.name)
+
     async def _rate_limited(
         self, scope: Scope, receive: Receive, send: Send, what: str, wait: float
     ) -> None:
@@ -176,30 +210,56 @@ class GraphQLGate:
         headers: dict[str, str] | None = None,
     ) -> None:
         """Answer a refusal, count it, and log it (one line, like every request)."""
-        if self._metrics is not None:
-            self._metrics.rejections.labels(code).inc()
         client = scope.get("client")
-        logger.info(
-            "refused %s: %s",
-            code,
-            message,
-            extra={
-                "fields": {
-                    "status": status,
-                    "error_codes": [code],
-                    "address": client[0] if client else None,
-                }
-            },
-        )
+        self._count_and_log(code, message, client[0] if client else None, status)
         if scope["type"] != "http":
             await send({"type": "websocket.close", "code": 1008})
             return
         body: dict[str, Any] = {"errors": [{"message": message, "extensions": {"code": code}}]}
         await JSONResponse(body, status_code=status, headers=headers)(scope, receive, send)
 
+    def _count_and_log(self, code: str, message: str, address: str | None, status: int) -> None:
+        if self._metrics is not None:
+            self._metrics.rejections.labels(code).inc()
+        logger.info(
+            "refused %s: %s",
+            code,
+            message,
+            extra={"fields": {"status": status, "error_codes": [code], "address": address}},
+        )
+
     def _is_ide_page(self, scope: Scope, headers: Headers) -> bool:
         params = QueryParams(scope.get("query_string", b""))
         return self._settings.graphiql and asks_for_ide(scope["method"], params, headers)
+
+
+class ConnectionAuth:
+    """A WebSocket's authentication, done at its ``connection_init`` (see the module
+    docstring): the credentials in the message's payload, else its upgrade headers."""
+
+    CREDENTIALS = ("authorization", "x-api-key")
+    """The payload's keys (any case) that carry credentials, as the HTTP headers do."""
+
+    def __init__(self, gate: GraphQLGate, headers: Headers, address: str) -> None:
+        self._gate, self._headers, self.address = gate, headers, address
+
+    def identify(self, payload: Mapping[str, object]) -> Identity:
+        """The caller's identity, or :class:`Unauthenticated` (budget charged)."""
+        given = {key.lower(): value for key, value in payload.items() if isinstance(key, str)}
+        credentials = [(name, given[name]) for name in self.CREDENTIALS if name in given]
+        if not credentials:
+            return self._gate.identify_connection(self._headers, self.address)
+        raw: list[tuple[bytes, bytes]] = []
+        for name, value in credentials:
+            if not isinstance(value, str) or not value.isascii():
+                problem = f"'{name}' in connection_init must be an ASCII string"
+                return self._gate.identify_connection(self._headers, self.address, problem)
+            raw.append((name.encode(), value.encode()))
+        return self._gate.identify_connection(Headers(raw=raw), self.address)
+
+    def charge(self, identity: Identity) -> float:
+        """Charge one operation to the caller's request budget (GATEWAY_RATE_LIMIT)."""
+        return self._gate.charge(identity)
 
 
 def _bearer(headers: Headers) -> str | None:

@@ -1,0 +1,697 @@
+"""Subscriptions over their two transports, end to end: a real WebSocket client
+(``websockets``, graphql-transport-ws) and a real streaming HTTP client (httpx, the
+multipart subscription protocol) against the gateway and the simulated PBX on loopback.
+
+Members join and leave through the simulator's admin API (``/__simulator/live/...``).
+Until a source (the PBX's report channel, or the poller) runs in the gateway, nothing
+tells the feed of a change by itself: these tests read the PBX's rooms as a source would
+(one ``query_in_session``) and hand them to the feed's sink method (:func:`_tell_feed`).
+Moderator actions reach subscribers without that: the mutation asks the feed to re-read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+from gateway.error_code import ErrorCode
+from gateway.pbx.sessions_query import LiveSession
+from gateway.security.identity import MODERATE, READ, WRITE
+from gateway.settings import LiveTransportLimits
+from tests.gateway_stack import Stack, StackFactory
+from tests.live_helpers import listing
+from tests.security_helpers import api_key_security, write_keys
+
+BRIDGE: Final = "6403"  # moderators 4000 and 4001 (the simulator's default rooms)
+IDLE: Final = "6401"
+BOUND: Final = 10.0  # seconds: only a hang reaches it
+PROTOCOL: Final = "graphql-transport-ws"
+URQL_ACCEPT: Final = "text/event-stream, multipart/mixed"  # urql 6's fetchSubscriptions
+APOLLO_ACCEPT: Final = 'multipart/mixed;boundary="graphql";subscriptionSpec=1.0,application/json'
+WATCH: Final = (
+    "subscription Watch($numbers: [String]) { conferenceSessions(numbers: $numbers) "
+    "{ number reason session { participants { id kind number status } } } }"
+)
+
+
+# --- the clients ---------------------------------------------------------------------------
+
+
+class Frames:
+    """Every text the clients received, to check that no secret ever left the gateway."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def check_clean(self, stack: Stack) -> None:
+        """No PBX token, no channel id, no API key in anything a client received."""
+        issued: dict[str, Any] = stack.pbx.tokens._tokens  # every token the PBX gave out
+        secrets = set(issued)
+        secrets |= {
+            member.channelid for session in stack.pbx.live.sessions() for member in session.members
+        }
+        seen = "\n".join(self.texts)
+        assert "channelid" not in seen
+        for secret in secrets:
+            assert secret not in seen
+
+
+@pytest.fixture
+def frames() -> Frames:
+    return Frames()
+
+
+class Ws:
+    """One graphql-transport-ws client connection."""
+
+    def __init__(self, connection: ClientConnection, frames: Frames) -> None:
+        self.connection, self.frames = connection, frames
+
+    async def receive(self) -> dict[str, Any]:
+        text = await asyncio.wait_for(self.connection.recv(), BOUND)
+        assert isinstance(text, str)  # graphql-transport-ws is text frames
+        self.frames.texts.append(text)
+        message: dict[str, Any] = json.loads(text)
+        return message
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.connection.send(json.dumps(message))
+
+    async def init(self, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+        await self.send({"type": "connection_init", "payload": payload or {}})
+        return await self.receive()
+
+    async def subscribe(
+        self, operation_id: str, numbers: list[str] | None = None, query: str = WATCH
+    ) -> None:
+        variables = {} if numbers is None else {"numbers": numbers}
+        payload = {"query": query, "variables": variables}
+        await self.send({"id": operation_id, "type": "subscribe", "payload": payload})
+
+    async def update(self, operation_id: str) -> dict[str, Any]:
+        """The next ``next`` message's update for ``operation_id`` (pings answered)."""
+        while True:
+            message = await self.receive()
+            if message["type"] == "ping":
+                await self.send({"type": "pong"})
+                continue
+            assert message["type"] == "next", message
+            assert message["id"] == operation_id
+            assert "errors" not in message["payload"], message
+            update: dict[str, Any] = message["payload"]["data"]["conferenceSessions"]
+            return update
+
+    async def closed_with(self) -> tuple[int, str]:
+        """The close code and reason, once the server closes (messages before are read)."""
+        try:
+            while True:
+                await self.receive()
+        except ConnectionClosed as closed:
+            assert closed.rcvd is not None
+            return closed.rcvd.code, closed.rcvd.reason
+
+
+async def _ws(
+    stack: Stack,
+    frames: Frames,
+    *,
+    headers: dict[str, str] | None = None,
+    origin: str | None = None,
+    path: str = "/graphql",
+) -> Ws:
+    url = stack.gateway.base_url.replace("http://", "ws://") + path
+    connection = await connect(
+        url,
+        subprotocols=[PROTOCOL],  # type: ignore[list-item]
+        additional_headers=headers,
+        origin=origin,  # type: ignore[arg-type]
+        open_timeout=BOUND,
+        ping_interval=None,
+    )
+    return Ws(connection, frames)
+
+
+class Multipart:
+    """One multipart subscription response, read part by part."""
+
+    MARK: Final = b"\r\n--graphql"
+
+    def __init__(self, response: httpx.Response, frames: Frames) -> None:
+        self.response, self.frames = response, frames
+        self._chunks = response.aiter_bytes()
+        self._buffer = b""
+        self._started = False
+
+    async def part(self) -> dict[str, Any] | None:
+        """The next part's JSON (``{}``: a heartbeat), or None when the response ended."""
+        while True:
+            at = self._buffer.find(self.MARK)
+            if at >= 0:
+                part, self._buffer = self._buffer[:at], self._buffer[at + len(self.MARK) :]
+                started, self._started = self._started, True
+                if started and part.strip():  # what stands before the first boundary: none
+                    text = part.split(b"\r\n\r\n", 1)[1].decode()
+                    self.frames.texts.append(text)
+                    found: dict[str, Any] = json.loads(text)
+                    return found
+                continue
+            try:
+                chunk = await asyncio.wait_for(anext(self._chunks), BOUND)
+            except StopAsyncIteration:
+                return None
+            self._buffer += chunk
+
+    async def update(self) -> dict[str, Any]:
+        """The next update (heartbeats skipped)."""
+        while True:
+            part = await self.part()
+            assert part is not None, "the stream ended"
+            if part == {}:
+                continue
+            assert "errors" not in part["payload"], part
+            update: dict[str, Any] = part["payload"]["data"]["conferenceSessions"]
+            return update
+
+
+@contextlib.asynccontextmanager
+async def _multipart(
+    stack: Stack,
+    frames: Frames,
+    numbers: list[str],
+    *,
+    accept: str = URQL_ACCEPT,
+    headers: dict[str, str] | None = None,
+) -> AsyncIterator[Multipart]:
+    body = {"query": WATCH, "variables": {"numbers": numbers}}
+    async with stack.client.stream(
+        "POST", "/graphql", json=body, headers={"accept": accept, **(headers or {})}
+    ) as response:
+        yield Multipart(response, frames)
+
+
+# --- the simulator and the feed ---------------------------------------------------------
+
+
+async def _admin(stack: Stack, action: str, **body: Any) -> None:
+    async with httpx.AsyncClient(base_url=stack.sim.base_url) as admin:
+        answer = await admin.post(f"/__simulator/live/{action}", json=body)
+        assert answer.status_code == 200, answer.text
+
+
+async def _tell_feed(stack: Stack, *numbers: str) -> None:
+    """What a source would do: read the rooms (one query_in_session), tell the feed."""
+    runtime = stack.gateway_runtime()
+    assert runtime.feed is not None
+    runtime.feed.rooms_listed(await listing(runtime), list(numbers))
+
+
+def _members(update: dict[str, Any]) -> list[str]:
+    session = update["session"]
+    return [] if session is None else sorted(p["number"] for p in session["participants"])
+
+
+def _keys(tmp_path: Path, **scopes: Iterable[str]) -> tuple[Any, dict[str, str]]:
+    stored, plain = write_keys(tmp_path, {name: set(given) for name, given in scopes.items()})
+    return api_key_security(stored), plain
+
+
+async def _keyed_stack(
+    gateway_stack: StackFactory, tmp_path: Path, **overrides: Any
+) -> tuple[Stack, dict[str, str]]:
+    security, plain = _keys(tmp_path, reader={READ}, writer={WRITE}, moderator={READ, MODERATE})
+    stack = await gateway_stack(security=security, **overrides)
+    return stack, plain
+
+
+# --- join and leave, over both transports -------------------------------------------------
+
+
+async def test_ws_initial_then_changed_on_join_and_leave(
+    gateway_stack: StackFactory, tmp_path: Path, frames: Frames
+) -> None:
+    """The key in connection_init; INITIAL (nobody), then CHANGED on a join and on a leave;
+    the subscription ends with the connection."""
+    stack, keys = await _keyed_stack(gateway_stack, tmp_path)
+    ws = await _ws(stack, frames)
+    assert await ws.init({"authorization": f"Bearer {keys['reader']}"}) == {
+        "type": "connection_ack"
+    }
+    await ws.subscribe("1", [IDLE])
+    first = await ws.update("1")
+    assert (first["number"], first["reason"], first["session"]) == (IDLE, "INITIAL", None)
+
+    await _admin(stack, "join", number=IDLE, member="4009")
+    await _tell_feed(stack, IDLE)
+    joined = await ws.update("1")
+    assert (joined["reason"], _members(joined)) == ("CHANGED", ["4009"])
+    assert joined["session"]["participants"][0]["status"] == "JOINED"
+
+    await _admin(stack, "leave", number=IDLE, member="4009")
+    await _tell_feed(stack, IDLE)
+    left = await ws.update("1")
+    assert (left["reason"], left["session"]) == ("CHANGED", None)
+
+    feed = stack.gateway_runtime().feed
+    assert feed is not None and feed.subscribers == 1
+    await ws.connection.close()
+    for _ in range(200):  # the server notices the close within a few loop turns
+        if feed.subscribers == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert feed.subscribers == 0
+    assert stack.gateway.app.runtime is not None
+    frames.check_clean(stack)
+
+
+@pytest.mark.parametrize("accept", [URQL_ACCEPT, APOLLO_ACCEPT], ids=["urql", "apollo"])
+async def test_multipart_initial_then_changed_on_join_and_leave(
+    gateway_stack: StackFactory, tmp_path: Path, frames: Frames, accept: str
+) -> None:
+    """urql's and Apollo's Accept both get the multipart stream, authenticated by the
+    request's header: a heartbeat first, INITIAL, then CHANGED on a join and a leave;
+    headers that keep caches and proxies from holding parts back."""
+    stack, keys = await _keyed_stack(gateway_stack, tmp_path)
+    key = {"x-api-key": keys["reader"]}
+    async with _multipart(stack, frames, [IDLE], accept=accept, headers=key) as stream:
+        headers = stream.response.headers
+        assert stream.response.status_code == 200
+        assert headers["content-type"].startswith("multipart/mixed;boundary=graphql")
+        assert "subscriptionSpec=1.0" in headers["content-type"]
+        assert headers["cache-control"] == "no-store"
+        assert headers["x-accel-buffering"] == "no"
+        assert await stream.part() == {}  # the first heartbeat, at once
+        first = await stream.update()
+        assert (first["number"], first["reason"], first["session"]) == (IDLE, "INITIAL", None)
+
+        await _admin(stack, "join", number=IDLE, member="4010")
+        await _tell_feed(stack, IDLE)
+        joined = await stream.update()
+        assert (joined["reason"], _members(joined)) == ("CHANGED", ["4010"])
+
+        await _admin(stack, "leave", number=IDLE, member="4010")
+        await _tell_feed(stack, IDLE)
+        assert (await stream.update())["session"] is None
+    view_slots = _slots(stack)
+    for _ in range(200):
+        if not view_slots.held:
+            break
+        await asyncio.sleep(0.01)
+    assert not view_slots.held  # the stream's slot was given back when it ended
+    frames.check_clean(stack)
+
+
+async def test_multipart_query_accept_stays_json(gateway_stack: StackFactory) -> None:
+    """urql's Accept for queries names multipart last, after JSON: answered as JSON, not as
+    a stream; a subscription over plain JSON is refused with a code."""
+    stack = await gateway_stack()
+    urql_query = (
+        "application/graphql-response+json, application/graphql+json, application/json, "
+        "text/event-stream, multipart/mixed"
+    )
+    answer = await stack.client.post(
+        "/graphql", json={"query": "{ conferences { number } }"}, headers={"accept": urql_query}
+    )
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("application/graphql-response+json")
+    assert answer.json()["data"]["conferences"]
+    refused = await stack.client.post(
+        "/graphql", json={"query": WATCH, "variables": {"numbers": [IDLE]}}
+    )
+    codes = [e["extensions"]["code"] for e in refused.json()["errors"]]
+    assert codes and all(codes), refused.text
+
+
+# --- moderator actions ----------------------------------------------------------------------
+
+
+async def test_ws_subscriber_sees_kick_and_invite_and_mute_changes_nothing(
+    gateway_stack: StackFactory, tmp_path: Path, frames: Frames
+) -> None:
+    """A moderator removes and invites through the gateway: the subscriber sees each change
+    (the mutation makes the feed re-read the room). A mute changes no participant field the
+    schema shows, so it sends nothing: the next update is the next join."""
+    stack, keys = await _keyed_stack(gateway_stack, tmp_path)
+    for member in ("4001", "4009"):
+        await _admin(stack, "join", number=BRIDGE, member=member)
+    ws = await _ws(stack, frames)
+    await ws.init({"x-api-key": keys["reader"]})
+    await ws.subscribe("s", [BRIDGE])
+    assert _members(await ws.update("s")) == ["4001", "4009"]
+
+    moderator = {"X-API-Key": keys["moderator"]}
+
+    async def act(field: str, input_type: str, **fields: Any) -> None:
+        document = f"mutation Act($input: {input_type}!) {{ {field}(input: $input) {{ number }} }}"
+        result = await stack.graphql(document, {"input": fields}, headers=moderator)
+        assert "errors" not in result, result
+
+    members = "ConferenceParticipantsInput"
+    await act("muteParticipants", members, number=BRIDGE, operator="4001", members=["4009"])
+    await act("removeParticipants", members, number=BRIDGE, operator="4001", members=["4009"])
+    removed = await ws.update("s")
+    assert (removed["reason"], _members(removed)) == ("CHANGED", ["4001"])
+
+    invite = "InviteParticipantsInput"
+    await act("inviteParticipants", invite, number=BRIDGE, operator="4001", members=["4020"])
+    invited = await ws.update("s")  # the simulator's invitees pick up at once
+    assert (invited["reason"], _members(invited)) == ("CHANGED", ["4001", "4020"])
+    statuses = {p["number"]: p["status"] for p in invited["session"]["participants"]}
+    assert statuses == {"4001": "JOINED", "4020": "INVITED"}
+    frames.check_clean(stack)
+
+
+# --- authentication and scopes --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{}, {"x-api-key": "not-a-key"}, {"authorization": "Bearer nope"}, {"x-api-key": 42}],
+    ids=["missing", "wrong-key", "wrong-bearer", "not-a-string"],
+)
+async def test_ws_auth_missing_or_wrong_closes_4401_and_subscribes_nothing(
+    gateway_stack: StackFactory, tmp_path: Path, frames: Frames, payload: dict[str, Any]
+) -> None:
+    stack, _ = await _keyed_stack(gateway_stack, tmp_path)
+    ws = await _ws(stack, frames)
+    await ws.send({"type": "connection_init", "payload": payload})
+    await ws.subscribe("1", [IDLE])
+    code, reason = await ws.closed_with()
+    assert code == 4401 and reason.startswith("Unauthorized")
+    feed = stack.gateway_runtime().feed
+    assert feed is not None and feed.subscribers == 0
+    assert stack.calls("conference/query_in_session") == 0
+    frames.check_clean(stack)
+
+
+async def test_ws_failed_auth_is_charged_to_the_address_budget(
+    gateway_stack: StackFactory, tmp_path: Path, frames: Frames
+) -> None:
+    """As over HTTP: an address's failed authentications have a budget (20 at once); past
+    it, even the right key waits, and the close says so."""
+    stack, _ = await _keyed_stack(gateway_stack, tmp_path)
+    reasons = []
+    for _ in range(21):
+        ws = await _ws(stack, frames)
+        await ws.send({"type": "connection_init", "payload": {"x-api-key": "wrong"}})
+        reasons.append(await ws.closed_with())
+    assert all(code == 4401 for code, _ in reasons)
+    assert "too many failed authentications" not in reasons[0][1]
+    assert "too many failed authentications" in reasons[-1][1]
+
+
+async def test_ws_upgrade_headers_authenticate_and_subscribe_before_init_is_refused(
+    gateway_stack: StackFactory, tmp_path: Path, frames: Frames
+) -> None:
+    stack, keys = await _keyed_stack(gateway_stack, tmp_path)
+    ws = await _ws(stack, frames, headers={"X-API-Key": keys["reader"]})
+    assert (await ws.init())["type"] == "connection_ack"
+    await ws.subscribe("1", [IDLE])
+    assert (await ws.update("1"))["reason"] == "INITIAL"
+
+    early = await _ws(stack, frames, headers={"X-API-Key": keys["reader"]})
+    await early.subscribe("1", [IDLE])
+    assert (await early.closed_with())[0] == 4401
+
+
+async def test_ws_without_connection_init_is_closed_4408(
+    gateway_stack: StackFactory, frames: Frames
+) -> None:
+    stack = await gateway_stack(live_transport=LiveTransportLimits(init_timeout=0.2))
+    ws = await _ws(stack, frames)
+    assert (await ws.closed_with())[0] == 4408
+
+
+async def test_ws_scope_missing_is_an_error_for_that_subscription(
+    gateway_stack: StackFactory, tmp_path: Path, frames: Frames
+) -> None:
+    """A key without conferences:read is authenticated, but its subscription is refused
+    with FORBIDDEN; the connection stays usable."""
+    stack, keys = await _keyed_stack(gateway_stack, tmp_path)
+    ws = await _ws(stack, frames)
+    await ws.init({"x-api-key": keys["writer"]})
+    await ws.subscribe("1", [IDLE])
+    message = await ws.receive()
+    errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
+    assert [e["extensions"]["code"] for e in errors] == [ErrorCode.FORBIDDEN]
+    assert stack.calls("conference/query_in_session") == 0
+
+
+# --- limits ---------------------------------------------------------------------------------
+
+
+def _slots(stack: Stack) -> Any:
+    """The view's per-identity subscription slots."""
+    route = next(r for r in stack.gateway.app.routes if getattr(r, "path", "") == "/graphql")
+    return route.app._app.subscriptions  # the gate wraps the view
+
+
+async def test_limits_per_connection_and_per_identity(
+    gateway_stack: StackFactory, tmp_path: Path, frames: Frames
+) -> None:
+    """Two operations per connection, three per caller over every connection and transport:
+    the next subscribe gets an error coded TOO_MANY_SUBSCRIPTIONS (and a multipart stream a
+    429); completing one gives its place back."""
+    limits = LiveTransportLimits(max_per_connection=2, max_per_identity=3)
+    stack, keys = await _keyed_stack(gateway_stack, tmp_path, live_transport=limits)
+    auth = {"x-api-key": keys["reader"]}
+    one, two = await _ws(stack, frames), await _ws(stack, frames)
+    await one.init(auth)
+    await two.init(auth)
+    for operation_id in ("a", "b"):
+        await one.subscribe(operation_id, [IDLE])
+        assert (await one.update(operation_id))["reason"] == "INITIAL"
+    await one.subscribe("c", [IDLE])
+    refused = await one.receive()
+    assert (refused["type"], refused["id"]) == ("error", "c")
+    assert refused["payload"][0]["extensions"]["code"] == ErrorCode.TOO_MANY_SUBSCRIPTIONS
+    assert "PER_CONNECTION" in refused["payload"][0]["message"]
+
+    await two.subscribe("d", [IDLE])
+    assert (await two.update("d"))["reason"] == "INITIAL"
+    await two.subscribe("e", [IDLE])
+    refused = await two.receive()
+    assert refused["payload"][0]["extensions"]["code"] == ErrorCode.TOO_MANY_SUBSCRIPTIONS
+    assert "PER_IDENTITY" in refused["payload"][0]["message"]
+    body = {"query": WATCH, "variables": {"numbers": [IDLE]}}
+    streamed = await stack.client.post(
+        "/graphql", json=body, headers={"accept": URQL_ACCEPT, **auth}
+    )
+    assert streamed.status_code == 429
+    assert streamed.json()["errors"][0]["extensions"]["code"] == ErrorCode.TOO_MANY_SUBSCRIPTIONS
+    assert _slots(stack).held == {"reader": 3}
+
+    await one.send({"id": "a", "type": "complete"})
+    for _ in range(200):
+        if _slots(stack).held == {"reader": 2}:
+            break
+        await asyncio.sleep(0.01)
+    await two.subscribe("e", [IDLE])
+    assert (await two.update("e"))["reason"] == "INITIAL"
+    await one.connection.close()
+    await two.connection.close()
+    for _ in range(200):
+        if not _slots(stack).held:
+            break
+        await asyncio.sleep(0.01)
+    assert not _slots(stack).held
+
+
+async def test_ws_message_size_is_bounded(gateway_stack: StackFactory, frames: Frames) -> None:
+    """A message past GATEWAY_LIVE_MAX_MESSAGE_BYTES closes the connection 1009 (too big)
+    before anything reads it."""
+    limits = LiveTransportLimits(max_message_bytes=2048)
+    stack = await gateway_stack(live_transport=limits)
+    ws = await _ws(stack, frames)
+    await ws.init()
+    await ws.subscribe("1", [IDLE], query="{ conferences { number } }" + " " * 4096)
+    assert (await ws.closed_with())[0] == 1009
+    assert (await stack.client.get("/healthz")).status_code == 200
+
+
+async def test_ws_documents_pass_the_same_budget_and_validation_as_http(
+    gateway_stack: StackFactory, frames: Frames
+) -> None:
+    """A query over the WebSocket runs like one over HTTP (next, complete); a document over
+    the size limits, one that does not parse, and one that does not validate are each
+    answered with a coded error, and the connection stays open."""
+    stack = await gateway_stack()
+    ws = await _ws(stack, frames)
+    await ws.init()
+    await ws.subscribe("q", query="{ conferences { number } }")
+    answer = await ws.receive()
+    assert answer["type"] == "next" and answer["payload"]["data"]["conferences"]
+    assert await ws.receive() == {"id": "q", "type": "complete"}
+
+    deep = "subscription { conferenceSessions { " + "session { " * 30 + "}" * 31 + " }"
+    cases = {
+        "big": ("{ " + " ".join(f"a{i}: conferences {{ number }}" for i in range(400)) + " }"),
+        "deep": deep,
+        "syntax": "subscription {",
+        "invalid": "subscription { conferenceSessions { nosuchfield } }",
+    }
+    expected = {
+        "big": ErrorCode.OPERATION_TOO_LARGE,
+        "deep": ErrorCode.OPERATION_TOO_LARGE,
+        "syntax": ErrorCode.GRAPHQL_PARSE_FAILED,
+        "invalid": ErrorCode.GRAPHQL_VALIDATION_FAILED,
+    }
+    for operation_id, query in cases.items():
+        await ws.subscribe(operation_id, query=query)
+        message = await ws.receive()
+        assert (message["type"], message["id"]) == ("error", operation_id), message
+        codes = {error["extensions"]["code"] for error in message["payload"]}
+        assert expected[operation_id] in codes, message
+    await ws.subscribe("again", [IDLE])
+    assert (await ws.update("again"))["reason"] == "INITIAL"
+
+
+# --- keep-alive -----------------------------------------------------------------------------
+
+
+async def test_keepalive_pings_and_heartbeats(gateway_stack: StackFactory, frames: Frames) -> None:
+    """A ping per interval on the WebSocket (answered, they go on; unanswered for two
+    intervals, the connection is closed 1011); {} heartbeats on a multipart stream."""
+    stack = await gateway_stack(live_transport=LiveTransportLimits(keepalive=0.1))
+    answering = await _ws(stack, frames)
+    await answering.init()
+    for _ in range(3):
+        assert await answering.receive() == {"type": "ping"}
+        await answering.send({"type": "pong"})
+
+    silent = await _ws(stack, frames)
+    await silent.init()
+    code, reason = await silent.closed_with()
+    assert (code, reason) == (1011, "keep-alive timeout")
+    assert await answering.receive() == {"type": "ping"}  # the answering one is still open
+
+    async with _multipart(stack, frames, [IDLE]) as stream:
+        parts = [await stream.part() for _ in range(4)]
+        assert parts.count({}) >= 3  # the first at once, then one per interval
+
+
+# --- slow consumers -------------------------------------------------------------------------
+
+
+def _flood(stack: Stack, number: str, session: LiveSession, times: int) -> None:
+    """``times`` changes of the room in one go, before any subscriber can read one."""
+    feed = stack.gateway_runtime().feed
+    assert feed is not None
+    for turn in range(times):
+        feed.room_changed(number, session if turn % 2 == 0 else None)
+
+
+async def _busy_session(stack: Stack, number: str) -> LiveSession:
+    await _admin(stack, "join", number=number, member="4011")
+    session = (await listing(stack.gateway_runtime()))[number]
+    await _admin(stack, "leave", number=number, member="4011")
+    return session
+
+
+async def test_slow_consumer_is_closed_with_slow_consumer(
+    gateway_stack: StackFactory, frames: Frames
+) -> None:
+    """A subscriber that falls more than GATEWAY_LIVE_BUFFER updates behind: on the
+    WebSocket a final error SLOW_CONSUMER then close 1013; on a multipart stream a final
+    part with the error then the end. The gateway goes on answering."""
+    stack = await gateway_stack(live_buffer=2)
+    session = await _busy_session(stack, IDLE)
+    ws = await _ws(stack, frames)
+    await ws.init()
+    await ws.subscribe("slow", [IDLE])
+    assert (await ws.update("slow"))["reason"] == "INITIAL"
+    _flood(stack, IDLE, session, 6)
+    messages = []
+    try:
+        while True:
+            messages.append(await ws.receive())
+    except ConnectionClosed as closed:
+        assert closed.rcvd is not None
+        assert closed.rcvd.code == 1013
+    final = messages[-1]
+    assert (final["type"], final["id"]) == ("error", "slow")
+    assert final["payload"][0]["extensions"]["code"] == ErrorCode.SLOW_CONSUMER
+
+    async with _multipart(stack, frames, [IDLE]) as stream:
+        assert (await stream.update())["reason"] == "INITIAL"
+        _flood(stack, IDLE, session, 6)
+        parts = []
+        while (part := await stream.part()) is not None:
+            parts.append(part)
+        assert parts[-1]["payload"] is None
+        assert parts[-1]["errors"][0]["extensions"]["code"] == ErrorCode.SLOW_CONSUMER
+
+    assert (await stack.client.get("/healthz")).status_code == 200
+    result = await stack.graphql("{ conferences { number } }")
+    assert result["data"]["conferences"]
+    frames.check_clean(stack)
+
+
+# --- the connection guard -------------------------------------------------------------------
+
+
+async def test_ws_connections_count_in_the_guard(
+    gateway_stack: StackFactory, frames: Frames
+) -> None:
+    """600 idle WebSockets from one address: the per-address cap (256) holds, the rest are
+    refused SERVER_BUSY; /healthz from another address answers; /metrics counts them; once
+    closed, every count is given back (the upgrade handed the release on)."""
+    stack = await gateway_stack()
+    guard = stack.gateway.guard
+    opened: list[Ws] = []
+    refused = 0
+    for _ in range(600):
+        try:
+            opened.append(await _ws(stack, frames))
+        except (InvalidHandshake, OSError, ConnectionClosed, TimeoutError):
+            refused += 1
+    cap = guard.limits.max_connections_per_address
+    assert len(opened) == cap and refused == 600 - cap
+    assert guard.refused[ErrorCode.SERVER_BUSY] == refused
+    assert guard.per_address["127.0.0.1"] == cap
+
+    other = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
+    async with httpx.AsyncClient(base_url=stack.gateway.base_url, transport=other) as probe:
+        assert (await probe.get("/healthz")).status_code == 200
+        metrics = (await probe.get("/metrics")).text
+    line = next(x for x in metrics.splitlines() if x.startswith("gateway_http_connections "))
+    assert float(line.split()[1]) == cap + 1  # the probe's own connection too
+
+    await asyncio.gather(*(ws.connection.close() for ws in opened))
+    for _ in range(500):
+        if guard.open == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert guard.open == 0 and not guard.per_address
+
+
+async def test_only_graphql_upgrades_and_origins_are_checked(
+    gateway_stack: StackFactory, frames: Frames
+) -> None:
+    """/healthz refuses an upgrade; with GATEWAY_CORS_ORIGINS set, a browser page on another
+    origin is refused (cross-site WebSocket hijacking), a listed one and a non-browser client
+    (no Origin) are let in."""
+    stack = await gateway_stack()
+    security = dataclasses.replace(
+        stack.gateway_runtime().settings.security, cors_origins=("https://console.example",)
+    )
+    listed = await gateway_stack(security=security)
+    with pytest.raises(InvalidHandshake):
+        await _ws(stack, frames, path="/healthz")
+    with pytest.raises(InvalidHandshake):
+        await _ws(listed, frames, origin="https://evil.example")
+    with pytest.raises(InvalidHandshake):
+        await _ws(stack, frames, origin="https://evil.example")
+    allowed = await _ws(listed, frames, origin="https://console.example")
+    for ws in (allowed, await _ws(listed, frames)):
+        assert (await ws.init())["type"] == "connection_ack"
+    assert listed.gateway.guard.open == 2
