@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis.asyncio as redis
 from cryptography.fernet import Fernet
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 from gateway.fleet.link import RedisLink
 from gateway.fleet.sealing import Sealer
@@ -27,9 +34,16 @@ from gateway.pbx.session import PbxSession
 from gateway.pbx.sessions_query import LiveMember, LiveSession
 from gateway.secrets import Secret
 from gateway.settings import PasswordSource
-from gateway.simulator import DEMO_PASSWORD, DEMO_USERNAME, SimulatorServer, password_digest
+from gateway.simulator import (
+    DEMO_PASSWORD,
+    DEMO_USERNAME,
+    SimulatorConfig,
+    SimulatorServer,
+    password_digest,
+    run_simulator_in_thread,
+)
 from tests.live_fleet_helpers import Feed, QuerySource, Running, Tally, cable_to, redis_link
-from tests.processes import RedisProcess, redis_process
+from tests.processes import GatewayProcess, RedisProcess, redis_process
 from tests.timing import FakeClock, eventually
 
 __all__ = ["redis_process"]
@@ -475,3 +489,161 @@ async def _next_message(pubsub: Any) -> bytes:
         if opened is not None and opened[0]["op"] != "resync":
             return data
     raise AssertionError("no state message on the channel")
+
+
+# --- two gateway replicas, one Redis, one simulated PBX (the Done-when) -----------------------
+
+WATCH = (
+    "subscription Watch($numbers: [String]) { conferenceSessions(numbers: $numbers) "
+    "{ number reason session { participants { number } } } }"
+)
+
+
+class Subscriber:
+    """A graphql-transport-ws client subscribed to one room on one replica; every update it
+    receives is kept in ``updates`` (a background task reads them)."""
+
+    def __init__(self, connection: ClientConnection) -> None:
+        self.connection = connection
+        self.updates: list[dict[str, Any]] = []
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def open(cls, replica: GatewayProcess, number: str) -> Subscriber:
+        url = replica.url.replace("http://", "ws://") + "/graphql"
+        connection = await connect(
+            url,
+            subprotocols=[Subprotocol("graphql-transport-ws")],
+            open_timeout=30,
+            ping_interval=None,
+        )
+        await connection.send(json.dumps({"type": "connection_init", "payload": {}}))
+        ack = json.loads(await asyncio.wait_for(connection.recv(), 30))
+        assert ack["type"] == "connection_ack", ack
+        payload = {"query": WATCH, "variables": {"numbers": [number]}}
+        await connection.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
+        return cls(connection)
+
+    async def _read(self) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for text in self.connection:
+                message = json.loads(text)
+                if message["type"] == "ping":
+                    await self.connection.send(json.dumps({"type": "pong"}))
+                elif message["type"] == "next":
+                    assert "errors" not in message["payload"], message
+                    self.updates.append(message["payload"]["data"]["conferenceSessions"])
+
+    def members(self) -> list[str] | None:
+        """Who the last update says is in the room (None before any update)."""
+        if not self.updates:
+            return None
+        session = self.updates[-1]["session"]
+        return [] if session is None else [p["number"] for p in session["participants"]]
+
+    async def close(self) -> None:
+        await self.connection.close()
+        await self._reader
+
+
+class ReportSampler:
+    """Samples how many report connections the PBX has, every few milliseconds, in a thread
+    (the gateway's replicas and the simulator run elsewhere): ``most`` is the most seen."""
+
+    def __init__(self, sim: SimulatorServer) -> None:
+        self._sim = sim
+        self.most = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.002):
+            self.most = max(self.most, len(self._sim.state.reports.connections))
+            self.samples += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _lease_held(replica: GatewayProcess) -> bool:
+    text = httpx.get(f"{replica.url}/metrics").text
+    return "gateway_live_lease_held 1.0" in text
+
+
+def _replicas(tmp_path: Path, redis: RedisProcess, sim: SimulatorServer) -> list[GatewayProcess]:
+    env = {
+        "PBX_URL": sim.base_url,
+        "PBX_USERNAME": DEMO_USERNAME,
+        "PBX_PASSWORD": DEMO_PASSWORD,  # the TCP report login needs the clear password
+        "PBX_REPORT_PORT": str(sim.report_port),
+        "GATEWAY_AUTH": "none",
+        "GATEWAY_REDIS_URL": redis.url,
+        "GATEWAY_REDIS_TOKEN_KEY": KEY,
+        "GATEWAY_LIVE_LEASE_TTL": "2",  # a dead holder's successor within 2.7 s
+        "GATEWAY_LOG_LEVEL": "WARNING",
+    }
+    return [GatewayProcess(env, tmp_path / f"replica-{i}.log") for i in range(2)]
+
+
+@pytest.mark.parametrize("ending", ["killed", "stopped"])
+async def test_fleet_channel_holder_ends_the_other_takes_over_and_subscribers_keep_receiving(
+    tmp_path: Path, redis_process: RedisProcess, ending: str
+) -> None:
+    """Two replicas with Redis, one PBX: one replica holds the report channel; subscribers on
+    both see a join. The holder is killed (no release: the lease expires) or stopped (it
+    releases): the other takes the lease and opens the report channel (one more report
+    login), and its subscriber sees the next join. The PBX never has two report
+    connections at once."""
+    with run_simulator_in_thread(SimulatorConfig()) as sim:
+        replicas = _replicas(tmp_path, redis_process, sim)
+        sampler = ReportSampler(sim)
+        subscribers: list[Subscriber] = []
+        try:
+            for replica in replicas:
+                replica.wait_ready()
+            logins = sim.state.stats.live
+            await eventually(
+                lambda: logins["report_logins_succeeded"] == 1 and sum(map(_lease_held, replicas)),
+                seconds=30,
+                what="one replica holding the report channel",
+            )
+            holder = next(r for r in replicas if _lease_held(r))
+            survivor = next(r for r in replicas if r is not holder)
+            subscribers = [await Subscriber.open(r, PM) for r in (holder, survivor)]
+            await eventually(
+                lambda: all(s.members() == [] for s in subscribers), what="INITIAL, empty"
+            )
+
+            sim.state.live_join(PM, "4001")
+            await eventually(
+                lambda: all(s.members() == ["4001"] for s in subscribers), what="both see 4001"
+            )
+
+            if ending == "killed":
+                holder.process.kill()
+            else:
+                holder.process.terminate()
+            await eventually(
+                lambda: logins["report_logins_succeeded"] == 2 and _lease_held(survivor),
+                seconds=30,
+                what="the survivor holding the lease and the report channel",
+            )
+            sim.state.live_join(PM, "4002")
+            watcher = subscribers[1]
+            await eventually(
+                lambda: watcher.members() == ["4001", "4002"], what="the survivor's subscriber"
+            )
+            assert [u["reason"] for u in watcher.updates][:2] == ["INITIAL", "CHANGED"]
+            assert logins["report_logins_succeeded"] == 2 and logins["report_logins_failed"] == 0
+        finally:
+            sampler.stop()
+            for subscriber in subscribers:
+                with contextlib.suppress(ConnectionClosed, OSError):
+                    await subscriber.close()
+            for replica in replicas:
+                replica.stop()
+        assert sampler.samples > 100
+        assert sampler.most == 1

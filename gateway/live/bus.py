@@ -47,6 +47,7 @@ from redis.exceptions import RedisError
 
 from gateway.fleet.link import RedisLink
 from gateway.fleet.sealing import Sealer
+from gateway.live.cancelled import stop_if_cancelled
 from gateway.live.channel import subscribed
 from gateway.live.contracts import LiveSink
 from gateway.live.wire import (
@@ -222,6 +223,7 @@ class BusSink:
                     self._subscribed()
                     await self._hear(pubsub)
             except (RedisError, OSError, TimeoutError) as exc:
+                stop_if_cancelled()
                 if not lost:
                     lost = True
                     logger.warning(
@@ -242,6 +244,7 @@ class BusSink:
         ponged = True
         while True:
             message = await pubsub.get_message(timeout=1.0)
+            stop_if_cancelled()
             if message is not None:
                 kind = message.get("type")
                 if kind == "message":
@@ -360,9 +363,11 @@ class BusSink:
             if self._resync_wanted:
                 self._resync_wanted = False
                 await self._send_request()
+                stop_if_cancelled()
             while self._outbox:
                 batch = [self._outbox.popleft() for _ in range(min(BATCH, len(self._outbox)))]
                 sent = await self._send([self._seal(body) for body in batch])
+                stop_if_cancelled()
                 self.published += sent
                 # Redis down: lost; the receivers see the gap in the sequence and ask again.
                 self.unsent += len(batch) - sent
@@ -400,6 +405,7 @@ class BusSink:
             if due and await self._write_watched(mine):
                 written, written_at = mine, time.monotonic()
             self._fleet_watched = await self._read_watched()
+            stop_if_cancelled()
             await asyncio.sleep(self._watch_refresh)
 
     async def _write_watched(self, rooms: frozenset[str]) -> bool:

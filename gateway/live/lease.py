@@ -39,6 +39,7 @@ from typing import Any, Final
 from redis.exceptions import RedisError
 
 from gateway.fleet.link import RedisLink, script
+from gateway.live.cancelled import stop_if_cancelled
 from gateway.live.channel import subscribed
 from gateway.live.contracts import LiveSink, LiveSource
 
@@ -134,6 +135,7 @@ class Lease:
         self._deadline = sent + self.ttl
         self.acquired += 1
         logger.info("this replica now holds the live lease (term %d)", self._term)
+        stop_if_cancelled()  # held, and recorded: the caller's cleanup releases it
         return self._term
 
     async def acquire(self) -> int:
@@ -147,9 +149,11 @@ class Lease:
             try:
                 async with subscribed(self._link, self.channel) as pubsub:
                     while (term := await self.try_acquire()) is None:
+                        stop_if_cancelled()
                         await _released(pubsub, self.interval)
                     return term
             except (RedisError, OSError, TimeoutError) as exc:
+                stop_if_cancelled()
                 # Redis is away: nobody can hold the lease now; try again after a while.
                 logger.debug("live lease: waiting without Redis (%s)", type(exc).__name__)
                 await asyncio.sleep(self.interval)
@@ -172,6 +176,7 @@ class Lease:
                             left,
                         )
                     )
+            stop_if_cancelled()
             if not renewed:
                 self._lose()
                 return
@@ -212,7 +217,12 @@ class LeasedSource:
 
     async def run(self, sink: LiveSink) -> None:
         while True:
-            await self._lease.acquire()
+            stop_if_cancelled()
+            try:
+                await self._lease.acquire()
+            except asyncio.CancelledError:
+                await asyncio.shield(self._lease.release())  # drawn as the cancel came
+                raise
             self.terms += 1
             source = asyncio.create_task(self._inner.run(sink), name="live source (leased)")
             keeper = asyncio.create_task(self._lease.keep(), name="live lease renewal")
