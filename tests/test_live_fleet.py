@@ -50,7 +50,7 @@ __all__ = ["redis_process"]
 
 KEY = Fernet.generate_key().decode()
 PM = "6401"
-TTL = 0.6  # the lease: renewed every 0.2 s; a dead holder's is free within 0.8 s
+TTL = 1.5  # the lease: renewed every 0.5 s; a dead holder's is free within 2 s
 
 
 # --- the lease ------------------------------------------------------------------------------
@@ -582,7 +582,7 @@ def _replicas(tmp_path: Path, redis: RedisProcess, sim: SimulatorServer) -> list
         "GATEWAY_AUTH": "none",
         "GATEWAY_REDIS_URL": redis.url,
         "GATEWAY_REDIS_TOKEN_KEY": KEY,
-        "GATEWAY_LIVE_LEASE_TTL": "2",  # a dead holder's successor within 2.7 s
+        "GATEWAY_LIVE_LEASE_TTL": "3",  # a dead holder's successor within 4 s
         "GATEWAY_LOG_LEVEL": "WARNING",
     }
     return [GatewayProcess(env, tmp_path / f"replica-{i}.log") for i in range(2)]
