@@ -37,6 +37,7 @@ from gateway.graphiql import graphiql_routes
 from gateway.graphql_view import GatewayGraphQL
 from gateway.health import healthz, readyz
 from gateway.live.feed import LiveFeed
+from gateway.live.push_receiver import AsgiApp, PushEndpoint
 from gateway.live.supervisor import start_live
 from gateway.observability.metrics import Metrics
 from gateway.observability.runtime_metrics import RuntimeCollector
@@ -54,6 +55,7 @@ from gateway.schema.response_cache import ResponseCache
 from gateway.security.config import SecuritySettings
 from gateway.security.gate import Authenticator, GraphQLGate
 from gateway.security.rate_limit import RateLimiter
+from gateway.serving import LoopbackServer
 from gateway.session_cache import SessionCache
 from gateway.settings import Settings
 from gateway.store import ConferenceStore
@@ -111,6 +113,12 @@ def create_app(
                 ),
                 observer=metrics.observe_pbx_call,
             )
+            # HTTP push (when the PBX's report method is HTTP): every login says where to.
+            push = (
+                PushEndpoint.create(settings.live_push_port, settings.live_push_bind)
+                if settings.live_push_port is not None
+                else None
+            )
             session = PbxSession(
                 client,
                 username=settings.pbx_username,
@@ -120,6 +128,7 @@ def create_app(
                 lockout_backoff=settings.pbx_lockout_backoff,
                 clock=clock,
                 tokens=fleet.tokens if fleet else None,
+                login_extras=push.login_fields() if push is not None else None,
             )
             store = ConferenceStore(
                 functools.partial(
@@ -159,12 +168,21 @@ def create_app(
             live_notes = MemberNotes(settings.cache_ttl, clock=clock)
             live_fleet = None
             if fleet is None or settings.redis_token_key is None:
-                live_sources = start_live(settings, session, feed, notes=live_notes)
+                live_sources = start_live(
+                    settings, session, feed, notes=live_notes, push=push, serve=_serve_push
+                )
             else:
                 from gateway.live.fleet_run import start_fleet_live  # the redis extra
 
                 live_sources, live_fleet = start_fleet_live(
-                    settings, session, fleet.link, settings.redis_token_key, feed, notes=live_notes
+                    settings,
+                    session,
+                    fleet.link,
+                    settings.redis_token_key,
+                    feed,
+                    notes=live_notes,
+                    push=push,
+                    serve=_serve_push,
                 )
             runtime = Runtime(
                 settings=settings,
@@ -284,6 +302,11 @@ def request_limiter(security: SecuritySettings, clock: Callable[[], float]) -> R
         return None
     burst = security.burst if security.burst is not None else max(1.0, 2 * security.rate)
     return RateLimiter(rate=security.rate, burst=burst, clock=clock)
+
+
+def _serve_push(app: AsgiApp, host: str, port: int) -> LoopbackServer:
+    """The push receiver's own listener: the same bounded server as the gateway's."""
+    return LoopbackServer(app, host, port)
 
 
 async def _to_graphiql(request: Request) -> Response:

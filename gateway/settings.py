@@ -179,6 +179,10 @@ class Settings:
     """Seconds between polls of the watched rooms when no events arrive."""
     live_reconcile_interval: float = 30.0
     """Seconds between the checks, while on events, that no change was missed."""
+    live_push_port: int | None = None
+    """The port the PBX pushes events to (HTTP report method); None: no push listener."""
+    live_push_bind: str = "0.0.0.0"
+    """The address the push listener binds."""
     security: SecuritySettings = field(default_factory=SecuritySettings)
     redis_url: Secret | None = None
     redis_token_key: Secret | None = None
@@ -237,13 +241,19 @@ class Settings:
             live_source=reader.choice(
                 "GATEWAY_LIVE_SOURCE", ("auto", "events", "poll", "off"), d.live_source
             ),
-            pbx_report_port=_port(reader, "PBX_REPORT_PORT", d.pbx_report_port),
+            pbx_report_port=report_port(reader),
             live_poll_interval=number(
                 "GATEWAY_LIVE_POLL_INTERVAL", d.live_poll_interval, minimum=0.1
             ),
             live_reconcile_interval=number(
                 "GATEWAY_LIVE_RECONCILE_INTERVAL", d.live_reconcile_interval, minimum=1
             ),
+            live_push_port=(
+                _port(reader, "GATEWAY_LIVE_PUSH_PORT", 0)
+                if reader.get("GATEWAY_LIVE_PUSH_PORT")
+                else None
+            ),
+            live_push_bind=reader.get("GATEWAY_LIVE_PUSH_BIND") or d.live_push_bind,
             security=security_from_environ(reader),
             redis_url=_secret(reader, "GATEWAY_REDIS_URL"),
             redis_token_key=_token_key(reader),
@@ -271,6 +281,11 @@ def _pbx_url(reader: EnvReader) -> str:
             f"write {origin} instead of {url}"
         )
     return url
+
+
+def report_port(reader: EnvReader) -> int:
+    """``PBX_REPORT_PORT`` alone, read as ``serve`` reads it (``doctor`` reads no more)."""
+    return _port(reader, "PBX_REPORT_PORT", Settings.pbx_report_port)
 
 
 def _port(reader: EnvReader, name: str, default: int) -> int:

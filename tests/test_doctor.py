@@ -70,7 +70,7 @@ async def test_doctor_tells_each_firmware_profile(name: str) -> None:
     absent, unknown, errno, bare_heartbeat, single_token, matches = EXPECTED[name]
     config = profile_config(name)
     async with SimulatorServer(config) as sim:
-        report = await run_doctor(sim.base_url)
+        report = await run_doctor(sim.base_url, PBX_REPORT_PORT=str(sim.report_port))
         stats = sim.state.stats
         live = sim.state.tokens.live_count(sim.state.now(), config.token_ttl)
     findings = report.findings
@@ -85,7 +85,12 @@ async def test_doctor_tells_each_firmware_profile(name: str) -> None:
     assert findings.profiles == matches
     assert (stats.logins_succeeded, stats.logins_failed, live) == (2, 0, 0)
     assert stats.query_numbers == ["all", "6400,6412"]
-    assert sum(stats.calls.values()) == report.pbx_calls == (14 if single_token else 15)
+    # The report channel: the method from the login's answer, and one TCP report login.
+    assert (findings.report_method, findings.events) == ("TCP", "tcp")
+    assert statuses(report)["live events"] == "ok"
+    assert (stats.live["report_logins_succeeded"], stats.live["report_logins_failed"]) == (1, 0)
+    assert report.recommended["PBX_REPORT_PORT"] == str(sim.report_port)
+    assert sum(stats.calls.values()) + 1 == report.pbx_calls == (15 if single_token else 16)
     assert report.pbx_calls <= MAX_PBX_CALLS
 
 
@@ -106,6 +111,8 @@ async def test_doctor_wrong_password_makes_one_attempt(name: str) -> None:
     assert (stats.logins_failed, stats.logins_succeeded) == (1, 0)
     assert dict(stats.calls) == {"heartbeat": 1, "login": 1}
     assert report.login_attempts == 1
+    assert stats.live["report_connections"] == 0  # no report login after a refused API login
+    assert report.check("live events") is None
     login = report.check("login")
     assert login is not None and "not retried" in login.result
     assert name in (report.findings.profiles or [])
@@ -151,13 +158,16 @@ async def test_doctor_login_answered_by_a_web_page_is_not_retried() -> None:
 
 
 async def test_doctor_no_token_probe_makes_one_login() -> None:
-    """--no-token-probe skips the second login: one login, one logout, 12 calls."""
+    """--no-token-probe skips the second login: one login, one logout, 13 calls (one the
+    report channel's login)."""
     async with SimulatorServer(profile_config("single-token")) as sim:
-        report = await run_doctor(sim.base_url, "--no-token-probe")
+        report = await run_doctor(
+            sim.base_url, "--no-token-probe", PBX_REPORT_PORT=str(sim.report_port)
+        )
         stats = sim.state.stats
     assert statuses(report)["tokens"] == "skipped"
     assert report.findings.single_token is None
-    assert (stats.logins_succeeded, stats.logouts, report.pbx_calls) == (1, 1, 12)
+    assert (stats.logins_succeeded, stats.logouts, report.pbx_calls) == (1, 1, 13)
     assert "single-token" in (report.findings.profiles or [])
 
 
@@ -170,6 +180,45 @@ async def test_doctor_without_rooms_says_what_it_cannot_see() -> None:
     assert statuses(report)["rooms"] == "warn"
     assert statuses(report)["unknown numbers"] == "skipped"
     assert numbers == ["all"]
+
+
+async def test_doctor_says_when_events_come_by_http_push() -> None:
+    """transport HTTP in the login's answer: said, and no report-channel login is tried."""
+    async with SimulatorServer(profile_config("s-series-v2", transport="HTTP")) as sim:
+        report = await run_doctor(sim.base_url, PBX_REPORT_PORT=str(sim.report_port))
+        live = sim.state.stats.live
+    assert report.findings.report_method == "HTTP"
+    assert report.findings.events is None
+    assert statuses(report)["live events"] == "info"
+    assert live["report_connections"] == 0
+    assert report.exit_code == 0
+
+
+async def test_doctor_events_need_the_clear_password() -> None:
+    """Only the MD5 configured: the TCP report login cannot be made; skipped, said why."""
+    async with SimulatorServer() as sim:
+        report = await run_doctor(
+            sim.base_url,
+            PBX_PASSWORD="",
+            PBX_PASSWORD_MD5=password_digest(DEMO_PASSWORD),
+            PBX_REPORT_PORT=str(sim.report_port),
+        )
+        live = sim.state.stats.live
+    row = report.check("live events")
+    assert row is not None and row.status.value == "skipped"
+    assert "PBX_PASSWORD" in row.action
+    assert live["report_connections"] == 0
+
+
+async def test_doctor_events_on_a_closed_report_port_says_which_setting() -> None:
+    """Nothing listens on PBX_REPORT_PORT: a warning naming the setting; still exit 0."""
+    async with SimulatorServer() as sim:
+        report = await run_doctor(sim.base_url, PBX_REPORT_PORT="1")
+    row = report.check("live events")
+    assert row is not None and row.status.value == "warn"
+    assert "PBX_REPORT_PORT" in row.action
+    assert report.findings.events == "unreachable"
+    assert report.exit_code == 0
 
 
 def test_pick_unknown_is_never_a_listed_number() -> None:

@@ -26,6 +26,8 @@ async def login_once(wire: Wire, options: DoctorOptions, report: Report) -> str 
         token = reply.payload.get("token")
         if isinstance(token, str) and token:
             findings.login = "accepted"
+            transport = reply.payload.get("transport")
+            findings.report_method = transport.upper() if isinstance(transport, str) else None
             report.add("login", Status.OK, f"{options.username!r} accepted (token not shown)")
             return token
         report.add(

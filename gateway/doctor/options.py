@@ -16,7 +16,13 @@ from urllib.parse import urlsplit
 
 from gateway.env import EnvReader, read_secret_file
 from gateway.errors import ConfigError
-from gateway.settings import PasswordSource, Settings, pbx_password_source, pbx_verify_tls
+from gateway.settings import (
+    PasswordSource,
+    Settings,
+    pbx_password_source,
+    pbx_verify_tls,
+    report_port,
+)
 
 FACTORY_HTTPS_PORT = 8088
 """The PBX's factory web (and API) port: ``https://IP:8088`` (pbx-api.md, Transport)."""
@@ -98,6 +104,8 @@ class DoctorOptions:
     """Which setting the password came from (its name, never its value)."""
     verify: bool | str
     timeout: float
+    report_port: int = Settings.pbx_report_port
+    """The PBX's TCP report port (``PBX_REPORT_PORT``), for the events probe."""
     probe_tokens: bool = True
     """Whether a second login (same credentials, after the first succeeded) may find out if
     the PBX keeps one token per user."""
@@ -135,5 +143,6 @@ def options_from(environ: Mapping[str, str], args: argparse.Namespace) -> Doctor
         password_from=password_from,
         verify=verify,
         timeout=timeout,
+        report_port=report_port(reader),
         probe_tokens=not args.no_token_probe,
     )

@@ -2,23 +2,24 @@
 
 Nothing is sent with credentials until the API has answered its own envelope; nothing after a
 refused login; every token obtained is logged out of, even when a probe fails or the run is
-interrupted. The total is small and bounded: at most 15 API calls (one credential-free
+interrupted. The total is small and bounded: at most 16 PBX calls (one credential-free
 heartbeat, two logins, two conference queries, three heartbeats, five endpoint probes, two
-logouts) and at most one login that can fail.
+logouts, and one TCP report-channel login) and at most one login that can fail before one
+succeeded (the report login is tried only after the API login worked).
 """
 
 from __future__ import annotations
 
 import httpx
 
-from gateway.doctor import login, reachability, variant
+from gateway.doctor import events, login, reachability, variant
 from gateway.doctor.matching import consistent_profiles
 from gateway.doctor.options import DoctorOptions
 from gateway.doctor.report import Report, Status
 from gateway.doctor.wire import Wire
 from gateway.pbx.client import build_http_client
 
-MAX_PBX_CALLS = 15
+MAX_PBX_CALLS = 16
 
 
 async def diagnose(
@@ -63,6 +64,7 @@ async def _with_api(wire: Wire, options: DoctorOptions, local_ip: str, report: R
         await variant.probe_unknown_numbers(wire, token, numbers, report)
         heartbeat_body = await variant.probe_heartbeat(wire, token, local_ip, report)
         await variant.probe_endpoints(wire, token, report)
+        await events.probe_events(wire, options, report)
         # Last: on a one-token-per-user PBX the second login ends the first token.
         live = await variant.probe_single_token(wire, options, token, heartbeat_body, report)
     finally:

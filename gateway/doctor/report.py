@@ -58,6 +58,11 @@ class Findings:
     endpoints: dict[str, bool | None] | None = None
     """Per conference endpoint: present, absent (10003), or None when the answer said neither."""
     single_token: bool | None = None
+    report_method: str | None = None
+    """How the PBX sends events, from the login's answer (``TCP``, ``HTTP``)."""
+    events: str | None = None
+    """The report channel login: ``tcp`` (accepted), ``refused``, ``locked-out``,
+    ``unreachable``; None when not tried."""
     profiles: list[str] | None = None
     """Simulator profiles that behave like this device, as far as the probes can tell."""
 

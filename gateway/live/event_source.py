@@ -46,8 +46,9 @@ logger = logging.getLogger(__name__)
 
 Listing = Mapping[str, LiveSession]
 Sleep = Callable[[float], Awaitable[None]]
-# A connection that lived this long (or brought an event) was healthy: the next drop
-# starts the back-off from its first step again.
+# A connection that lived this long was healthy: the next drop starts the back-off from its
+# first step again. A channel that drops sooner (events or not) keeps backing off, so a
+# flapping PBX costs at most one login and one resync per minute.
 HEALTHY_SECONDS = 60.0
 
 
@@ -193,12 +194,11 @@ class EventSource:
 
     async def _listen(self, channel: ReportChannel, sink: LiveSink) -> bool:
         """Resync, then hand on every status until the channel ends; whether it was healthy."""
-        opened, events = self._clock(), 0
+        opened = self._clock()
         self.connected = True
         try:
-            await self._resync_into(sink)
+            await resync_into(sink, self._resync, self.known, self.counts)
             async for status in channel.statuses():
-                events += 1
                 self.known[status.number] = status.session
                 sink.room_changed(status.number, status.session)
         except ReportChannelError as exc:
@@ -206,26 +206,7 @@ class EventSource:
         finally:
             self.connected = False
             await channel.close()
-        return events > 0 or self._clock() - opened >= HEALTHY_SECONDS
-
-    async def _resync_into(self, sink: LiveSink) -> None:
-        watched = sink.watched_rooms()
-        if not watched:
-            self.known.clear()  # nothing proven while nobody watched: start afresh
-            return
-        try:
-            listing = await self._resync()
-        except PbxFeatureUnavailableError:
-            raise  # no live data on this firmware: the supervisor turns live updates off
-        except PbxError as exc:
-            # Events still flow; the reconciliation poll corrects what this missed.
-            logger.warning("live: resync after connecting failed: %s", exc.message)
-            return
-        self.counts.resyncs += 1
-        for number in set(self.known) | set(watched):
-            self.known[number] = listing.get(number)
-        self.known.update(listing)
-        sink.rooms_listed(listing, resync=True)
+        return self._clock() - opened >= HEALTHY_SECONDS
 
     async def _pause(self, attempt: int) -> None:
         await self._sleep(self._backoff.delay(attempt, self._rng))
@@ -235,3 +216,30 @@ class EventSource:
         if message != self._logged:
             self._logged = message
             logger.warning("%s", message)
+
+
+async def resync_into(
+    sink: LiveSink,
+    resync: Callable[[], Awaitable[Listing]],
+    known: dict[str, LiveSession | None],
+    counts: EventCounts,
+) -> None:
+    """After (re)connecting: one listing of every room into the sink (and into ``known``);
+    nothing when nobody watches (a later subscriber asks for itself)."""
+    watched = sink.watched_rooms()
+    if not watched:
+        known.clear()  # nothing proven while nobody watched: start afresh
+        return
+    try:
+        listing = await resync()
+    except PbxFeatureUnavailableError:
+        raise  # no live data on this firmware: the supervisor turns live updates off
+    except PbxError as exc:
+        # Events still flow; the reconciliation poll corrects what this missed.
+        logger.warning("live: resync after connecting failed: %s", exc.message)
+        return
+    counts.resyncs += 1
+    for number in set(known) | set(watched):
+        known[number] = listing.get(number)
+    known.update(listing)
+    sink.rooms_listed(listing, resync=True)

@@ -19,6 +19,7 @@ from gateway.fleet.sealing import Sealer
 from gateway.live.bus import BusSink
 from gateway.live.contracts import LiveSink, LiveSource
 from gateway.live.lease import Lease, LeasedSource
+from gateway.live.push_receiver import PushEndpoint, Serve
 from gateway.live.supervisor import LiveHandle, LiveSupervisor
 from gateway.pbx.session import PbxSession
 from gateway.pbx.sessions_query import MemberNotes
@@ -61,10 +62,12 @@ def start_fleet_live(
     feed: LiveSink,
     *,
     notes: MemberNotes | None = None,
+    push: PushEndpoint | None = None,
+    serve: Serve | None = None,
 ) -> tuple[LiveHandle, FleetLive]:
     """The fleet's counterpart of :func:`gateway.live.supervisor.start_live`: the same
     supervisor, run only while this replica holds the lease, into the bus."""
-    supervisor = LiveSupervisor(settings, session, notes=notes)
+    supervisor = LiveSupervisor(settings, session, notes=notes, push=push, serve=serve)
     live = fleet_live(
         link, fleet_key, feed=feed, source=supervisor, lease_ttl=settings.live_lease_ttl
     )

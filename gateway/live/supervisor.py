@@ -4,9 +4,11 @@
 
 - ``auto`` (default): the TCP report channel (:mod:`gateway.live.event_source`) when the
   PBX's login answer says ``transport: TCP`` (or says nothing) and the channel can be
-  opened; otherwise (``HTTP`` push, which this gateway does not receive yet; no clear
-  password configured; the report port unreachable) the poller (:mod:`gateway.live.poller`);
-- ``events``: the report channel only; never polls (a reconciliation that finds a missed
+  opened; the push receiver (:mod:`gateway.live.push_receiver`) when it says ``HTTP`` and
+  ``GATEWAY_LIVE_PUSH_PORT`` is set; otherwise (push without a port, no clear password for
+  the TCP login, the report port unreachable, a refused report login) the poller
+  (:mod:`gateway.live.poller`);
+- ``events``: events only (TCP or push); never polls (a reconciliation that finds a missed
   change corrects the sink and logs, and the channel stays);
 - ``poll``: the poller only; ``off``: nothing (``Conference.session`` still answers).
 
@@ -36,16 +38,18 @@ from gateway.errors import PbxError, PbxFeatureUnavailableError
 from gateway.live.contracts import LiveSink
 from gateway.live.event_source import Backoff, ChannelTarget, EventSource, Listing, Sleep
 from gateway.live.poller import Poller
+from gateway.live.push_receiver import PushEndpoint, PushSource, Serve
 from gateway.pbx.session import PbxSession
 from gateway.pbx.sessions_query import LiveSession, MemberNotes, query_in_session
 from gateway.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-Kind = Literal["starting", "events", "poll", "off"]
-KINDS: tuple[Kind, ...] = ("starting", "events", "poll", "off")
+Kind = Literal["starting", "events", "push", "poll", "off"]
+KINDS: tuple[Kind, ...] = ("starting", "events", "push", "poll", "off")
+Source = EventSource | PushSource
 RECONCILE_GRACE_SECONDS = 1.0
-"""How long a difference found by reconciliation may wait for an event on its way."""
+"""How long a difference found by reconciliation waits for an event on its way (twice)."""
 
 
 @dataclass(frozen=True)
@@ -70,12 +74,16 @@ class LiveSupervisor:
         *,
         timing: LiveTiming | None = None,
         notes: MemberNotes | None = None,
+        push: PushEndpoint | None = None,
+        serve: Serve | None = None,
     ) -> None:
         self._settings, self._session = settings, session
+        self.push, self._serve = push, serve
         self._timing = timing or LiveTiming()
         self._notes = notes
         self.kind: Kind = "starting"
-        self.events: EventSource | None = None
+        self.events: Source | None = None
+        """The events source while (or once) one ran: the TCP channel or the push receiver."""
         interval = settings.live_poll_interval
         self.poller = Poller(self._query_rooms, interval, sleep=self._timing.sleep)
         self.reconciliations = 0
@@ -104,9 +112,9 @@ class LiveSupervisor:
             logger.info("live: GATEWAY_LIVE_SOURCE=off: subscribers get no live changes")
             return
         if mode in ("auto", "events"):
-            why = await self._events_unusable()
-            if why is None:
-                why = await self._run_events(sink, mode)
+            source, why = await self._event_source(mode)
+            if source is not None:
+                why = await self._run_events(sink, mode, source)
             if mode == "events":
                 logger.error(
                     "live: events cannot be received (%s) and GATEWAY_LIVE_SOURCE=events "
@@ -120,30 +128,32 @@ class LiveSupervisor:
         if self.poller.absent is not None:
             raise self.poller.absent
 
-    async def _events_unusable(self) -> str | None:
-        """Why the report channel cannot be tried, or None once the API login worked."""
-        if self._settings.pbx_password.current_clear() is None:
-            return (
-                "the TCP report login needs the clear password (PBX_PASSWORD or "
-                "PBX_PASSWORD_FILE); only its MD5 is configured"
-            )
+    async def _event_source(self, mode: str) -> tuple[Source | None, str]:
+        """The source for the PBX's report method, or None and why there is none."""
         # The API login comes first (the warm-up login, or the first query's): only then are
         # the credentials known good. Waiting for it is a local check, never a PBX call.
         await self._session.started()
         while not self._session.has_token:
             await self._timing.sleep(self._timing.backoff.first)
         transport = self._session.report_transport
+        if transport == "HTTP":
+            if self.push is None or self._serve is None:
+                return None, (
+                    "the PBX sends events by HTTP push (its API settings' report method) and "
+                    "GATEWAY_LIVE_PUSH_PORT is not set; set it, or the report method to TCP"
+                )
+            self.kind = "push"
+            return PushSource(self.push, self._serve, self._query_all, notes=self._notes), ""
         if transport not in (None, "TCP"):
-            return (
-                f"the PBX sends events by {transport} push (its API settings' report method), "
-                "which this gateway does not receive; set the report method to TCP"
-            )
-        return None
-
-    async def _run_events(self, sink: LiveSink, mode: str) -> str:
-        """The report channel plus reconciliation; why it ended (to fall back to polling)."""
+            return None, f"the PBX's report method {transport!r} is not one this gateway knows"
         settings = self._settings
-        source = EventSource(
+        if settings.pbx_password.current_clear() is None:
+            return None, (
+                "the TCP report login needs the clear password (PBX_PASSWORD or "
+                "PBX_PASSWORD_FILE); only its MD5 is configured"
+            )
+        self.kind = "events"
+        return EventSource(
             self._session,
             ChannelTarget(
                 host=urlsplit(settings.pbx_url).hostname or "localhost",
@@ -157,9 +167,12 @@ class LiveSupervisor:
             max_line=self._timing.max_line,
             give_up=mode == "auto",
             notes=self._notes,
-        )
-        self.events, self.kind = source, "events"
-        channel = asyncio.create_task(source.run(sink), name="live-report-channel")
+        ), ""
+
+    async def _run_events(self, sink: LiveSink, mode: str, source: Source) -> str:
+        """The events source plus reconciliation; why it ended (to fall back to polling)."""
+        self.events = source
+        channel = asyncio.create_task(source.run(sink), name="live-events")
         checks = asyncio.create_task(self._reconcile_forever(source, sink, mode))
         try:
             done, _ = await asyncio.wait({channel, checks}, return_when=asyncio.FIRST_COMPLETED)
@@ -174,14 +187,17 @@ class LiveSupervisor:
         if checks in done:
             self.switched_to_polling = True
             return "the PBX did not report every change (reconciliation found a missed one)"
+        if isinstance(source, PushSource):
+            return f"cannot listen for pushed events on port {self._settings.live_push_port}"
         if source.counts.refusals:
             return "the PBX refused the report channel's login"
+        settings = self._settings
         return (
             "the report channel could not be opened "
             f"({settings.pbx_url} report port {settings.pbx_report_port})"
         )
 
-    async def _reconcile_forever(self, source: EventSource, sink: LiveSink, mode: str) -> None:
+    async def _reconcile_forever(self, source: Source, sink: LiveSink, mode: str) -> None:
         """Returns when a missed change was found and ``mode`` allows polling instead."""
         logged = False
         while True:
@@ -210,7 +226,7 @@ class LiveSupervisor:
                     ", ".join(missed),
                 )
 
-    async def reconcile(self, source: EventSource, sink: LiveSink) -> list[str]:
+    async def reconcile(self, source: Source, sink: LiveSink) -> list[str]:
         """One check of the watched rooms against the events: the rooms that differ (after
         the grace), already corrected in the sink."""
         watched = sink.watched_rooms()
@@ -221,12 +237,18 @@ class LiveSupervisor:
         known = source.known
         for number in watched:
             known.setdefault(number, listing.get(number))  # first look: the baseline
+        # A difference counts only when it outlives the grace twice, the second time against
+        # a fresh listing: an event on its way (or one for a later change that moved the
+        # events past the first listing) is not taken for a missed one.
+        for look in (1, 2):
+            if not _differing(known, listing, watched):
+                return []
+            await self._timing.sleep(self._timing.reconcile_grace)
+            if not _differing(known, listing, watched):
+                return []
+            if look == 1:
+                listing = await self._query_rooms(sorted(watched))
         differ = _differing(known, listing, watched)
-        if differ:
-            await self._timing.sleep(self._timing.reconcile_grace)  # an event on its way
-            differ = _differing(known, listing, watched)
-        if not differ:
-            return []
         for number in watched:
             known[number] = listing.get(number)
         sink.rooms_listed(listing, rooms=watched)
@@ -270,9 +292,15 @@ def start_live(
     *,
     timing: LiveTiming | None = None,
     notes: MemberNotes | None = None,
+    push: PushEndpoint | None = None,
+    serve: Serve | None = None,
 ) -> LiveHandle:
-    """Start the supervisor in the running loop (the app's lifespan calls this)."""
-    supervisor = LiveSupervisor(settings, session, timing=timing, notes=notes)
+    """Start the supervisor in the running loop (the app's lifespan calls this); ``push``
+    (the endpoint the session's logins announce) and ``serve`` (the app's HTTP server) let it
+    take events by HTTP push."""
+    supervisor = LiveSupervisor(
+        settings, session, timing=timing, notes=notes, push=push, serve=serve
+    )
     task = asyncio.create_task(supervisor.run(sink), name="live-supervisor")
     task.add_done_callback(_log_crash)
     return LiveHandle(supervisor, task)

@@ -136,7 +136,7 @@ def _live_metrics(live: LiveHandle) -> Iterator[CounterMetricFamily | GaugeMetri
     )
     yield CounterMetricFamily(
         "gateway_live_events",
-        "ConferenceStatus events received on the report channel.",
+        "ConferenceStatus events received (TCP report channel or HTTP push).",
         events.counts.channel.statuses if events is not None else 0,
     )
     yield CounterMetricFamily(

@@ -64,8 +64,11 @@ class ChannelCounts:
     """What the reader skipped or saw, summed over every connection that shares it."""
 
     statuses: int = 0
+    """``ConferenceStatus`` events read."""
     lines_too_long: int = 0
     unreadable_lines: int = 0
+    """Lines (or pushed bodies) that were not JSON, not an object, or a status without a
+    room number."""
     other_events: int = 0
 
 
@@ -112,7 +115,6 @@ class ReportChannel:
                 ) from None
             status = self._read(line)
             if status is not None:
-                self._counts.statuses += 1
                 yield status
 
     def _read(self, line: bytes) -> RoomStatus | None:
@@ -124,25 +126,34 @@ class ReportChannel:
         except ValueError:
             self._counts.unreadable_lines += 1
             return None
-        if not isinstance(event, dict):
-            self._counts.unreadable_lines += 1
-            return None
-        name = event.get("event", event.get("action"))
-        if name != EVENT_NAME:
-            self._counts.other_events += 1  # other reports (extension status, ...): not ours
-            return None
-        session = decode_session(event, self._notes)
-        if session is None:
-            self._counts.unreadable_lines += 1
-            return None
-        # The last member leaving sends an empty member list: the room is empty.
-        return RoomStatus(session.number, session if session.members else None)
+        return read_status(event, self._counts, self._notes)
 
     async def close(self) -> None:
         """Close the connection (and wait briefly for it to go)."""
         self._writer.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._writer.wait_closed(), 1.0)
+
+
+def read_status(
+    event: object, counts: ChannelCounts, notes: MemberNotes | None = None
+) -> RoomStatus | None:
+    """One decoded report (by either report method) as a room status, or None (counted):
+    not an object, another kind of event, or a status without a readable room number."""
+    if not isinstance(event, dict):
+        counts.unreadable_lines += 1
+        return None
+    name = event.get("event", event.get("action"))
+    if name != EVENT_NAME:
+        counts.other_events += 1  # other reports (extension status, ...): not ours
+        return None
+    session = decode_session(event, notes)
+    if session is None:
+        counts.unreadable_lines += 1
+        return None
+    counts.statuses += 1
+    # The last member leaving sends an empty member list: the room is empty.
+    return RoomStatus(session.number, session if session.members else None)
 
 
 async def open_report_channel(

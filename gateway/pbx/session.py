@@ -60,8 +60,11 @@ class PbxSession:
         lockout_backoff: float = 600.0,
         clock: Callable[[], float] = time.monotonic,
         tokens: TokenSource | None = None,
+        login_extras: Mapping[str, str] | None = None,
     ) -> None:
         self._client = client
+        # Sent with every login: where the PBX pushes events (HTTP report method), if asked.
+        self._login_extras = dict(login_extras or {})
         self._tokens: TokenSource = tokens if tokens is not None else LocalTokens()
         self._username = username
         self._password = password
@@ -297,7 +300,7 @@ class PbxSession:
         """One login to the PBX, under the guard's eye; the token is kept."""
         md5 = self._password.current_md5()
         self._tried_md5 = md5
-        body = {"username": self._username, "password": md5.reveal()}
+        body = {**self._login_extras, "username": self._username, "password": md5.reveal()}
         try:
             payload = await self._client.call("login", body)
         except PbxLockedOutError as exc:
