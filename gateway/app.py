@@ -286,6 +286,12 @@ class GatewayApp(Starlette):
         self.metrics = metrics
         self.runtime: Runtime | None = None
 
+    def begin_shutdown(self) -> None:
+        """The server stops accepting: live subscriptions complete now, before it waits for
+        in-flight responses (a subscription would hold the whole grace period)."""
+        if self.runtime is not None:
+            self.runtime.feed.stop()
+
     def watch_connections(self, guard: ConnectionGuard) -> None:
         """``/metrics`` reports the serving HTTP server's connections (LoopbackServer)."""
         self.metrics.watch_connections(guard)

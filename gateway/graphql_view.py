@@ -30,8 +30,8 @@ One request, in order:
 Subscriptions (:mod:`gateway.subscriptions`): a request whose ``Accept`` asks for a
 multipart stream skips steps 1's media-type refusals and the cache and is answered as a
 stream, holding one of its caller's subscription slots until it ends; a WebSocket on
-``/graphql`` speaks ``graphql-transport-ws`` (the legacy ``graphql-ws`` is off), refused
-when a browser opens it from an origin not in ``GATEWAY_CORS_ORIGINS``.
+``/graphql`` speaks ``graphql-transport-ws`` (the legacy ``graphql-ws`` is off); the gate
+refused it already when a browser opened it from a foreign origin.
 """
 
 from __future__ import annotations
@@ -76,6 +76,7 @@ from gateway.security.identity import Identity
 from gateway.settings import Settings
 from gateway.subscriptions.errors import coded_errors
 from gateway.subscriptions.multipart import (
+    GatewayMultipartTransport,
     is_multipart,
     multipart_transport,
     wants_multipart,
@@ -125,9 +126,6 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, MULTIPART_SUBSCRIPTION_PROTOCOL),
             connection_init_wait_timeout=timedelta(seconds=live.init_timeout),
             max_subscriptions_per_connection=None,  # our handler counts, with a code
-            # Browsers send Origin on a WebSocket; one from a page elsewhere is refused
-            # (cross-site WebSocket hijacking) unless listed, as CORS lists them for HTTP.
-            allowed_origins=security.cors_origins,
         )
         self.stream_transport_classes_by_protocol = {
             MULTIPART_SUBSCRIPTION_PROTOCOL: multipart_transport(live.keepalive)
@@ -229,7 +227,8 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
     ) -> Response:
         if is_multipart(headers):
             parts = stream
-            stream = lambda: with_opening_boundary(parts())  # noqa: E731
+            heartbeat = GatewayMultipartTransport().heartbeat_message(self.encode_json_string)
+            stream = lambda: with_opening_boundary(parts(), heartbeat)  # noqa: E731
         return await super().create_streaming_response(request, stream, sub_response, headers)
 
     def _finish(self, request: Request, exchange: Exchange, response: Response) -> Response:
@@ -261,6 +260,11 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
         return http_caching.cacheable(
             response, cache_control, request.headers.get("if-none-match"), self._caching.etag_key
         )
+
+    def is_websocket_origin_allowed(self, request: WebSocket, origin: str) -> bool:
+        # The security gate decided already (GATEWAY_CORS_ORIGINS, the same origin); the
+        # strawberry releases that check origins themselves would know only the latter.
+        return True
 
     async def render_graphql_ide(self, request: Request) -> Response:
         """The self-hosted GraphiQL page (assets from this server, never a CDN)."""
@@ -323,6 +327,13 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
         if exchange is not None:
             exchange.context = context
         return context
+
+    def resolve_document(
+        self, query: str | None, extensions: Mapping[str, Any] | None
+    ) -> str | None:
+        """A WebSocket operation's document, through the persisted queries as over HTTP
+        (nothing is learned from a WebSocket: APQ registration is HTTP's)."""
+        return self._persisted.resolve(query, extensions).query
 
     async def operation_context(self, websocket: WebSocket, identity: Identity) -> GatewayContext:
         """A fresh context for one operation of an authenticated WebSocket: a DataLoader,

@@ -81,6 +81,8 @@ class ConnectionGuard:
         """Refusals by code: HEADERS_TOO_LARGE, REQUEST_TIMEOUT, SERVER_BUSY."""
         self.open = 0
         """Connections open now."""
+        self.websockets = 0
+        """Of those, upgraded to a WebSocket (subscriptions)."""
 
     def counts(self, address: str) -> bool:
         """Whether ``address`` is held to the per-address cap (a proxy is not)."""
@@ -147,7 +149,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().handle_websocket_upgrade()
         protocol = self.transport.get_protocol()
         if isinstance(protocol, GuardedWebSocketProtocol):
-            protocol.on_lost = self._release
+            self.guard.websockets += 1
+            protocol.on_lost = self._release_websocket
+
+    def _release_websocket(self) -> None:
+        self.guard.websockets -= 1
+        self._release()
 
     def data_received(self, data: bytes) -> None:
         if self._refused:  # answered and closing: the rest of the request does not matter

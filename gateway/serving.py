@@ -44,10 +44,26 @@ class CountsConnections(Protocol):
     def watch_connections(self, guard: ConnectionGuard) -> None: ...
 
 
+@runtime_checkable
+class EndsStreams(Protocol):
+    """An app that ends its long-lived responses when shutdown begins
+    (:meth:`gateway.app.GatewayApp.begin_shutdown`: live subscriptions complete)."""
+
+    def begin_shutdown(self) -> None: ...
+
+
 class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, handle_signals: bool) -> None:
         super().__init__(config)
         self._handle_signals = handle_signals
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Before uvicorn waits for in-flight responses: a subscription streaming over HTTP
+        # would otherwise hold the whole grace period, then be cut off instead of completed.
+        app = self.config.app
+        if isinstance(app, EndsStreams):
+            app.begin_shutdown()
+        await super().shutdown(sockets)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

@@ -21,7 +21,9 @@ module keeps instead:
 - **kept coherent with live data**: when the live feed learns a room's state (a
   ``ConferenceStatus`` event, a poll, a resync), :meth:`SessionCache.apply` patches the
   listing held (one room) and :meth:`SessionCache.apply_listing` takes a complete answer, so a
-  ``Conference.session`` read sees the change at once rather than after the TTL.
+  ``Conference.session`` read sees the change at once rather than after the TTL. A fetch
+  under way meanwhile may have been answered before the news: the news is laid over what it
+  keeps, never undone by it.
 
 The participant ids the schema shows are :meth:`SessionCache.participant_id`: an HMAC of the
 room number and the PBX's channel id under a key made for this process, so the id is stable
@@ -76,6 +78,10 @@ class SessionCache:
         self._fetched_at = 0.0
         self._inflight: asyncio.Task[Listing] | None = None
         self._epoch = 0  # bumped by forget(): a fetch begun before it keeps nothing
+        # Live news told while a fetch is under way: the fetch's answer may predate it, so
+        # the news is applied again on top of what the fetch keeps (news is never undone).
+        self._news: dict[str, LiveSession | None] = {}
+        self._superseded = False  # a whole listing was told meanwhile: the fetch keeps nothing
         self.stats = SessionCacheStats()
 
     async def get_many(
@@ -126,6 +132,8 @@ class SessionCache:
         """Room ``number`` as a live source just reported it (None: nobody is in it):
         patched into the listing held, if any (none held: the next read asks the PBX).
         The listing's age is left alone: one room's news says nothing of the others."""
+        if self._inflight is not None:
+            self._news[number] = session
         if self._listing is None:
             return
         if session is None:
@@ -140,6 +148,8 @@ class SessionCache:
         if rooms is None:
             self._listing = dict(listing)
             self._fetched_at = self._clock()
+            self._superseded = self._inflight is not None
+            self._news.clear()
             return
         for number in rooms:
             self.apply(number, listing.get(number))
@@ -147,6 +157,7 @@ class SessionCache:
     async def _fetch(self) -> Listing:
         self.stats.fetches += 1
         epoch = self._epoch
+        self._news, self._superseded = {}, False
         try:
             listing = await self._fetch_all()
         except Exception:
@@ -155,10 +166,18 @@ class SessionCache:
         finally:
             if self._epoch == epoch:
                 self._inflight = None
-        if self._epoch == epoch:
-            self._listing = dict(listing)  # our own copy: apply() patches it
-            self._fetched_at = self._clock()
-        return listing
+        if self._epoch != epoch:
+            return listing
+        if self._superseded and self._listing is not None:
+            return self._listing  # a source's whole listing came meanwhile: newer
+        kept = dict(listing)  # our own copy: apply() patches it
+        for number, session in self._news.items():
+            if session is None:
+                kept.pop(number, None)
+            else:
+                kept[number] = session
+        self._listing, self._fetched_at, self._news = kept, self._clock(), {}
+        return kept
 
     def participant_id(self, room: str, member: LiveMember) -> str:
         """A stable opaque id for ``member`` of ``room`` (HMAC of the room and channel id;

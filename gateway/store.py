@@ -56,6 +56,7 @@ from cachetools import TTLCache
 from gateway.conference_codec import ALL
 from gateway.errors import GatewayError, PbxTimeoutError
 from gateway.fetch_queue import FetchQueue, new_future
+from gateway.held_misses import HeldMisses
 from gateway.pbx.conferences import Conference, QueryAnswer, Room, UnreadableRoom
 from gateway.shared_tier import NoSharedTier, SharedTier
 from gateway.staleness import StaleReport
@@ -120,6 +121,10 @@ class ConferenceStore:
             batch_size=batch_size,
             lanes=lanes,
         )
+        # A client's misses past its fetch budget wait for its next call instead of failing.
+        self._held: HeldMisses[Entry] = HeldMisses(
+            self._release_held, batch_size=batch_size, clock=clock
+        )
         self._listing_inflight: asyncio.Future[Listing] | None = None
         self._tasks: set[asyncio.Task[None]] = set()  # strong refs: the loop keeps weak ones
         # Every forget() is a new epoch; a fetch notes the epoch it started in and keeps a
@@ -128,6 +133,11 @@ class ConferenceStore:
         self._epoch = 0
         self._forgotten_at: dict[str, int] = {}
         self.stats = StoreStats()
+
+    @property
+    def held_numbers(self) -> int:
+        """Misses ever held for a client's next call instead of refused."""
+        return self._held.held_numbers
 
     @property
     def holds_data(self) -> bool:
@@ -141,13 +151,16 @@ class ConferenceStore:
         report: StaleReport | None = None,
         deadline: float | None = None,
         admit: Admit | None = None,
+        client: str | None = None,
     ) -> list[Outcome]:
         """One outcome per number, in order; misses are fetched together, once.
 
         ``deadline`` is a ``clock()`` value: waits end there, answering stale or a
         timeout error. Stale answers are noted in ``report``. ``admit(n)`` is asked
         before ``n`` new PBX fetches start on the caller's behalf; it raises (e.g. the
-        caller's rate limit) to refuse them, and those numbers then fail with its error.
+        caller's rate limit) to refuse them, and those numbers then fail with its error,
+        unless ``client`` is given and the refusal is the fetch budget's: then they wait
+        in that client's held batch for its next call (:mod:`gateway.held_misses`).
         """
         entries, waiting, missing, revalidate = self._sort(numbers)
         for number, entry in entries.items():
@@ -158,7 +171,13 @@ class ConferenceStore:
             if calls and admit is not None:
                 admit(calls)  # the caller pays for the PBX calls it adds, nothing else
         except Exception as refusal:
-            failures.update(dict.fromkeys(missing, refusal))
+            held = None
+            if client is not None and admit is not None:
+                held = self._held.hold(client, missing, refusal, admit, deadline)
+            if held is None:
+                failures.update(dict.fromkeys(missing, refusal))
+            else:
+                waiting.update(held)
         else:
             waiting.update(self._queue.enqueue(missing))
         if revalidate:
@@ -177,6 +196,27 @@ class ConferenceStore:
         for number, entry in entries.items():
             note_served(report, number, entry)
         return [outcome(entries[n].conference) if n in entries else failures[n] for n in numbers]
+
+    def _release_held(self, numbers: list[str], admit: Admit) -> dict[str, asyncio.Future[Entry]]:
+        """A held batch's turn: what is fresh or under way now is shared, the rest is
+        sent (``admit`` charged for the calls it adds; it raises to refuse them)."""
+        futures: dict[str, asyncio.Future[Entry]] = {}
+        missing: list[str] = []
+        now = self._clock()
+        for number in numbers:
+            entry = self._fresh.get(number)
+            if entry is not None and now - entry.fetched_at < self._ttl:
+                futures[number] = done = new_future()
+                done.set_result(entry)
+            elif (future := self._queue.pending(number)) is not None:
+                futures[number] = future
+            else:
+                missing.append(number)
+        calls = self._queue.new_calls(len(missing))
+        if calls:
+            admit(calls)
+        futures.update(self._queue.enqueue(missing))
+        return futures
 
     def _sort(
         self, numbers: Sequence[str]
@@ -462,7 +502,8 @@ class ConferenceStore:
         task.add_done_callback(self._tasks.discard)
 
     async def aclose(self) -> None:
-        """Cancel fetches still under way or queued (at shutdown)."""
+        """Cancel fetches still under way, queued or held (at shutdown)."""
+        await self._held.aclose()
         self._queue.cancel()
         for task in list(self._tasks):
             task.cancel()

@@ -58,12 +58,16 @@ async def subscribe(
     *,
     scopes: frozenset[str] = frozenset({READ}),
     document: str = SESSIONS,
+    context: GatewayContext | None = None,
 ) -> AsyncIterator[Any]:
-    """``conferenceSessions(numbers)`` executed in-process: an iterator of results."""
+    """``conferenceSessions(numbers)`` executed in-process (with ``context``, else a fresh
+    one holding ``scopes``): an iterator of results."""
     schema = build_schema(runtime.settings.security)
     variables: dict[str, Any] = {} if numbers is None else {"numbers": numbers}
     results = await schema.subscribe(
-        document, variable_values=variables, context_value=context_for(runtime, scopes)
+        document,
+        variable_values=variables,
+        context_value=context if context is not None else context_for(runtime, scopes),
     )
     assert not isinstance(results, dict)
     iterator: AsyncIterator[Any] = results

@@ -20,6 +20,7 @@ from gateway.security.config import SecuritySettings
 from gateway.simulator import SimulatorConfig
 from gateway.simulator.conference_data import generate_conferences
 from tests.gateway_stack import Stack, StackFactory
+from tests.timing import eventually
 
 ROOMS: Final = [str(n) for n in range(6400, 6500)]  # 100 rooms on the simulated PBX
 ONE: Final = '{ conference(number: "%s") { number name } }'
@@ -121,17 +122,52 @@ async def test_defaults_50_concurrent_single_room_lookups_all_answer(
 async def test_defaults_scan_of_unknown_numbers_is_stopped_by_the_fetch_budget(
     gateway_stack: StackFactory,
 ) -> None:
-    """A client scanning non-existent numbers one by one gets its 10 fetches (the default
-    burst), then RATE_LIMITED with no PBX call: the PBX stays protected by default."""
+    """A client scanning non-existent numbers gets its 10 fetches (the default burst); the
+    rest of its scan waits in one held batch for a refill that never comes (the clock does
+    not move), then is RATE_LIMITED with no PBX call: the PBX stays protected by default."""
     stack = await default_stack(gateway_stack)
     rng = random.Random(19)
     scanned = [str(n) for n in rng.sample(range(70_000, 80_000), 40)]
     codes: list[str | None] = []
-    for number in scanned:
+    for number in scanned[:10]:
         body = await stack.graphql(ONE % number)
+        assert body["data"] == {"conference": None}
+        codes.append(body["errors"][0]["extensions"]["code"] if "errors" in body else None)
+    rest = await asyncio.gather(*(stack.graphql(ONE % number) for number in scanned[10:]))
+    for body in rest:
         assert body["data"] == {"conference": None}
         codes.append(body["errors"][0]["extensions"]["code"] if "errors" in body else None)
     assert codes == [None] * 10 + ["RATE_LIMITED"] * 30
     assert stack.calls() == 10
-    # The scan spent only the scanner's budget on PBX fetches; cached reads still answer.
+    assert stack.gateway_runtime().store.held_numbers == 30  # held, then refused: no call
     assert (await stack.graphql(ONE % scanned[0]))["data"] == {"conference": None}
+
+
+async def test_defaults_lookups_past_the_fetch_budget_wait_for_one_call(
+    gateway_stack: StackFactory,
+) -> None:
+    """A service that has spent its fetch burst (10 cold rooms, one request each) and then
+    asks 40 more cold rooms at once, one literal document each, is not refused: the 40
+    misses wait in its held batch and go to the PBX in one call when the budget refills.
+    (Literal documents are validated in turn, so a burst of them reaches the store spaced
+    out: this is how such a service is kept from being refused.)"""
+    stack = await default_stack(gateway_stack)
+    for number in ROOMS[:10]:
+        assert (await stack.graphql(ONE % number))["data"]["conference"]["number"] == number
+    assert stack.calls() == 10  # the burst is spent
+    store = stack.gateway_runtime().store
+    wanted = ROOMS[10:50]
+
+    async def refill_once_all_are_held() -> None:
+        await eventually(lambda: store.held_numbers == len(wanted), what="all 40 held")
+        stack.clock.advance(1.0)  # one more call's worth of budget (1 per second)
+
+    refill = asyncio.create_task(refill_once_all_are_held())
+    responses = await asyncio.gather(
+        *(stack.client.post("/graphql", json={"query": ONE % n}) for n in wanted)
+    )
+    await refill
+    bodies = room_answers(list(responses))
+    assert [b["data"]["conference"]["number"] for b in bodies] == wanted
+    assert stack.calls() == 11  # the 40 rooms cost one call, charged to the service
+    assert sorted(stack.pbx.stats.query_numbers[-1].split(",")) == sorted(wanted)

@@ -12,9 +12,11 @@ import asyncio
 
 import pytest
 
-from gateway.errors import PbxFeatureUnavailableError, PbxUnavailableError
+from gateway.errors import ConfigError, PbxFeatureUnavailableError, PbxUnavailableError
 from gateway.live.feed import LiveFeed, SessionUpdate, SlowConsumer, UpdateReason
-from gateway.pbx.sessions_query import LiveSession
+from gateway.pbx.sessions_query import LiveMember, LiveSession
+from gateway.session_cache import SessionCache
+from gateway.settings import Settings
 from gateway.simulator.profiles import profile_config
 from tests.gateway_stack import Stack, StackFactory
 from tests.live_helpers import IN_SESSION, listing, next_of
@@ -236,6 +238,92 @@ async def test_feed_state_learned_during_the_first_read_wins(gateway_stack: Stac
     assert subscription.buffered == 0
 
 
+async def test_feed_read_answered_after_newer_news_does_not_undo_it() -> None:
+    """A first read that left before an event but is answered after it (the PBX's answer
+    predates the event) does not take the room back: the event's state is the INITIAL and
+    no older state is sent. (Only a held read makes this order happen on demand.)"""
+    member = LiveMember("ext", "4001", None, None, None, "c1", "ANSWERED")
+    before = LiveSession(PM, "PM", "1.1", (member,))
+    asked, held = asyncio.Event(), asyncio.Event()
+
+    async def answer_after_the_event() -> dict[str, LiveSession]:
+        asked.set()
+        await held.wait()
+        return {PM: before}  # who was in the room when the PBX read it
+
+    feed = LiveFeed(SessionCache(answer_after_the_event, ttl=2.0))
+    watching, joining = feed.subscribe([PM]), feed.subscribe([PM])
+    first = asyncio.create_task(next_of(joining))
+    await asyncio.wait_for(asked.wait(), 10)  # the read is under way
+    feed.room_changed(PM, None)  # the last member left: the event
+    held.set()
+
+    update = await first
+    assert (update.reason, update.session) == (INITIAL, None)
+    watching_first = await next_of(watching)
+    assert (watching_first.reason, watching_first.session) == (INITIAL, None)
+    assert joining.buffered == watching.buffered == 0
+
+
+async def test_session_cache_keeps_news_told_while_a_fetch_was_under_way() -> None:
+    """An event told while the listing's fetch is under way, and that fetch answered with
+    the room as it was before: the cache keeps the event's state (for the fetch's waiters
+    too); a whole listing told meanwhile is kept instead of the fetch's."""
+    member = LiveMember("ext", "4001", None, None, None, "c1", "ANSWERED")
+    before = {PM: LiveSession(PM, "PM", "1.1", (member,))}
+    asked, held = asyncio.Event(), asyncio.Event()
+
+    async def answer_after_the_event() -> dict[str, LiveSession]:
+        asked.set()
+        await held.wait()
+        return before
+
+    cache = SessionCache(answer_after_the_event, ttl=3600.0)
+    waiting = asyncio.create_task(cache.get_many([PM, SALES]))
+    await asyncio.wait_for(asked.wait(), 10)
+    cache.apply(PM, None)  # the last member left
+    held.set()
+
+    assert await waiting == [None, None]
+    assert await cache.get_many([PM]) == [None]
+    assert cache.stats.fetches == 1
+
+    cache.forget()
+    asked.clear()
+    held.clear()
+    waiting = asyncio.create_task(cache.get_many([PM]))
+    await asyncio.wait_for(asked.wait(), 10)
+    cache.apply_listing({})  # a resync: nobody anywhere
+    held.set()
+    assert await waiting == [None]
+    assert await cache.get_many([PM]) == [None]
+    assert cache.stats.fetches == 2
+
+
+async def test_feed_subscriber_leaving_during_its_first_read_does_not_wait(
+    gateway_stack: StackFactory,
+) -> None:
+    """A subscription closed while its first read waits for the PBX ends at once; the read
+    it shared goes on and answers another subscriber."""
+    stack = await gateway_stack()
+    stack.pbx.live_join(PM, "4001")
+    feed = stack.gateway_runtime().feed
+    stack.pbx.stall_next(1, 30, endpoint=IN_SESSION)
+    leaving, staying = feed.subscribe([PM]), feed.subscribe([PM])
+    left = asyncio.create_task(next_of(leaving))
+    stays = asyncio.create_task(next_of(staying))
+    await eventually(lambda: stack.calls(IN_SESSION) == 1, what="the first read is stalled")
+
+    await leaving.aclose()
+    with pytest.raises(StopAsyncIteration):
+        await left
+    assert not stays.done() and feed.subscribers == 1
+    stack.pbx.clear_faults()
+
+    assert who(await stays) == ["4001"]
+    assert stack.calls(IN_SESSION) == 1
+
+
 async def test_feed_unreadable_room_at_start_carries_the_error_then_the_next_state(
     gateway_stack: StackFactory,
 ) -> None:
@@ -337,13 +425,13 @@ async def test_feed_close_completes_every_subscription(gateway_stack: StackFacto
     await eventually(lambda: stack.calls(IN_SESSION) == calls + 1, what="the read is stalled")
 
     await feed.close()
-    stack.pbx.clear_faults()
 
+    with pytest.raises(StopAsyncIteration):  # without waiting for the PBX's answer
+        await first
+    stack.pbx.clear_faults()
     assert who(await next_of(reading)) is None
     with pytest.raises(StopAsyncIteration):
         await next_of(reading)
-    with pytest.raises(StopAsyncIteration):
-        await first
     late = feed.subscribe([PM])
     with pytest.raises(StopAsyncIteration):
         await next_of(late)
@@ -363,6 +451,22 @@ async def test_feed_counts_in_metrics(gateway_stack: StackFactory) -> None:
     assert "gateway_live_subscribers 1.0" in text
     assert "gateway_live_updates_total 2.0" in text
     assert "gateway_live_slow_consumers_total 0.0" in text
+
+
+def test_live_settings_defaults_and_refusals() -> None:
+    """GATEWAY_LIVE_BUFFER (64) and GATEWAY_LIVE_MAX_ROOMS (100) are read, typed and checked
+    (at least 1), with a one-line error naming the variable."""
+    base = {"PBX_URL": "https://pbx.example:8088", "PBX_USERNAME": "api", "PBX_PASSWORD": "pw"}
+    base["GATEWAY_AUTH"] = "none"
+    defaults = Settings.from_environ(base)
+    assert (defaults.live_buffer, defaults.live_max_rooms) == (64, 100)
+    read = Settings.from_environ(
+        {**base, "GATEWAY_LIVE_BUFFER": "8", "GATEWAY_LIVE_MAX_ROOMS": "500"}
+    )
+    assert (read.live_buffer, read.live_max_rooms) == (8, 500)
+    for name, value in (("GATEWAY_LIVE_BUFFER", "0"), ("GATEWAY_LIVE_MAX_ROOMS", "many")):
+        with pytest.raises(ConfigError, match=name):
+            Settings.from_environ({**base, name: value})
 
 
 def test_feed_refuses_more_rooms_than_allowed() -> None:

@@ -14,7 +14,8 @@ from gateway.error_code import ErrorCode
 from gateway.security.identity import PINS
 from gateway.simulator.profiles import profile_config
 from tests.gateway_stack import Stack, StackFactory
-from tests.live_helpers import IN_SESSION, listing, next_of, subscribe
+from tests.live_helpers import IN_SESSION, context_for, listing, next_of, subscribe
+from tests.timing import eventually
 
 PM, SALES, BRIDGE = "6401", "6400", "6403"
 ROOMS = "conference/query"
@@ -84,18 +85,20 @@ async def test_subscription_resync_is_resynced(gateway_stack: StackFactory) -> N
 async def test_subscription_bad_numbers_refused_without_a_pbx_call(
     gateway_stack: StackFactory,
 ) -> None:
-    """A null item (named by position), a malformed number, more than GATEWAY_MAX_NUMBERS:
-    BAD_USER_INPUT, nothing watched, no PBX call."""
+    """An empty list, a null item (named by position), a malformed number, more than
+    GATEWAY_MAX_NUMBERS: BAD_USER_INPUT, nothing watched, no PBX call."""
     stack = await gateway_stack(max_numbers=3)
     runtime = stack.gateway_runtime()
 
+    empty = await next_of(await subscribe(runtime, []))
     null_item = await next_of(await subscribe(runtime, [PM, None]))
     malformed = await next_of(await subscribe(runtime, ["6401,6402"]))
     too_many = await next_of(await subscribe(runtime, ["1", "2", "3", "4"]))
 
-    for result in (null_item, malformed, too_many):
+    for result in (empty, null_item, malformed, too_many):
         assert result.data is None
         assert error_of(result)[0] == ErrorCode.BAD_USER_INPUT
+    assert "numbers is empty" in empty.errors[0].message
     assert "numbers[1] is null" in null_item.errors[0].message
     assert "is not a conference number" in malformed.errors[0].message
     assert (stack.calls(IN_SESSION), stack.calls(ROOMS)) == (0, 0)
@@ -140,6 +143,44 @@ async def test_subscription_without_numbers_watches_every_room(gateway_stack: St
     assert {u["reason"] for u in updates} == {"INITIAL"}
     assert [numbers_in(u) for u in updates if u["session"]] == [["4001"]]
     assert runtime.feed.watched_rooms() == frozenset(rooms)
+    assert (stack.calls(IN_SESSION), stack.calls(ROOMS)) == (1, 1)
+
+
+async def test_subscription_without_numbers_on_a_pbx_without_rooms_completes(
+    gateway_stack: StackFactory,
+) -> None:
+    """No numbers and no rooms on the PBX: nothing to watch, so it completes at once,
+    without a query_in_session."""
+    stack = await gateway_stack()
+    stack.pbx.set_conferences([])
+    runtime = stack.gateway_runtime()
+
+    results = await subscribe(runtime, None)
+
+    try:
+        await next_of(results)
+    except StopAsyncIteration:
+        pass
+    else:
+        raise AssertionError("a subscription to no room sent something")
+    assert (stack.calls(IN_SESSION), runtime.feed.subscribers) == (0, 0)
+
+
+async def test_subscription_reads_are_bounded_from_their_own_start(
+    gateway_stack: StackFactory,
+) -> None:
+    """A context made long ago (over WebSocket one serves a whole connection) does not cut a
+    new subscription's reads short: its rooms and states are read, not timed out."""
+    stack = await gateway_stack(session_ttl=2.0)
+    stack.pbx.live_join(PM, "4001")
+    runtime = stack.gateway_runtime()
+    connection = context_for(runtime)
+    stack.clock.advance(3600.0)  # an hour after the connection opened
+
+    results = await subscribe(runtime, None, context=connection)
+    updates = [update_of(await next_of(results)) for _ in range(2)]
+
+    assert [u["reason"] for u in updates] == ["INITIAL", "INITIAL"]
     assert (stack.calls(IN_SESSION), stack.calls(ROOMS)) == (1, 1)
 
 
@@ -213,6 +254,58 @@ async def test_subscription_sees_a_moderators_removal_at_once(gateway_stack: Sta
     assert stack.calls("conference/kick_member") == 1
 
 
+async def test_subscription_removal_whose_answer_was_lost_reads_the_room(
+    gateway_stack: StackFactory,
+) -> None:
+    """The PBX's answer to a removal is lost (PBX_UNAVAILABLE: it may have acted): the feed
+    reads the room anyway (one query_in_session) and sends what it finds; here the simulator
+    dropped the call before acting, so the room is unchanged and nothing is sent."""
+    stack = await gateway_stack()
+    stack.pbx.live_join(BRIDGE, "4001")
+    stack.pbx.live_join(BRIDGE, "4009")
+    runtime = stack.gateway_runtime()
+    results = await subscribe(runtime, [BRIDGE])
+    await next_of(results)
+    sent = runtime.feed.updates_sent
+    stack.pbx.drop_next(1, "conference/kick_member")
+
+    body = await stack.graphql(
+        MODERATE_DOCUMENT % "removeParticipants",
+        {"input": {"number": BRIDGE, "operator": "4001", "members": ["4009"]}},
+    )
+    await runtime.feed.settled()
+
+    assert body["errors"][0]["extensions"]["code"] == ErrorCode.PBX_UNAVAILABLE
+    assert stack.calls(IN_SESSION) == 2
+    assert runtime.feed.updates_sent == sent
+    stack.pbx.live_leave(BRIDGE, "4009")  # it leaves on its own: the next news is sent
+    await _tell(stack)
+    assert numbers_in(update_of(await next_of(results))) == ["4001"]
+
+
+async def test_subscription_moderators_refresh_is_shared_with_session_reads(
+    gateway_stack: StackFactory,
+) -> None:
+    """After a removal on a watched room, the feed's refresh and Conference.session reads
+    that follow share one query_in_session: one PBX call for the action, whatever reads."""
+    stack = await gateway_stack()
+    stack.pbx.live_join(BRIDGE, "4001")
+    stack.pbx.live_join(BRIDGE, "4009")
+    runtime = stack.gateway_runtime()
+    results = await subscribe(runtime, [BRIDGE])
+    await next_of(results)
+    read = '{ conference(number: "6403") { session { participants { number } } } }'
+
+    await _moderate(stack, "removeParticipants", number=BRIDGE, operator="4001", members=["4009"])
+    answers = await asyncio.gather(*(stack.graphql(read) for _ in range(3)))
+    removed = update_of(await next_of(results))
+
+    assert numbers_in(removed) == ["4001"]
+    for answer in answers:
+        assert answer["data"]["conference"]["session"]["participants"] == [{"number": "4001"}]
+    assert stack.calls(IN_SESSION) == 2
+
+
 async def test_subscription_moderators_mute_reads_the_room_once_and_sends_no_repeat(
     gateway_stack: StackFactory,
 ) -> None:
@@ -261,20 +354,52 @@ async def test_subscription_slow_consumer_ends_with_the_error(gateway_stack: Sta
     assert (runtime.feed.slow_consumers, runtime.feed.subscribers) == (1, 0)
 
 
-async def test_subscription_completes_when_the_gateway_stops(gateway_stack: StackFactory) -> None:
-    """Shutting the gateway down completes every subscription: its iterator ends."""
+async def test_subscription_completes_as_soon_as_the_gateway_stops(
+    gateway_stack: StackFactory,
+) -> None:
+    """Shutdown completes every subscription as it begins, while the server still waits for
+    an in-flight request (a subscription streaming over HTTP would otherwise hold the whole
+    grace period); the request is answered, then the gateway stops."""
     stack = await gateway_stack()
     runtime = stack.gateway_runtime()
     results = await subscribe(runtime, [PM])
     await next_of(results)
-    waiting = asyncio.create_task(next_of(results))
+    stack.pbx.stall_next(1, 30, endpoint=ROOMS)
+    in_flight = asyncio.create_task(stack.graphql("{ conferences { number } }"))
+    await eventually(lambda: stack.calls(ROOMS) == 1, what="the request reached the PBX")
 
-    await stack.gateway.stop()
-
+    stopping = asyncio.create_task(stack.gateway.stop())
     try:
-        await waiting
+        await next_of(results)
     except StopAsyncIteration:
         pass
     else:
         raise AssertionError("the subscription sent an update instead of completing")
+
+    assert not in_flight.done() and not stopping.done()
     assert runtime.feed.closed and runtime.feed.subscribers == 0
+    stack.pbx.clear_faults()
+    assert "errors" not in await in_flight
+    await stopping
+
+
+async def test_subscription_over_plain_http_is_refused_clearly(
+    gateway_stack: StackFactory,
+) -> None:
+    """A subscription POSTed (or sent with GET) for one JSON answer: 400 BAD_REQUEST saying
+    it needs a streaming transport; nothing is watched and the PBX is not called."""
+    stack = await gateway_stack()
+    document = 'subscription { conferenceSessions(numbers: ["6401"]) { number } }'
+
+    posted = await stack.client.post("/graphql", json={"query": document})
+    got = await stack.client.get(
+        "/graphql", params={"query": document}, headers={"accept": "application/json"}
+    )
+
+    for response in (posted, got):
+        assert response.status_code == 400
+        (error,) = response.json()["errors"]
+        assert error["extensions"]["code"] == ErrorCode.BAD_REQUEST
+        assert "streaming transport" in error["message"]
+    assert stack.calls(IN_SESSION) == 0
+    assert stack.gateway_runtime().feed.subscribers == 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import json
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
@@ -278,8 +279,9 @@ async def test_multipart_initial_then_changed_on_join_and_leave(
     gateway_stack: StackFactory, tmp_path: Path, frames: Frames, accept: str
 ) -> None:
     """urql's and Apollo's Accept both get the multipart stream, authenticated by the
-    request's header: a heartbeat first, INITIAL, then CHANGED on a join and a leave;
-    headers that keep caches and proxies from holding parts back."""
+    request's header: INITIAL first (never a heartbeat: urql would end the subscription),
+    then CHANGED on a join and a leave; headers that keep caches and proxies from holding
+    parts back."""
     stack, keys = await _keyed_stack(gateway_stack, tmp_path)
     key = {"x-api-key": keys["reader"]}
     async with _multipart(stack, frames, [IDLE], accept=accept, headers=key) as stream:
@@ -289,8 +291,9 @@ async def test_multipart_initial_then_changed_on_join_and_leave(
         assert "subscriptionSpec=1.0" in headers["content-type"]
         assert headers["cache-control"] == "no-store"
         assert headers["x-accel-buffering"] == "no"
-        assert await stream.part() == {}  # the first heartbeat, at once
-        first = await stream.update()
+        opening = await stream.part()
+        assert opening is not None and opening != {}  # a payload first, never a heartbeat
+        first = opening["payload"]["data"]["conferenceSessions"]
         assert (first["number"], first["reason"], first["session"]) == (IDLE, "INITIAL", None)
 
         await _admin(stack, "join", number=IDLE, member="4010")
@@ -307,6 +310,12 @@ async def test_multipart_initial_then_changed_on_join_and_leave(
             break
         await asyncio.sleep(0.01)
     assert not view_slots.held  # the stream's slot was given back when it ended
+    feed = stack.gateway_runtime().feed
+    for _ in range(200):
+        if feed.subscribers == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert feed.subscribers == 0  # and the feed forgot the subscriber
     frames.check_clean(stack)
 
 
@@ -506,6 +515,27 @@ async def test_limits_per_connection_and_per_identity(
     assert not _slots(stack).held
 
 
+async def test_ws_each_subscribe_is_charged_to_the_request_budget(
+    gateway_stack: StackFactory, frames: Frames
+) -> None:
+    """With GATEWAY_RATE_LIMIT set, each subscribe costs one request of the caller's budget,
+    as an HTTP request does; past it: an error coded RATE_LIMITED, the connection open."""
+    stack = await gateway_stack()
+    limited = dataclasses.replace(stack.gateway_runtime().settings.security, rate=0.001, burst=2.0)
+    stack = await gateway_stack(security=limited)
+    ws = await _ws(stack, frames)
+    await ws.init()
+    for operation_id in ("1", "2"):
+        await ws.subscribe(operation_id, [IDLE])
+        assert (await ws.update(operation_id))["reason"] == "INITIAL"
+    await ws.subscribe("3", [IDLE])
+    refused = await ws.receive()
+    assert (refused["type"], refused["id"]) == ("error", "3")
+    assert refused["payload"][0]["extensions"]["code"] == ErrorCode.RATE_LIMITED
+    await ws.send({"type": "ping"})
+    assert await ws.receive() == {"type": "pong"}
+
+
 async def test_ws_message_size_is_bounded(gateway_stack: StackFactory, frames: Frames) -> None:
     """A message past GATEWAY_LIVE_MAX_MESSAGE_BYTES closes the connection 1009 (too big)
     before anything reads it."""
@@ -555,6 +585,36 @@ async def test_ws_documents_pass_the_same_budget_and_validation_as_http(
     assert (await ws.update("again"))["reason"] == "INITIAL"
 
 
+async def test_ws_persisted_only_runs_registered_documents_only(
+    gateway_stack: StackFactory, frames: Frames
+) -> None:
+    """GATEWAY_PERSISTED_ONLY holds over the WebSocket too: a document not registered is
+    refused (PERSISTED_QUERY_NOT_ALLOWED), a registered one runs, by its text or its hash."""
+    registered = WATCH
+    sha = hashlib.sha256(registered.encode()).hexdigest()
+    stack = await gateway_stack()
+    security = dataclasses.replace(
+        stack.gateway_runtime().settings.security,
+        persisted_only=True,
+        persisted_documents={sha: registered},
+    )
+    locked = await gateway_stack(security=security)
+    ws = await _ws(locked, frames)
+    await ws.init()
+    await ws.subscribe("free", query="{ conferences { number } }")
+    refused = await ws.receive()
+    assert (refused["type"], refused["id"]) == ("error", "free")
+    assert refused["payload"][0]["extensions"]["code"] == ErrorCode.PERSISTED_QUERY_NOT_ALLOWED
+    await ws.subscribe("text", [IDLE], query=registered)
+    assert (await ws.update("text"))["reason"] == "INITIAL"
+    by_hash = {
+        "variables": {"numbers": [IDLE]},
+        "extensions": {"persistedQuery": {"version": 1, "sha256Hash": sha}},
+    }
+    await ws.send({"id": "hash", "type": "subscribe", "payload": by_hash})
+    assert (await ws.update("hash"))["reason"] == "INITIAL"
+
+
 # --- keep-alive -----------------------------------------------------------------------------
 
 
@@ -576,7 +636,23 @@ async def test_keepalive_pings_and_heartbeats(gateway_stack: StackFactory, frame
 
     async with _multipart(stack, frames, [IDLE]) as stream:
         parts = [await stream.part() for _ in range(4)]
-        assert parts.count({}) >= 3  # the first at once, then one per interval
+        assert parts[0] != {}  # INITIAL first: urql would end on a heartbeat there
+        assert parts[1:] == [{}, {}, {}]  # then one per interval (the room stays idle)
+
+
+async def test_multipart_first_part_is_the_update_even_when_the_pbx_is_slow(
+    gateway_stack: StackFactory, frames: Frames
+) -> None:
+    """The PBX answers the first read after several keep-alive intervals: the heartbeats
+    due meanwhile are not sent before INITIAL (urql would end the subscription on one)."""
+    stack = await gateway_stack(live_transport=LiveTransportLimits(keepalive=0.05))
+    stack.pbx.stall_next(1, seconds=0.5, endpoint="conference/query_in_session")
+    async with _multipart(stack, frames, [IDLE]) as stream:
+        first = await stream.part()
+        assert first is not None and first != {}
+        assert first["payload"]["data"]["conferenceSessions"]["reason"] == "INITIAL"
+        assert await stream.part() == {}  # the heartbeats go on after it
+    assert stack.calls("conference/query_in_session") == 1
 
 
 # --- slow consumers -------------------------------------------------------------------------
@@ -658,20 +734,59 @@ async def test_ws_connections_count_in_the_guard(
     assert len(opened) == cap and refused == 600 - cap
     assert guard.refused[ErrorCode.SERVER_BUSY] == refused
     assert guard.per_address["127.0.0.1"] == cap
+    for _ in range(500):  # the refused ones are counted until the server sees them close
+        if guard.open == cap:
+            break
+        await asyncio.sleep(0.01)
+    assert guard.open == cap
 
     other = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
     async with httpx.AsyncClient(base_url=stack.gateway.base_url, transport=other) as probe:
         assert (await probe.get("/healthz")).status_code == 200
         metrics = (await probe.get("/metrics")).text
-    line = next(x for x in metrics.splitlines() if x.startswith("gateway_http_connections "))
-    assert float(line.split()[1]) == cap + 1  # the probe's own connection too
+    figures = {
+        line.split()[0]: float(line.split()[1])
+        for line in metrics.splitlines()
+        if line.startswith(("gateway_http_connections ", "gateway_websocket_connections "))
+    }
+    assert figures == {
+        "gateway_http_connections": cap + 1,  # the probe's own connection too
+        "gateway_websocket_connections": cap,
+    }
 
     await asyncio.gather(*(ws.connection.close() for ws in opened))
     for _ in range(500):
         if guard.open == 0:
             break
         await asyncio.sleep(0.01)
-    assert guard.open == 0 and not guard.per_address
+    assert guard.open == 0 and guard.websockets == 0 and not guard.per_address
+
+
+async def test_ws_upgrade_headers_are_bounded_as_for_http(gateway_stack: StackFactory) -> None:
+    """An upgrade request past GATEWAY_MAX_HEADER_BYTES is refused 431 HEADERS_TOO_LARGE
+    before any WebSocket exists, and its connection is given back."""
+    stack = await gateway_stack()
+    guard = stack.gateway.guard
+    reader, writer = await asyncio.open_connection(stack.gateway.host, stack.gateway.port)
+    head = (
+        "GET /graphql HTTP/1.1\r\nHost: gateway\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Protocol: graphql-transport-ws\r\n"
+        f"X-Filler: {'a' * (guard.limits.max_header_bytes + 1)}\r\n\r\n"
+    )
+    writer.write(head.encode())
+    with contextlib.suppress(ConnectionError):
+        await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), BOUND)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 431")
+    assert ErrorCode.HEADERS_TOO_LARGE.encode() in answer
+    for _ in range(200):
+        if guard.open == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert guard.open == 0
 
 
 async def test_only_graphql_upgrades_and_origins_are_checked(
@@ -695,3 +810,32 @@ async def test_only_graphql_upgrades_and_origins_are_checked(
     for ws in (allowed, await _ws(listed, frames)):
         assert (await ws.init())["type"] == "connection_ack"
     assert listed.gateway.guard.open == 2
+
+
+# --- shutdown -------------------------------------------------------------------------------
+
+
+async def test_shutdown_completes_subscriptions(
+    gateway_stack: StackFactory, frames: Frames
+) -> None:
+    """On stop, a multipart subscription ends with its closing boundary (not cut off after
+    the grace period), and a WebSocket's subscription completes or its socket closes 1012."""
+    stack = await gateway_stack()
+    ws = await _ws(stack, frames)
+    await ws.init()
+    await ws.subscribe("1", [IDLE])
+    assert (await ws.update("1"))["reason"] == "INITIAL"
+    async with _multipart(stack, frames, [IDLE]) as stream:
+        assert (await stream.update())["reason"] == "INITIAL"
+        stopping = asyncio.create_task(stack.gateway.stop())
+        rest = []
+        while (part := await stream.part()) is not None:
+            rest.append(part)
+        assert all(part == {} for part in rest)  # heartbeats at most, then the clean end
+    messages = []
+    with contextlib.suppress(ConnectionClosed):
+        while True:
+            messages.append(await ws.receive())
+    assert messages in ([], [{"id": "1", "type": "complete"}])
+    assert ws.connection.close_code in (1000, 1012)
+    await stopping

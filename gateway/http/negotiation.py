@@ -32,6 +32,7 @@ from starlette.responses import Response
 from strawberry.schema.config import BatchingConfig
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from gateway import http_caching
 from gateway.error_code import ErrorCode
@@ -136,6 +137,15 @@ def refuse_media_types(request: Request, acceptable: bool, exchange: Exchange) -
 def refusal_for(request: Request, exchange: Exchange, exc: HTTPException) -> Response:
     """The coded answer to what strawberry (or a check of ours) refused."""
     cause = exc.__cause__
+    if (
+        isinstance(cause, InvalidOperationTypeError)
+        and cause.operation_type is OperationType.SUBSCRIPTION
+    ):
+        message = (
+            "a subscription streams its updates and cannot be answered as one JSON "
+            "document: subscribe over a streaming transport"
+        )
+        return refusal(exchange, 400, ErrorCode.BAD_REQUEST, message)
     if isinstance(cause, InvalidOperationTypeError) and request.method == "GET":
         kind = cause.operation_type.value
         message = f"a {kind} cannot be sent with GET (it is not a safe method): use POST"

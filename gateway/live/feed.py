@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -38,6 +39,8 @@ from types import TracebackType
 from gateway.errors import BadInputError, PbxUnavailableError
 from gateway.pbx.sessions_query import ENDPOINT, LiveSession
 from gateway.session_cache import Admit, SessionCache
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_BUFFER = 64
 DEFAULT_MAX_ROOMS = 100
@@ -131,7 +134,7 @@ class LiveFeed:
 
     @property
     def closed(self) -> bool:
-        """Whether :meth:`close` ran (the app is stopping)."""
+        """Whether :meth:`stop` ran (the app is stopping)."""
         return self._closed
 
     # --- subscribers ------------------------------------------------------------------------
@@ -151,7 +154,7 @@ class LiveFeed:
             )
         subscription = Subscription(self, wanted, admit=admit)
         if self._closed:
-            subscription._closed = True  # ends at once: the app is stopping
+            subscription._end()  # ends at once: the app is stopping
             return subscription
         self._subscriptions.add(subscription)
         for number in wanted:
@@ -177,19 +180,9 @@ class LiveFeed:
         unknown = [n for n in subscription.numbers if not self._room(n).known]
         read: dict[str, LiveSession | BaseException | None] = {}
         if unknown:
-            try:
-                deadline = (
-                    None if self._read_timeout is None else self._clock() + self._read_timeout
-                )
-                found = await self.cache.get_many(
-                    unknown, deadline=deadline, admit=subscription.admit
-                )
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if (task is not None and task.cancelling()) or not self._closed:
-                    raise  # the subscriber itself is being cancelled
-                # The cache's fetch was cancelled because the app is stopping.
-                found = [self._stopping_error() for _ in unknown]
+            found = await self._read(unknown, subscription)
+            if found is None:
+                return []  # it ended while waiting
             read = dict(zip(unknown, found, strict=True))
         updates: list[SessionUpdate] = []
         for number in subscription.numbers:
@@ -205,6 +198,33 @@ class LiveFeed:
                 self._learn(number, state, UpdateReason.CHANGED)
             updates.append(SessionUpdate(number, room.state, UpdateReason.INITIAL))
         return updates
+
+    async def _read(
+        self, numbers: list[str], subscription: Subscription
+    ) -> list[LiveSession | BaseException | None] | None:
+        """The session cache's states of ``numbers``; None when ``subscription`` ended
+        first (closed, or the app stopping: it does not wait for the PBX to answer)."""
+        reading = asyncio.ensure_future(
+            self.cache.get_many(numbers, deadline=self.read_deadline(), admit=subscription.admit)
+        )
+        ended = asyncio.ensure_future(subscription._ended.wait())
+        try:
+            await asyncio.wait((reading, ended), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+            if not reading.done():
+                reading.cancel()  # this wait only: the shared fetch goes on for the others
+        if not reading.done():
+            return None
+        if reading.cancelled():  # the cache's fetch was cancelled: the app is stopping
+            return [self._stopping_error() for _ in numbers]
+        return reading.result()
+
+    def read_deadline(self) -> float | None:
+        """The clock value at which a read starting now gives up (None: never): a
+        subscription's reads are bounded from when they start, not from when its
+        connection opened."""
+        return None if self._read_timeout is None else self._clock() + self._read_timeout
 
     def _room(self, number: str) -> _Room:
         # A subscriber's rooms exist while it is subscribed; after close(), an empty stand-in.
@@ -255,6 +275,10 @@ class LiveFeed:
         dropped = [sub for sub in room.subscribers if not sub._push(update)]
         for subscription in dropped:
             self.slow_consumers += 1
+            logger.warning(
+                "a live subscriber fell %d updates behind and was dropped (GATEWAY_LIVE_BUFFER)",
+                self.buffer,
+            )
             self._remove(subscription)
 
     # --- moderator actions --------------------------------------------------------------------
@@ -266,13 +290,15 @@ class LiveFeed:
         (a source still tells the change, and the next read asks the PBX)."""
         if self._closed or number not in self._rooms:
             return
+        # Now, not in the task: a read that starts after this point sees the action, and
+        # the task joins it rather than asking again (one PBX call per action at most).
+        self.cache.forget()
         task = asyncio.create_task(self._refresh(number))
         self._refreshes.add(task)
         task.add_done_callback(self._refreshes.discard)
 
     async def _refresh(self, number: str) -> None:
-        self.cache.forget()  # the listing held predates the action
-        (state,) = await self.cache.get_many([number])
+        (state,) = await self.cache.get_many([number], deadline=self.read_deadline())
         if not isinstance(state, BaseException):
             self.rooms_listed({} if state is None else {number: state}, [number])
 
@@ -283,17 +309,21 @@ class LiveFeed:
 
     # --- shutdown -----------------------------------------------------------------------------
 
-    async def close(self) -> None:
+    def stop(self) -> None:
         """End every subscription (each completes after what it has buffered) and refuse
-        new ones: the app is stopping."""
+        new ones: the app is stopping. Never awaits (the server calls it as it stops)."""
         self._closed = True
-        for task in list(self._refreshes):
-            task.cancel()
-        await asyncio.gather(*self._refreshes, return_exceptions=True)
         for subscription in list(self._subscriptions):
             subscription._end()
         self._subscriptions.clear()
         self._rooms.clear()
+
+    async def close(self) -> None:
+        """:meth:`stop`, and cancel the refreshes under way (the lifespan's shutdown)."""
+        self.stop()
+        for task in list(self._refreshes):
+            task.cancel()
+        await asyncio.gather(*self._refreshes, return_exceptions=True)
 
 
 class Subscription:
@@ -321,6 +351,13 @@ class Subscription:
         self._closed = False
         self._overflowed = False
         self._wakeup = asyncio.Event()
+        self._ended = asyncio.Event()  # set once: closed by the client or the feed
+
+    @property
+    def dropped(self) -> bool:
+        """Whether it fell ``buffer`` updates behind and was dropped (its next read raises
+        SlowConsumer)."""
+        return self._overflowed
 
     @property
     def buffered(self) -> int:
@@ -334,9 +371,9 @@ class Subscription:
             return True
         if len(self._buffer) >= self._limit:
             self._overflowed = True
-            self._closed = True
+            self._initial.clear()
             self._buffer.clear()
-            self._wakeup.set()
+            self._end()
             return False
         self._buffer.append(update)
         self._wakeup.set()
@@ -346,6 +383,7 @@ class Subscription:
         self._closed = True
         self._pending = False
         self._wakeup.set()
+        self._ended.set()
 
     def __aiter__(self) -> Subscription:
         return self
@@ -376,12 +414,11 @@ class Subscription:
 
     async def aclose(self) -> None:
         """Stop: the feed forgets this subscriber; a read after this ends the iteration."""
-        self._closed = True
         self._pending = False
         self._initial.clear()
         self._buffer.clear()
         self._feed._remove(self)
-        self._wakeup.set()
+        self._end()
 
     async def __aenter__(self) -> Subscription:
         return self

@@ -161,6 +161,11 @@ class _ConnectionCollector(Collector):
         yield GaugeMetricFamily(
             "gateway_http_connections", "HTTP connections open now.", self._guard.open
         )
+        yield GaugeMetricFamily(
+            "gateway_websocket_connections",
+            "Of the connections open now, those upgraded to a WebSocket (subscriptions).",
+            self._guard.websockets,
+        )
         refused = CounterMetricFamily(
             "gateway_http_connections_refused",
             "Connections refused by the HTTP limits, by code.",

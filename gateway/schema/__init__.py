@@ -8,7 +8,8 @@ policy is one extension in the list below.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import strawberry
 from graphql import GraphQLError
@@ -19,7 +20,8 @@ from strawberry.extensions import (
     SchemaExtension,
 )
 from strawberry.schema.config import BatchingConfig, StrawberryConfig
-from strawberry.types import ExecutionContext
+from strawberry.types import ExecutionContext, ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from gateway.schema.document_budget import CostLimits
 from gateway.schema.document_cache import DocumentCacheFactory
@@ -35,7 +37,8 @@ from gateway.security.config import SecuritySettings
 
 
 class GatewaySchema(strawberry.Schema):
-    """strawberry's schema, minus its habit of logging every error with a traceback.
+    """strawberry's schema, minus its habit of logging every error with a traceback, and
+    never running a subscription as a single answer.
 
     Errors the gateway raises on purpose (bad input, the PBX being down) are answers, not
     incidents; :class:`ErrorCodes` logs the unexpected ones, once, with the request id.
@@ -45,6 +48,31 @@ class GatewaySchema(strawberry.Schema):
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
         return None
+
+    async def execute(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        # A subscription streams (``subscribe``/``stream``: WebSocket, multipart HTTP);
+        # executed for one answer, graphql-core would fail on the stream it returns. So it
+        # is refused as an operation type this request cannot carry (the view says how).
+        given = OperationType if allowed_operation_types is None else allowed_operation_types
+        allowed = set(given) - {OperationType.SUBSCRIPTION}
+        return await super().execute(
+            query,
+            variable_values,
+            context_value,
+            root_value,
+            operation_name,
+            allowed,
+            operation_extensions,
+        )
 
 
 def build_schema(

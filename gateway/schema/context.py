@@ -76,7 +76,12 @@ class GatewayContext:
         # resolves together lands in one store.get_many, hence one PBX call.
         self.loader = DataLoader(
             load_fn=functools.partial(
-                self.store.get_many, report=self.stale, deadline=self.deadline, admit=self.admit
+                self.store.get_many,
+                report=self.stale,
+                deadline=self.deadline,
+                admit=self.admit,
+                # Past its fetch budget, the caller's misses wait for its next PBX call.
+                client=self.identity.name,
             )
         )
         # Its own loader: every `session` of the request in one lookup, at most one PBX call.

@@ -21,7 +21,7 @@ from typing import Annotated
 
 import strawberry
 
-from gateway.errors import BadInputError, PbxUnavailableError
+from gateway.errors import BadInputError, GatewayError
 from gateway.live.feed import LiveFeed, SessionUpdate, UpdateReason
 from gateway.pbx.conferences import Conference
 from gateway.schema.context import GatewayContext
@@ -38,9 +38,9 @@ SubscriptionNumbers = Annotated[
     strawberry.argument(
         description=(
             'Room numbers to watch, such as ["6400", "6401"]: digits only, one number per '
-            "item; a null item is refused (BAD_USER_INPUT naming its position). Leave out, or "
-            "give null, for every room on the PBX. At most GATEWAY_LIVE_MAX_ROOMS rooms "
-            "(100 by default)."
+            "item; a null item or an empty list is refused (BAD_USER_INPUT, a null item named "
+            "by its position). Leave out, or give null, for every room on the PBX. At most "
+            "GATEWAY_LIVE_MAX_ROOMS rooms (100 by default)."
         )
     ),
 ]
@@ -96,8 +96,10 @@ class ConferenceSessionUpdateNode:
 
 async def _every_room(context: GatewayContext, feed: LiveFeed) -> list[str]:
     """Every room on the PBX (the listing ``conferences`` reads), refused past the cap."""
+    # The feed's deadline, not the context's: over WebSocket one context serves a whole
+    # connection, and its deadline counts from when the connection opened.
     rooms = await context.store.get_all(
-        report=context.stale, deadline=context.deadline, admit=context.admit
+        report=context.stale, deadline=feed.read_deadline(), admit=context.admit
     )
     numbers = [room.number for room in rooms if isinstance(room, Conference)]
     if len(numbers) > feed.max_rooms:
@@ -109,12 +111,8 @@ async def _every_room(context: GatewayContext, feed: LiveFeed) -> list[str]:
 
 
 def _feed_of(context: GatewayContext) -> LiveFeed:
-    if context.feed is None or context.feed.closed:
-        raise PbxUnavailableError(
-            "live updates are not available: the gateway is starting or stopping; "
-            "subscribe again shortly",
-            endpoint="conference/query_in_session",
-        )
+    if context.feed is None:
+        raise GatewayError("live updates are not available here: the gateway has no feed")
     return context.feed
 
 
@@ -136,10 +134,19 @@ class Subscription:
     ) -> AsyncGenerator[ConferenceSessionUpdateNode, None]:
         context = info.context
         feed = _feed_of(context)
+        if feed.closed:
+            return  # the gateway is stopping: complete at once
         if numbers is None or numbers is strawberry.UNSET:
             wanted = await _every_room(context, feed)
         else:
             wanted = context.numbers.admit(non_null_items(numbers))
+            if not wanted:  # a stream that could never send anything would only hold a slot
+                raise BadInputError(
+                    "numbers is empty: give at least one room number, or leave numbers out "
+                    "for every room"
+                )
+        if not wanted:
+            return  # a PBX without rooms: nothing to watch
         context.live_read = True  # nothing of this may be cached
         async with feed.subscribe(wanted, admit=context.admit) as subscription:
             async for update in subscription:

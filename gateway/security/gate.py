@@ -26,6 +26,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from prometheus_client import Counter
 from starlette.datastructures import Headers, QueryParams
@@ -119,15 +120,7 @@ class GraphQLGate:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
-            client = scope.get("client")
-            auth = ConnectionAuth(self, Headers(scope=scope), client[0] if client else "unknown")
-            scope.setdefault("state", {})["connection_auth"] = auth
-            await self._app(scope, receive, send)
-            return
-        if scope["type"] != "http":
-            await self._refuse(
-                scope, receive, send, 400, ErrorCode.BAD_REQUEST, "only HTTP is served here"
-            )
+            await self._websocket(scope, receive, send)
             return
         headers = Headers(scope=scope)
         if self._is_ide_page(scope, headers):
@@ -165,6 +158,25 @@ class GraphQLGate:
             return
         scope.setdefault("state", {})["identity"] = identity
         await self._app(scope, _replay(body, receive), send)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket from a page on a foreign origin is refused before the upgrade (HTTP
+        403): browsers let any page open one, with no CORS preflight (cross-site WebSocket
+        hijacking). No ``Origin`` (not a browser), the gateway's own origin, or one listed
+        in ``GATEWAY_CORS_ORIGINS`` pass; authentication waits for ``connection_init``."""
+        headers = Headers(scope=scope)
+        client = scope.get("client")
+        address = client[0] if client else "unknown"
+        origin = headers.get("origin")
+        if origin is not None and not _origin_allowed(
+            origin, headers.get("host"), self._settings.cors_origins
+        ):
+            message = f"a WebSocket from origin {origin[:100]!r} is not allowed here"
+            self._count_and_log(ErrorCode.FORBIDDEN, message, address, 403)
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        scope.setdefault("state", {})["connection_auth"] = ConnectionAuth(self, headers, address)
+        await self._app(scope, receive, send)
 
     def identify_connection(
         self, headers: Headers, address: str, problem: str | None = None
@@ -212,9 +224,6 @@ class GraphQLGate:
         """Answer a refusal, count it, and log it (one line, like every request)."""
         client = scope.get("client")
         self._count_and_log(code, message, client[0] if client else None, status)
-        if scope["type"] != "http":
-            await send({"type": "websocket.close", "code": 1008})
-            return
         body: dict[str, Any] = {"errors": [{"message": message, "extensions": {"code": code}}]}
         await JSONResponse(body, status_code=status, headers=headers)(scope, receive, send)
 
@@ -260,6 +269,16 @@ class ConnectionAuth:
     def charge(self, identity: Identity) -> float:
         """Charge one operation to the caller's request budget (GATEWAY_RATE_LIMIT)."""
         return self._gate.charge(identity)
+
+
+def _origin_allowed(origin: str, host: str | None, allowed: tuple[str, ...]) -> bool:
+    """Whether a browser page on ``origin`` may open a WebSocket to ``host``: the same
+    host (and port), or an origin listed exactly (``GATEWAY_CORS_ORIGINS``)."""
+    normalized = origin.strip().lower().rstrip("/")
+    if normalized in {entry.lower().rstrip("/") for entry in allowed}:
+        return True
+    parts = urlsplit(normalized)
+    return host is not None and parts.scheme in ("http", "https") and parts.netloc == host.lower()
 
 
 def _bearer(headers: Headers) -> str | None:

@@ -3,8 +3,10 @@
 The request is an ordinary GraphQL POST (or GET) through the same gate as a query: the
 body limit, authentication by headers, the request budget. The answer is
 ``multipart/mixed; boundary=graphql; subscriptionSpec=1.0``: one part per update,
-``{"payload": {"data": ...}}``, and a ``{}`` heartbeat part at once and every
-``GATEWAY_LIVE_KEEPALIVE`` seconds, so that proxies see traffic and close nothing idle.
+``{"payload": {"data": ...}}``, and a ``{}`` heartbeat part every ``GATEWAY_LIVE_KEEPALIVE``
+seconds, so that proxies see traffic and close nothing idle. Never one first: urql 6's
+``fetchSubscriptions`` reads a first part without ``data`` or ``errors`` as an error ("No
+Content") and ends the subscription, so the first part is the INITIAL update.
 ``Cache-Control: no-store`` and ``X-Accel-Buffering: no`` keep caches and nginx from
 holding parts back.
 
@@ -58,6 +60,8 @@ class GatewayMultipartTransport(MultipartSubscriptionTransport):
     """strawberry's multipart subscription transport with the module docstring's rules;
     :func:`multipart_transport` binds the heartbeat interval."""
 
+    send_initial_heartbeat = False  # urql ends a subscription whose first part is ``{}``
+
     @property
     def headers(self) -> Mapping[str, str]:
         return {
@@ -77,10 +81,17 @@ class GatewayMultipartTransport(MultipartSubscriptionTransport):
         return super().encode_next(response, encode_json)
 
 
-async def with_opening_boundary(parts: AsyncIterator[str]) -> AsyncIterator[str]:
-    """``parts`` (strawberry's multipart body) after the opening boundary line."""
+async def with_opening_boundary(parts: AsyncIterator[str], heartbeat: str) -> AsyncIterator[str]:
+    """``parts`` (strawberry's multipart body) after the opening boundary line, without
+    the ``heartbeat`` parts that come before the first update: a slow first read (the PBX
+    answering late) would otherwise put one first, and urql end the subscription on it.
+    The headers and the opening line are traffic enough for a proxy meanwhile."""
     yield f"\r\n--{MULTIPART_SUBSCRIPTION_BOUNDARY}"
+    updated = False
     async for part in parts:
+        if part == heartbeat and not updated:
+            continue
+        updated = True
         yield part
 
 

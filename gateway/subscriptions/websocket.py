@@ -13,9 +13,11 @@ In the order a connection lives:
    work: its payload's shape, the connection's count
    (``GATEWAY_LIVE_MAX_SUBSCRIPTIONS_PER_CONNECTION``), the caller's request budget, and
    the caller's count over the process (:mod:`~gateway.subscriptions.slots`): refused with
-   an ``error`` message, coded. It runs with a context of its own, like one HTTP request
-   (its own DataLoader, deadline and document budget), through the same parse, size
-   limits and validation (the schema's extensions).
+   an ``error`` message, coded. Persisted queries resolve as over HTTP (a hash in
+   ``extensions``; with ``GATEWAY_PERSISTED_ONLY``, only registered documents run). It
+   runs with a context of its own, like one HTTP request (its own DataLoader, deadline
+   and document budget), through the same parse, size limits and validation (the
+   schema's extensions).
 4. A ``ping`` every ``GATEWAY_LIVE_KEEPALIVE`` seconds; a connection that has left one
    unanswered for two intervals is closed 1011. A subscriber that fell behind its feed
    gets an ``error`` with ``SLOW_CONSUMER`` and the connection is closed 1013 (try again
@@ -53,6 +55,7 @@ from strawberry.utils.aio import aclosing
 
 from gateway.error_code import ErrorCode
 from gateway.errors import retry_seconds
+from gateway.persisted_queries import PersistedQueryError
 from gateway.schema.context import GatewayContext
 from gateway.security.gate import ConnectionAuth, Unauthenticated
 from gateway.security.identity import Identity
@@ -72,7 +75,7 @@ STATE_CONNECTION_AUTH = "connection_auth"
 """Where the security gate leaves the connection's :class:`ConnectionAuth`."""
 
 _SUBSCRIBE_FIELDS: Mapping[str, type | tuple[type, ...]] = {
-    "query": str,
+    "query": (str, type(None)),  # None: a persisted query's hash in ``extensions``
     "variables": (dict, type(None)),
     "operationName": (str, type(None)),
     "extensions": (dict, type(None)),
@@ -87,6 +90,12 @@ class WebSocketHost(Protocol):
 
     async def operation_context(self, websocket: WebSocket, identity: Identity) -> GatewayContext:
         """A fresh context for one operation of an authenticated connection."""
+
+    def resolve_document(
+        self, query: str | None, extensions: Mapping[str, Any] | None
+    ) -> str | None:
+        """The document to run, as for HTTP (persisted queries, ``GATEWAY_PERSISTED_ONLY``);
+        raises :class:`~gateway.persisted_queries.PersistedQueryError` to refuse."""
 
 
 class GatewayTransportWSHandler(BaseGraphQLTransportWSHandler[GatewayContext, None]):
@@ -119,8 +128,9 @@ class GatewayTransportWSHandler(BaseGraphQLTransportWSHandler[GatewayContext, No
             self.connection_init_received = True
             if self.connection_init_timeout_task:
                 self.connection_init_timeout_task.cancel()
-            # The reason is a close frame's: at most 123 bytes.
-            await self.websocket.close(UNAUTHORIZED, f"Unauthorized: {exc}"[:120])
+            # The reason is a close frame's: at most 123 bytes of UTF-8.
+            reason = f"Unauthorized: {exc}".encode()[:123].decode(errors="ignore")
+            await self.websocket.close(UNAUTHORIZED, reason)
             return
         await super().handle_connection_init(message)
         if self.connection_acknowledged:
@@ -135,12 +145,26 @@ class GatewayTransportWSHandler(BaseGraphQLTransportWSHandler[GatewayContext, No
             return
         operation_id: object = message.get("id")
         payload: object = message.get("payload")
-        if not isinstance(operation_id, str) or not _well_formed(payload):
+        if (
+            not isinstance(operation_id, str)
+            or not isinstance(payload, dict)
+            or not _well_formed(payload)
+        ):
             await self.websocket.close(4400, "Invalid subscribe message")
             return
         if operation_id in self.operations:
             await super().handle_subscribe(message)  # 4409, strawberry's words
             return
+        try:
+            query = self._host.resolve_document(payload.get("query"), payload.get("extensions"))
+        except PersistedQueryError as exc:
+            await self.send_message(_error(operation_id, [coded(exc.message, exc.code)]))
+            return
+        if query is None:
+            missing = coded("the subscribe payload holds no query", ErrorCode.BAD_REQUEST)
+            await self.send_message(_error(operation_id, [missing]))
+            return
+        payload["query"] = query
         refusal = self._refusal(self.identity)
         if refusal is not None:
             await self.send_message(_error(operation_id, [refusal]))
@@ -294,12 +318,10 @@ def _error(operation_id: str, errors: list[dict[str, Any]]) -> Message:
     return cast("Message", {"id": operation_id, "type": "error", "payload": errors})
 
 
-def _well_formed(payload: object) -> bool:
+def _well_formed(payload: dict[str, Any]) -> bool:
     """A subscribe payload strawberry can read without tripping: the protocol's fields, of
     the protocol's types."""
-    return isinstance(payload, dict) and all(
-        isinstance(payload.get(name), kinds) for name, kinds in _SUBSCRIBE_FIELDS.items()
-    )
+    return all(isinstance(payload.get(name), kinds) for name, kinds in _SUBSCRIBE_FIELDS.items())
 
 
 def _payload(result: ExecutionResult, context: GatewayContext) -> dict[str, Any]:
