@@ -172,7 +172,8 @@ class Feed:
         *,
         resync: bool = False,
     ) -> None:
-        for number in set(self.rooms) | set(listing) if rooms is None else rooms:
+        everything = set(self.rooms) | set(listing) | self.watched  # as the feed reads None
+        for number in everything if rooms is None else rooms:
             self.rooms[number] = listing.get(number)
         self.listings += 1
         self.resyncs += resync

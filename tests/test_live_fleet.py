@@ -53,6 +53,16 @@ PM = "6401"
 TTL = 1.5  # the lease: renewed every 0.5 s; a dead holder's is free within 2 s
 
 
+@pytest.fixture
+async def raw(redis_process: RedisProcess) -> AsyncIterator[redis.Redis]:
+    """A plain client reading and writing Redis as anyone with access to it would."""
+    client = redis.Redis.from_url(redis_process.url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
 # --- the lease ------------------------------------------------------------------------------
 
 
@@ -164,11 +174,11 @@ async def test_lease_clean_release_hands_over_at_once(redis_process: RedisProces
 
 async def test_lease_holder_whose_key_was_taken_stops_its_source(
     redis_process: RedisProcess,
+    raw: redis.Redis,
 ) -> None:
     """Someone else holds the key (written over in Redis): the holder's next renewal is
     refused and it stops its source at once; it takes the lease again only once it is free."""
     tally = Tally()
-    raw = redis.Redis.from_url(redis_process.url)
     async with links(redis_process.url, 1) as one, contenders(one, tally) as start:
         replica = start(one[0])
         await eventually(lambda: replica.source.running, what="the replica holding")
@@ -183,15 +193,14 @@ async def test_lease_holder_whose_key_was_taken_stops_its_source(
         await raw.delete(replica.lease.key)
         await eventually(lambda: replica.source.starts == 2, what="the lease taken again")
         assert tally.most == 1
-    await raw.aclose()
 
 
 async def test_lease_term_grows_even_when_redis_lost_the_counter(
     redis_process: RedisProcess,
+    raw: redis.Redis,
 ) -> None:
     """Each hold's term is larger than the last, also after Redis lost its keys (the term
     follows Redis's clock), so replicas never take a new holder's messages for old ones."""
-    raw = redis.Redis.from_url(redis_process.url)
     async with links(redis_process.url, 1) as one:
         lease = Lease(one[0], ttl=TTL)
         first = await lease.acquire()
@@ -201,7 +210,6 @@ async def test_lease_term_grows_even_when_redis_lost_the_counter(
         await raw.flushall()
         third = await lease.acquire()
         await lease.release()
-    await raw.aclose()
     assert first < second < third
 
 
@@ -245,6 +253,11 @@ async def bus_fleet(
         try:
             for replica in replicas:
                 await eventually(lambda r=replica: r.bus.subscriptions >= 1, what="subscribed")
+            # Each replica watching a room asked for a resync on subscribing; once the holder
+            # heard them (and had nothing to answer yet), counts start from a quiet bus.
+            asking = sum(1 for r in replicas[1:] if r.feed.watched)
+            holder = replicas[0].bus
+            await eventually(lambda: holder.requests_heard >= asking, what="requests heard")
             yield replicas
         finally:
             for task in tasks:
@@ -300,9 +313,10 @@ async def test_bus_change_reaches_every_replica_feed(redis_process: RedisProcess
         assert all(not r.bus.dropped for r in replicas)
 
 
-async def test_bus_messages_hide_members_from_redis_readers(redis_process: RedisProcess) -> None:
+async def test_bus_messages_hide_members_from_redis_readers(
+    redis_process: RedisProcess, raw: redis.Redis
+) -> None:
     """What crosses Redis names neither the member's number nor their channel id."""
-    raw = redis.Redis.from_url(redis_process.url)
     async with (
         bus_fleet([redis_process.url] * 2, [{PM}, {PM}]) as (holder, other),
         raw.pubsub() as spy,
@@ -311,16 +325,15 @@ async def test_bus_messages_hide_members_from_redis_readers(redis_process: Redis
         holder.bus.room_changed(PM, _session(PM, "4001", "PJSIP/4001-0000002a"))
         await eventually(lambda: other.feed.members(PM) == ["4001"], what="delivered")
         heard = await _next_message(spy)
-    await raw.aclose()
     assert b"4001" not in heard and b"PJSIP" not in heard and b"6401" not in heard
 
 
 async def test_bus_drops_tampered_unsealed_old_and_replayed_messages(
     redis_process: RedisProcess,
+    raw: redis.Redis,
 ) -> None:
     """Garbage, a sealed message altered, one sealed with another key, one too old, and a
     genuine one replayed: each dropped and counted, the feed untouched; the bus still works."""
-    raw = redis.Redis.from_url(redis_process.url)
     async with bus_fleet([redis_process.url] * 2, [{PM}, {PM}]) as (holder, other):
         async with raw.pubsub() as spy:
             await spy.subscribe(holder.bus.channel)
@@ -351,7 +364,6 @@ async def test_bus_drops_tampered_unsealed_old_and_replayed_messages(
 
         holder.bus.room_changed(PM, None)  # still listening
         await eventually(lambda: other.feed.rooms[PM] is None, what="the next change")
-    await raw.aclose()
 
 
 async def test_bus_former_holders_late_messages_are_dropped(redis_process: RedisProcess) -> None:
@@ -383,10 +395,11 @@ async def test_bus_source_without_the_lease_is_never_heard(redis_process: RedisP
         assert fenced.feed.rooms == {} and other.feed.rooms == {}
 
 
-async def test_bus_watched_rooms_are_the_fleets_union(redis_process: RedisProcess) -> None:
+async def test_bus_watched_rooms_are_the_fleets_union(
+    redis_process: RedisProcess, raw: redis.Redis
+) -> None:
     """The holder's sink answers the rooms every replica watches; a replica that stops
     refreshing drops out after the watch TTL; an entry not sealed by the fleet counts not."""
-    raw = redis.Redis.from_url(redis_process.url)
     url = redis_process.url
     async with bus_fleet([url] * 3, [{"6400"}, {PM}, {"6402", "6403"}]) as (holder, b, c):
         expected = frozenset({"6400", PM, "6402", "6403"})
@@ -398,8 +411,6 @@ async def test_bus_watched_rooms_are_the_fleets_union(redis_process: RedisProces
         expected = frozenset({"6400", PM, "6404"})
         await eventually(lambda: holder.bus.watched_rooms() == expected, what="the new union")
         assert await raw.hexists(holder.bus._watch_key, "intruder") == 0  # removed
-
-    await raw.aclose()
 
 
 async def test_bus_watch_entry_of_a_gone_replica_expires(redis_process: RedisProcess) -> None:

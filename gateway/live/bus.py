@@ -125,6 +125,7 @@ class BusSink:
         self.gaps = 0
         self.resyncs_asked = 0
         self.resyncs_answered = 0
+        self.requests_heard = 0
         self.subscriptions = 0
 
     # --- the sink the holder's source writes to -------------------------------------------
@@ -283,6 +284,7 @@ class BusSink:
             return  # our own: already applied locally when sent
         op = body["op"]
         if op == "resync":
+            self.requests_heard += 1
             self._answer(str(origin), read_rooms(body["rooms"], limit=MAX_ROOMS))
             return
         term, seq = body["term"], body["seq"]
