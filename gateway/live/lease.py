@@ -1,8 +1,8 @@
 """The fleet's one live source: a Redis lease, and a source that runs only while holding it.
 
 In a fleet, exactly one replica holds the PBX's report channel (a second connection would
-double every event, and some firmware ends the older one). The replicas contend for one
-Redis key, ``<prefix>live:lease``:
+double every event, and whether a PBX accepts several report connections for one API user
+is not documented). The replicas contend for one Redis key, ``<prefix>live:lease``:
 
 - **acquire**: ``SET key value NX PX ttl`` (in a script that also draws the new *term*);
 - **renew**: every ``ttl/3`` the holder extends the key, only if it still holds its own
