@@ -584,7 +584,9 @@ def _lease_held(replica: GatewayProcess) -> bool:
     return "gateway_live_lease_held 1.0" in text
 
 
-def _replicas(tmp_path: Path, redis: RedisProcess, sim: SimulatorServer) -> list[GatewayProcess]:
+def _replicas(
+    tmp_path: Path, redis: RedisProcess, sim: SimulatorServer, *, lease_ttl: int
+) -> list[GatewayProcess]:
     env = {
         "PBX_URL": sim.base_url,
         "PBX_USERNAME": DEMO_USERNAME,
@@ -593,7 +595,7 @@ def _replicas(tmp_path: Path, redis: RedisProcess, sim: SimulatorServer) -> list
         "GATEWAY_AUTH": "none",
         "GATEWAY_REDIS_URL": redis.url,
         "GATEWAY_REDIS_TOKEN_KEY": KEY,
-        "GATEWAY_LIVE_LEASE_TTL": "3",  # a dead holder's successor within 4 s
+        "GATEWAY_LIVE_LEASE_TTL": str(lease_ttl),
         "GATEWAY_LOG_LEVEL": "WARNING",
     }
     return [GatewayProcess(env, tmp_path / f"replica-{i}.log") for i in range(2)]
@@ -605,11 +607,15 @@ async def test_fleet_channel_holder_ends_the_other_takes_over_and_subscribers_ke
 ) -> None:
     """Two replicas with Redis, one PBX: one replica holds the report channel; subscribers on
     both see a join. The holder is killed (no release: the lease expires) or stopped (it
-    releases): the other takes the lease and opens the report channel (one more report
+    releases, so the other takes over at once, long before the lease could expire): the
+    other takes the lease and opens the report channel (one more report
     login), and its subscriber sees the next join. The PBX never has two report
     connections at once."""
     with run_simulator_in_thread(SimulatorConfig()) as sim:
-        replicas = _replicas(tmp_path, redis_process, sim)
+        # Killed: a 3 s TTL, so the successor holds within 4 s. Stopped: 120 s, so only the
+        # release the holder announces on shutdown can hand over within the wait below.
+        ttl = 3 if ending == "killed" else 120
+        replicas = _replicas(tmp_path, redis_process, sim, lease_ttl=ttl)
         sampler = ReportSampler(sim)
         subscribers: list[Subscriber] = []
         try:
