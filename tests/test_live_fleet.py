@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import threading
 import time
@@ -25,6 +26,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
+from gateway.app import create_app
+from gateway.demo import demo_settings
 from gateway.fleet.link import RedisLink
 from gateway.fleet.sealing import Sealer
 from gateway.live.bus import BusSink
@@ -32,7 +35,9 @@ from gateway.live.lease import Lease, LeasedSource
 from gateway.pbx.client import PbxClient, build_http_client
 from gateway.pbx.session import PbxSession
 from gateway.pbx.sessions_query import LiveMember, LiveSession
+from gateway.runtime import Runtime
 from gateway.secrets import Secret
+from gateway.serving import LoopbackServer
 from gateway.settings import PasswordSource
 from gateway.simulator import (
     DEMO_PASSWORD,
@@ -664,3 +669,55 @@ async def test_fleet_channel_holder_ends_the_other_takes_over_and_subscribers_ke
                 replica.stop()
         assert sampler.samples > 100
         assert sampler.most == 1
+
+
+# --- the app's wiring ------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def one_gateway(**overrides: Any) -> AsyncIterator[tuple[SimulatorServer, Runtime]]:
+    """The simulator and one gateway in this process, live source on (``auto``: events)."""
+    async with SimulatorServer() as sim:
+        settings = dataclasses.replace(
+            demo_settings(sim.base_url, sim.report_port), live_source="auto", **overrides
+        )
+        async with LoopbackServer(create_app(settings), log_level="critical") as gateway:
+            runtime: Runtime = gateway.app.runtime
+            yield sim, runtime
+
+
+async def test_app_with_redis_runs_the_source_under_the_lease_into_the_bus(
+    redis_process: RedisProcess, raw: redis.Redis
+) -> None:
+    """With Redis the app's source runs under the lease and its subscribers hear the bus;
+    shutting down releases the lease (the key is gone at once)."""
+    fleet = {"redis_url": Secret(redis_process.url), "redis_token_key": Secret(KEY)}
+    async with one_gateway(**fleet) as (sim, runtime):
+        live = runtime.live_fleet
+        assert live is not None
+        await eventually(lambda: live.lease.term is not None, what="the lease held")
+        await eventually(lambda: sim.state.stats.live["report_logins_succeeded"] == 1)
+        async with runtime.feed.subscribe([PM]) as subscription:
+            first = await asyncio.wait_for(anext(subscription), 10)
+            assert first.session is None
+            sim.state.live_join(PM, "4001")
+            changed = await asyncio.wait_for(anext(subscription), 10)
+            assert changed.session is not None
+            assert [m.number for m in changed.session.members] == ["4001"]
+        # Told to this replica's feed at once, and published for the others.
+        await eventually(lambda: live.bus.published >= 1, what="published on the bus")
+        assert await raw.exists(live.lease.key) == 1
+    assert await raw.exists(live.lease.key) == 0
+    assert live.lease.released == 1
+
+
+async def test_app_without_redis_has_no_lease_and_no_bus() -> None:
+    """Without Redis the source runs straight into the feed: nothing of the fleet exists."""
+    async with one_gateway() as (sim, runtime):
+        assert runtime.live_fleet is None
+        await eventually(lambda: sim.state.stats.live["report_logins_succeeded"] == 1)
+        async with runtime.feed.subscribe([PM]) as subscription:
+            assert (await asyncio.wait_for(anext(subscription), 10)).session is None
+            sim.state.live_join(PM, "4001")
+            changed = await asyncio.wait_for(anext(subscription), 10)
+            assert changed.session is not None
