@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import random
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from typing import Any
@@ -26,7 +27,7 @@ from gateway.errors import (
     PbxLockedOutError,
     PbxUnavailableError,
 )
-from gateway.live.event_source import Backoff
+from gateway.live.event_source import Backoff, ChannelTarget, EventSource
 from gateway.live.poller import Poller
 from gateway.live.push_receiver import MAX_PUSH_BYTES
 from gateway.live.supervisor import LiveHandle, LiveTiming, start_live
@@ -418,7 +419,7 @@ async def test_events_switched_off_on_the_pbx_are_caught_and_polling_takes_over(
     await eventually(lambda: len(sink.listings) == 1, what="the resync")
     await ticks.tick()  # a reconciliation: nothing changed, nothing missed
     assert handle.supervisor.kind == "events"
-    assert handle.supervisor.reconciliations == 1
+    assert handle.supervisor.reconciler.checks == 1
 
     queries = stack.calls(QUERY)
     stack.pbx.live_join(BRIDGE, "4000")  # no event comes
@@ -698,9 +699,12 @@ async def test_the_app_takes_pushed_events_when_the_pbx_pushes(
 
 
 @contextlib.asynccontextmanager
-async def _stand_in(answer: bytes, lines: list[bytes]) -> AsyncIterator[tuple[int, list[bytes]]]:
+async def _stand_in(
+    answer: bytes, lines: list[bytes], *, linger: bool = True
+) -> AsyncIterator[tuple[int, list[bytes]]]:
     """A report port that answers the login with ``answer`` (nothing: it closes) and then
-    sends ``lines``; it waits for each connection to end before it goes."""
+    sends ``lines``, then waits for the client to close (``linger``) or closes at once; it
+    waits for each connection to end before it goes."""
     logins: list[bytes] = []
     handlers: list[asyncio.Task[Any]] = []
 
@@ -719,7 +723,7 @@ async def _stand_in(answer: bytes, lines: list[bytes]) -> AsyncIterator[tuple[in
             writer.write(answer + b"".join(lines))
             with contextlib.suppress(ConnectionError):
                 await writer.drain()
-                while await reader.read(1024):  # until the client closes
+                while linger and await reader.read(1024):  # until the client closes
                     pass
         writer.close()
         with contextlib.suppress(ConnectionError):
@@ -782,6 +786,48 @@ async def test_login_answers(answer: bytes, error: type[Exception]) -> None:
             await open_report_channel("127.0.0.1", port, "api", Secret("the-secret"))
     assert "the-secret" not in str(caught.value)
     assert isinstance(caught.value, PbxUnavailableError) == (error is ReportChannelError)
+
+
+def test_backoff_doubles_to_its_cap_with_jitter_in_the_upper_half() -> None:
+    """Each delay lies in [base/2, base], base doubling from ``first`` up to ``cap``."""
+    backoff, rng = Backoff(first=1.0, cap=60.0), random.Random(7)
+    for attempt in range(12):
+        base = min(60.0, 2.0**attempt)
+        assert base / 2 <= backoff.delay(attempt, rng) <= base
+    assert backoff.delay(10_000, rng) <= 60.0
+
+
+async def test_a_channel_that_drops_at_once_keeps_backing_off(gateway_stack: StackFactory) -> None:
+    """A PBX that accepts the login and closes at once: each wait longer, up to the cap."""
+    stack = await gateway_stack()
+    delays: list[float] = []
+
+    async def recording_sleep(seconds: float) -> None:
+        delays.append(seconds)
+        await asyncio.sleep(0)
+
+    async with _stand_in(b"Response: Success\r\n\r\n", [], linger=False) as (port, logins):
+        source = EventSource(
+            stack.gateway_runtime().session,
+            ChannelTarget("127.0.0.1", port, "api", lambda: Secret("pw")),
+            _no_resync,
+            backoff=Backoff(first=1.0, cap=8.0),
+            sleep=recording_sleep,
+            clock=stack.clock,  # never moves: no connection counts as healthy
+        )
+        task = asyncio.create_task(source.run(RecordingSink()))
+        try:
+            await eventually(lambda: len(delays) >= 7, what="seven reconnects")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    bases = [min(8.0, 2.0**attempt) for attempt in range(7)]
+    assert all(b / 2 <= d <= b for d, b in zip(delays, bases, strict=False))
+    assert 7 <= source.counts.connects <= len(logins)  # one more may be under way at the end
+
+
+async def _no_resync() -> dict[str, LiveSession]:
+    raise AssertionError("nobody watches: no resync")
 
 
 async def test_a_silent_report_port_times_out() -> None:

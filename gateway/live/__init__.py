@@ -3,5 +3,8 @@
 - :mod:`gateway.live.contracts`: the two seams, a *source* of room states (the PBX's report
   channel, or a poller where the PBX sends no events) and the *sink* that takes them (the
   feed, or the fleet's bus in front of it);
-- the feed, the sources, the poller and the fleet's lease and bus each have a module here.
+- the sources: :mod:`~gateway.live.event_source` (the TCP report channel),
+  :mod:`~gateway.live.push_receiver` (HTTP push), :mod:`~gateway.live.poller`; which one
+  runs, :mod:`~gateway.live.supervisor`, with :mod:`~gateway.live.reconciliation` checking
+  that events tell everything; the feed and the fleet's lease and bus have modules here too.
 """

@@ -12,12 +12,11 @@
   change corrects the sink and logs, and the channel stays);
 - ``poll``: the poller only; ``off``: nothing (``Conference.session`` still answers).
 
-While on events, a slow *reconciliation* (``GATEWAY_LIVE_RECONCILE_INTERVAL``, 30 s by
-default, only while somebody watches) asks ``query_in_session`` for the watched rooms and
-compares with what the events said. A room that differs (after a short grace for an event
-on its way) means the PBX does not send every change: events switched off in its API
-settings (it logs in fine and sends nothing), or no event when a room empties. In ``auto``
-that is logged once and the supervisor switches to polling for good.
+While on events, a slow *reconciliation* (:mod:`gateway.live.reconciliation`, every
+``GATEWAY_LIVE_RECONCILE_INTERVAL`` seconds, 30 by default, only while somebody watches)
+finds a change the PBX did not report: events switched off in its API settings (it logs in
+fine and sends nothing), or no event when a room empties. In ``auto`` that is logged once
+and the supervisor switches to polling for good.
 
 A firmware without ``query_in_session`` (10003, the ``no-live`` variant) turns live
 updates off with one log line: nothing can be resynced or polled there.
@@ -28,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
@@ -39,6 +38,7 @@ from gateway.live.contracts import LiveSink
 from gateway.live.event_source import Backoff, ChannelTarget, EventSource, Listing, Sleep
 from gateway.live.poller import Poller
 from gateway.live.push_receiver import PushEndpoint, PushSource, Serve
+from gateway.live.reconciliation import RECONCILE_GRACE_SECONDS, Reconciler
 from gateway.pbx.session import PbxSession
 from gateway.pbx.sessions_query import LiveSession, MemberNotes, query_in_session
 from gateway.settings import Settings
@@ -48,8 +48,6 @@ logger = logging.getLogger(__name__)
 Kind = Literal["starting", "events", "push", "poll", "off"]
 KINDS: tuple[Kind, ...] = ("starting", "events", "push", "poll", "off")
 Source = EventSource | PushSource
-RECONCILE_GRACE_SECONDS = 1.0
-"""How long a difference found by reconciliation waits for an event on its way (twice)."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +84,8 @@ class LiveSupervisor:
         """The events source while (or once) one ran: the TCP channel or the push receiver."""
         interval = settings.live_poll_interval
         self.poller = Poller(self._query_rooms, interval, sleep=self._timing.sleep)
-        self.reconciliations = 0
+        timing = self._timing
+        self.reconciler = Reconciler(self._query_rooms, timing.reconcile_grace, timing.sleep)
         self.switched_to_polling = False
 
     async def _query_rooms(self, rooms: list[str]) -> Mapping[str, LiveSession]:
@@ -203,7 +202,7 @@ class LiveSupervisor:
         while True:
             await self._timing.sleep(self._settings.live_reconcile_interval)
             try:
-                missed = await self.reconcile(source, sink)
+                missed = await self.reconciler.check(source, sink)
             except PbxFeatureUnavailableError:
                 raise
             except PbxError as exc:
@@ -225,50 +224,6 @@ class LiveSupervisor:
                     "reconciliation poll (GATEWAY_LIVE_SOURCE=events: no switch to polling)",
                     ", ".join(missed),
                 )
-
-    async def reconcile(self, source: Source, sink: LiveSink) -> list[str]:
-        """One check of the watched rooms against the events: the rooms that differ (after
-        the grace), already corrected in the sink."""
-        watched = sink.watched_rooms()
-        if not watched or not source.connected:
-            return []
-        self.reconciliations += 1
-        listing = await self._query_rooms(sorted(watched))
-        known = source.known
-        for number in watched:
-            known.setdefault(number, listing.get(number))  # first look: the baseline
-        # A difference counts only when it outlives the grace twice, the second time against
-        # a fresh listing: an event on its way (or one for a later change that moved the
-        # events past the first listing) is not taken for a missed one.
-        for look in (1, 2):
-            if not _differing(known, listing, watched):
-                return []
-            await self._timing.sleep(self._timing.reconcile_grace)
-            if not _differing(known, listing, watched):
-                return []
-            if look == 1:
-                listing = await self._query_rooms(sorted(watched))
-        differ = _differing(known, listing, watched)
-        for number in watched:
-            known[number] = listing.get(number)
-        sink.rooms_listed(listing, rooms=watched)
-        return differ
-
-
-def _differing(
-    known: Mapping[str, LiveSession | None], listing: Listing, rooms: Collection[str]
-) -> list[str]:
-    return sorted(n for n in rooms if _shape(known.get(n)) != _shape(listing.get(n)))
-
-
-def _shape(session: LiveSession | None) -> frozenset[tuple[str | None, ...]]:
-    """Who is in the room and how, order aside (None and an empty room are the same)."""
-    if session is None:
-        return frozenset()
-    return frozenset(
-        (m.kind, m.number, m.from_number, m.to_number, m.channelid, m.memberstatus)
-        for m in session.members
-    )
 
 
 @dataclass

@@ -132,7 +132,8 @@ class ReportChannel:
         """Close the connection (and wait briefly for it to go)."""
         self._writer.close()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._writer.wait_closed(), 1.0)
+            async with asyncio.timeout(1.0):
+                await self._writer.wait_closed()
 
 
 def read_status(
@@ -174,9 +175,10 @@ async def open_report_channel(
     ``IP locked``, :class:`PbxAuthError` on any other refusal.
     """
     try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, limit=max_line), login_timeout
-        )
+        # asyncio.timeout, not wait_for: a cancel that lands as the connection completes
+        # must not leave the connection open behind our back (wait_for runs it in a task).
+        async with asyncio.timeout(login_timeout):
+            reader, writer = await asyncio.open_connection(host, port, limit=max_line)
     except (OSError, TimeoutError) as exc:
         raise ReportChannelError(
             f"cannot connect to the PBX's report port ({type(exc).__name__})",
@@ -190,7 +192,8 @@ async def open_report_channel(
             f"Version: {API_VERSION}\r\n\r\n"
         )
         writer.write(login.encode("utf-8"))
-        answer = await asyncio.wait_for(_answer(reader), login_timeout)
+        async with asyncio.timeout(login_timeout):
+            answer = await _answer(reader)
     except (OSError, TimeoutError, ReportChannelError) as exc:
         writer.close()
         if isinstance(exc, ReportChannelError):
