@@ -12,7 +12,9 @@ GatewayState`, read by handlers through :func:`gateway.runtime.runtime_of`), reg
 metrics collector over them, and gives the PBX client its metrics observer as it builds it.
 
 Around ``/graphql``, outermost first: CORS (an explicit origin allowlist), then the
-security gate (body size, authentication, request rate), then strawberry's view.
+security gate (body size, authentication, request rate), then strawberry's view. In
+front of all of it, the hot path (:mod:`gateway.http.hot_path`) answers repeated reads
+from the response cache with the same effect, and hands everything else on unchanged.
 """
 
 from __future__ import annotations
@@ -31,11 +33,13 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
 
 from gateway.conference_codec import ALL
 from gateway.graphiql import graphiql_routes
 from gateway.graphql_view import GatewayGraphQL
 from gateway.health import healthz, readyz
+from gateway.http.hot_path import PATH, HotPath
 from gateway.live.feed import LiveFeed
 from gateway.live.push_receiver import AsgiApp, PushEndpoint
 from gateway.live.supervisor import start_live
@@ -72,8 +76,10 @@ def create_app(
     transport: httpx.AsyncBaseTransport | None = None,
     clock: Callable[[], float] = time.monotonic,
     extra_routes: Sequence[BaseRoute] = (),
+    hot_path: bool = True,
 ) -> GatewayApp:
-    """The gateway's ASGI app for ``settings``."""
+    """The gateway's ASGI app for ``settings``; ``hot_path=False`` sends every request the
+    full path (the tests compare the two)."""
     security = settings.security
     misses = RateLimiter(rate=security.miss_rate, burst=security.miss_burst, clock=clock)
     requests = request_limiter(security, clock)
@@ -234,28 +240,41 @@ def create_app(
     graphql = GatewayGraphQL(
         build_schema(security, answers), settings, clock=clock, answers=answers
     )
+    authenticator = Authenticator(security)
     gate = GraphQLGate(
         graphql,
         settings=security,
-        authenticator=Authenticator(security),
+        authenticator=authenticator,
         requests=requests,
         clock=clock,
         metrics=metrics,
     )
     middleware = []
+    cors = None
     if security.cors_origins:
         # Credentials travel in the Authorization header, never cookies: no allow_credentials.
-        middleware.append(
-            Middleware(
-                CORSMiddleware,
-                allow_origins=list(security.cors_origins),
-                allow_methods=["GET", "POST"],
-                allow_headers=["authorization", "content-type", "x-api-key"],
-                max_age=600,
-            )
-        )
+        cors_options: dict[str, Any] = {
+            "allow_origins": list(security.cors_origins),
+            "allow_methods": ["GET", "POST"],
+            "allow_headers": ["authorization", "content-type", "x-api-key"],
+            "max_age": 600,
+        }
+        middleware.append(Middleware(CORSMiddleware, **cors_options))
+        cors = CORSMiddleware(_unreachable, **cors_options)  # the hot path's, for its headers
     app = GatewayApp(
         metrics,
+        HotPath(
+            answers=answers,
+            caching=graphql.caching,
+            security=security,
+            authenticator=authenticator,
+            gate=gate,
+            requests=requests,
+            cors=cors,
+            clock=clock,
+        )
+        if hot_path
+        else None,
         routes=[
             Route("/graphql", gate),
             WebSocketRoute("/graphql", gate),  # subscriptions: graphql-transport-ws
@@ -281,9 +300,10 @@ class GatewayApp(Starlette):
     Handlers read the runtime from the request's state (:func:`gateway.runtime.runtime_of`).
     """
 
-    def __init__(self, metrics: Metrics, **kwargs: Any) -> None:
+    def __init__(self, metrics: Metrics, hot_path: HotPath | None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.metrics = metrics
+        self.hot_path = hot_path
         self.runtime: Runtime | None = None
 
     def begin_shutdown(self) -> None:
@@ -291,6 +311,15 @@ class GatewayApp(Starlette):
         in-flight responses (a subscription would hold the whole grace period)."""
         if self.runtime is not None:
             self.runtime.feed.stop()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hot = self.hot_path
+        if hot is not None and scope["type"] == "http" and scope["path"] == PATH:
+            rest = await hot.serve(scope, receive, send)
+            if rest is None:
+                return  # answered
+            receive = rest
+        await super().__call__(scope, receive, send)
 
     def watch_connections(self, guard: ConnectionGuard) -> None:
         """``/metrics`` reports the serving HTTP server's connections (LoopbackServer)."""
@@ -313,6 +342,10 @@ def request_limiter(security: SecuritySettings, clock: Callable[[], float]) -> R
 def _serve_push(app: AsgiApp, host: str, port: int) -> LoopbackServer:
     """The push receiver's own listener: the same bounded server as the gateway's."""
     return LoopbackServer(app, host, port)
+
+
+async def _unreachable(scope: Scope, receive: Receive, send: Send) -> None:
+    raise AssertionError("the hot path's CORSMiddleware only decorates its answers")
 
 
 async def _to_graphiql(request: Request) -> Response:

@@ -77,10 +77,10 @@ from gateway.settings import Settings
 from gateway.subscriptions.errors import coded_errors
 from gateway.subscriptions.multipart import (
     GatewayMultipartTransport,
+    MultipartBody,
     is_multipart,
     multipart_transport,
     wants_multipart,
-    with_opening_boundary,
 )
 from gateway.subscriptions.slots import Slot, SubscriptionSlots
 from gateway.subscriptions.websocket import GatewayTransportWSHandler, TextWebSocketAdapter
@@ -149,6 +149,11 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
             etag_key=http_caching.etag_key(settings.redis_token_key),
         )
         self._fast_path = FastPath(answers or ResponseCache(), self._caching, clock)
+
+    @property
+    def caching(self) -> CachePolicy:
+        """How answers are marked cacheable; the hot path marks its own the same way."""
+        return self._caching
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -226,9 +231,11 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
         headers: Mapping[str, str],
     ) -> Response:
         if is_multipart(headers):
+            identity = request.scope.get("state", {}).get("identity")
+            expires_at = identity.expires_at if isinstance(identity, Identity) else None
+            body = MultipartBody(GatewayMultipartTransport(), self.encode_json_string)
             parts = stream
-            heartbeat = GatewayMultipartTransport().heartbeat_message(self.encode_json_string)
-            stream = lambda: with_opening_boundary(parts(), heartbeat)  # noqa: E731
+            stream = lambda: body.stream(parts(), expires_at)  # noqa: E731
         return await super().create_streaming_response(request, stream, sub_response, headers)
 
     def _finish(self, request: Request, exchange: Exchange, response: Response) -> Response:

@@ -367,8 +367,8 @@ def test_nginx_listens_where_compose_publishes_and_probes(
 def test_nginx_round_robins_over_every_gateway_replica(fleet: Document, nginx: Directive) -> None:
     """The upstream is the gateway service's name at the port `serve` binds, re-resolved
     through Docker's DNS (so scaled or restarted replicas are followed), with the shared
-    zone `resolve` needs; `location /` proxies to it with keep-alive; and the proxy and the
-    replicas share a network."""
+    zone `resolve` needs; `location /` proxies to it with keep-alive (a WebSocket's upgrade
+    passed on instead); and the proxy and the replicas share a network."""
     http = nginx.one("http")
     assert http.one("resolver").args[0] == DOCKER_DNS
     (upstream,) = http.all("upstream")
@@ -379,7 +379,11 @@ def test_nginx_round_robins_over_every_gateway_replica(fleet: Document, nginx: D
     location = http.one("server").one("location", "/")
     assert location.one("proxy_pass").args == (f"http://{upstream.args[0]}",)
     assert location.one("proxy_http_version").args == ("1.1",)
-    assert location.one("proxy_set_header", "Connection").args == ("Connection", "")
+    # Keep-alive to the replicas (an empty Connection header) unless a WebSocket upgrades.
+    header = location.one("proxy_set_header", "Connection").args[1]
+    assert location.one("proxy_set_header", "Upgrade").args == ("Upgrade", "$http_upgrade")
+    mapping = http.one("map", "$http_upgrade", header)
+    assert mapping.one("").args == ("",) and mapping.one("default").args == ("upgrade",)
     assert _networks(fleet["services"]["proxy"]) & _networks(gateway_service(fleet))
     assert "state" not in _networks(fleet["services"]["proxy"])  # no way to Redis
     version = tuple(
@@ -407,6 +411,7 @@ def test_nginx_sets_the_forwarded_address_the_replicas_trust(
     server = nginx.one("http").one("server")
     assert _bytes(server.one("client_max_body_size").args[0]) > settings.security.max_body_bytes
     assert _seconds(location.one("proxy_read_timeout").args[0]) > settings.request_deadline
+    assert _seconds(location.one("proxy_read_timeout").args[0]) > settings.live_transport.keepalive
     assert location.one("proxy_next_upstream").args == ("error", "timeout")  # never non_idempotent
 
 

@@ -441,16 +441,40 @@ async def test_feed_close_completes_every_subscription(gateway_stack: StackFacto
 
 async def test_feed_counts_in_metrics(gateway_stack: StackFactory) -> None:
     """/metrics shows the subscribers open, the updates sent and the slow consumers closed."""
-    stack = await gateway_stack()
-    feed = stack.gateway_runtime().feed
-    subscription = feed.subscribe([PM, SALES])
-    await next_of(subscription), await next_of(subscription)
+    stack = await gateway_stack(live_buffer=1)
+    runtime = stack.gateway_runtime()
+    feed = runtime.feed
+    subscription, slow = feed.subscribe([PM, SALES]), feed.subscribe([PM])
+    await next_of(subscription), await next_of(subscription), await next_of(slow)
 
     text = (await stack.client.get("/metrics")).text
-
-    assert "gateway_live_subscribers 1.0" in text
-    assert "gateway_live_updates_total 2.0" in text
+    assert "gateway_live_subscribers 2.0" in text
+    assert "gateway_live_updates_total 3.0" in text
     assert "gateway_live_slow_consumers_total 0.0" in text
+
+    stack.pbx.live_join(PM, "4001")
+    feed.room_changed(PM, await _room(stack))
+    assert who(await next_of(subscription)) == ["4001"]
+    feed.room_changed(PM, None)  # slow holds one unread update already: dropped
+    text = (await stack.client.get("/metrics")).text
+    assert "gateway_live_subscribers 1.0" in text
+    assert "gateway_live_slow_consumers_total 1.0" in text
+
+
+async def test_feed_initial_updates_are_not_held_to_the_buffer(
+    gateway_stack: StackFactory,
+) -> None:
+    """A subscription to more rooms than its buffer holds gets every INITIAL update (they
+    are bounded by GATEWAY_LIVE_MAX_ROOMS, not by the buffer) and stays subscribed."""
+    stack = await gateway_stack(live_buffer=2)
+    feed = stack.gateway_runtime().feed
+    rooms = ["6400", "6401", "6402", "6403", "6404"]
+
+    async with feed.subscribe(rooms) as subscription:
+        firsts = [await next_of(subscription) for _ in rooms]
+
+        assert [(u.number, u.reason) for u in firsts] == [(n, INITIAL) for n in rooms]
+        assert not subscription.dropped and feed.slow_consumers == 0
 
 
 def test_live_settings_defaults_and_refusals() -> None:

@@ -8,6 +8,7 @@ own). A source is played by telling the runtime's feed what the simulator's room
 from __future__ import annotations
 
 import asyncio
+from types import TracebackType
 from typing import Any
 
 from gateway.error_code import ErrorCode
@@ -214,6 +215,41 @@ async def test_subscription_unreadable_state_is_an_error_at_session_path(
     assert first.data == {"conferenceSessions": initial}
     assert error_of(first) == (ErrorCode.PBX_UNAVAILABLE, ["conferenceSessions", "session"])
     assert (fixed["reason"], numbers_in(fixed)) == ("CHANGED", ["4001"])
+
+
+async def test_subscription_fifty_starting_together_cost_one_query(
+    gateway_stack: StackFactory,
+) -> None:
+    """Fifty subscriptions to the same rooms reading their first updates at once: one
+    query_in_session; when it fails, each gets the error at its own session path."""
+    stack = await gateway_stack()
+    stack.pbx.live_join(PM, "4001")
+    runtime = stack.gateway_runtime()
+    streams = [await subscribe(runtime, [PM]) for _ in range(50)]
+
+    firsts = await asyncio.gather(*(next_of(stream) for stream in streams))
+
+    assert {tuple(numbers_in(update_of(first)) or ()) for first in firsts} == {("4001",)}
+    assert stack.calls(IN_SESSION) == 1
+    for stream in streams:
+        await stream.aclose()  # type: ignore[attr-defined]
+
+    stack.clock.advance(5.0)  # the cached listing is past its TTL; nobody watches PM now
+    stack.pbx.garbage_next(1, "html", endpoint=IN_SESSION)
+    streams = [await subscribe(runtime, [PM]) for _ in range(50)]
+    failed = await asyncio.gather(*(next_of(stream) for stream in streams))
+    assert {error_of(result)[0] for result in failed} == {ErrorCode.PBX_UNAVAILABLE}
+    assert stack.calls(IN_SESSION) == 2
+    shared = failed[0].errors[0].original_error
+    assert all(result.errors[0].original_error is shared for result in failed)
+    assert _frames(shared.__traceback__) < 20  # not fifty raises' worth
+
+
+def _frames(traceback: TracebackType | None) -> int:
+    count = 0
+    while traceback is not None:
+        count, traceback = count + 1, traceback.tb_next
+    return count
 
 
 async def test_subscription_firmware_without_live_data(gateway_stack: StackFactory) -> None:

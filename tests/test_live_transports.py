@@ -16,6 +16,10 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import shutil
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any, Final
@@ -26,13 +30,25 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from gateway.error_code import ErrorCode
+from gateway.errors import ConfigError
+from gateway.examples import BUNDLE, WEB_EXAMPLE_DIR
 from gateway.pbx.sessions_query import LiveSession
 from gateway.security.identity import MODERATE, READ, WRITE
-from gateway.settings import LiveTransportLimits
+from gateway.settings import LiveTransportLimits, Settings
+from gateway.subscriptions.multipart import wants_multipart
 from tests.gateway_stack import Stack, StackFactory
 from tests.live_helpers import listing
-from tests.security_helpers import api_key_security, write_keys
+from tests.processes import one_process_at_a_time
+from tests.security_helpers import (
+    api_key_security,
+    bearer,
+    claims,
+    jwt_verifier,
+    sign,
+    write_keys,
+)
 
+ROOT: Final = Path(__file__).resolve().parent.parent
 BRIDGE: Final = "6403"  # moderators 4000 and 4001 (the simulator's default rooms)
 IDLE: Final = "6401"
 BOUND: Final = 10.0  # seconds: only a hang reaches it
@@ -340,6 +356,70 @@ async def test_multipart_query_accept_stays_json(gateway_stack: StackFactory) ->
     assert codes and all(codes), refused.text
 
 
+URQL_CLIENT: Final = """
+import { Client, fetchExchange } from "%(bundle)s";
+const client = new Client({
+  url: process.argv[2], exchanges: [fetchExchange], fetchSubscriptions: true,
+  fetchOptions: { headers: { "x-api-key": process.argv[3] } },
+});
+let seen = 0;
+const { unsubscribe } = client.subscription(process.argv[4], {}).subscribe((result) => {
+  const error = result.error ? String(result.error) : null;
+  console.log(JSON.stringify({ data: result.data, error }));
+  if (++seen === 2) { unsubscribe(); process.exit(0); }
+});
+"""
+
+
+@pytest.fixture(scope="module")
+def urql_bundle() -> Path:
+    """The web example's urql 6 bundle (the page's own client), built if missing."""
+    with one_process_at_a_time(WEB_EXAMPLE_DIR):  # each pytest-xdist worker may get here
+        if not (WEB_EXAMPLE_DIR / BUNDLE).is_file():
+            subprocess.run(  # noqa: S603 (our own script, fixed arguments)
+                [sys.executable, str(ROOT / "scripts" / "build-web-example")],
+                check=True,
+                timeout=600,
+            )
+    return WEB_EXAMPLE_DIR / BUNDLE
+
+
+async def test_urql_fetch_subscriptions_gets_a_working_stream(
+    gateway_stack: StackFactory, tmp_path: Path, urql_bundle: Path
+) -> None:
+    """urql 6's own client, as the web example runs it (``fetchSubscriptions``), in Node:
+    it receives INITIAL, then the join as CHANGED, with no error."""
+    stack, keys = await _keyed_stack(gateway_stack, tmp_path)
+    script = tmp_path / "client.mjs"
+    script.write_text(URQL_CLIENT % {"bundle": urql_bundle.as_uri()})
+    node = shutil.which("node")
+    assert node is not None, "node is needed (make system-deps installs it)"
+    watch = f'subscription {{ conferenceSessions(numbers: ["{IDLE}"]) {{ number reason }} }}'
+    client = await asyncio.create_subprocess_exec(
+        node, str(script), f"{stack.gateway.base_url}/graphql", keys["reader"], watch,
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert client.stdout is not None
+    try:
+        first = json.loads(await asyncio.wait_for(client.stdout.readline(), BOUND))
+        assert first == {
+            "data": {"conferenceSessions": {"number": IDLE, "reason": "INITIAL"}},
+            "error": None,
+        }
+        await _admin(stack, "join", number=IDLE, member="4012")
+        await _tell_feed(stack, IDLE)
+        second = json.loads(await asyncio.wait_for(client.stdout.readline(), BOUND))
+        assert second == {
+            "data": {"conferenceSessions": {"number": IDLE, "reason": "CHANGED"}},
+            "error": None,
+        }
+        assert await asyncio.wait_for(client.wait(), BOUND) == 0
+    finally:
+        if client.returncode is None:
+            client.kill()
+            await client.wait()
+
+
 # --- moderator actions ----------------------------------------------------------------------
 
 
@@ -432,6 +512,47 @@ async def test_ws_upgrade_headers_authenticate_and_subscribe_before_init_is_refu
     assert (await early.closed_with())[0] == 4401
 
 
+async def test_ws_closes_4401_when_its_jwt_expires(
+    gateway_stack: StackFactory, frames: Frames
+) -> None:
+    """A WebSocket authenticated by a JWT lives as long as the token: at its exp (plus the
+    leeway) it is closed 4401, as HTTP would refuse the token from then on."""
+    verifier = jwt_verifier(leeway=0.0)
+    security = dataclasses.replace(api_key_security(()), auth="jwt", jwt=verifier)
+    stack = await gateway_stack(security=security)
+    token = sign(claims(exp=int(time.time()) + 2))
+    ws = await _ws(stack, frames)
+    assert (await ws.init({"authorization": f"Bearer {token}"}))["type"] == "connection_ack"
+    await ws.subscribe("1", [IDLE])
+    assert (await ws.update("1"))["reason"] == "INITIAL"
+    code, reason = await ws.closed_with()
+    assert (code, reason) == (4401, "Unauthorized: the bearer token has expired")
+
+
+async def test_multipart_stream_ends_when_its_jwt_expires(
+    gateway_stack: StackFactory, frames: Frames
+) -> None:
+    """A multipart stream opened with a JWT ends at the token's exp (plus the leeway): a
+    last part UNAUTHENTICATED, then the closing boundary; the subscription is freed."""
+    verifier = jwt_verifier(leeway=0.0)
+    security = dataclasses.replace(api_key_security(()), auth="jwt", jwt=verifier)
+    stack = await gateway_stack(security=security)
+    token = sign(claims(exp=int(time.time()) + 2))
+    async with _multipart(stack, frames, [IDLE], headers=bearer(token)) as stream:
+        assert (await stream.update())["reason"] == "INITIAL"
+        parts = []
+        while (part := await stream.part()) is not None:
+            parts.append(part)
+    assert parts[-1]["payload"] is None
+    assert parts[-1]["errors"][0]["extensions"]["code"] == ErrorCode.UNAUTHENTICATED
+    feed = stack.gateway_runtime().feed
+    for _ in range(200):
+        if feed.subscribers == 0 and not _slots(stack).held:
+            break
+        await asyncio.sleep(0.01)
+    assert feed.subscribers == 0 and not _slots(stack).held
+
+
 async def test_ws_without_connection_init_is_closed_4408(
     gateway_stack: StackFactory, frames: Frames
 ) -> None:
@@ -440,11 +561,12 @@ async def test_ws_without_connection_init_is_closed_4408(
     assert (await ws.closed_with())[0] == 4408
 
 
-async def test_ws_scope_missing_is_an_error_for_that_subscription(
+async def test_scope_missing_is_an_error_for_that_subscription(
     gateway_stack: StackFactory, tmp_path: Path, frames: Frames
 ) -> None:
     """A key without conferences:read is authenticated, but its subscription is refused
-    with FORBIDDEN; the connection stays usable."""
+    with FORBIDDEN: over the WebSocket an error for that id, over multipart one part with
+    the error, then the end. No PBX call."""
     stack, keys = await _keyed_stack(gateway_stack, tmp_path)
     ws = await _ws(stack, frames)
     await ws.init({"x-api-key": keys["writer"]})
@@ -452,6 +574,14 @@ async def test_ws_scope_missing_is_an_error_for_that_subscription(
     message = await ws.receive()
     errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
     assert [e["extensions"]["code"] for e in errors] == [ErrorCode.FORBIDDEN]
+
+    key = {"x-api-key": keys["writer"]}
+    async with _multipart(stack, frames, [IDLE], headers=key) as stream:
+        parts = []
+        while (part := await stream.part()) is not None:
+            parts.append(part)
+    assert len(parts) == 1, parts  # the refusal, then the end
+    assert [e["extensions"]["code"] for e in parts[0]["payload"]["errors"]] == [ErrorCode.FORBIDDEN]
     assert stack.calls("conference/query_in_session") == 0
 
 
@@ -839,3 +969,60 @@ async def test_shutdown_completes_subscriptions(
     assert messages in ([], [{"id": "1", "type": "complete"}])
     assert ws.connection.close_code in (1000, 1012)
     await stopping
+
+
+@pytest.mark.parametrize(
+    ("accept", "streams"),
+    [
+        (URQL_ACCEPT, True),
+        (APOLLO_ACCEPT, True),
+        ('multipart/mixed; subscriptionSpec="1.0", application/json', True),
+        ("multipart/mixed", True),
+        ("application/graphql-response+json, application/json, multipart/mixed", False),
+        ("multipart/mixed;deferSpec=20220824,application/json", False),
+        ("application/json", False),
+        ("*/*", False),
+        (None, False),
+        ("", False),
+    ],
+)
+def test_which_accept_asks_for_a_multipart_stream(accept: str | None, streams: bool) -> None:
+    assert wants_multipart(accept) is streams
+
+
+# --- settings -------------------------------------------------------------------------------
+
+
+def test_live_transport_settings_read_and_checked() -> None:
+    """GATEWAY_LIVE_*: defaults, values read, and a bad one named in one line."""
+    base = {
+        "PBX_URL": "https://192.168.5.150:8088",
+        "PBX_USERNAME": "api",
+        "PBX_PASSWORD": "secret",
+        "GATEWAY_AUTH": "none",
+    }
+    assert Settings.from_environ(base).live_transport == LiveTransportLimits(
+        init_timeout=10.0,
+        keepalive=15.0,
+        max_per_connection=10,
+        max_per_identity=200,
+        max_message_bytes=65_536,
+    )
+    given = {
+        "GATEWAY_LIVE_INIT_TIMEOUT": "3",
+        "GATEWAY_LIVE_KEEPALIVE": "20",
+        "GATEWAY_LIVE_MAX_SUBSCRIPTIONS_PER_CONNECTION": "4",
+        "GATEWAY_LIVE_MAX_SUBSCRIPTIONS_PER_IDENTITY": "50",
+        "GATEWAY_LIVE_MAX_MESSAGE_BYTES": "4096",
+    }
+    assert Settings.from_environ({**base, **given}).live_transport == LiveTransportLimits(
+        3.0, 20.0, 4, 50, 4096
+    )
+    for name, bad in [
+        ("GATEWAY_LIVE_KEEPALIVE", "0"),
+        ("GATEWAY_LIVE_MAX_SUBSCRIPTIONS_PER_CONNECTION", "0"),
+        ("GATEWAY_LIVE_MAX_MESSAGE_BYTES", "12"),
+        ("GATEWAY_LIVE_INIT_TIMEOUT", "soon"),
+    ]:
+        with pytest.raises(ConfigError, match=name):
+            Settings.from_environ({**base, name: bad})

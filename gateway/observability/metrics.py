@@ -61,6 +61,7 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._operations: set[str] = set()
+        self._series: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
         # gateway_build_info{version, python} 1: which release each replica runs, the usual
         # way to join it onto the other series.
         Info(
@@ -124,6 +125,17 @@ class Metrics:
             return "other"
         self._operations.add(name)
         return name
+
+    def request_series(self, operation: str | None, outcome: str) -> tuple[Counter, Histogram]:
+        """The request counter's and latency histogram's series for ``operation`` and
+        ``outcome``, kept once made: ``labels()`` costs a few microseconds, a tenth of a
+        cached answer. Bounded like the labels: operation labels times outcomes."""
+        label = self.operation_label(operation)
+        series = self._series.get((label, outcome))
+        if series is None:
+            series = (self.requests.labels(label, outcome), self.request_seconds.labels(label))
+            self._series[(label, outcome)] = series
+        return series
 
     def observe_pbx_call(
         self, endpoint: str, outcome: str, errno: str | None, seconds: float

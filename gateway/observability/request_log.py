@@ -40,9 +40,9 @@ def record(
 ) -> None:
     """The metrics and the log line of one GraphQL request (executed or not)."""
     if metrics is not None:
-        label = metrics.operation_label(operation)
-        metrics.requests.labels(label, outcome).inc()
-        metrics.request_seconds.labels(label).observe(seconds)
+        requests, latency = metrics.request_series(operation, outcome)
+        requests.inc()
+        latency.observe(seconds)
         for code in codes:
             metrics.errors.labels(code).inc()
         if cache == "response":

@@ -36,6 +36,7 @@ import orjson
 from cachetools import TLRUCache
 from graphql import ExecutionResult as GraphQLExecutionResult
 from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext
 from strawberry.types.graphql import OperationType
 
 from gateway.schema.context import gateway_context
@@ -43,6 +44,10 @@ from gateway.settings import Settings
 from gateway.store import ConferenceStore
 
 Key = tuple[str, str | None, str, frozenset[str]]
+Operation = tuple[str, str | None, str]
+"""A key less the caller's scopes: document, operation name, canonical variables. It
+depends on the request alone, so a reader may keep it per request body (see
+:mod:`gateway.http.hot_path`); the scopes are added per caller."""
 
 LARGEST_SHARE: Final = 8
 """An answer larger than ``max_bytes / LARGEST_SHARE`` is not kept: it would push out
@@ -60,19 +65,33 @@ class CachedAnswer:
     sources: tuple[tuple[str, int], ...]
     """Store key -> version of the answer it was built from."""
     oldest: float
+    operation: str | None = None
+    """The operation's name as the executed request logged it (the document's own name
+    when the request named none), so a request answered from here logs the same."""
 
     @classmethod
     def of(
-        cls, data: dict[str, Any], sources: tuple[tuple[str, int], ...], oldest: float
+        cls,
+        data: dict[str, Any],
+        sources: tuple[tuple[str, int], ...],
+        oldest: float,
+        operation: str | None = None,
     ) -> CachedAnswer:
         """Encode ``data`` once, as the HTTP view would send it."""
-        return cls(orjson.dumps({"data": data}), sources, oldest)
+        return cls(orjson.dumps({"data": data}), sources, oldest, operation)
 
     @property
     def data(self) -> dict[str, Any]:
         """The answer's ``data``, decoded (only a request reaching execution needs it)."""
         decoded: dict[str, Any] = orjson.loads(self.body)["data"]
         return decoded
+
+
+def operation_of(
+    query: str, operation_name: str | None, variables: Mapping[str, Any] | None
+) -> Operation:
+    """The key's request part (:data:`Operation`)."""
+    return key_for(query, operation_name, variables, frozenset())[:3]
 
 
 def key_for(
@@ -190,7 +209,8 @@ class ResponseCaching(SchemaExtension):
             and report.oldest_fetched_at is not None
         ):
             sources = tuple(report.sources.items())
-            answer = CachedAnswer.of(result.data, sources, report.oldest_fetched_at)
+            name = context.operation_name  # the document is parsed: this cannot fail now
+            answer = CachedAnswer.of(result.data, sources, report.oldest_fetched_at, name)
             self._cache.put(key, answer)
 
     def _key(self, scopes: frozenset[str]) -> Key | None:
@@ -198,9 +218,25 @@ class ResponseCaching(SchemaExtension):
         try:
             if context.operation_type is not OperationType.QUERY or not context.query:
                 return None
-            return key_for(context.query, context.operation_name, context.variables, scopes)
+            name = provided_operation_name(context)
+            return key_for(context.query, name, context.variables, scopes)
         except (RuntimeError, TypeError, ValueError):
             return None
+
+
+STRAWBERRY_PROVIDED_NAME: Final = "_provided_operation_name"
+"""strawberry's private attribute for the ``operationName`` the request sent. Answers are
+kept under it, not under ``operation_name`` (which falls back to the document's own name):
+the HTTP fast paths look answers up by what the request sent, without parsing the
+document, so ``query Wall {...}`` sent without ``operationName`` must be kept under None.
+tests/test_hot_path.py fails if strawberry renames it (the answer would still be right,
+only never found before execution)."""
+
+
+def provided_operation_name(context: ExecutionContext) -> str | None:
+    """The ``operationName`` the request sent (``""`` is none), as the HTTP side keys it."""
+    name = getattr(context, STRAWBERRY_PROVIDED_NAME, context.operation_name)
+    return name if isinstance(name, str) and name else None
 
 
 def response_caching(cache: ResponseCache) -> Callable[[], ResponseCaching]:

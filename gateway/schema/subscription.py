@@ -84,7 +84,9 @@ class ConferenceSessionUpdateNode:
     )
     def session(self) -> ConferenceSessionNode | None:
         if self.update.error is not None:
-            raise self.update.error
+            # One error object is shared by every subscriber whose read it failed: raised
+            # with a fresh traceback each time, so the frames do not pile up on it.
+            raise self.update.error.with_traceback(None)
         found = self.update.session
         return None if found is None else ConferenceSessionNode.of(found, self.ids)
 

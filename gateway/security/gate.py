@@ -70,12 +70,20 @@ class Authenticator:
         return 'Bearer realm="pbx-gateway"'
 
     def identify(self, headers: Headers, address: str) -> Identity:
+        return self.identify_credentials(
+            headers.get("authorization"), headers.get("x-api-key"), address
+        )
+
+    def identify_credentials(
+        self, authorization: str | None, api_key: str | None, address: str
+    ) -> Identity:
+        """:meth:`identify` from the two headers' values (the hot path reads them itself)."""
         mode = self._settings.auth
         if mode == "none":
             return Identity(f"anonymous@{address}", self._settings.anonymous_scopes, "anonymous")
-        credential = _bearer(headers)
+        credential = _bearer(authorization)
         if mode == "api-key":
-            credential = headers.get("x-api-key") or credential
+            credential = api_key or credential
             if not credential:
                 raise Unauthenticated(
                     "this gateway needs an API key: send it as 'X-API-Key: <key>' or "
@@ -154,7 +162,7 @@ class GraphQLGate:
             return
         wait = 0.0 if self._requests is None else self._requests.take(identity.name)
         if wait > 0:
-            await self._rate_limited(scope, receive, send, f"requests from {identity.name}", wait)
+            await self.refuse_rate_limited(scope, receive, send, identity, wait)
             return
         scope.setdefault("state", {})["identity"] = identity
         await self._app(scope, _replay(body, receive), send)
@@ -201,6 +209,12 @@ class GraphQLGate:
     def charge(self, identity: Identity) -> float:
         """Charge one request to ``identity``'s budget: seconds to wait, 0 when allowed."""
         return 0.0 if self._requests is None else self._requests.take(identity.name)
+
+    async def refuse_rate_limited(
+        self, scope: Scope, receive: Receive, send: Send, identity: Identity, wait: float
+    ) -> None:
+        """The 429 for ``identity``'s empty request budget (the hot path's too)."""
+        await self._rate_limited(scope, receive, send, f"requests from {identity.name}", wait)
 
     async def _rate_limited(
         self, scope: Scope, receive: Receive, send: Send, what: str, wait: float
@@ -281,8 +295,8 @@ def _origin_allowed(origin: str, host: str | None, allowed: tuple[str, ...]) -> 
     return host is not None and parts.scheme in ("http", "https") and parts.netloc == host.lower()
 
 
-def _bearer(headers: Headers) -> str | None:
-    scheme, _, value = headers.get("authorization", "").partition(" ")
+def _bearer(authorization: str | None) -> str | None:
+    scheme, _, value = (authorization or "").partition(" ")
     return value.strip() or None if scheme.lower() == "bearer" else None
 
 

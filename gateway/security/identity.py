@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 READ: Final = "conferences:read"
@@ -26,6 +26,9 @@ class Identity:
     scopes: frozenset[str]
     kind: str
     """``api-key``, ``jwt`` or ``anonymous``."""
+    expires_at: float | None = field(default=None, compare=False)
+    """Unix time at which the credential stops being accepted (a JWT's ``exp`` plus the
+    leeway); None: it does not expire. A WebSocket closes then (it authenticated once)."""
 
     def has(self, scope: str) -> bool:
         """Whether the caller holds ``scope``."""

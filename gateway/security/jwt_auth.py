@@ -62,7 +62,10 @@ class JwtVerifier:
         if not isinstance(subject, str) or not subject:
             raise InvalidToken("the bearer token's subject is empty")
         return Identity(
-            name=subject[:128], scopes=_scopes(claims.get(self.scopes_claim)), kind="jwt"
+            name=subject[:128],
+            scopes=_scopes(claims.get(self.scopes_claim)),
+            kind="jwt",
+            expires_at=float(claims["exp"]) + self.leeway,  # required above: a number
         )
 
     def _key_for(self, header: dict[str, Any]) -> Any:

@@ -19,6 +19,9 @@ types first, multipart last) and Apollo's ``@defer`` ``deferSpec`` stay plain JS
 The body opens with a boundary line (``\r\n--graphql``, as Apollo's router writes it):
 strawberry starts straight with the first part, which a strict reader takes for a preamble.
 
+A stream opened with a JWT ends when the token expires: a last part with the error
+``UNAUTHENTICATED`` in the same shape, then the closing boundary.
+
 A subscriber that fell behind gets a last part with the protocol's transport-level error
 shape, ``{"payload": null, "errors": [{... "code": "SLOW_CONSUMER"}]}``, then the closing
 boundary: the response ends.
@@ -26,6 +29,8 @@ boundary: the response ends.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -37,6 +42,7 @@ from strawberry.http.streaming import (
 )
 
 from gateway.error_code import ErrorCode
+from gateway.subscriptions.errors import coded
 
 _JSON_TYPES = ("application/json", "application/graphql-response+json", "application/*", "*/*")
 
@@ -81,18 +87,50 @@ class GatewayMultipartTransport(MultipartSubscriptionTransport):
         return super().encode_next(response, encode_json)
 
 
-async def with_opening_boundary(parts: AsyncIterator[str], heartbeat: str) -> AsyncIterator[str]:
-    """``parts`` (strawberry's multipart body) after the opening boundary line, without
-    the ``heartbeat`` parts that come before the first update: a slow first read (the PBX
-    answering late) would otherwise put one first, and urql end the subscription on it.
-    The headers and the opening line are traffic enough for a proxy meanwhile."""
-    yield f"\r\n--{MULTIPART_SUBSCRIPTION_BOUNDARY}"
-    updated = False
-    async for part in parts:
-        if part == heartbeat and not updated:
-            continue
-        updated = True
-        yield part
+class MultipartBody:
+    """What the gateway adds around strawberry's multipart body (one per response)."""
+
+    def __init__(self, transport: GatewayMultipartTransport, encode_json: JSONEncoder) -> None:
+        self._heartbeat = transport.heartbeat_message(encode_json)
+        expired = coded("the bearer token has expired", ErrorCode.UNAUTHENTICATED)
+        self._expired = (
+            transport.encode_multipart_data({"payload": None, "errors": [expired]}, encode_json)
+            + transport.encode_complete()
+        )
+
+    async def stream(
+        self, parts: AsyncIterator[str], expires_at: float | None
+    ) -> AsyncIterator[str]:
+        """``parts`` after the opening boundary line, without the heartbeats that come
+        before the first update (a slow first read, the PBX answering late, would otherwise
+        put one first, and urql end the subscription on it; the headers and the opening
+        line are traffic enough for a proxy meanwhile). A stream opened with a JWT ends
+        when the token expires, with a last part ``UNAUTHENTICATED``, as a WebSocket closes
+        4401 then."""
+        yield f"\r\n--{MULTIPART_SUBSCRIPTION_BOUNDARY}"
+        updated = False
+        iterator = aiter(parts)
+        try:
+            while True:
+                try:
+                    if expires_at is None:
+                        part = await anext(iterator)
+                    else:  # a JWT's exp is wall time
+                        left = max(0.0, expires_at - time.time())
+                        part = await asyncio.wait_for(anext(iterator), left)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    yield self._expired
+                    return
+                if part == self._heartbeat and not updated:
+                    continue
+                updated = True
+                yield part
+        finally:
+            closing = getattr(iterator, "aclose", None)
+            if closing is not None:
+                await closing()
 
 
 def is_multipart(headers: Mapping[str, str]) -> bool:

@@ -8,7 +8,8 @@ In the order a connection lives:
 2. ``connection_init`` within ``GATEWAY_LIVE_INIT_TIMEOUT`` (else 4408). Its payload's
    ``authorization`` / ``x-api-key`` (or the upgrade request's headers) go through the
    same authenticator as HTTP; failure closes 4401 and charges the address's
-   failed-authentication budget. The identity then holds for the connection.
+   failed-authentication budget. The identity then holds for the connection, until its
+   JWT expires (closed 4401 then).
 3. Each ``subscribe`` (any operation: strawberry runs queries too) is checked before any
    work: its payload's shape, the connection's count
    (``GATEWAY_LIVE_MAX_SUBSCRIPTIONS_PER_CONNECTION``), the caller's request budget, and
@@ -32,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any, Protocol, cast
 
@@ -103,6 +105,7 @@ class GatewayTransportWSHandler(BaseGraphQLTransportWSHandler[GatewayContext, No
 
     identity: Identity | None = None
     _keepalive: asyncio.Task[None] | None = None
+    _expiry: asyncio.Task[None] | None = None
     _unanswered_since: float | None = None
     """When the oldest unanswered ``ping`` was sent; None: every ping was answered."""
 
@@ -135,6 +138,8 @@ class GatewayTransportWSHandler(BaseGraphQLTransportWSHandler[GatewayContext, No
         await super().handle_connection_init(message)
         if self.connection_acknowledged:
             self._keepalive = asyncio.create_task(self._ping_every_interval())
+            if self.identity.expires_at is not None:
+                self._expiry = asyncio.create_task(self._close_at(self.identity.expires_at))
 
     async def handle_pong(self, message: PongMessage) -> None:
         self._unanswered_since = None
@@ -289,16 +294,23 @@ class GatewayTransportWSHandler(BaseGraphQLTransportWSHandler[GatewayContext, No
                 self._unanswered_since = now
             await self.send_message({"type": "ping"})
 
+    async def _close_at(self, expires_at: float) -> None:
+        """A token accepted at ``connection_init`` expires: the connection closes 4401, as an
+        HTTP request with that token would be refused from then on."""
+        await asyncio.sleep(max(0.0, expires_at - time.time()))  # a JWT's exp is wall time
+        await self.websocket.close(UNAUTHORIZED, "Unauthorized: the bearer token has expired")
+
     async def send_message(self, message: Message) -> None:
         # The socket closed under us: nothing to tell; the receive loop ends the operations.
         with contextlib.suppress(RuntimeError, WebSocketDisconnected):
             await super().send_message(message)
 
     async def shutdown(self) -> None:
-        if self._keepalive is not None:
-            self._keepalive.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keepalive
+        for task in (self._keepalive, self._expiry):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await super().shutdown()
 
 
