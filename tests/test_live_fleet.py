@@ -551,15 +551,58 @@ class Subscriber:
                     self.updates.append(message["payload"]["data"]["conferenceSessions"])
 
     def members(self) -> list[str] | None:
-        """Who the last update says is in the room (None before any update)."""
-        if not self.updates:
-            return None
-        session = self.updates[-1]["session"]
-        return [] if session is None else [p["number"] for p in session["participants"]]
+        return _members_of(self.updates)
 
     async def close(self) -> None:
         await self.connection.close()
         await self._reader
+
+
+class MultipartSubscriber:
+    """The multipart HTTP subscription protocol (Apollo Client's, urql's) on one replica:
+    one streamed response, each part an update or a ``{}`` heartbeat; kept in ``updates``."""
+
+    MARK = b"\r\n--graphql"
+    ACCEPT = 'multipart/mixed;boundary="graphql";subscriptionSpec=1.0,application/json'
+
+    def __init__(self, replica: GatewayProcess, number: str) -> None:
+        self.updates: list[dict[str, Any]] = []
+        body = {"query": WATCH, "variables": {"numbers": [number]}}
+        self._reader = asyncio.create_task(self._read(replica.url, body))
+
+    async def _read(self, url: str, body: dict[str, Any]) -> None:
+        async with (
+            httpx.AsyncClient(timeout=60) as client,  # heartbeats come every 15 s
+            client.stream(
+                "POST", f"{url}/graphql", json=body, headers={"accept": self.ACCEPT}
+            ) as response,
+        ):
+            assert response.status_code == 200
+            buffer, started = b"", False
+            async for chunk in response.aiter_bytes():
+                buffer += chunk
+                while (at := buffer.find(self.MARK)) >= 0:
+                    part, buffer = buffer[:at], buffer[at + len(self.MARK) :]
+                    if started and part.strip():
+                        found = json.loads(part.split(b"\r\n\r\n", 1)[1])
+                        if found != {}:  # a heartbeat
+                            self.updates.append(found["payload"]["data"]["conferenceSessions"])
+                    started = True
+
+    def members(self) -> list[str] | None:
+        return _members_of(self.updates)
+
+    async def close(self) -> None:
+        self._reader.cancel()
+        await asyncio.gather(self._reader, return_exceptions=True)
+
+
+def _members_of(updates: list[dict[str, Any]]) -> list[str] | None:
+    """Who the last update says is in the room (None before any update)."""
+    if not updates:
+        return None
+    session = updates[-1]["session"]
+    return [] if session is None else [p["number"] for p in session["participants"]]
 
 
 class ReportSampler:
@@ -622,7 +665,7 @@ async def test_fleet_channel_holder_ends_the_other_takes_over_and_subscribers_ke
         ttl = 3 if ending == "killed" else 120
         replicas = _replicas(tmp_path, redis_process, sim, lease_ttl=ttl)
         sampler = ReportSampler(sim)
-        subscribers: list[Subscriber] = []
+        subscribers: list[Subscriber | MultipartSubscriber] = []
         try:
             for replica in replicas:
                 replica.wait_ready()
@@ -635,6 +678,7 @@ async def test_fleet_channel_holder_ends_the_other_takes_over_and_subscribers_ke
             holder = next(r for r in replicas if _lease_held(r))
             survivor = next(r for r in replicas if r is not holder)
             subscribers = [await Subscriber.open(r, PM) for r in (holder, survivor)]
+            subscribers.append(MultipartSubscriber(survivor, PM))
             await eventually(
                 lambda: all(s.members() == [] for s in subscribers), what="INITIAL, empty"
             )
@@ -654,11 +698,11 @@ async def test_fleet_channel_holder_ends_the_other_takes_over_and_subscribers_ke
                 what="the survivor holding the lease and the report channel",
             )
             sim.state.live_join(PM, "4002")
-            watcher = subscribers[1]
-            await eventually(
-                lambda: watcher.members() == ["4001", "4002"], what="the survivor's subscriber"
-            )
-            assert [u["reason"] for u in watcher.updates][:2] == ["INITIAL", "CHANGED"]
+            for watcher in subscribers[1:]:  # the survivor's, over WebSocket and multipart
+                await eventually(
+                    lambda w=watcher: w.members() == ["4001", "4002"], what="survivor subscribers"
+                )
+                assert [u["reason"] for u in watcher.updates][:2] == ["INITIAL", "CHANGED"]
             assert logins["report_logins_succeeded"] == 2 and logins["report_logins_failed"] == 0
         finally:
             sampler.stop()
