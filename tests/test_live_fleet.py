@@ -765,3 +765,36 @@ async def test_app_without_redis_has_no_lease_and_no_bus() -> None:
             sim.state.live_join(PM, "4001")
             changed = await asyncio.wait_for(anext(subscription), 10)
             assert changed.session is not None
+
+
+async def test_app_holder_polls_the_rooms_another_replica_watches(
+    redis_process: RedisProcess,
+) -> None:
+    """A PBX without events: the holder's poller asks for a room only the other replica's
+    subscriber watches (the fleet's union), and that subscriber gets the change."""
+    async with SimulatorServer(SimulatorConfig(events=False)) as sim:
+        settings = dataclasses.replace(
+            demo_settings(sim.base_url, sim.report_port),
+            live_source="poll",
+            live_poll_interval=0.2,
+            redis_url=Secret(redis_process.url),
+            redis_token_key=Secret(KEY),
+        )
+        async with LoopbackServer(create_app(settings), log_level="critical") as first:
+            holder: Runtime = first.app.runtime
+            leader = holder.live_fleet
+            assert leader is not None
+            await eventually(lambda: leader.lease.term is not None, what="held")
+            async with LoopbackServer(create_app(settings), log_level="critical") as second:
+                other: Runtime = second.app.runtime
+                assert other.live_fleet is not None and other.live_fleet.lease.term is None
+                async with other.feed.subscribe([PM]) as subscription:
+                    assert (await asyncio.wait_for(anext(subscription), 10)).session is None
+                    await eventually(lambda: PM in leader.bus.watched_rooms(), what="union")
+                    assert holder.feed.watched_rooms() == frozenset()  # nobody there
+                    sim.state.live_join(PM, "4001")
+                    changed = await asyncio.wait_for(anext(subscription), 10)
+                    assert changed.session is not None
+                    assert [m.number for m in changed.session.members] == ["4001"]
+                assert holder.live_sources.supervisor.poller.counts.polls >= 1
+                assert other.live_sources.supervisor.poller.counts.polls == 0  # not holding
