@@ -672,6 +672,36 @@ async def test_the_app_runs_events_and_reports_them_in_metrics(
     assert stack.calls(QUERY) == 0  # nobody subscribes on main yet: no resync, no poll
 
 
+async def test_the_apps_feed_gets_events_with_no_query_and_a_resync_after_a_drop(
+    gateway_stack: StackFactory,
+) -> None:
+    """Through the app: a subscriber sees CHANGED from an event (no query), RESYNCED after."""
+    stack = await gateway_stack(live_source="auto")
+    runtime = stack.gateway_runtime()
+    supervisor = runtime.live_sources.supervisor
+    await eventually(_events_up(runtime.live_sources), what="the app's report channel")
+    async with runtime.feed.subscribe([BRIDGE]) as subscription:
+        first = await asyncio.wait_for(anext(subscription), 5)
+        assert (first.reason.name, first.session) == ("INITIAL", None)
+        queries = stack.calls(QUERY)
+        stack.pbx.live_join(BRIDGE, "4000")
+        changed = await asyncio.wait_for(anext(subscription), 5)
+        assert changed.reason.name == "CHANGED"
+        assert changed.session is not None and changed.session.members[0].number == "4000"
+        assert stack.calls(QUERY) == queries  # the event cost no PBX call
+
+        events = supervisor.events
+        assert events is not None
+        stack.pbx.drop_report_channel()
+        await eventually(lambda: not events.connected, what="the drop")
+        stack.pbx.live_join(BRIDGE, "4001")  # while the channel is down: no event
+        resynced = await asyncio.wait_for(anext(subscription), 10)
+        assert resynced.reason.name == "RESYNCED"
+        assert resynced.session is not None
+        assert {m.number for m in resynced.session.members} == {"4000", "4001"}
+        assert stack.calls(QUERY) == queries + 1  # one resync
+
+
 async def test_the_app_takes_pushed_events_when_the_pbx_pushes(
     gateway_stack: StackFactory,
 ) -> None:

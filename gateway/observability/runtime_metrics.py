@@ -40,8 +40,8 @@ class RuntimeCollector(Collector):
     requests: RateLimiter | None
     misses: RateLimiter
     fleet: Fleet | None = None
-    feed: LiveFeed | None = None
     live: LiveHandle | None = None
+    feed: LiveFeed | None = None
     live_fleet: FleetLive | None = None
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
@@ -92,6 +92,8 @@ class RuntimeCollector(Collector):
                 "1 while Redis answers (0: local fallback).",
                 self.fleet.link.up,
             )
+        if self.live is not None:
+            yield from _live_metrics(self.live)
         if self.feed is not None:
             feed = self.feed
             yield GaugeMetricFamily(
@@ -107,8 +109,6 @@ class RuntimeCollector(Collector):
                 "Live subscribers closed because they fell GATEWAY_LIVE_BUFFER updates behind.",
                 feed.slow_consumers,
             )
-        if self.live is not None:
-            yield from _live_metrics(self.live)
         if self.live_fleet is not None:
             yield from _live_fleet_metrics(self.live_fleet)
         limited = CounterMetricFamily(
