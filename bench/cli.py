@@ -3,7 +3,7 @@
 python -m bench                      # everything, under 5 minutes
 python -m bench --quick              # a smaller plan, under a minute and a half
 python -m bench --workloads w1 --targets gateway,limit --duration 3
-python -m bench --profile            # and py-spy on the gateway under w1
+python -m bench --profile            # and py-spy on the gateway under w1, w2, w5, w3/1000
 python -m bench --compare old.json new.json
 """
 
@@ -98,7 +98,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-checks", action="store_true",
                    help="skip w1's second gateway stack and load generator check")  # fmt: skip
     p.add_argument("--profile", action="store_true",
-                   help="then profile the gateway (w1, w2, w3/1000) with py-spy")  # fmt: skip
+                   help="then py-spy on the gateway (of w1, w2, w5, w3/1000)")  # fmt: skip
     return p
 
 

@@ -8,7 +8,8 @@ The result, printed as JSON on stdout, holds every latency in microseconds so th
 can merge several client processes exactly.
 
 The spec: ``host``, ``port``, ``path``, ``bodies`` (strings), ``connections``,
-``duration``, ``timeout``, ``seed``.
+``duration``, ``timeout``, ``seed``, and ``random`` (``bench.workloads.RandomReads`` as a
+dict, or null): when given, each request's body is drawn anew, as wrk's script draws it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,11 +78,30 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]
         await reader.readexactly(2)
 
 
+def drawer(spec: dict[str, Any]) -> Callable[[random.Random], bytes] | None:
+    """Draws one request per call from ``spec["random"]``, or None (pick from the pool)."""
+    shape = spec.get("random")
+    if not shape:
+        return None
+    host, port, path = spec["host"], int(spec["port"]), spec["path"]
+
+    def draw(rng: random.Random) -> bytes:
+        count = rng.randint(1, int(shape["most"]))
+        rooms = rng.sample(range(int(shape["rooms"])), count)
+        numbers = ",".join(f'"{int(shape["first"]) + room}"' for room in rooms)
+        body = f"{shape['prefix']}{numbers}{shape['suffix']}"
+        (request,) = build_requests(host, port, path, [body])
+        return request
+
+    return draw
+
+
 async def connection(
     spec: dict[str, Any], requests: list[bytes], tally: Tally, rng: random.Random
 ) -> None:
     """One keep-alive connection sending requests back to back, forever (until cancelled)."""
     host, port, timeout = spec["host"], int(spec["port"]), float(spec["timeout"])
+    draw = drawer(spec)
     clock = time.perf_counter
     while True:
         try:
@@ -91,7 +112,7 @@ async def connection(
             continue
         try:
             while True:
-                request = requests[rng.randrange(len(requests))]
+                request = draw(rng) if draw else requests[rng.randrange(len(requests))]
                 started = clock()
                 writer.write(request)
                 try:

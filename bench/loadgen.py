@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bench.processes import ROOT
+from bench.workloads import RandomReads
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class Load:
     duration: float
     timeout: float = 30.0
     path: str = "/graphql"
+    random: RandomReads | None = None
+    """Draw each request's body (w5) instead of picking one from ``bodies``."""
 
 
 @dataclass(frozen=True)
@@ -142,9 +145,7 @@ function init(args)
   graphql_errors = 0
 end
 
-function request()
-  return prepared[math.random(#prepared)]
-end
+%(request)s
 
 function response(status, headers, body)
   if status ~= 200 then
@@ -172,12 +173,37 @@ end
 """
 
 
-def wrk_script(bodies: tuple[str, ...], path: str) -> str:
-    """The Lua script for ``bodies`` (JSON text never holds ``]==]``)."""
-    if any("]==]" in body for body in bodies):
+_PICK = r"""function request()
+  return prepared[math.random(#prepared)]
+end"""
+
+_DRAW = r"""-- A body drawn per request (bench.workloads.RandomReads): 1 to most distinct rooms.
+local headers = { ["Content-Type"] = "application/json" }
+function request()
+  local wanted = math.random(1, %(most)d)
+  local seen, parts = {}, {}
+  while #parts < wanted do
+    local room = math.random(0, %(rooms)d - 1)
+    if not seen[room] then
+      seen[room] = true
+      parts[#parts + 1] = '"' .. (%(first)d + room) .. '"'
+    end
+  end
+  local body = [==[%(prefix)s]==] .. table.concat(parts, ",") .. [==[%(suffix)s]==]
+  return wrk.format("POST", "%(path)s", headers, body)
+end"""
+
+
+def wrk_script(bodies: tuple[str, ...], path: str, random: RandomReads | None = None) -> str:
+    """The Lua script for ``bodies``, or drawing ``random``'s (JSON text never holds ``]==]``)."""
+    texts = [*bodies, *((random.prefix, random.suffix) if random else ())]
+    if any("]==]" in text for text in texts):
         raise ValueError("a body holds the Lua long-string terminator ]==]")
     listed = ",\n".join(f"[==[{body}]==]" for body in bodies)
-    return _LUA % {"bodies": listed, "path": path}
+    request = _PICK
+    if random is not None:
+        request = _DRAW % {**vars(random), "path": path}
+    return _LUA % {"bodies": listed, "path": path, "request": request}
 
 
 class Wrk:
@@ -203,7 +229,7 @@ class Wrk:
     def run(self, load: Load, workdir: Path) -> LoadResult:
         """Run wrk for ``load.duration`` (whole seconds: wrk's unit)."""
         script = workdir / "load.lua"
-        script.write_text(wrk_script(load.bodies, load.path))
+        script.write_text(wrk_script(load.bodies, load.path, load.random))
         seconds = max(1, round(load.duration))
         threads = min(self.threads, load.connections)
         argv = [
@@ -264,6 +290,7 @@ class PythonClient:
                 "port": int(port),
                 "path": load.path,
                 "bodies": list(load.bodies),
+                "random": vars(load.random) if load.random else None,
                 "connections": share,
                 "duration": load.duration,
                 "timeout": load.timeout,

@@ -1,4 +1,5 @@
-"""Profile the gateway on the hot workload (w1) with py-spy, and summarise where time goes.
+"""Profile the gateway with py-spy on the workloads asked for (w1, w2, w5, w3/1000), and
+summarise where time goes.
 
 py-spy starts the gateway itself (``py-spy record -- python -m bench.serve gateway``):
 attaching to a running pid needs ptrace rights a container may not grant, starting it
@@ -54,19 +55,27 @@ def py_spy() -> str | None:
 
 
 def profile(bench: Bench, out_prefix: Path) -> dict[str, Any]:
-    """Profile w1 (the hot path), w2 (aliases) and w3 on 1,000 rooms (per-field cost)."""
+    """Profile, of the workloads asked for: w1 (the hot path), w2 (aliases), w5 (random
+    reads: execution) and w3 on 1,000 rooms (per-field cost)."""
     executable = py_spy()
     if executable is None:
         bench.say("\n== Profile: skipped (py-spy is not installed: pip install py-spy)")
         return {"skipped": "py-spy not installed"}
     duration = max(bench.options.duration, 5.0)
+    chosen = bench.options.workloads
+    plan = [
+        workload
+        for key, workload in (
+            ("w1", workloads.w1(duration)),
+            ("w2", workloads.w2(duration)),
+            ("w5", workloads.w5(duration, pool=bench.options.w5_pool)),
+            ("w3", workloads.w3(1_000, duration)),
+        )
+        if key in chosen
+    ]
     return {
         workload.label: profile_workload(bench, executable, workload, out_prefix)
-        for workload in (
-            workloads.w1(duration),
-            workloads.w2(duration),
-            workloads.w3(1_000, duration),
-        )
+        for workload in plan
     }
 
 
@@ -88,10 +97,12 @@ def profile_workload(
         bench.factory.simulator(workload.rooms) as simulator,
         bench.factory.target("gateway", simulator, argv_prefix=wrapper) as target,
     ):
+        if workload.key == "w5":  # every room in the store first: one PBX call, as in the run
+            target.post(workloads.all_rooms("number"))
         target.capture(workload.bodies)
         simulator.settle()
         load = Load(target.process.base_url, workload.bodies, workload.connections,
-                    workload.duration)  # fmt: skip
+                    workload.duration, random=workload.random)  # fmt: skip
         result = bench.loadgen.run(load, bench.workdir)
         target.process.stop_wrapped()
     stacks = read_folded(raw)

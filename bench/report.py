@@ -84,10 +84,14 @@ def workload_header(workload: Workload, loadgen: str, *, rounds: int | None = No
         if (workload.settings_label)
         else "\n   gateway settings: shipped defaults"
     )
+    bodies = (
+        f"bodies drawn per request, {len(workload.bodies)} to check and warm"
+        if workload.random
+        else f"{len(workload.bodies)} distinct bodies"
+    )
     return (
         f"\n== {workload.label}: {workload.title} ({workload.rooms:,} rooms, "
-        f"{workload.connections} connections, {timing}, "
-        f"{len(workload.bodies)} distinct bodies){settings}\n{columns}"
+        f"{workload.connections} connections, {timing}, {bodies}){settings}\n{columns}"
     )
 
 
@@ -235,6 +239,13 @@ def _ratios(ratios: dict[str, dict[str, float | None]]) -> str:
                 f"  {label}: the shipped gateway (request log on) reached "
                 f"{pair['gateway/gw-nolog']:.3f} of the rate of the same gateway with the "
                 "request log off (gw-nolog), in the same rounds"
+            )
+    for label, pair in ratios.items():
+        if pair.get("gateway/gw-noplan") is not None:
+            lines.append(
+                f"  {label}: the shipped gateway (compiled plans on) reached "
+                f"{pair['gateway/gw-noplan']:.1f}x the rate of the same gateway with plans off "
+                "(gw-noplan: strawberry executes every read), in the same rounds"
             )
     if any("gateway/naive_at_least" in pair for pair in ratios.values()):
         lines.append(

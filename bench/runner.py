@@ -39,12 +39,15 @@ from bench.processes import ROOT, RedisServer, machine_busy_seconds, raise_prior
 from bench.targets import SHIPPED_LABEL, Simulator, Stack, Target, TargetFactory
 from bench.workloads import LIFTED_FETCH_BUDGET, Workload
 
-TARGETS = ("gateway", "gw-nolog", "limit", "naive", "apollo", "yoga")
+TARGETS = ("gateway", "gw-nolog", "gw-noplan", "limit", "naive", "apollo", "yoga")
 WORKLOADS = ("w1", "w2", "w5", "cold", "w3", "w4", "workers", "fleet")
 HEAD_TO_HEAD = ("w1", "w2", "w5")
 LOG_OFF = "gw-nolog"
 """The w1 gateway with the request log off: the log's cost, beside the shipped gateway."""
 LOG_OFF_SETTINGS = {"log_level": "WARNING"}
+NO_PLANS = "gw-noplan"
+"""w5 only: the gateway with compiled plans off (strawberry executes every read)."""
+NO_PLANS_SETTINGS = {"compiled_plans": False}
 COLD_ROOMS = 100
 LIFTED_LABEL = "PBX-fetch budget lifted"
 """The cold burst: this many concurrent requests, one different cold room each."""
@@ -317,6 +320,18 @@ class Bench:
             first = workload.bodies[0]
             started[LOG_OFF] = quiet
             checked[LOG_OFF] = "bytes" if quiet.post(first) == replies[first.encode()] else ""
+        if workload.key == "w5" and NO_PLANS in self.options.targets:
+            interpreted = running.enter_context(
+                self.factory.target(
+                    "gateway",
+                    simulator,
+                    settings={**workload.gateway_settings, **NO_PLANS_SETTINGS},
+                )
+            )
+            interpreted.post(workloads.all_rooms("number"))
+            sample = workload.bodies[:5]
+            same = all(interpreted.post(body) == replies[body.encode()] for body in sample)
+            started[NO_PLANS], checked[NO_PLANS] = interpreted, "bytes" if same else ""
         for kind in kinds[1:]:
             if kind == "limit":
                 started[kind] = running.enter_context(
@@ -337,7 +352,8 @@ class Bench:
         if seconds <= 0 or not self._fits(seconds * len(started), f"{workload.label} warm-up"):
             return
         for target in started.values():
-            load = Load(target.process.base_url, workload.bodies, workload.connections, seconds)
+            load = Load(target.process.base_url, workload.bodies, workload.connections, seconds,
+                        random=workload.random)  # fmt: skip
             self.loadgen.run(load, self.workdir)
 
     def _record_merged(
@@ -347,6 +363,8 @@ class Bench:
         merged["target"] = kind
         if kind == LOG_OFF:
             merged["settings"] = "request log off"
+        elif kind == NO_PLANS:
+            merged["settings"] = "compiled plans off (GATEWAY_COMPILED_PLANS=false)"
         else:
             merged["settings"] = workload.settings_label if kind == "gateway" else ""
         if check is not None:
@@ -405,7 +423,7 @@ class Bench:
 
     def _head_to_head_targets(self, workload: Workload) -> list[str]:
         """The targets of a head-to-head, gateway first; peers only where installed."""
-        kinds = [t for t in TARGETS if t in self.options.targets and t != LOG_OFF]
+        kinds = [t for t in TARGETS if t in self.options.targets and t not in (LOG_OFF, NO_PLANS)]
         if workload.key not in self.options.naive_workloads and "naive" in kinds:
             kinds.remove("naive")
         wanted_peers = [k for k in PEERS if k in kinds]
@@ -584,7 +602,13 @@ class Bench:
         redis_before = (redis.sample(), redis.info()) if redis is not None else None
         log_before = _size(target.process.log_path)
         result = loadgen.run(
-            Load(target.process.base_url, workload.bodies, workload.connections, workload.duration),
+            Load(
+                target.process.base_url,
+                workload.bodies,
+                workload.connections,
+                workload.duration,
+                random=workload.random,
+            ),
             self.workdir,
         )
         stats = simulator.stats()
@@ -798,6 +822,8 @@ def ratios(runs: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
         row["gateway/naive"] = _ratio(gateway, targets.get("naive"))
         if LOG_OFF in targets:  # the shipped gateway's rate over the same with no log
             row[f"gateway/{LOG_OFF}"] = _ratio(gateway, targets[LOG_OFF])
+        if NO_PLANS in targets:  # the shipped gateway's rate over the same without plans
+            row[f"gateway/{NO_PLANS}"] = _ratio(gateway, targets[NO_PLANS])
         for kind in PEERS:
             if kind in targets:
                 row[f"gateway/{kind}"] = _ratio(gateway, targets[kind])

@@ -2,8 +2,9 @@
 over HTTP specification (the 2024+ draft).
 
 A thin strawberry subclass: its hooks put in order what lives elsewhere, the protocol's
-rules and refusals (:mod:`gateway.http.negotiation`) and the response cache's fast path
-(:mod:`gateway.http.fast_path`). It uses strawberry's public view API, and one private
+rules and refusals (:mod:`gateway.http.negotiation`), the response cache's fast path
+(:mod:`gateway.http.fast_path`) and the compiled plans' path
+(:mod:`gateway.http.compiled_path`). It uses strawberry's public view API, and one private
 hook (:data:`STRAWBERRY_PRIVATE_HOOK`), pinned and tested.
 
 One request, in order:
@@ -11,7 +12,8 @@ One request, in order:
 1. Refusals before any GraphQL work, each a coded GraphQL error: a method other than GET
    or POST (405, ``Allow: GET, POST``), an ``Accept`` naming no JSON type this view
    writes (406), a POST body that is not ``application/json`` in UTF-8 (415). Then the
-   response cache's answer, when it has one (no GraphQL work at all).
+   response cache's answer, when it has one (no GraphQL work at all), then a compiled
+   plan's, for the reads one covers (no strawberry execution).
 2. A fresh :class:`GatewayContext` (and so a fresh DataLoader), from the runtime and the
    identity the security gate established.
 3. ``operationName`` checked (a string; ``""`` means none, as the spec says for GET), and
@@ -61,6 +63,7 @@ from gateway import http_caching
 from gateway.error_code import ErrorCode
 from gateway.graphiql import asks_for_ide, render_graphiql_page
 from gateway.http import negotiation
+from gateway.http.compiled_path import CompiledPath
 from gateway.http.fast_path import FastPath
 from gateway.http.negotiation import Exchange, exchange_of
 from gateway.http_caching import CachePolicy
@@ -70,6 +73,7 @@ from gateway.runtime import require_runtime
 from gateway.schema import cost_limits
 from gateway.schema.context import GatewayContext
 from gateway.schema.document_budget import RequestBudget
+from gateway.schema.document_cache import documents_of
 from gateway.schema.numbers import NumberBudget
 from gateway.schema.response_cache import ResponseCache
 from gateway.security.identity import Identity
@@ -148,7 +152,14 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
             ttl=settings.cache_ttl,
             etag_key=http_caching.etag_key(settings.redis_token_key),
         )
-        self._fast_path = FastPath(answers or ResponseCache(), self._caching, clock)
+        answers = answers or ResponseCache()
+        self._fast_path = FastPath(answers, self._caching, clock)
+        documents = documents_of(getattr(schema, "extensions", ()))  # strawberry.Schema has them
+        self._compiled = (
+            CompiledPath(documents, answers, self._caching, cost_limits(security), clock)
+            if settings.compiled_plans and documents is not None and not security.persisted_only
+            else None
+        )
 
     @property
     def caching(self) -> CachePolicy:
@@ -189,6 +200,10 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
         cached = await self._fast_path.answer(request, exchange)
         if cached is not None:
             return cached
+        if self._compiled is not None:  # a read a compiled plan answers from the store
+            compiled = await self._compiled.answer(request, exchange)
+            if compiled is not None:
+                return compiled
         try:
             response = await self.run(request)
         except HTTPException as exc:

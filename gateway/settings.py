@@ -162,6 +162,9 @@ class Settings:
     """Rooms one subscription may watch (``conferenceSessions``)."""
     response_cache_bytes: int = 32 * 1024 * 1024
     """Bytes of kept GraphQL answers (see :mod:`gateway.schema.response_cache`); 0: none."""
+    compiled_plans: bool = True
+    """Answer the reads a compiled plan covers straight from the store (see
+    :mod:`gateway.schema.compiled_plan`); off: strawberry executes every operation."""
     request_deadline: float = 15.0
     max_numbers: int = 100
     batch_size: int = 100
@@ -233,6 +236,7 @@ class Settings:
             response_cache_bytes=integer(
                 "GATEWAY_RESPONSE_CACHE_BYTES", d.response_cache_bytes, minimum=0
             ),
+            compiled_plans=reader.boolean("GATEWAY_COMPILED_PLANS", d.compiled_plans),
             request_deadline=_request_deadline(reader),
             max_numbers=integer("GATEWAY_MAX_NUMBERS", d.max_numbers, minimum=1),
             batch_size=integer("GATEWAY_BATCH_SIZE", d.batch_size, minimum=1),

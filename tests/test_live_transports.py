@@ -751,7 +751,7 @@ async def test_ws_persisted_only_runs_registered_documents_only(
 async def test_keepalive_pings_and_heartbeats(gateway_stack: StackFactory, frames: Frames) -> None:
     """A ping per interval on the WebSocket (answered, they go on; unanswered for two
     intervals, the connection is closed 1011); {} heartbeats on a multipart stream."""
-    stack = await gateway_stack(live_transport=LiveTransportLimits(keepalive=0.1))
+    stack = await gateway_stack(live_transport=LiveTransportLimits(keepalive=0.25))
     answering = await _ws(stack, frames)
     await answering.init()
     for _ in range(3):
@@ -890,6 +890,19 @@ async def test_ws_connections_count_in_the_guard(
             break
         await asyncio.sleep(0.01)
     assert guard.open == 0 and guard.websockets == 0 and not guard.per_address
+
+
+async def test_ws_legacy_graphql_ws_protocol_is_not_served(
+    gateway_stack: StackFactory, frames: Frames
+) -> None:
+    """Only graphql-transport-ws: a client offering the legacy graphql-ws alone is closed
+    4406 (subprotocol not acceptable) before anything runs."""
+    stack = await gateway_stack()
+    url = stack.gateway.base_url.replace("http://", "ws://") + "/graphql"
+    async with connect(url, subprotocols=["graphql-ws"], open_timeout=BOUND) as legacy:  # type: ignore[list-item]
+        assert legacy.subprotocol is None
+        ws = Ws(legacy, frames)
+        assert (await ws.closed_with())[0] == 4406
 
 
 async def test_ws_upgrade_headers_are_bounded_as_for_http(gateway_stack: StackFactory) -> None:

@@ -19,6 +19,12 @@ def settings(**env: str) -> Settings:
     return Settings.from_environ({**BASE, "PBX_PASSWORD": PASSWORD, **env})
 
 
+def test_settings_compiled_plans_on_by_default_and_switchable() -> None:
+    """GATEWAY_COMPILED_PLANS: on unless set to false (then strawberry runs every read)."""
+    assert settings().compiled_plans is True
+    assert settings(GATEWAY_COMPILED_PLANS="false").compiled_plans is False
+
+
 def config_error(env: dict[str, str]) -> ConfigError:
     with pytest.raises(ConfigError) as info:
         Settings.from_environ(env)

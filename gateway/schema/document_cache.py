@@ -32,8 +32,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import weakref
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
 import anyio
@@ -55,6 +55,7 @@ from graphql import (
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 
+from gateway.schema.compiled_plan import Plan, compile_plan
 from gateway.schema.context import gateway_context
 from gateway.schema.document_budget import (
     CostLimits,
@@ -79,6 +80,8 @@ class Entry:
     cost: DocumentCost
     errors: tuple[GraphQLError, ...] | None
     """The budget's refusals, or validation's errors once it ran (None: not yet)."""
+    plans: dict[str | None, Plan | None] = field(default_factory=dict)
+    """Compiled plans by operation name, once asked for (None: no plan covers it)."""
 
 
 class Documents:
@@ -88,6 +91,8 @@ class Documents:
         self.limits = limits
         self.validations = 0
         """Documents validated so far (each distinct document once, while it is cached)."""
+        self.compilations = 0
+        """Plans compiled so far (each operation of a valid document once, while cached)."""
         self._entries: LRUCache[bytes, Entry] = LRUCache(maxsize)
         self._keys: LRUCache[str, bytes] = LRUCache(maxsize * 4)
         self._limiters: weakref.WeakKeyDictionary[
@@ -126,12 +131,33 @@ class Documents:
             entry.errors = tuple(errors)
         return entry.errors
 
+    def plan(self, entry: Entry, operation_name: str | None) -> Plan | None:
+        """The compiled plan of a *valid* entry's operation, compiled the first time
+        (:mod:`gateway.schema.compiled_plan`); None when no plan covers it."""
+        if operation_name in entry.plans:
+            return entry.plans[operation_name]
+        plan = compile_plan(entry.document, operation_name)
+        self.compilations += 1
+        # Kept per name the document holds (and for None), so a caller inventing names
+        # cannot grow the dict: a name no operation has finds no plan and is not kept.
+        if plan is not None or operation_name is None or _names(entry.document, operation_name):
+            entry.plans[operation_name] = plan
+        return plan
+
     async def _in_worker(self, function: Callable[..., _T], *args: Any) -> _T:
         loop = asyncio.get_running_loop()
         limiter = self._limiters.get(loop)
         if limiter is None:  # anyio's limiter belongs to the loop that made it
             limiter = self._limiters[loop] = anyio.CapacityLimiter(WORKERS)
         return await anyio.to_thread.run_sync(function, *args, limiter=limiter)
+
+
+def _names(document: DocumentNode, name: str) -> bool:
+    """Whether ``document`` holds an operation called ``name``."""
+    return any(
+        isinstance(d, OperationDefinitionNode) and d.name is not None and d.name.value == name
+        for d in document.definitions
+    )
 
 
 def _parse(
@@ -226,3 +252,12 @@ class DocumentCacheFactory:
 
     def __call__(self) -> DocumentCache:
         return DocumentCache(self.documents)
+
+
+def documents_of(extensions: Sequence[object]) -> Documents | None:
+    """The document cache among a schema's ``extensions`` (the HTTP view's compiled path
+    reads it), or None when the schema has none."""
+    for extension in extensions:
+        if isinstance(extension, DocumentCacheFactory):
+            return extension.documents
+    return None

@@ -21,7 +21,7 @@ as (decoded only for the rare reader that needs the data), the cache holds at mo
 ``max_bytes`` of them (answer, document and variables counted), least recently used
 first out, an answer over an eighth of the budget is not kept at all, and an answer
 leaves the cache when the data it was built from stops being fresh (``ttl``), read or
-not.
+not (the storage: :mod:`gateway.schema.kept_answers`).
 """
 
 from __future__ import annotations
@@ -33,13 +33,13 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
-from cachetools import TLRUCache
 from graphql import ExecutionResult as GraphQLExecutionResult
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext
 from strawberry.types.graphql import OperationType
 
 from gateway.schema.context import gateway_context
+from gateway.schema.kept_answers import KeptAnswers
 from gateway.settings import Settings
 from gateway.store import ConferenceStore
 
@@ -105,17 +105,6 @@ def key_for(
     return (query, operation_name or None, canonical, scopes)
 
 
-class _Answers(TLRUCache[Key, tuple[CachedAnswer, int]]):
-    """cachetools' time-aware LRU, counting what it evicts to make room."""
-
-    evictions = 0
-
-    def popitem(self) -> tuple[Key, tuple[CachedAnswer, int]]:
-        item = super().popitem()
-        self.evictions += 1
-        return item
-
-
 class ResponseCache:
     """Kept answers within a byte budget, checked against the store on every read."""
 
@@ -130,23 +119,18 @@ class ResponseCache:
         self.max_entry_bytes = max_bytes // LARGEST_SHARE
         self.too_large = 0
         """Answers not kept because they exceeded ``max_entry_bytes``."""
-        self._answers = _Answers(
-            max(max_bytes, 1),
-            ttu=lambda key, entry, now: entry[0].oldest + ttl,  # the data's freshness
-            timer=clock,
-            getsizeof=lambda entry: entry[1],
-        )
+        self._ttl = ttl
+        self._answers: KeptAnswers[Key, CachedAnswer] = KeptAnswers(max(max_bytes, 1), clock)
 
     def get(self, key: Key, store: ConferenceStore) -> CachedAnswer | None:
         """The kept answer for ``key`` if every source is still current, else None."""
         self._answers.expire()  # no answer outlives its data, whether read or not
-        entry = self._answers.get(key)
-        if entry is None:
+        kept = self._answers.get(key)
+        if kept is None:
             return None
-        kept = entry[0]
         if all(store.current(source) == version for source, version in kept.sources):
             return kept
-        self._answers.pop(key, None)
+        self._answers.pop(key)
         return None
 
     def put(self, key: Key, answer: CachedAnswer) -> None:
@@ -155,7 +139,7 @@ class ResponseCache:
         if size > self.max_entry_bytes:
             self.too_large += 1
             return
-        self._answers[key] = (answer, size)
+        self._answers.put(key, answer, size, answer.oldest + self._ttl)  # the data's freshness
 
     @property
     def bytes_held(self) -> int:

@@ -4,9 +4,10 @@ The request is an ordinary GraphQL POST (or GET) through the same gate as a quer
 body limit, authentication by headers, the request budget. The answer is
 ``multipart/mixed; boundary=graphql; subscriptionSpec=1.0``: one part per update,
 ``{"payload": {"data": ...}}``, and a ``{}`` heartbeat part every ``GATEWAY_LIVE_KEEPALIVE``
-seconds, so that proxies see traffic and close nothing idle. Never one first: urql 6's
-``fetchSubscriptions`` reads a first part without ``data`` or ``errors`` as an error ("No
-Content") and ends the subscription, so the first part is the INITIAL update.
+seconds, so that proxies see traffic and close nothing idle. Never one first (those due
+before the first update are dropped): urql 6's ``fetchSubscriptions`` reads a first part
+without ``data`` or ``errors`` as an error ("No Content") and ends the subscription, so
+the first part is the INITIAL update.
 ``Cache-Control: no-store`` and ``X-Accel-Buffering: no`` keep caches and nginx from
 holding parts back.
 
@@ -16,7 +17,7 @@ Which requests stream (:func:`wants_multipart`): Apollo Client asks with
 ``subscriptionSpec``, and no JSON type). Either streams; urql's query ``Accept`` (JSON
 types first, multipart last) and Apollo's ``@defer`` ``deferSpec`` stay plain JSON.
 
-The body opens with a boundary line (``\r\n--graphql``, as Apollo's router writes it):
+The body opens with a boundary line (CRLF ``--graphql``, as Apollo's router writes it):
 strawberry starts straight with the first part, which a strict reader takes for a preamble.
 
 A stream opened with a JWT ends when the token expires: a last part with the error

@@ -1,0 +1,45 @@
+"""w5's bodies drawn per request (bench.workloads.RandomReads): the asyncio client and
+wrk's script draw the same shape as the pool the targets are checked with."""
+
+from __future__ import annotations
+
+import json
+import random
+
+from bench import workloads
+from bench.client import drawer
+from bench.loadgen import wrk_script
+
+
+def test_bench_w5_client_draws_one_document_with_fresh_numbers() -> None:
+    """Each drawn request is the w5 document with 1 to 10 distinct rooms of the 10,000."""
+    shape = workloads.random_reads_spec(workloads.W5_ROOMS)
+    spec = {"host": "127.0.0.1", "port": 8000, "path": "/graphql", "random": vars(shape)}
+    draw = drawer(spec)
+    assert draw is not None
+    rng = random.Random(1)
+    seen = set()
+    for _ in range(200):
+        request = draw(rng)
+        head, _, body = request.partition(b"\r\n\r\n")
+        assert f"Content-Length: {len(body)}".encode() in head
+        decoded = json.loads(body)
+        assert decoded["query"] == workloads.ROOMS_BY_NUMBERS
+        numbers = decoded["variables"]["numbers"]
+        assert 1 <= len(numbers) <= workloads.W5_MOST
+        assert len(set(numbers)) == len(numbers)
+        assert all(6400 <= int(number) < 6400 + workloads.W5_ROOMS for number in numbers)
+        assert body == workloads.rooms_by_numbers(numbers).encode()  # the pool's exact text
+        seen.add(body)
+    assert len(seen) == 200  # the response cache would miss every one
+
+
+def test_bench_w5_wrk_script_draws_instead_of_picking() -> None:
+    """With RandomReads, wrk's request() builds the body; without, it picks from the pool."""
+    w5 = workloads.w5(1.0, pool=3)
+    drawn = wrk_script(w5.bodies, "/graphql", w5.random)
+    assert "math.random(1, 10)" in drawn
+    assert "table.concat(parts" in drawn
+    assert "return prepared[math.random(#prepared)]" not in drawn
+    picked = wrk_script(w5.bodies, "/graphql")
+    assert "return prepared[math.random(#prepared)]" in picked
