@@ -262,3 +262,25 @@ async def test_graphiql_assets_answer_404_for_unknown_files(tmp_path: Path, path
     for folder in (PACKAGED_ASSETS_DIR, missing):
         async with app_client(folder) as client:
             assert (await client.get(path)).status_code == 404
+
+
+async def test_graphiql_page_runs_subscriptions_over_a_same_origin_websocket(
+    client: httpx.AsyncClient, assets: Path
+) -> None:
+    """Subscriptions need no other file: the page gives GraphiQL's fetcher a ws(s):// URL of
+    the GraphQL path, whose WebSocket client (graphql-ws, graphql-transport-ws) is inside
+    GraphiQL's committed bundle; the CSP lets the page reach its own origin only
+    (``connect-src 'self'``, which covers ws:// and wss:// to it) and nothing else.
+    tests/test_browser.py runs one in Chromium."""
+    response = await client.get("/graphql")
+    (script,) = PageParts(response.text).inline["script"]
+    assert "subscriptionUrl" in script
+    assert 'parsedURL.protocol === "http:" ? "ws:" : "wss:"' in script
+    assert "shouldPersistHeaders: false" in script  # a key typed in Headers stays in memory
+    manifest = json.loads((assets / MANIFEST).read_text(encoding="utf-8"))
+    bundle = (assets / manifest["assets"]["graphiql.js"]["path"]).read_text(encoding="utf-8")
+    assert "GRAPHQL_TRANSPORT_WS_PROTOCOL = 'graphql-transport-ws'" in bundle
+    assert "createWebsocketsFetcherFromUrl" in bundle
+    policy = response.headers["content-security-policy"]
+    assert "connect-src 'self';" in policy
+    assert "ws:" not in policy and "wss:" not in policy  # no other host, no scheme wildcard

@@ -1,5 +1,11 @@
 // strawberry's GraphiQL page script, except: the endpoint comes from the page's
 // data-graphql-path, and headers (API keys, bearer tokens) are not persisted in localStorage.
+//
+// Subscriptions run over graphql-transport-ws on the same path (ws:// or wss://), through the
+// graphql-ws client GraphiQL's own bundle carries (no other file to load; the page's CSP
+// `connect-src 'self'` covers a same-origin WebSocket). GraphiQL sends the Headers editor's
+// JSON as the connection_init payload, so {"X-API-Key": "..."} authenticates a subscription
+// as it does a query.
 const EXAMPLE_QUERY = `# Welcome to GraphiQL
 #
 # GraphiQL is an in-browser tool for writing, validating, and

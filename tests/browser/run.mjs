@@ -2,6 +2,7 @@
 //
 //   node run.mjs example  <url> <screenshot.png>   the web example: its rooms and banners
 //   node run.mjs graphiql <url> <screenshot.png>   GraphiQL: run the editor's query, read the answer
+//   node run.mjs session  <url> <screenshot.png>   steps from stdin, one JSON line each (below)
 //
 // The browser is Debian's Chromium (CHROMIUM, default /usr/bin/chromium) through
 // playwright-core, which downloads nothing. Playwright gives it a fresh profile; background
@@ -57,11 +58,90 @@ const scenarios = {
     await pane.filter({ hasText: /"(data|errors)"/ }).waitFor({ timeout: WAIT });
     return { editor, result: await pane.innerText() };
   },
+
+  // GraphiQL running a subscription (the URL's `q`): press run, wait until the result pane
+  // shows data, read it while the subscription is still open.
+  async "graphiql-subscription"(page, url) {
+    await page.goto(url);
+    const run = page.locator(".graphiql-execute-button");
+    await run.waitFor({ timeout: WAIT });
+    await run.click();
+    const pane = page.locator(".graphiql-response .result-window");
+    await pane.filter({ hasText: /"(data|errors)"/ }).waitFor({ timeout: WAIT });
+    return { result: await pane.innerText() };
+  },
+
+  // A test drives the page step by step while it changes the world between steps: one JSON
+  // step per stdin line, one JSON answer per stdout line, until stdin ends. Steps:
+  //   {"wait": sel, "state": "attached"|"detached"|"visible"|"hidden"}   wait for it (WAIT)
+  //   {"fill": sel, "value": text}   {"click": sel}   {"press": sel, "key": "Enter"}
+  //   {"texts": sel}    the innerText of every match, in order
+  //   {"attribute": sel, "name": n}  the first match's attribute (null when absent)
+  //   {"problems": true}   what went wrong in the page so far (see `problems` below)
+  // A step that fails answers {"error": message}; the session goes on.
+  async session(page, url, problems) {
+    await page.goto(url);
+    process.stdin.setEncoding("utf8");
+    process.stdout.write(JSON.stringify({ ready: true }) + "\n");
+    for await (const line of lines(process.stdin)) {
+      if (!line.trim()) continue;
+      let answer;
+      try {
+        answer = await step(page, JSON.parse(line), problems);
+      } catch (error) {
+        answer = { error: error.message };
+      }
+      process.stdout.write(JSON.stringify(answer) + "\n");
+    }
+    return { done: true };
+  },
 };
+
+async function step(page, order, problems) {
+  if ("wait" in order) {
+    await page.waitForSelector(order.wait, { state: order.state ?? "attached", timeout: WAIT });
+    return { ok: true };
+  }
+  if ("fill" in order) {
+    await page.fill(order.fill, order.value, { timeout: WAIT });
+    return { ok: true };
+  }
+  if ("click" in order) {
+    await page.click(order.click, { timeout: WAIT });
+    return { ok: true };
+  }
+  if ("press" in order) {
+    await page.press(order.press, order.key, { timeout: WAIT });
+    return { ok: true };
+  }
+  if ("texts" in order) {
+    return { texts: await page.locator(order.texts).allInnerTexts() };
+  }
+  if ("attribute" in order) {
+    return { value: await page.getAttribute(order.attribute, order.name, { timeout: WAIT }) };
+  }
+  if ("problems" in order) {
+    return { problems: [...problems] };
+  }
+  throw new Error(`unknown step ${JSON.stringify(order)}`);
+}
+
+async function* lines(stream) {
+  let buffered = "";
+  for await (const chunk of stream) {
+    buffered += chunk;
+    let end;
+    while ((end = buffered.indexOf("\n")) >= 0) {
+      yield buffered.slice(0, end);
+      buffered = buffered.slice(end + 1);
+    }
+  }
+  if (buffered) yield buffered;
+}
 
 const [scenario, url, screenshot] = process.argv.slice(2);
 if (!(scenario in scenarios) || !url || !screenshot) {
-  console.error("usage: node run.mjs example|graphiql <url> <screenshot.png>");
+  console.error(`usage: node run.mjs ${Object.keys(scenarios).join("|")} <url> <screenshot.png>`);
   process.exit(2);
 }
 
@@ -84,7 +164,7 @@ try {
   );
   let found;
   try {
-    found = await scenarios[scenario](page, url);
+    found = await scenarios[scenario](page, url, problems);
   } catch (error) {
     found = { error: error.message };
   }
