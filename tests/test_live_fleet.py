@@ -409,13 +409,13 @@ async def test_bus_watched_rooms_are_the_fleets_union(
     async with bus_fleet([url] * 3, [{"6400"}, {PM}, {"6402", "6403"}]) as (holder, b, c):
         expected = frozenset({"6400", PM, "6402", "6403"})
         await eventually(lambda: holder.bus.watched_rooms() == expected, what="the union")
-        await raw.hset(holder.bus._watch_key, "intruder", b"9999")  # not sealed: ignored
+        await raw.hset(holder.bus.watch.key, "intruder", b"9999")  # not sealed: ignored
 
         b.feed.watched = {PM, "6404"}
         c.feed.watched = set()
         expected = frozenset({"6400", PM, "6404"})
         await eventually(lambda: holder.bus.watched_rooms() == expected, what="the new union")
-        assert await raw.hexists(holder.bus._watch_key, "intruder") == 0  # removed
+        assert await raw.hexists(holder.bus.watch.key, "intruder") == 0  # removed
 
 
 async def test_bus_watch_entry_of_a_gone_replica_expires(redis_process: RedisProcess) -> None:

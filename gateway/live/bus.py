@@ -20,11 +20,9 @@ applying what the others publish to its own feed.
   to the asker, in the same ordered stream, so no later change can be overtaken by it.
   Chosen over a snapshot in Redis: the answer is ordered with the changes (a snapshot
   read beside the stream can overwrite a newer change with an older state).
-- **Watched rooms of the whole fleet.** Each replica writes the rooms its subscribers
-  watch, sealed, into the hash ``<prefix>live:watch`` under its own id every
-  ``watch_refresh`` seconds (at once when they change); an entry older than ``watch_ttl``
-  belongs to a replica that is gone and is removed. :meth:`BusSink.watched_rooms` is the
-  union, so the holder's poller and reconciliation ask for what the whole fleet watches.
+- **Watched rooms of the whole fleet** (:mod:`gateway.live.fleet_watch`):
+  :meth:`BusSink.watched_rooms` is this replica's and every other's, so the holder's
+  poller and reconciliation ask for what the whole fleet watches.
 
 With Redis unreachable nothing is published or heard (the lease is lost then as well);
 when it is back, the re-subscription asks for a resync.
@@ -50,6 +48,7 @@ from gateway.fleet.sealing import Sealer
 from gateway.live.cancelled import stop_if_cancelled
 from gateway.live.channel import subscribed
 from gateway.live.contracts import LiveSink
+from gateway.live.fleet_watch import FleetWatch
 from gateway.live.wire import (
     Unreadable,
     plain_listing,
@@ -67,7 +66,7 @@ MAX_MESSAGE_BYTES: Final = 4 * 1024 * 1024
 MAX_AGE: Final = 30.0
 """Seconds a message may be old when heard (its seal dates it); older ones are replays."""
 MAX_ROOMS: Final = 10_000
-"""Rooms one resync request or one replica's watch entry may name."""
+"""Rooms one resync request may name."""
 OUTBOX: Final = 10_000
 """Messages waiting to be published; past it the oldest go (receivers see the gap)."""
 BATCH: Final = 100
@@ -101,9 +100,9 @@ class BusSink:
         self._term = term
         self.replica = replica or uuid.uuid4().hex[:12]
         self.channel = link.key("live", "changes")
-        self._watch_key = link.key("live", "watch")
-        self._watch_ttl = watch_ttl
-        self._watch_refresh = watch_refresh
+        self.watch = FleetWatch(
+            link, sealer, local, replica=self.replica, ttl=watch_ttl, refresh=watch_refresh
+        )
         # Publishing (the holder).
         self._outbox: collections.deque[dict[str, Any]] = collections.deque()
         self._wake = asyncio.Event()
@@ -116,7 +115,6 @@ class BusSink:
         # Hearing (every replica).
         self._last: tuple[int, int] = (0, 0)
         self._resync_wanted = False
-        self._fleet_watched: frozenset[str] = frozenset()
         self._warned: set[str] = set()
         self.published = 0
         self.unsent = 0
@@ -169,7 +167,7 @@ class BusSink:
 
     def watched_rooms(self) -> frozenset[str]:
         """What this replica's subscribers watch, and what every other replica's do."""
-        return self._local.watched_rooms() | self._fleet_watched
+        return self._local.watched_rooms() | self.watch.others
 
     def _holding(self) -> int | None:
         """The current term if this replica holds the lease (a new term starts afresh)."""
@@ -206,7 +204,7 @@ class BusSink:
         tasks = [
             asyncio.create_task(self._hear_forever(), name="live bus: hear"),
             asyncio.create_task(self._publish_forever(), name="live bus: publish"),
-            asyncio.create_task(self._watch_forever(), name="live bus: watched rooms"),
+            asyncio.create_task(self.watch.run(), name="live bus: watched rooms"),
         ]
         try:
             await asyncio.gather(*tasks)
@@ -395,71 +393,6 @@ class BusSink:
             return len(blobs)
 
         return await self._link.run(publish, 0)
-
-    # --- the fleet's watched rooms --------------------------------------------------------
-
-    async def _watch_forever(self) -> None:
-        written: frozenset[str] | None = None
-        written_at = 0.0
-        while True:
-            mine = self._local.watched_rooms()
-            due = mine != written or time.monotonic() - written_at >= self._watch_ttl / 3
-            if due and await self._write_watched(mine):
-                written, written_at = mine, time.monotonic()
-            self._fleet_watched = await self._read_watched()
-            stop_if_cancelled()
-            await asyncio.sleep(self._watch_refresh)
-
-    async def _write_watched(self, rooms: frozenset[str]) -> bool:
-        field = self.replica
-        blob = self._sealer.seal(self._watch_name(field), sorted(rooms)[:MAX_ROOMS], time.time())
-        ttl_ms = int(self._watch_ttl * 1000)
-
-        async def write(client: Any) -> bool:
-            async with client.pipeline(transaction=True) as pipe:
-                if rooms:
-                    pipe.hset(self._watch_key, field, blob)
-                else:
-                    pipe.hdel(self._watch_key, field)
-                pipe.pexpire(self._watch_key, ttl_ms)
-                await pipe.execute()
-            return True
-
-        return await self._link.run(write, False)
-
-    async def _read_watched(self) -> frozenset[str]:
-        """Every other replica's watched rooms; entries past ``watch_ttl`` are removed."""
-
-        async def read(client: Any) -> dict[bytes, bytes]:
-            entries: dict[bytes, bytes] = await client.hgetall(self._watch_key)
-            return entries
-
-        none: dict[bytes, bytes] = {}
-        entries = await self._link.run(read, none)
-        rooms: set[str] = set()
-        gone: list[bytes] = []
-        now = time.time()
-        for raw_field, blob in entries.items():
-            field = raw_field.decode(errors="replace")
-            if field == self.replica:
-                continue
-            # Sealed entries only (a day's age is the seal's outer bound; ``watch_ttl``
-            # below decides, silently: an entry expiring is no attack).
-            opened = self._sealer.open(self._watch_name(field), blob, max_age=86_400)
-            if opened is None or now - opened[1] > self._watch_ttl:
-                gone.append(raw_field)
-                continue
-            try:
-                rooms.update(read_rooms(opened[0], limit=MAX_ROOMS) or ())
-            except Unreadable:
-                gone.append(raw_field)
-        if gone:
-            await self._link.run(lambda client: client.hdel(self._watch_key, *gone), 0)
-        return frozenset(rooms)
-
-    def _watch_name(self, field: str) -> str:
-        """The associated data of one replica's entry: moved to another field, it fails."""
-        return f"{self._watch_key}:{field}"
 
 
 _STATES: Final = ("changed", "listed")
