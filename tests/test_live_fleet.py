@@ -798,3 +798,24 @@ async def test_app_holder_polls_the_rooms_another_replica_watches(
                     assert [m.number for m in changed.session.members] == ["4001"]
                 assert holder.live_sources.supervisor.poller.counts.polls >= 1
                 assert other.live_sources.supervisor.poller.counts.polls == 0  # not holding
+
+
+async def test_bus_drops_sealed_messages_of_another_shape_and_oversized_ones(
+    redis_process: RedisProcess, raw: redis.Redis
+) -> None:
+    """Sealed by the fleet but not a shape this gateway writes (a change naming another
+    room, a member of no known kind), or larger than the bound: dropped and counted, the
+    feed untouched."""
+    async with bus_fleet([redis_process.url] * 2, [{PM}, {PM}]) as (holder, other):
+        channel, sealer = holder.bus.channel, Sealer(Secret(KEY))
+        base = {"origin": "elsewhere", "term": 1 << 60, "op": "changed", "number": PM}
+        other_room: dict[str, Any] = {"number": "6400", "name": None, "callid": None, "members": []}
+        odd_member = {"number": PM, "name": None, "callid": None, "members": [{"kind": "x"}]}
+        for seq, session in enumerate((other_room, odd_member), start=1):
+            body = {**base, "seq": seq, "session": session}
+            await raw.publish(channel, sealer.seal(channel, body, time.time()))
+        await raw.publish(channel, b"s1" + bytes(5 * 1024 * 1024))
+        await eventually(lambda: sum(other.bus.dropped.values()) == 3, what="three dropped")
+
+        assert other.bus.dropped == {"shape": 2, "size": 1}
+        assert other.feed.rooms == {} and other.bus.applied == 0
