@@ -168,6 +168,28 @@ def create_app(
                 read_timeout=settings.request_deadline,
                 clock=clock,
             )
+            # Where live changes come from (events or polling); they go to the feed, which
+            # tells its subscribers and patches the session cache. In a fleet only the
+            # lease holder runs the source, into the bus that reaches every replica's feed.
+            live_notes = MemberNotes(settings.cache_ttl, clock=clock)
+            live_fleet = None
+            if fleet is None or settings.redis_token_key is None:
+                live_sources = start_live(
+                    settings, session, feed, notes=live_notes, push=push, serve=_serve_push
+                )
+            else:
+                from gateway.live.fleet_run import start_fleet_live  # the redis extra
+
+                live_sources, live_fleet = start_fleet_live(
+                    settings,
+                    session,
+                    fleet.link,
+                    settings.redis_token_key,
+                    feed,
+                    notes=live_notes,
+                    push=push,
+                    serve=_serve_push,
+                )
             runtime = Runtime(
                 settings=settings,
                 client=client,
@@ -180,16 +202,8 @@ def create_app(
                 metrics=metrics,
                 clock=clock,
                 fleet=fleet,
-                # Where live changes come from (events, push or polling): into the feed,
-                # which tells its subscribers and patches the session cache.
-                live_sources=start_live(
-                    settings,
-                    session,
-                    feed,
-                    notes=MemberNotes(settings.cache_ttl, clock=clock),
-                    push=push,
-                    serve=_serve_push,
-                ),
+                live_sources=live_sources,
+                live_fleet=live_fleet,
             )
             app.runtime = runtime
             unwatch = metrics.watch(
@@ -200,8 +214,9 @@ def create_app(
                     requests=requests,
                     misses=misses,
                     fleet=fleet,
-                    live=runtime.live_sources,
                     feed=feed,
+                    live=runtime.live_sources,
+                    live_fleet=live_fleet,
                 )
             )
             session.start(login_now=settings.login_at_start)

@@ -27,6 +27,7 @@ from gateway.store import ConferenceStore
 
 if TYPE_CHECKING:
     from gateway.fleet.assemble import Fleet
+    from gateway.live.fleet_run import FleetLive
 
 
 @dataclass
@@ -50,6 +51,8 @@ class Runtime:
     """Where live changes come from (the report channel or the poller), running."""
     fleet: Fleet | None = None
     """Redis-shared state, with GATEWAY_REDIS_URL."""
+    live_fleet: FleetLive | None = None
+    """With Redis: the live lease and bus (only the holder runs ``live_sources``' source)."""
 
 
 class GatewayState(TypedDict):

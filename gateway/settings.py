@@ -191,6 +191,9 @@ class Settings:
     redis_token_key: Secret | None = None
     redis_prefix: str = "pbxgw:"
     redis_timeout: float = 2.0
+    live_lease_ttl: float = 10.0
+    """With Redis: seconds the live-source lease lives unrenewed; a dead holder's successor
+    holds it within this plus a third of it (:mod:`gateway.live.lease`)."""
     log_level: str = "INFO"
     graphiql_assets_dir: Path | None = None  # None: the files packaged in gateway/static/
     http_limits: HttpLimits = field(default_factory=HttpLimits)
@@ -260,6 +263,7 @@ class Settings:
             redis_token_key=_token_key(reader),
             redis_prefix=reader.get("GATEWAY_REDIS_PREFIX") or d.redis_prefix,
             redis_timeout=number("GATEWAY_REDIS_TIMEOUT", d.redis_timeout, minimum=0.05),
+            live_lease_ttl=number("GATEWAY_LIVE_LEASE_TTL", d.live_lease_ttl, minimum=1),
             log_level=reader.choice(
                 "GATEWAY_LOG_LEVEL", ("debug", "info", "warning", "error"), d.log_level.lower()
             ).upper(),

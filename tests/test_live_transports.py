@@ -356,6 +356,26 @@ async def test_multipart_query_accept_stays_json(gateway_stack: StackFactory) ->
     assert codes and all(codes), refused.text
 
 
+async def test_multipart_stream_of_a_query_or_nothing_is_a_coded_bad_request(
+    gateway_stack: StackFactory,
+) -> None:
+    """A stream asked for a query, or for no document at all, ends with one coded
+    BAD_REQUEST part (it was an INTERNAL_ERROR, logged as a bug)."""
+    stack = await gateway_stack()
+    asks = [
+        ("GET", {}, None),
+        ("GET", {"query": "{ __typename }"}, None),
+        ("POST", None, {"query": "{ conferences { number } }"}),
+    ]
+    for method, params, body in asks:
+        answer = await stack.client.request(
+            method, "/graphql", params=params, json=body, headers={"accept": "multipart/mixed"}
+        )
+        assert answer.status_code == 200
+        assert '"code":"BAD_REQUEST"' in answer.text, answer.text
+        assert "INTERNAL_ERROR" not in answer.text
+
+
 URQL_CLIENT: Final = """
 import { Client, fetchExchange } from "%(bundle)s";
 const client = new Client({

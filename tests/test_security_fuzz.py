@@ -142,9 +142,12 @@ def check(target: Target, response: httpx.Response, *, ide_allowed: bool = False
         assert ide_allowed, response.text[:300]
         assert "graphiql" in response.text.lower()
         return
-    assert "json" in media, (response.status_code, media, response.text[:300])
-    body = response.json()
-    answers = body if isinstance(body, list) else [body]
+    if media.startswith("multipart/mixed"):  # a subscription stream: each part's payload
+        answers = [part["payload"] for part in multipart_parts(response.text) if part]
+    else:
+        assert "json" in media, (response.status_code, media, response.text[:300])
+        body = response.json()
+        answers = body if isinstance(body, list) else [body]
     for answer in answers:
         assert isinstance(answer, dict), body
         assert "data" in answer or "errors" in answer, answer
@@ -155,6 +158,16 @@ def check(target: Target, response: httpx.Response, *, ide_allowed: bool = False
             # INTERNAL_ERROR means a bug in the gateway (README); the simulator is healthy,
             # so no PBX error code is expected either.
             assert code != "INTERNAL_ERROR" and not code.startswith("PBX_"), error
+
+
+def multipart_parts(text: str) -> list[dict[str, Any]]:
+    """The JSON parts of a multipart subscription answer (boundary ``graphql``)."""
+    parts = []
+    for chunk in text.split("--graphql"):
+        _, _, body = chunk.partition("\r\n\r\n")
+        if body.strip():
+            parts.append(json.loads(body))
+    return parts
 
 
 def check_logs(target: Target, caplog: pytest.LogCaptureFixture) -> None:

@@ -455,3 +455,11 @@ def test_settings_shutdown_grace_covers_the_request_deadline() -> None:
     assert error.message.startswith("GATEWAY_SHUTDOWN_GRACE (10)")
     assert "GATEWAY_REQUEST_DEADLINE (15)" in error.message
     assert "\n" not in error.message
+
+
+def test_settings_live_lease_ttl() -> None:
+    """GATEWAY_LIVE_LEASE_TTL: 10 s by default; under a second is a ConfigError naming it."""
+    assert settings().live_lease_ttl == 10.0
+    assert settings(GATEWAY_LIVE_LEASE_TTL="2.5").live_lease_ttl == 2.5
+    error = config_error({**BASE, "PBX_PASSWORD": PASSWORD, "GATEWAY_LIVE_LEASE_TTL": "0.5"})
+    assert error.message.startswith("GATEWAY_LIVE_LEASE_TTL") and "0.5" in error.message

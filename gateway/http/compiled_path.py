@@ -159,7 +159,7 @@ async def _operation(request: Request) -> tuple[str, str | None, Mapping[str, An
         not isinstance(query, str)
         or not isinstance(name, str | None)
         or not isinstance(variables, dict | None)
-        or params.get("extensions")
+        or params.get("extensions") is not None  # persisted queries, or a wrong type: the view
     ):
         return None
     return query, name or None, variables  # "" names no operation (GraphQL over HTTP)

@@ -22,6 +22,7 @@ from gateway.pbx.breaker import CircuitState
 if TYPE_CHECKING:
     from gateway.fleet.assemble import Fleet
     from gateway.live.feed import LiveFeed
+    from gateway.live.fleet_run import FleetLive
     from gateway.live.supervisor import LiveHandle
     from gateway.pbx.client import PbxClient
     from gateway.pbx.session import PbxSession
@@ -41,6 +42,7 @@ class RuntimeCollector(Collector):
     fleet: Fleet | None = None
     live: LiveHandle | None = None
     feed: LiveFeed | None = None
+    live_fleet: FleetLive | None = None
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         store, session = self.store.stats, self.session
@@ -107,6 +109,8 @@ class RuntimeCollector(Collector):
                 "Live subscribers closed because they fell GATEWAY_LIVE_BUFFER updates behind.",
                 feed.slow_consumers,
             )
+        if self.live_fleet is not None:
+            yield from _live_fleet_metrics(self.live_fleet)
         limited = CounterMetricFamily(
             "gateway_rate_limited", "Refusals by the per-client budgets.", labels=["budget"]
         )
@@ -139,4 +143,38 @@ def _live_metrics(live: LiveHandle) -> Iterator[CounterMetricFamily | GaugeMetri
         "gateway_live_polls",
         "query_in_session calls made by the live poller.",
         supervisor.poller.counts.polls,
+    )
+
+
+def _live_fleet_metrics(live: FleetLive) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    """The live lease (who runs the source) and the bus (what crossed it, what was refused)."""
+    yield GaugeMetricFamily(
+        "gateway_live_lease_held",
+        "1 while this replica holds the fleet's live lease (runs the live source).",
+        0.0 if live.lease.term is None else 1.0,
+    )
+    yield CounterMetricFamily(
+        "gateway_live_lease_lost",
+        "Holds of the live lease lost without releasing (fenced: the source was stopped).",
+        live.lease.lost,
+    )
+    bus = live.bus
+    yield CounterMetricFamily(
+        "gateway_live_bus_published", "Live changes this replica published.", bus.published
+    )
+    yield CounterMetricFamily(
+        "gateway_live_bus_applied", "Live changes heard from the holder and applied.", bus.applied
+    )
+    dropped = CounterMetricFamily(
+        "gateway_live_bus_dropped",
+        "Live bus messages dropped, by why (unsealed, stale, size, shape, fenced, outbox_full).",
+        labels=["reason"],
+    )
+    for reason in ("unsealed", "stale", "size", "shape", "fenced", "outbox_full"):
+        dropped.add_metric([reason], bus.dropped[reason])
+    yield dropped
+    yield CounterMetricFamily(
+        "gateway_live_bus_resyncs",
+        "Resyncs this replica asked the holder for (a re-subscription or a missed message).",
+        bus.resyncs_asked,
     )

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from graphql import GraphQLError
+from strawberry.exceptions import MissingQueryError
+from strawberry.schema.exceptions import InvalidOperationTypeError
 
 from gateway.error_code import ErrorCode
 from gateway.errors import GatewayError
@@ -26,6 +28,12 @@ logger = logging.getLogger("gateway.subscriptions")
 SLOW_CONSUMER_MESSAGE = (
     "this subscription fell too far behind its updates (GATEWAY_LIVE_BUFFER) and was "
     "ended; subscribe again for the current state"
+)
+
+
+NOT_A_SUBSCRIPTION_MESSAGE = (
+    "this stream carries subscriptions only; send a query or mutation for one JSON answer "
+    "(Accept: application/json)"
 )
 
 
@@ -48,6 +56,12 @@ def _coded(error: GraphQLError, request_id: str) -> dict[str, Any]:
     original = error.original_error
     if isinstance(original, SlowConsumer):
         return coded(SLOW_CONSUMER_MESSAGE, ErrorCode.SLOW_CONSUMER)
+    if isinstance(original, InvalidOperationTypeError):  # a query or mutation asked to stream
+        return coded(NOT_A_SUBSCRIPTION_MESSAGE, ErrorCode.BAD_REQUEST)
+    if isinstance(original, MissingQueryError):
+        return coded(
+            "the request has no query: send the subscription's document", ErrorCode.BAD_REQUEST
+        )
     formatted: dict[str, Any] = dict(error.formatted)
     extensions = formatted.get("extensions") or {}
     if isinstance(original, GatewayError) or extensions.get("code"):
