@@ -102,10 +102,14 @@ class CompiledPath:
         identity: Identity,
         operation: Operation,
         variables: Mapping[str, Any] | None,
+        *,
+        missed: bool = False,
     ) -> Compiled | None:
         """The answer to ``operation`` (``variables`` are its canonical ones, decoded) for
         ``identity``, or None to go the long way; what :meth:`answer` and the hot path
-        (:mod:`gateway.http.hot_path`, below Starlette's routing) both answer with."""
+        (:mod:`gateway.http.hot_path`, below Starlette's routing) both answer with.
+        ``missed``: the caller has just looked the key up in the response cache (the hot
+        path, with no await since), so it is not looked up again."""
         if _tracing():
             return None
         query, name, canonical = operation
@@ -120,7 +124,7 @@ class CompiledPath:
         # A kept answer is served as strawberry's ResponseCaching would serve it, including
         # one it kept under the document's own name for a request that sent none.
         key = (query, name, canonical, identity.scopes)
-        kept = self._answers.get(key, store)
+        kept = None if missed else self._answers.get(key, store)
         if kept is None and name is None and plan.operation_name is not None:
             named = (query, plan.operation_name, canonical, identity.scopes)
             kept = self._answers.get(named, store)

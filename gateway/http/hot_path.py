@@ -258,7 +258,7 @@ class HotPath:
             variables = orjson.loads(operation[2])  # the canonical JSON the key holds
         except orjson.JSONDecodeError:
             return None
-        answer = compiled.run(runtime, identity, operation, variables)
+        answer = compiled.run(runtime, identity, operation, variables, missed=True)
         if answer is None:
             state[TRIED_STATE] = True  # the view's compiled path would fall back too
         return answer

@@ -77,6 +77,7 @@ class LineWriter:
         self._wake = threading.Event()
         self._idle = False  # the writer sleeps until a line comes: the next submit wakes it
         self._hurry = 0  # flushes waiting: no linger meanwhile
+        self._hurrying = threading.Lock()  # flushes may come from several threads
         self._reported = 0
         self._closing = False
         self._thread: threading.Thread | None = None
@@ -115,7 +116,8 @@ class LineWriter:
         """Wait until every line queued so far is written (or ``timeout``); whether it was."""
         end = time.monotonic() + timeout
         mark = self._accepted
-        self._hurry += 1
+        with self._hurrying:
+            self._hurry += 1
         try:
             self._wake.set()
             while self._done < mark:
@@ -124,7 +126,8 @@ class LineWriter:
                 time.sleep(0.001)
             return True
         finally:
-            self._hurry -= 1
+            with self._hurrying:
+                self._hurry -= 1
 
     def close(self, timeout: float = 5.0) -> None:
         """Write what is queued, then stop the thread."""
@@ -175,6 +178,7 @@ class LineWriter:
         self._wake = threading.Event()
         self._idle = False
         self._hurry = 0
+        self._hurrying = threading.Lock()
         if not self._closing:
             self._start()
 
