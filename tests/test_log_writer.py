@@ -15,7 +15,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from gateway.observability import request_log
-from gateway.observability.log_writer import LineWriter, dropped_lines, iso_time
+from gateway.observability.log_writer import LineWriter, dropped_lines, iso_time, json_line
 from gateway.observability.logs import JsonFormatter, configure_logging, direct_writer
 from gateway.observability.metrics import Metrics
 
@@ -228,3 +228,37 @@ def test_log_writer_sleeps_idle_and_wakes_for_the_next_line(
     finally:
         writer.close()
     assert stream.read_all() == b"a\nb\n" and stream.writes == 2
+
+
+@pytest.mark.parametrize(
+    ("request_id", "duration_ms", "kind"),
+    [
+        ("abcdef0123456789", 0.12, ("Wall", "ok", 0, "response", "anonymous@127.0.0.1", ())),
+        ('a"b\\c', 0.0, (None, "error", 3, "miss", None, ("PBX_UNAVAILABLE", "X"))),
+        ("id", 12345.67, ('Räume "x"\n', "stale", 1, "stale", "svc?token=s3cr3t", ("Ü",))),
+        ("id", 1e-05, ("\u2028", "ok", 0, "hit", "c", ())),
+    ],
+)
+def test_request_line_is_json_line_of_the_formatters_entry(
+    request_id: str, duration_ms: float, kind: request_log.Constant
+) -> None:
+    """The line assembled from a kind's parts is byte for byte ``json_line`` of the entry
+    JsonFormatter's keys make, asked twice (the second from the kept parts)."""
+    operation, outcome, pbx_fetches, cache, client, codes = kind
+    entry = {
+        "time": "2026-01-02T03:04:05.678+00:00",
+        "level": "info",
+        "logger": "gateway.request",
+        "message": f"graphql {operation or 'anonymous'} {outcome}",
+        "request_id": request_id,
+        "operation": operation,
+        "outcome": outcome,
+        "duration_ms": duration_ms,
+        "pbx_fetches": pbx_fetches,
+        "cache": cache,
+        "client": client,
+        "error_codes": list(codes),
+    }
+    for _ in range(2):
+        line = request_log.request_line(entry["time"], request_id, duration_ms, kind)  # type: ignore[arg-type]
+        assert line == json_line(entry)
