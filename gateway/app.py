@@ -272,6 +272,7 @@ def create_app(
             requests=requests,
             cors=cors,
             clock=clock,
+            compiled=graphql.compiled,
         )
         if hot_path
         else None,

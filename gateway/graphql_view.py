@@ -166,6 +166,11 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
         """How answers are marked cacheable; the hot path marks its own the same way."""
         return self._caching
 
+    @property
+    def compiled(self) -> CompiledPath | None:
+        """The compiled plans' path (None when off); the hot path runs it on a miss."""
+        return self._compiled
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)

@@ -219,17 +219,23 @@ class ConferenceStore:
         return futures
 
     def _sort(
-        self, numbers: Sequence[str], now: float | None = None
+        self,
+        numbers: Sequence[str],
+        now: float | None = None,
+        fresh: Mapping[str, Entry] | None = None,
     ) -> tuple[dict[str, Entry], dict[str, asyncio.Future[Entry]], list[str], list[str]]:
         """Split numbers into answered now, waiting on a call under way, to fetch, and
-        answered now but to refresh in the background."""
+        answered now but to refresh in the background. ``fresh``: entries the caller has
+        just looked up at ``now`` (found fresh), not looked up again."""
         now = self._clock() if now is None else now
         entries: dict[str, Entry] = {}
         waiting: dict[str, asyncio.Future[Entry]] = {}
         missing: list[str] = []
         revalidate: list[str] = []
         for number in dict.fromkeys(numbers):
-            entry = _lookup(self._fresh, number)
+            entry = fresh.get(number) if fresh is not None else None
+            if entry is None:
+                entry = _lookup(self._fresh, number)
             if entry is not None and now - entry.fetched_at < self._ttl:
                 entries[number] = entry
                 self.stats.hits += 1
@@ -258,16 +264,18 @@ class ConferenceStore:
         For callers that cannot wait (a compiled plan, :mod:`gateway.schema.compiled_plan`):
         the same answer, stale marks, counts and side effects as :meth:`get_many`."""
         now = self._clock()
-        for number in numbers:
+        fresh: dict[str, Entry] = {}
+        for number in dict.fromkeys(numbers):  # get_many's order: the cache's LRU order too
             entry = _lookup(self._fresh, number)
             if entry is not None and now - entry.fetched_at < self._ttl:
                 if isinstance(entry.conference, UnreadableRoom):
                     return None
+                fresh[number] = entry
             elif self._recent(number, now) is None:
                 return None
         # get_many's part before its first wait, for numbers all answered now (the same
-        # clock reading: none is missing or waiting).
-        entries, _, missing, revalidate = self._sort(numbers, now)
+        # clock reading: none is missing or waiting; the fresh ones not looked up again).
+        entries, _, missing, revalidate = self._sort(numbers, now, fresh)
         for number, entry in entries.items():
             self._note_expired(report, number, entry)
         self._queue.enqueue(missing)

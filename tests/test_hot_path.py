@@ -26,6 +26,7 @@ import httpx
 import pytest
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Router
 
 from gateway.app import GatewayApp, create_app
 from gateway.demo import demo_settings
@@ -34,8 +35,11 @@ from gateway.http import hot_path
 from gateway.http.hot_path import HotPath
 from gateway.observability.logs import configure_logging, direct_writer
 from gateway.runtime import Runtime
+from gateway.schema import GatewaySchema
+from gateway.schema.compiled_plan import Plan
 from gateway.secrets import Secret
 from gateway.security.config import SecuritySettings
+from gateway.security.gate import GraphQLGate
 from gateway.security.identity import ALL_SCOPES, PINS, READ
 from gateway.serving import LoopbackServer
 from gateway.simulator import SimulatorServer
@@ -54,6 +58,14 @@ WALL: Final = 'query Wall { conference(number: "6401") { name participantPasswor
 ROOM: Final = "query Room($n: String!) { conference(number: $n) { number name moderatorPassword } }"
 ORIGIN: Final = "https://wallboard.example"
 GRAPHQL_RESPONSE: Final = "application/graphql-response+json"
+ROOMS: Final = (
+    "query Rooms($numbers: [String!]) "
+    "{ conferences(numbers: $numbers) { number name participantPassword } }"
+)
+NAMES: Final = "query Names($numbers: [String]) { conferences(numbers: $numbers) { number name } }"
+ONE: Final = "query One($n: String!) { conference(number: $n) { number name } }"
+WALL_CLOCK: Final = 1_800_000_000.0
+"""time.time() for the stale marks' fetchedAt: both gateways answer in the same second."""
 
 
 @dataclasses.dataclass
@@ -418,6 +430,179 @@ async def test_hot_path_keeps_readings_of_answered_bodies_only_and_within_a_budg
     assert pair.hot.answered == 31
     await pair.post({"query": WALL})  # its reading was dropped long ago: read again
     assert pair.hot.answered == 32
+
+
+# --- compiled plans below Starlette --------------------------------------------------------
+
+
+def rooms(query: str, *numbers: str | None) -> dict[str, Any]:
+    """A POST body asking ``query`` for ``numbers`` (variable ``numbers``)."""
+    return {"query": query, "variables": {"numbers": list(numbers)}}
+
+
+async def test_hot_path_answers_misses_with_compiled_plans_as_the_full_path(
+    twins: TwinFactory, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reads the response cache misses, answered by a compiled plan in front of Starlette
+    (fresh, kept under the document's name, over GET with its caching headers, stale) or
+    handed on (a document not yet validated, a room not in the store, bad or too many
+    numbers, a scope missing for a PIN field, an empty request budget): every answer the
+    same both ways, with keys of two scopes, CORS and a request budget."""
+    monkeypatch.setattr("gateway.staleness.time.time", lambda: WALL_CLOCK)
+    stored, plain = write_keys(tmp_path, {"pins": [READ, PINS], "reader": [READ]})
+    security = api_key_security(stored, cors_origins=(ORIGIN,), rate=1.0, burst=120.0)
+    pair = await twins(security, max_numbers=4)
+    pins, reader = {"x-api-key": plain["pins"]}, {"x-api-key": plain["reader"]}
+    plans = pair.runtime(pair.on)  # the on side's store, for its counts
+
+    await pair.post({"query": "{ conferences { number } }"}, reader)  # every room stored
+    # A document's first request validates it (strawberry, both ways): no plan yet.
+    await pair.post(rooms(ROOMS, "6400", "6401"), pins)
+    await pair.post(rooms(NAMES, "6400"), reader)
+    assert (pair.hot.answered, pair.hot.compiled) == (0, 0)
+
+    fetches = plans.store.stats.fetches
+    for numbers in (["6402", "6403"], ["6404"], ["6405", "6402", "6405"], []):
+        answer = await pair.post(rooms(ROOMS, *numbers), pins)
+        assert "errors" not in answer.json()
+    assert pair.hot.compiled == 4
+    assert (await pair.post(rooms(ROOMS, "6404"), pins)).status_code == 200  # kept: a hit
+    assert (pair.hot.answered, pair.hot.compiled) == (1, 4)
+    for headers in (reader, {**reader, "accept": GRAPHQL_RESPONSE}, {**reader, "origin": ORIGIN}):
+        await pair.post(rooms(NAMES, "6406", "6407"), headers)
+    assert pair.hot.compiled == 5  # then a hit, twice
+    assert plans.store.stats.fetches == fetches  # every room from the store
+
+    # Handed on: a PIN field without the scope (FORBIDDEN), numbers that are not rooms'
+    # or too many, a room the store has not seen (fetched, then known as no room).
+    before = pair.hot.compiled
+    withheld = await pair.post(rooms(ROOMS, "6408"), reader)
+    assert withheld.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    for numbers in (["64a0"], ["6400", ""], ["6400", "6401", "6402", "6403", "6404"]):
+        assert (await pair.post(rooms(NAMES, *numbers), reader)).json()["errors"]
+    await pair.post(rooms(NAMES, "6406", None, "6407"), reader)  # a null item
+    await pair.post(rooms(ROOMS, "6499", "6409"), pins)
+    assert pair.hot.compiled == before
+    await pair.post(rooms(ROOMS, "6499", "6410"), pins)  # 6499 is now known as no room
+    assert pair.hot.compiled == before + 1
+    await pair.post({"query": ROOMS, "variables": {"numbers": "6411"}}, pins)  # a list of one
+    await pair.post({"query": ROOMS, "variables": {"numbers": 6411}}, pins)  # does not coerce
+    await pair.post({"query": ONE, "variables": {"n": "6411"}}, reader)  # validates ONE
+    await pair.post({"query": ONE, "variables": {}}, reader)  # a missing variable
+    assert pair.hot.compiled == before + 2
+
+    # A kept answer under the document's own name, for a request that sent none.
+    await pair.post({**rooms(ROOMS, "6401", "6402"), "operationName": "Rooms"}, pins)
+    kept = pair.hot.answered
+    await pair.post(rooms(ROOMS, "6401", "6402"), pins)
+    assert (pair.hot.answered, pair.hot.compiled) == (kept, before + 4)
+
+    # GET: Cache-Control from the oldest room's age, ETag, 304.
+    pair.clock.advance(10)
+    url = {"query": NAMES, "variables": json.dumps({"numbers": ["6400", "6405"]})}
+    got = await pair.get(url, reader)
+    assert got.headers["cache-control"] == "private, max-age=20"
+    assert pair.hot.compiled == before + 5
+    url["variables"] = json.dumps({"numbers": ["6401", "6405"]})
+    got = await pair.get(url, {**reader, "if-none-match": '"x"'})
+    url["variables"] = json.dumps({"numbers": ["6405", "6401"]})
+    await pair.get(url, {**reader, "if-none-match": got.headers["etag"]})  # another body
+    url["variables"] = json.dumps({"numbers": ["6402", "6406"]})
+    assert (await pair.get(url, {**reader, "if-none-match": "*"})).status_code == 304
+    assert pair.hot.compiled == before + 8
+
+    # Stale: past the TTL, served while refreshed (no-store, extensions.stale), each set
+    # of rooms asked once, so neither gateway has its refresh back before it answers.
+    pair.clock.advance(25)
+    stale = await pair.post(rooms(ROOMS, "6400", "6403"), pins)
+    assert stale.json()["extensions"]["stale"]
+    url["variables"] = json.dumps({"numbers": ["6406", "6407"]})
+    got = await pair.get(url, reader)
+    assert got.headers["cache-control"] == "no-store" and got.json()["extensions"]["stale"]
+    assert pair.hot.compiled == before + 10
+
+    # The request budget: both refuse at the same request; a plan never runs for a
+    # caller whose budget is empty.
+    statuses = [(await pair.post(rooms(NAMES, "6400"), reader)).status_code for _ in range(130)]
+    assert statuses[0] == 200 and statuses[-1] == 429
+    runtimes = [pair.runtime(server) for server in (pair.on, pair.off)]
+    rejected = [runtime.requests.rejected for runtime in runtimes if runtime.requests]
+    assert rejected[0] == rejected[1] > 0
+    compiled = pair.hot.compiled
+    assert (await pair.post(rooms(NAMES, "6409"), reader)).status_code == 429
+    assert pair.hot.compiled == compiled
+
+
+async def test_compiled_answer_below_starlette_skips_routing_and_strawberry(
+    twins: TwinFactory, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A read a plan answers in the hot path never enters Starlette's routing, the gate or
+    strawberry; the view's plan is not run again for one that fell back; and the log line
+    and metrics are those of the full path's answer."""
+    counts: dict[str, list[int]] = {"router": [], "gate": [], "execute": [], "plan": []}
+
+    def counted(name: str, call: Any) -> Any:
+        async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            counts[name].append(1)
+            return await call(self, *args, **kwargs)
+
+        return wrapper
+
+    run = Plan.run
+
+    def plan_run(self: Plan, *args: Any, **kwargs: Any) -> Any:
+        counts["plan"].append(1)
+        return run(self, *args, **kwargs)
+
+    monkeypatch.setattr(Plan, "run", plan_run)
+    monkeypatch.setattr(Router, "__call__", counted("router", Router.__call__))
+    monkeypatch.setattr(GraphQLGate, "__call__", counted("gate", GraphQLGate.__call__))
+    monkeypatch.setattr(GatewaySchema, "execute", counted("execute", GatewaySchema.execute))
+    caplog.set_level(logging.INFO, logger="gateway.request")
+    pair = await twins(anonymous_security(ALL_SCOPES, rate=None))
+    await pair.post({"query": "{ conferences { number } }"})
+    await pair.post(rooms(NAMES, "6400"))  # validates the document, both ways
+    for key in counts:
+        counts[key].clear()
+
+    lines: list[list[dict[str, Any]]] = []
+    for index in range(10):
+        before = len(caplog.records)
+        answer = await pair.post(rooms(NAMES, f"64{index + 1:02d}", "6400"))
+        assert [room["number"] for room in answer.json()["data"]["conferences"]][1] == "6400"
+        records = [r for r in caplog.records[before:] if r.name == "gateway.request"]
+        lines.append([getattr(r, "fields", {}) for r in records])
+    assert pair.hot.compiled == 10
+    # Only the full-path twin routed and gated; neither executed (a plan ran on each side).
+    assert (len(counts["router"]), len(counts["gate"]), len(counts["execute"])) == (10, 10, 0)
+    assert len(counts["plan"]) == 20
+    varying = ("request_id", "duration_ms")
+    for on, off in lines:
+        assert {k: v for k, v in on.items() if k not in varying} == {
+            k: v for k, v in off.items() if k not in varying
+        }
+        assert (on["operation"], on["cache"], on["outcome"]) == ("Names", "hit", "ok")
+    samples = [names_figures(pair.runtime(server)) for server in (pair.on, pair.off)]
+    assert samples[0] == samples[1] and samples[0]["requests"] == 11
+
+    # A plan that falls back (a bad number): run once on each side (in the hot path, not
+    # again in the view), then strawberry answers, both ways.
+    await pair.post(rooms(NAMES, "64a0"))
+    assert len(counts["execute"]) == 2 and pair.hot.compiled == 10
+    assert len(counts["plan"]) == 22
+
+
+def names_figures(runtime: Runtime) -> dict[str, float]:
+    """The request metrics a compiled read of ``Names`` moves."""
+    registry = runtime.metrics.registry
+    labels = {"operation": "Names", "outcome": "ok"}
+    return {
+        "requests": registry.get_sample_value("gateway_graphql_requests_total", labels) or 0.0,
+        "observed": registry.get_sample_value(
+            "gateway_graphql_request_duration_seconds_count", {"operation": "Names"}
+        )
+        or 0.0,
+    }
 
 
 def figures(runtime: Runtime) -> dict[str, float]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from gateway.schema.response_cache import canonical_variables, key_for
 from gateway.security.api_keys import StoredKey, hash_key, new_key
 from gateway.security.config import SecuritySettings
 from gateway.security.identity import PINS, READ
@@ -151,3 +154,17 @@ async def test_response_cache_of_zero_bytes_keeps_nothing(gateway_stack: StackFa
     assert await stack.graphql(WALL) == await stack.graphql(WALL)
     assert responses_cached(stack) == 0
     assert sample(stack, "gateway_response_cache_entries") == 0
+
+
+def test_response_cache_key_is_one_text_per_variables_value() -> None:
+    """Variables written in another key order or spacing are the same key; other values,
+    an integer orjson cannot encode included, are other keys; None and {} are the same."""
+    same = [{"b": [1, "é"], "a": {"z": 1, "y": 2.5}}, {"a": {"y": 2.5, "z": 1}, "b": [1, "é"]}]
+    assert canonical_variables(same[0]) == canonical_variables(same[1])
+    assert canonical_variables(None) == canonical_variables({}) == "{}"
+    values: list[dict[str, Any]] = [
+        {"n": 2**70}, {"n": 2**70 + 1}, {"n": 1}, {"n": "1"}, {"n": [1]}, {"n": None},
+    ]  # fmt: skip
+    texts = {canonical_variables(value) for value in values}
+    assert len(texts) == len(values)
+    assert key_for("q", "", None, frozenset()) == key_for("q", None, {}, frozenset())

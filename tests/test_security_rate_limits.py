@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from gateway.security.identity import READ
+from gateway.security.rate_limit import RateLimiter
 from tests.gateway_stack import Stack, StackFactory
 from tests.security_helpers import (
     ROOM_ANSWER,
@@ -22,6 +23,7 @@ from tests.security_helpers import (
     refusal,
     write_keys,
 )
+from tests.timing import FakeClock
 
 ONE = '{ conference(number: "%s") { number name } }'
 
@@ -230,3 +232,20 @@ async def test_rate_limited_message_and_retry_after_agree_when_rounded(
     assert error["extensions"] == {"code": "RATE_LIMITED", "retryAfter": 1}
     assert "retry in 1 s" in error["message"]
     assert response.headers["retry-after"] == "1"
+
+
+def test_rate_allows_peeks_without_taking() -> None:
+    """``allows`` says what ``take`` would answer now and takes nothing (the hot path
+    peeks before it runs a compiled plan, then takes once the plan answered)."""
+    clock = FakeClock()
+    limiter = RateLimiter(rate=1.0, burst=2.0, clock=clock)
+    for _ in range(5):
+        assert limiter.allows("a")  # a new bucket: the burst, and still untouched
+    assert limiter.take("a") == 0.0 and limiter.take("a") == 0.0
+    assert not limiter.allows("a") and limiter.rejected == 0
+    assert limiter.take("a") > 0 and limiter.rejected == 1
+    clock.advance(1.0)
+    assert limiter.allows("a") and limiter.allows("a")
+    assert limiter.take("a") == 0.0
+    assert not limiter.allows("a")
+    assert not RateLimiter(rate=1.0, burst=0.5, clock=clock).allows("b")

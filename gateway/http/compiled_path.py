@@ -11,6 +11,10 @@ and the security gate ran before, as for every request. Anything else, or anythi
 plan cannot answer exactly (it raises :class:`~gateway.schema.compiled_plan.Fallback`
 before it changes anything), goes the long way: strawberry, the reference.
 
+Most such reads are answered before the view: the hot path (:mod:`gateway.http.hot_path`)
+calls :meth:`CompiledPath.run` on a response-cache miss, below Starlette's routing, and
+writes the same answer; the view's :meth:`CompiledPath.answer` serves what it passes over.
+
 Off (``GATEWAY_COMPILED_PLANS=false``), with persisted-only documents (the registry
 decides what runs), and while OpenTelemetry records spans (each operation's span is
 strawberry's extension's).
@@ -20,7 +24,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Final
 
 import orjson
 from starlette.requests import Request
@@ -31,17 +36,21 @@ from gateway.http.negotiation import Exchange
 from gateway.http_caching import CachePolicy
 from gateway.media_types import content_type
 from gateway.observability import request_log
-from gateway.runtime import runtime_of
+from gateway.runtime import Runtime, runtime_of
 from gateway.schema.compiled_plan import Fallback
 from gateway.schema.document_budget import CostLimits, RequestBudget
 from gateway.schema.document_cache import Documents
-from gateway.schema.response_cache import CachedAnswer, ResponseCache, key_for
+from gateway.schema.response_cache import CachedAnswer, Operation, ResponseCache, operation_of
 from gateway.security.identity import Identity
 
 try:
     from opentelemetry import trace
 except ImportError:  # pragma: no cover - depends on the installed extras
     trace = None  # type: ignore[assignment]
+
+TRIED_STATE: Final = "gateway.compiled_tried"
+"""``scope["state"]`` key set by the hot path when it ran this request's plan and the plan
+fell back: the view does not run it a second time."""
 
 
 class CompiledPath:
@@ -65,15 +74,45 @@ class CompiledPath:
 
     async def answer(self, request: Request, exchange: Exchange) -> Response | None:
         """The answer to ``request``, or None to go the long way."""
-        identity: Identity | None = request.scope.get("state", {}).get("identity")
+        state = request.scope.get("state", {})
+        identity: Identity | None = state.get("identity")
         runtime = runtime_of(request)
-        if identity is None or runtime is None or _tracing():
-            return None
+        if identity is None or runtime is None or state.get(TRIED_STATE):
+            return None  # TRIED_STATE: the hot path ran this request's plan, which fell back
         started = time.perf_counter()
         operation = await _operation(request)
         if operation is None:
             return None
         query, name, variables = operation
+        compiled = self.run(runtime, identity, operation_of(query, name, variables), variables)
+        if compiled is None:
+            return None
+        response = Response(compiled.body, media_type=content_type(exchange.media_type))
+        compiled.record(runtime, identity, time.perf_counter() - started)
+        if request.method != "GET" or compiled.stale:
+            return http_caching.uncacheable(response)
+        cache_control = self._caching.cache_control(compiled.oldest, self._clock())
+        return http_caching.cacheable(
+            response, cache_control, request.headers.get("if-none-match"), self._caching.etag_key
+        )
+
+    def run(
+        self,
+        runtime: Runtime,
+        identity: Identity,
+        operation: Operation,
+        variables: Mapping[str, Any] | None,
+        *,
+        missed: bool = False,
+    ) -> Compiled | None:
+        """The answer to ``operation`` (``variables`` are its canonical ones, decoded) for
+        ``identity``, or None to go the long way; what :meth:`answer` and the hot path
+        (:mod:`gateway.http.hot_path`, below Starlette's routing) both answer with.
+        ``missed``: the caller has just looked the key up in the response cache (the hot
+        path, with no await since), so it is not looked up again."""
+        if _tracing():
+            return None
+        query, name, canonical = operation
         entry = self._documents.known(query)
         if entry is None or entry.errors != ():  # new, invalid, or not validated yet
             return None
@@ -84,55 +123,57 @@ class CompiledPath:
         # Kept under the operation name the request sent, as the fast path looks answers up.
         # A kept answer is served as strawberry's ResponseCaching would serve it, including
         # one it kept under the document's own name for a request that sent none.
-        key = key_for(query, name, variables, identity.scopes)
-        kept = self._answers.get(key, store)
+        key = (query, name, canonical, identity.scopes)
+        kept = None if missed else self._answers.get(key, store)
         if kept is None and name is None and plan.operation_name is not None:
-            named = key_for(query, plan.operation_name, variables, identity.scopes)
+            named = (query, plan.operation_name, canonical, identity.scopes)
             kept = self._answers.get(named, store)
-        oldest: float | None
+        operation_name = name or plan.operation_name
         if kept is not None:
-            body, stale, oldest = kept.body, False, kept.oldest
-        else:
-            try:
-                data, report = plan.run(
-                    variables, identity.scopes, store, runtime.settings.max_numbers
-                )
-            except Fallback:
-                return None
-            self.answered += 1
-            stale, oldest = bool(report), report.oldest_fetched_at
-            answer: dict[str, Any] = {"data": data}
-            if stale:
-                answer["extensions"] = {"stale": report.as_json()}
-            body = orjson.dumps(answer)
-            if not stale and report.sources and oldest is not None:  # as ResponseCaching keeps it
-                # The bytes CachedAnswer.of would encode again: {"data": ...}, nothing else.
-                self._answers.put(
-                    key,
-                    CachedAnswer(
-                        body,
-                        tuple(report.sources.items()),
-                        oldest,
-                        operation=name or plan.operation_name,
-                    ),
-                )
-        response = Response(body, media_type=content_type(exchange.media_type))
+            return Compiled(kept.body, False, kept.oldest, operation_name, "response")
+        try:
+            data, report = plan.run(variables, identity.scopes, store, runtime.settings.max_numbers)
+        except Fallback:
+            return None
+        self.answered += 1
+        stale, oldest = bool(report), report.oldest_fetched_at
+        answer: dict[str, Any] = {"data": data}
+        if stale:
+            answer["extensions"] = {"stale": report.as_json()}
+        body = orjson.dumps(answer)
+        if not stale and report.sources and oldest is not None:  # as ResponseCaching keeps it
+            # The bytes CachedAnswer.of would encode again: {"data": ...}, nothing else.
+            self._answers.put(
+                key, CachedAnswer(body, tuple(report.sources.items()), oldest, operation_name)
+            )
+        return Compiled(body, stale, oldest, operation_name, "stale" if stale else "hit")
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """A compiled path's answer: the body and what its headers and log line say."""
+
+    body: bytes
+    stale: bool
+    """Whether it holds ``extensions.stale`` (then ``no-store``, whatever the method)."""
+    oldest: float | None
+    """When the oldest store entry it read was fetched (``Cache-Control``'s age)."""
+    operation: str | None
+    cache: str
+    """The log line's ``cache``: ``hit`` (a plan ran), ``stale``, ``response`` (kept)."""
+
+    def record(self, runtime: Runtime, identity: Identity, seconds: float) -> None:
+        """The request's log line and metrics, as strawberry's extension writes them."""
         request_log.record(
             runtime.metrics,
             request_id=None,  # made only if the line is written
-            operation=name or plan.operation_name,
-            outcome="stale" if stale else "ok",
-            seconds=time.perf_counter() - started,
+            operation=self.operation,
+            outcome="stale" if self.stale else "ok",
+            seconds=seconds,
             pbx_fetches=0,
-            cache="stale" if stale else "response" if kept is not None else "hit",
+            cache=self.cache,
             client=identity.name,
             codes=[],
-        )
-        if request.method != "GET" or stale:
-            return http_caching.uncacheable(response)
-        cache_control = self._caching.cache_control(oldest, self._clock())
-        return http_caching.cacheable(
-            response, cache_control, request.headers.get("if-none-match"), self._caching.etag_key
         )
 
 

@@ -26,6 +26,15 @@ full path:
   :class:`CORSMiddleware` settings when CORS is on;
 - the same log line and metrics (:func:`gateway.observability.request_log.record`).
 
+A miss is not handed on at once: when compiled plans are on, the view's compiled path
+(:meth:`gateway.http.compiled_path.CompiledPath.run`: the document known and valid, its
+cost within the request budget, a plan that covers it, every room fresh or servable in the
+store) answers it here, with the same headers, log line (``cache`` ``hit``/``stale``),
+metrics and response-cache insert as when the view runs it. With a request budget the
+plan runs only while the caller has a token left (peeked; taken once the plan answered).
+Anything a plan cannot answer falls through, body replayed, and the view does not run the
+plan a second time (:data:`gateway.http.compiled_path.TRIED_STATE`).
+
 What it skips is only work: ``Request`` objects, routing, header parsing into
 dictionaries of strings, and decoding the body's JSON when the same bytes were answered
 before (the reading of a body is kept per body, and the caller's scopes are added per
@@ -41,11 +50,13 @@ import time
 from collections.abc import Callable
 from typing import Final
 
+import orjson
 from starlette.datastructures import Headers, QueryParams
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway import http_caching
+from gateway.http.compiled_path import TRIED_STATE, Compiled, CompiledPath
 from gateway.http.fast_path import OPERATION_STATE, operation_of_body, operation_of_query
 from gateway.http_caching import CachePolicy
 from gateway.media_types import content_type, is_json_request, negotiate
@@ -54,6 +65,7 @@ from gateway.runtime import Runtime
 from gateway.schema.response_cache import Operation, ResponseCache
 from gateway.security.config import SecuritySettings
 from gateway.security.gate import Authenticator, GraphQLGate
+from gateway.security.identity import Identity
 from gateway.security.rate_limit import RateLimiter
 from gateway.subscriptions.multipart import wants_multipart
 
@@ -84,8 +96,10 @@ class HotPath:
         requests: RateLimiter | None,
         cors: CORSMiddleware | None,
         clock: Callable[[], float],
+        compiled: CompiledPath | None = None,
     ) -> None:
         self._answers = answers
+        self._compiled = compiled
         self._caching = caching
         self._max_body = security.max_body_bytes
         self._authenticator = authenticator
@@ -98,7 +112,10 @@ class HotPath:
         self._media: dict[bytes | None, bytes] = {}
         self._json: dict[bytes | None, bool] = {}
         self.answered = 0
-        """Requests answered here (for tests: the rest went the full path)."""
+        """Requests answered here from the response cache (for tests)."""
+        self.compiled = 0
+        """Requests answered here by a compiled plan (or its kept answer under the
+        document's own name): the rest went the full path."""
 
     @property
     def readings_bytes(self) -> int:
@@ -160,26 +177,33 @@ class HotPath:
         except Exception:  # Unauthenticated, or worse: the gate answers, as it always has
             return _replay(message, receive)
         kept = self._answers.get((*operation, identity.scopes), runtime.store)
+        compiled: Compiled | None = None
         if kept is None:
-            return _handing_on(state, operation, _replay(message, receive))
-        if not known:
-            readings.put(seen, operation)
+            compiled = self._run_plan(state, runtime, identity, operation)
+            if compiled is None:
+                return _handing_on(state, operation, _replay(message, receive))
+        elif not known:
+            readings.put(seen, operation)  # only answered bodies: no mutation's variables
         if self._cors is not None:
             send = functools.partial(
                 self._cors.send, send=send, request_headers=Headers(scope=scope)
             )
         if self._requests is not None:
-            wait = self._requests.take(identity.name)
+            wait = self._requests.take(identity.name)  # a plan's answer: allowed (_run_plan)
             if wait > 0:
                 replay = _replay(message, receive)
                 await self._gate.refuse_rate_limited(scope, replay, send, identity, wait)
                 return None
-        answer = kept.body
+        if compiled is not None:
+            answer, oldest, stale = compiled.body, compiled.oldest, compiled.stale
+        else:
+            assert kept is not None
+            answer, oldest, stale = kept.body, kept.oldest, False
         status = 200
-        if method == "POST":
+        if method == "POST" or stale:
             start = [(b"content-length", b"%d" % len(answer)), (b"content-type", media), *_NO_STORE]
         else:
-            cache_control = self._caching.cache_control(kept.oldest, self._clock())
+            cache_control = self._caching.cache_control(oldest, self._clock())
             etag = http_caching.etag_for(answer, media.decode(), self._caching.etag_key)
             start = [
                 (b"cache-control", cache_control.encode()),
@@ -193,21 +217,52 @@ class HotPath:
                 status, answer = 304, b""
             else:
                 start[:0] = [(b"content-length", b"%d" % len(answer)), (b"content-type", media)]
-        request_log.record(
-            runtime.metrics,
-            request_id=None,
-            operation=kept.operation,
-            outcome="ok",
-            seconds=time.perf_counter() - started,
-            pbx_fetches=0,
-            cache="response",
-            client=identity.name,
-            codes=[],
-        )
-        self.answered += 1
+        if compiled is not None:
+            compiled.record(runtime, identity, time.perf_counter() - started)
+            self.compiled += 1
+        else:
+            assert kept is not None
+            request_log.record(
+                runtime.metrics,
+                request_id=None,
+                operation=kept.operation,
+                outcome="ok",
+                seconds=time.perf_counter() - started,
+                pbx_fetches=0,
+                cache="response",
+                client=identity.name,
+                codes=[],
+            )
+            self.answered += 1
         await send({"type": "http.response.start", "status": status, "headers": start})
         await send({"type": "http.response.body", "body": answer})
         return None
+
+    def _run_plan(
+        self,
+        state: dict[str, object],
+        runtime: Runtime,
+        identity: Identity,
+        operation: Operation,
+    ) -> Compiled | None:
+        """A compiled plan's answer to a response-cache miss, or None to fall through.
+
+        Only when the full path would reach the plan: with a request budget, one the
+        caller has a token left in (peeked here, taken by the caller once the plan has
+        answered; a refused request goes the full path, whose gate refuses it)."""
+        compiled = self._compiled
+        if compiled is None:
+            return None
+        if self._requests is not None and not self._requests.allows(identity.name):
+            return None
+        try:
+            variables = orjson.loads(operation[2])  # the canonical JSON the key holds
+        except orjson.JSONDecodeError:
+            return None
+        answer = compiled.run(runtime, identity, operation, variables, missed=True)
+        if answer is None:
+            state[TRIED_STATE] = True  # the view's compiled path would fall back too
+        return answer
 
     def _content_type(self, accept: bytes | None) -> bytes:
         """The ``Content-Type`` of an answer for ``accept``, or ``_NOT_ACCEPTABLE``."""

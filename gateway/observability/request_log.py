@@ -18,12 +18,65 @@ from __future__ import annotations
 import logging
 import time
 from random import getrandbits
+from typing import Final
 
-from gateway.observability.log_writer import iso_time, json_line
+import orjson
+
+from gateway.observability.log_writer import iso_time
 from gateway.observability.logs import direct_writer
 from gateway.observability.metrics import Metrics
 
 logger = logging.getLogger("gateway.request")
+
+Constant = tuple[str | None, str, int, str, str | None, tuple[str, ...]]
+"""What a line shares with the previous lines of the same kind: the operation, outcome,
+PBX fetches, cache outcome, client and error codes."""
+_KINDS_MAX: Final = 256
+_kinds: dict[Constant, tuple[bytes, bytes, bytes]] = {}
+
+
+def request_line(time_text: str, request_id: str, duration_ms: float, kind: Constant) -> bytes:
+    """The JSON line :class:`JsonFormatter` would write for one request (``json_line``
+    of its entry, the same bytes), assembled around the parts lines of one ``kind`` share,
+    which are encoded once (at most ``_KINDS_MAX`` kinds kept, emptied when full)."""
+    parts = _kinds.get(kind)
+    if parts is None:
+        operation, outcome, pbx_fetches, cache, client, codes = kind
+        message = f"graphql {operation or 'anonymous'} {outcome}"
+        parts = (
+            b'","level":"info","logger":"'
+            + logger.name.encode()
+            + b'","message":'
+            + orjson.dumps(message)
+            + b',"request_id":',
+            b',"operation":'
+            + orjson.dumps(operation)
+            + b',"outcome":'
+            + orjson.dumps(outcome)
+            + b',"duration_ms":',
+            b',"pbx_fetches":'
+            + orjson.dumps(pbx_fetches)
+            + b',"cache":'
+            + orjson.dumps(cache)
+            + b',"client":'
+            + orjson.dumps(client)
+            + b',"error_codes":'
+            + orjson.dumps(list(codes))
+            + b"}\n",
+        )
+        if len(_kinds) >= _KINDS_MAX:
+            _kinds.clear()
+        _kinds[kind] = parts
+    head, middle, tail = parts
+    return (
+        b'{"time":"'
+        + time_text.encode()
+        + head
+        + orjson.dumps(request_id)
+        + middle
+        + orjson.dumps(duration_ms)
+        + tail
+    )
 
 
 def record(
@@ -50,29 +103,18 @@ def record(
     if not logger.isEnabledFor(logging.INFO):
         return  # building the line costs more than the rest of a cached answer
     request_id = request_id or f"{getrandbits(64):016x}"  # uuid4 costs 7 µs
-    message = f"graphql {operation or 'anonymous'} {outcome}"
     duration_ms = round(seconds * 1000, 2)
     writer = direct_writer(logger)
     if writer is not None:
         # serve's set-up (the JSON handler alone): the finished line goes straight to the
         # writer thread; no LogRecord, no handler lock, no write on the event loop. The
-        # keys and their order are JsonFormatter's.
+        # keys and their order are JsonFormatter's; most of the line is a kind's.
         writer.submit(
-            json_line(
-                {
-                    "time": iso_time(time.time()),
-                    "level": "info",
-                    "logger": logger.name,
-                    "message": message,
-                    "request_id": request_id,
-                    "operation": operation,
-                    "outcome": outcome,
-                    "duration_ms": duration_ms,
-                    "pbx_fetches": pbx_fetches,
-                    "cache": cache,
-                    "client": client,
-                    "error_codes": codes,
-                }
+            request_line(
+                iso_time(time.time()),
+                request_id,
+                duration_ms,
+                (operation, outcome, pbx_fetches, cache, client, tuple(codes)),
             )
         )
         return
@@ -86,4 +128,4 @@ def record(
         "client": client,
         "error_codes": codes,
     }
-    logger.info(message, extra={"fields": fields})
+    logger.info(f"graphql {operation or 'anonymous'} {outcome}", extra={"fields": fields})

@@ -101,8 +101,19 @@ def key_for(
     scopes: frozenset[str],
 ) -> Key:
     """The cache key; ``None`` and ``{}`` variables are the same request."""
-    canonical = json.dumps(variables or {}, sort_keys=True, separators=(",", ":"), default=str)
-    return (query, operation_name or None, canonical, scopes)
+    return (query, operation_name or None, canonical_variables(variables), scopes)
+
+
+def canonical_variables(variables: Mapping[str, Any] | None) -> str:
+    """``variables`` as one text per value: JSON with sorted keys (orjson, a tenth of
+    json's cost on every read that misses; json only for what orjson cannot encode, such
+    as an integer past 64 bits, which orjson's text never holds, so no two values meet)."""
+    if not variables:
+        return "{}"
+    try:
+        return orjson.dumps(variables, option=orjson.OPT_SORT_KEYS, default=str).decode()
+    except TypeError:  # orjson.JSONEncodeError
+        return json.dumps(variables, sort_keys=True, separators=(",", ":"), default=str)
 
 
 class ResponseCache:

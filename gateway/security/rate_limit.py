@@ -38,6 +38,14 @@ class RateLimiter:
         self._buckets: LRUCache[str, _Bucket] = LRUCache(max_keys)
         self.rejected = 0
 
+    def allows(self, key: str, cost: float = 1.0) -> bool:
+        """Whether :meth:`take` would allow ``cost`` for ``key`` now; takes nothing."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return self._burst >= cost
+        now = self.clock()
+        return min(self._burst, bucket.tokens + (now - bucket.updated) * self._rate) >= cost
+
     def take(self, key: str, cost: float = 1.0) -> float:
         """Take ``cost`` tokens for ``key``: 0.0 when allowed, else seconds to wait."""
         now = self.clock()
