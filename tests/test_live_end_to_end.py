@@ -26,6 +26,7 @@ from gateway.simulator import SimulatorConfig
 from gateway.simulator.profiles import profile_config
 from tests.gateway_stack import Stack, StackFactory, variant
 from tests.live_clients import Frames, Multipart, Ws, connect_ws, members, multipart_stream
+from tests.loopback import free_port
 from tests.security_helpers import api_key_security, write_keys
 from tests.timing import eventually
 
@@ -209,6 +210,35 @@ async def test_events_reach_every_subscriber_on_both_transports(
     supervisor = on.supervisor
     assert (supervisor.kind, supervisor.poller.counts.polls) == ("events", 0)
     assert supervisor.reconciler.checks == 0
+    await on.close()
+    on.frames.check_clean(stack)
+
+
+async def test_pushed_events_reach_every_subscriber_with_no_query_per_event(
+    live: Callable[..., Any],
+) -> None:
+    """The PBX's report method is HTTP push: the gateway announces its receiver at login,
+    and each join and leave the PBX pushes reaches both subscribers as CHANGED, with no
+    PBX call per event."""
+    on = await live(
+        SimulatorConfig(transport="HTTP"),
+        live_push_port=free_port(),
+        live_push_bind="127.0.0.1",
+    )
+    stack = on.stack
+    await eventually(on.events_up, what="the push receiver")
+    assert on.supervisor.kind == "push"
+    watchers = await on.watch([BRIDGE])
+    assert (await watchers.next())["reason"] == "INITIAL"
+    queries = stack.calls(IN_SESSION)
+    stack.pbx.live_join(BRIDGE, "4000")
+    joined = await watchers.next()
+    assert (joined["reason"], members(joined)) == ("CHANGED", ["4000"])
+    stack.pbx.live_leave(BRIDGE, "4000")
+    left = await watchers.next()
+    assert (left["reason"], left["session"]) == ("CHANGED", None)
+    assert stack.pbx.stats.live["push_events_sent"] == 2
+    assert stack.calls(IN_SESSION) == queries
     await on.close()
     on.frames.check_clean(stack)
 
