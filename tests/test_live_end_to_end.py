@@ -340,6 +340,32 @@ async def test_without_events_the_gateway_ends_on_the_poller_only_while_watched(
     assert (poller.counts.polls, stack.calls(IN_SESSION)) == (polls, queries)
 
 
+async def test_events_only_without_events_corrects_by_reconciliation_and_never_polls(
+    live: Callable[..., Any],
+) -> None:
+    """GATEWAY_LIVE_SOURCE=events against a PBX that sends none: the reconciliation finds
+    the unreported join and sends it to both subscribers; the channel stays and no poll
+    loop ever runs."""
+    on = await live(
+        SimulatorConfig(events=False), live_source="events", live_reconcile_interval=1.0
+    )
+    stack = on.stack
+    await eventually(on.events_up, what="the (silent) report channel")
+    supervisor = on.supervisor
+    watchers = await on.watch([BRIDGE])
+    assert (await watchers.next())["reason"] == "INITIAL"
+    events = supervisor.events
+    assert events is not None
+    await eventually(lambda: BRIDGE in events.known, what="the reconciliation's baseline")
+    stack.pbx.live_join(BRIDGE, "4001")
+    found = await watchers.next()
+    assert (found["reason"], members(found)) == ("CHANGED", ["4001"])
+    assert (supervisor.kind, supervisor.switched_to_polling) == ("events", False)
+    assert (supervisor.poller.counts.ticks, supervisor.poller.counts.polls) == (0, 0)
+    assert events.connected
+    await on.close()
+
+
 async def test_without_events_a_stale_initial_is_corrected_at_the_first_reconciliation(
     live: Callable[..., Any],
 ) -> None:
