@@ -39,6 +39,8 @@ class PollCounts:
     failed: int = 0
     skipped: int = 0
     """Ticks skipped because the previous call was still running."""
+    ticks: int = 0
+    """Intervals that ended (a poll, a skip, or nobody watching): tests count these, not time."""
 
 
 class Poller:
@@ -57,6 +59,7 @@ class Poller:
         try:
             while self.absent is None:
                 await self._sleep(self.interval)
+                self.counts.ticks += 1
                 if self.absent is not None:
                     break
                 watched = sink.watched_rooms()

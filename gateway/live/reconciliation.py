@@ -2,7 +2,8 @@
 
 While the events source runs, the supervisor asks now and then (only while somebody
 watches) for the watched rooms and compares the answer with what the events said
-(``source.known``). A room seen for the first time takes the answer as its baseline. A
+(``source.known``). A room seen for the first time takes the answer as its baseline, which
+is also told to the sink (its subscribers may hold an older state: nothing when not). A
 difference counts only when it outlives a grace twice, the second time against a fresh
 listing: an event on its way, or events that moved past the first listing (a later change)
 are not taken for a missed one. A difference that stays means the PBX does not report every
@@ -56,8 +57,15 @@ class Reconciler:
         self.checks += 1
         listing = await self._query(sorted(watched))
         known = source.known
-        for number in watched:
-            known.setdefault(number, listing.get(number))  # first look: the baseline
+        # First look at a room no event told of (one arriving during the query counts as
+        # told): the answer is its baseline, and its subscribers get it too, since what
+        # they hold may be older (an INITIAL read from a listing taken before a change the
+        # PBX did not report); the feed sends nothing to one who has it already.
+        first = [number for number in watched if number not in known]
+        for number in first:
+            known[number] = listing.get(number)
+        if first:
+            sink.rooms_listed(listing, rooms=first)
         for look in (1, 2):
             if not _differing(known, listing, watched):
                 return []
