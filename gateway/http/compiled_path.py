@@ -200,7 +200,7 @@ async def _operation(request: Request) -> tuple[str, str | None, Mapping[str, An
         not isinstance(query, str)
         or not isinstance(name, str | None)
         or not isinstance(variables, dict | None)
-        or params.get("extensions") is not None  # persisted queries, or a wrong type: the view
+        or params.get("extensions") not in (None, {})  # persisted queries, a wrong type: the view
     ):
         return None
     return query, name or None, variables  # "" names no operation (GraphQL over HTTP)

@@ -67,7 +67,7 @@ def _operation(params: Mapping[str, Any], variables: Any) -> Operation | None:
         not isinstance(query, str)
         or not isinstance(name, str | None)
         or not isinstance(variables, dict | None)
-        or params.get("extensions") is not None  # persisted queries, or a wrong type: the view
+        or params.get("extensions") not in (None, {})  # persisted queries, a wrong type: the view
     ):
         return None
     return operation_of(query, name, variables)
