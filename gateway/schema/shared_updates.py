@@ -20,16 +20,16 @@ An ``INITIAL`` update is made for its subscriber alone, so it is executed for it
 slow consumer's end is raised by the source stream, before any execution.
 
 Bounded: an update keeps at most :data:`MAX_SELECTIONS` results (the rest are executed
-unshared), and its results go with it once no subscriber's buffer holds it.
+unshared), and its results go with it once no subscriber's buffer holds it. Only a result
+computed without awaiting is kept (all of today's live fields).
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, ClassVar
 
 import orjson
-from graphql import ExecutionResult, OperationType, print_ast
+from graphql import OperationType, print_ast
 from graphql.language import FragmentSpreadNode, SelectionSetNode, visit
 from graphql.language.visitor import Visitor
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
@@ -70,17 +70,13 @@ class SharedUpdatesExecutor(StrawberryGraphQLCoreExecutionContext):
         shared = node.update.shared
         found = shared.get(key)
         if found is not None:
-            return _awaited(found) if isinstance(found, asyncio.Future) else found
+            return found
         result = self._execute(serially)
-        if len(shared) >= MAX_SELECTIONS:
-            return result
-        if self.is_awaitable(result):
-            # Resolvers that await: the others wait for the same execution, and one
-            # subscriber leaving (cancelled) does not cancel it for them.
-            task = asyncio.ensure_future(result)
-            shared[key] = task
-            return _awaited(task)
-        shared[key] = result
+        # Only a finished result is shared: every field of a live update resolves without
+        # awaiting (the count test holds it to that); an execution still awaiting would tie
+        # the subscribers waiting on it to the one that started it.
+        if len(shared) < MAX_SELECTIONS and not self.is_awaitable(result):
+            shared[key] = result
         return result
 
     def _execute(self, serially: bool | None) -> Any:
@@ -134,7 +130,3 @@ class _Spreads(Visitor):
 
     def enter_fragment_spread(self, node: FragmentSpreadNode, *_: Any) -> None:
         self.names.add(node.name.value)
-
-
-async def _awaited(future: asyncio.Future[ExecutionResult]) -> ExecutionResult:
-    return await asyncio.shield(future)
