@@ -17,6 +17,7 @@ from typing import Any, Final
 
 import pytest
 
+from gateway.live.feed import UpdateReason
 from gateway.schema import shared_updates
 from gateway.security.identity import MODERATE, PINS, READ
 from tests.gateway_stack import Stack, StackFactory
@@ -48,6 +49,15 @@ subscription { conferenceSessions(numbers: ["6401"]) {
   __typename reason session { ... on ConferenceSession { participants { number } } }
 } }
 """
+# The same operation, its fragment different.
+SPREAD_REASON: Final = """
+subscription Spread { conferenceSessions(numbers: ["6401"]) { ...U } }
+fragment U on ConferenceSessionUpdate { reason }
+"""
+SPREAD_NUMBER: Final = """
+subscription Spread { conferenceSessions(numbers: ["6401"]) { ...U } }
+fragment U on ConferenceSessionUpdate { number session { participants { number } } }
+"""
 
 # (document, variables) per subscriber: the same selection twice, then others.
 OPERATIONS: Final[list[tuple[str, dict[str, Any]]]] = [
@@ -57,6 +67,8 @@ OPERATIONS: Final[list[tuple[str, dict[str, Any]]]] = [
     (ALIASED, {"numbers": [ROOM], "more": True}),
     (ALIASED, {"numbers": [ROOM], "more": False}),
     (INLINE, {}),
+    (SPREAD_REASON, {}),
+    (SPREAD_NUMBER, {}),
 ]
 ID_KEYS: Final = frozenset({"id", "who"})
 
@@ -146,8 +158,8 @@ async def _run(gateway_stack: StackFactory, tmp_path: Path, *, share: bool) -> l
             await _admin(stack, action, number=ROOM, member=member)
             await _tell_feed(stack, ROOM)
             await one_update_each()
-        # Per change: 5 selections x 2 identities' scopes shared, else 6 x 2 x 2 transports.
-        assert shared_updates.executions - before == 3 * (10 if share else 24)
+        # Per change: 7 selections x 2 identities' scopes shared, else 8 x 2 x 2 transports.
+        assert shared_updates.executions - before == 3 * (14 if share else 32)
         for ws in sockets:
             await ws.connection.close()
     texts = [frames.texts for frames in ws_frames]
@@ -223,4 +235,35 @@ async def test_one_execution_per_update_and_selection(
         assert result.errors is None
     assert shared_updates.executions - before == (2 if share else 8)
     for iterator in (*first, *second):
+        await iterator.aclose()  # type: ignore[attr-defined]
+
+
+async def test_an_update_keeps_at_most_max_selections_results(
+    gateway_stack: StackFactory,
+) -> None:
+    """One more distinct selection than an update keeps: every subscriber still gets its
+    answer, one execution each, and the update holds MAX_SELECTIONS results."""
+    stack = await gateway_stack()
+    runtime = stack.gateway_runtime()
+    assert runtime.feed is not None
+    count = shared_updates.MAX_SELECTIONS + 1
+    documents = [
+        f'subscription {{ a{n}: conferenceSessions(numbers: ["{ROOM}"]) {{ reason }} }}'
+        for n in range(count)
+    ]
+    iterators = [await subscribe(runtime, document=document) for document in documents]
+    for iterator in iterators:
+        await next_of(iterator)
+    async with runtime.feed.subscribe([ROOM]) as watcher:  # sees the same update objects
+        assert (await next_of(watcher)).reason is UpdateReason.INITIAL
+        before = shared_updates.executions
+        await _change(stack, "join", "4009")
+        for n, iterator in enumerate(iterators):
+            result = await next_of(iterator)
+            assert result.data == {f"a{n}": {"reason": "CHANGED"}}
+        assert shared_updates.executions - before == count
+        update = await next_of(watcher)
+        assert update.reason is UpdateReason.CHANGED
+        assert len(update.shared) == shared_updates.MAX_SELECTIONS
+    for iterator in iterators:
         await iterator.aclose()  # type: ignore[attr-defined]
