@@ -16,8 +16,9 @@ The first subscriber to receive an update executes and leaves the ``ExecutionRes
 update (:attr:`SessionUpdate.shared`), the others with the same key take it. Everything
 around the execution stays per subscriber: strawberry's extensions and their results,
 coding and logging the errors with the subscriber's request id, the frame and its sending.
-An ``INITIAL`` update is made for its subscriber alone, so it is executed for it alone; a
-slow consumer's end is raised by the source stream, before any execution.
+An ``INITIAL`` update is made for its subscriber alone, so it is executed for it alone and
+nothing is kept (nor is a result with errors: only an ``INITIAL`` carries one); a slow
+consumer's end is raised by the source stream, before any execution.
 
 Bounded: an update keeps at most :data:`MAX_SELECTIONS` results (the rest are executed
 unshared), and its results go with it once no subscriber's buffer holds it. Only a result
@@ -34,6 +35,7 @@ from graphql.language import FragmentSpreadNode, SelectionSetNode, visit
 from graphql.language.visitor import Visitor
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
+from gateway.live.feed import UpdateReason
 from gateway.schema.context import gateway_context
 from gateway.schema.subscription import ConferenceSessionUpdateNode
 
@@ -65,7 +67,8 @@ class SharedUpdatesExecutor(StrawberryGraphQLCoreExecutionContext):
         if not isinstance(node, ConferenceSessionUpdateNode):
             return super().execute_operation(serially)
         key = self._share_key
-        if key is None or key is _UNKNOWN:
+        if key is None or key is _UNKNOWN or node.update.reason is UpdateReason.INITIAL:
+            # An INITIAL update is made for its subscriber alone: nobody to share with.
             return self._execute(serially)
         shared = node.update.shared
         found = shared.get(key)
@@ -75,7 +78,9 @@ class SharedUpdatesExecutor(StrawberryGraphQLCoreExecutionContext):
         # Only a finished result is shared: every field of a live update resolves without
         # awaiting (the count test holds it to that); an execution still awaiting would tie
         # the subscribers waiting on it to the one that started it.
-        if len(shared) < MAX_SELECTIONS and not self.is_awaitable(result):
+        # And one without errors (only an INITIAL update carries one): an error's traceback
+        # refers to the update, which would then hold itself.
+        if len(shared) < MAX_SELECTIONS and not self.is_awaitable(result) and not result.errors:
             shared[key] = result
         return result
 
