@@ -56,7 +56,7 @@ from typing import Any
 import httpx
 
 from bench.loadgen import percentiles
-from bench.processes import cpu_seconds, machine_busy_seconds, rss_bytes
+from bench.processes import machine_busy_seconds, precise_cpu_seconds, rss_bytes
 from bench.subscriber import Subscriber
 
 ANCHOR_BASE = 7000
@@ -157,9 +157,10 @@ class Machine:
     @classmethod
     def now(cls, gateway_pid: int, simulator_pid: int) -> Machine:
         """A sample."""
+        # The scheduler's run time, not 10 ms ticks: a small burst may cost less than one.
         return cls(
-            cpu_seconds(gateway_pid),
-            cpu_seconds(simulator_pid),
+            precise_cpu_seconds(gateway_pid),
+            precise_cpu_seconds(simulator_pid),
             time.process_time(),
             machine_busy_seconds(),
         )

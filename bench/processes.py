@@ -83,6 +83,31 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14 and 15)
 
 
+def _run_seconds(pid: int) -> float | None:
+    """Seconds ``pid``'s live threads have run, to the microsecond: the scheduler's
+    ``se.sum_exec_runtime`` (ms) of each ``/proc/<pid>/task/*/sched``; None when the kernel
+    does not show it. ``utime + stime`` count 10 ms ticks, too coarse for a small burst."""
+    total = 0.0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for line in (task / "sched").read_text().splitlines():
+                if line.startswith("se.sum_exec_runtime"):
+                    total += float(line.split(":", 1)[1])
+                    break
+            else:
+                return None
+    except (OSError, ValueError):
+        return None
+    return total / 1000
+
+
+def precise_cpu_seconds(pid: int) -> float:
+    """CPU seconds one process's live threads have used, to the microsecond where the
+    kernel shows it (a thread that ended no longer counts), else :func:`cpu_seconds`."""
+    found = _run_seconds(pid)
+    return _cpu_seconds(pid) if found is None else found
+
+
 def rss_bytes(pid: int) -> int:
     """Resident bytes of one process now (``VmRSS``); 0 when it is gone."""
     return _status_bytes(pid, "VmRSS")

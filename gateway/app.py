@@ -238,7 +238,10 @@ def create_app(
     # Shared by the schema (which fills it) and the view's fast path.
     answers = ResponseCache(settings.response_cache_bytes, ttl=settings.cache_ttl, clock=clock)
     graphql = GatewayGraphQL(
-        build_schema(security, answers), settings, clock=clock, answers=answers
+        build_schema(security, answers, share_live_updates=settings.live_share_updates),
+        settings,
+        clock=clock,
+        answers=answers,
     )
     authenticator = Authenticator(security)
     gate = GraphQLGate(

@@ -160,6 +160,9 @@ class Settings:
     """Updates a live subscriber may fall behind before it is closed (SLOW_CONSUMER)."""
     live_max_rooms: int = 100
     """Rooms one subscription may watch (``conferenceSessions``)."""
+    live_share_updates: bool = True
+    """A room update is executed once per selection and the result shared by the
+    subscribers asking it (:mod:`gateway.schema.shared_updates`); false: once each."""
     response_cache_bytes: int = 32 * 1024 * 1024
     """Bytes of kept GraphQL answers (see :mod:`gateway.schema.response_cache`); 0: none."""
     compiled_plans: bool = True
@@ -233,6 +236,7 @@ class Settings:
             session_ttl=number("GATEWAY_SESSION_TTL", d.session_ttl, minimum=0.001),
             live_buffer=integer("GATEWAY_LIVE_BUFFER", d.live_buffer, minimum=1),
             live_max_rooms=integer("GATEWAY_LIVE_MAX_ROOMS", d.live_max_rooms, minimum=1),
+            live_share_updates=reader.boolean("GATEWAY_LIVE_SHARE_UPDATES", d.live_share_updates),
             response_cache_bytes=integer(
                 "GATEWAY_RESPONSE_CACHE_BYTES", d.response_cache_bytes, minimum=0
             ),

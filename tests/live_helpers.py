@@ -59,11 +59,15 @@ async def subscribe(
     scopes: frozenset[str] = frozenset({READ}),
     document: str = SESSIONS,
     context: GatewayContext | None = None,
+    variables: dict[str, Any] | None = None,
 ) -> AsyncIterator[Any]:
     """``conferenceSessions(numbers)`` executed in-process (with ``context``, else a fresh
-    one holding ``scopes``): an iterator of results."""
-    schema = build_schema(runtime.settings.security)
-    variables: dict[str, Any] = {} if numbers is None else {"numbers": numbers}
+    one holding ``scopes``; ``variables`` instead of ``numbers`` for another document):
+    an iterator of results."""
+    settings = runtime.settings
+    schema = build_schema(settings.security, share_live_updates=settings.live_share_updates)
+    if variables is None:
+        variables = {} if numbers is None else {"numbers": numbers}
     results = await schema.subscribe(
         document,
         variable_values=variables,

@@ -33,7 +33,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 
 from gateway.errors import BadInputError, PbxUnavailableError
@@ -67,6 +67,10 @@ class SessionUpdate:
     reason: UpdateReason
     error: Exception | None = None
     """``INITIAL`` only: why the room's state could not be read (then ``session`` is None)."""
+    shared: dict[object, object] = field(default_factory=dict, compare=False, repr=False)
+    """What the subscribers of this update computed once for all of them (the schema's
+    executions per selection, :mod:`gateway.schema.shared_updates`): one object is sent
+    to every subscriber of the room."""
 
 
 class SlowConsumer(Exception):

@@ -31,6 +31,7 @@ from gateway.schema.operation_span import OperationSpan
 from gateway.schema.query import Query
 from gateway.schema.request_recorder import RequestRecorder
 from gateway.schema.response_cache import ResponseCache, response_caching
+from gateway.schema.shared_updates import SharedUpdatesExecutor, UnsharedExecutor
 from gateway.schema.stale_marks import StaleMarks
 from gateway.schema.subscription import Subscription
 from gateway.security.config import SecuritySettings
@@ -76,10 +77,15 @@ class GatewaySchema(strawberry.Schema):
 
 
 def build_schema(
-    security: SecuritySettings | None = None, answers: ResponseCache | None = None
+    security: SecuritySettings | None = None,
+    answers: ResponseCache | None = None,
+    *,
+    share_live_updates: bool = True,
 ) -> strawberry.Schema:
     """The gateway's schema with its extensions, one policy each; ``answers`` is the
-    response cache, shared with the HTTP view's fast path."""
+    response cache, shared with the HTTP view's fast path; ``share_live_updates``: a
+    ``conferenceSessions`` update is executed once per selection, not per subscriber
+    (:mod:`gateway.schema.shared_updates`)."""
     limits = security or SecuritySettings(introspection=True)
     # Validation rules are built once: a rule class made per request would cost time, and
     # the document cache (which skips validation for texts it has seen) relies on it too.
@@ -104,6 +110,7 @@ def build_schema(
         subscription=Subscription,
         extensions=extensions,
         config=StrawberryConfig(batching_config=batching),
+        execution_context_class=SharedUpdatesExecutor if share_live_updates else UnsharedExecutor,
     )
 
 
