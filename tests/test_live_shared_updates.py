@@ -21,9 +21,12 @@ from gateway.live.feed import UpdateReason
 from gateway.schema import shared_updates
 from gateway.security.identity import MODERATE, PINS, READ
 from tests.gateway_stack import Stack, StackFactory
+from tests.live_clients import URQL_ACCEPT, Frames, Multipart
+from tests.live_clients import admin as _admin
+from tests.live_clients import connect_ws as _ws
 from tests.live_helpers import SESSIONS, listing, next_of, subscribe
 from tests.security_helpers import api_key_security, write_keys
-from tests.test_live_transports import URQL_ACCEPT, Frames, Multipart, _admin, _tell_feed, _ws
+from tests.test_live_transports import _tell_feed
 
 ROOM: Final = "6401"
 OTHER: Final = "6402"
