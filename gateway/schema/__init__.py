@@ -31,7 +31,7 @@ from gateway.schema.operation_span import OperationSpan
 from gateway.schema.query import Query
 from gateway.schema.request_recorder import RequestRecorder
 from gateway.schema.response_cache import ResponseCache, response_caching
-from gateway.schema.shared_updates import SharedUpdatesExecutor, UnsharedExecutor
+from gateway.schema.shared_updates import executor_class
 from gateway.schema.stale_marks import StaleMarks
 from gateway.schema.subscription import Subscription
 from gateway.security.config import SecuritySettings
@@ -110,7 +110,7 @@ def build_schema(
         subscription=Subscription,
         extensions=extensions,
         config=StrawberryConfig(batching_config=batching),
-        execution_context_class=SharedUpdatesExecutor if share_live_updates else UnsharedExecutor,
+        execution_context_class=executor_class(share_live_updates),
     )
 
 

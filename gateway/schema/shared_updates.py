@@ -27,7 +27,7 @@ computed without awaiting is kept (all of today's live fields).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 import orjson
 from graphql import OperationType, print_ast
@@ -38,6 +38,11 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from gateway.live.feed import UpdateReason
 from gateway.schema.context import gateway_context
 from gateway.schema.subscription import ConferenceSessionUpdateNode
+
+SUPPORTED: Final = hasattr(StrawberryGraphQLCoreExecutionContext, "build_per_event_executor")
+"""Whether this graphql-core runs each subscription event through a per-event executor
+(3.3), where an update's result can be shared. On 3.2, which the dependency floor still
+allows, updates run unshared on strawberry's own executor (:func:`executor_class`)."""
 
 MAX_SELECTIONS = 32
 """Distinct selections whose results one update keeps."""
@@ -135,3 +140,11 @@ class _Spreads(Visitor):
 
     def enter_fragment_spread(self, node: FragmentSpreadNode, *_: Any) -> None:
         self.names.add(node.name.value)
+
+
+def executor_class(share: bool) -> type[SharedUpdatesExecutor] | None:
+    """The schema's execution context: sharing live updates or not; None (strawberry's
+    own) where graphql-core lacks the per-event executor this one overrides."""
+    if not SUPPORTED:
+        return None
+    return SharedUpdatesExecutor if share else UnsharedExecutor

@@ -3,7 +3,13 @@
 from .base_model import BaseModel
 from .client import ConferenceClient
 from .conference_report import ConferenceReport, ConferenceReportConferences
-from .enums import ConferencePrompt, ModeratorAction, ParticipantKind, ParticipantStatus
+from .enums import (
+    ConferencePrompt,
+    ConferenceSessionUpdateReason,
+    ModeratorAction,
+    ParticipantKind,
+    ParticipantStatus,
+)
 from .gateway_base_client import GatewayBaseClient
 from .input_types import (
     ConferenceParticipantsInput,
@@ -18,6 +24,7 @@ __all__ = [
     "ConferencePrompt",
     "ConferenceReport",
     "ConferenceReportConferences",
+    "ConferenceSessionUpdateReason",
     "GatewayBaseClient",
     "InviteParticipantsInput",
     "ModeratorAction",

@@ -10,6 +10,12 @@ class ConferencePrompt(str, Enum):
     NONE = "NONE"
 
 
+class ConferenceSessionUpdateReason(str, Enum):
+    INITIAL = "INITIAL"
+    CHANGED = "CHANGED"
+    RESYNCED = "RESYNCED"
+
+
 class ModeratorAction(str, Enum):
     MUTE = "MUTE"
     UNMUTE = "UNMUTE"
