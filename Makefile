@@ -13,6 +13,8 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 PBX_PORT ?= 8088
 PY     := $(VENV)/bin/python
+# pytest-xdist processes for `make test` (each test file stays on one; 1 runs them in turn).
+TEST_WORKERS ?= 2
 UV     := $(TOOLS)/bin/uv
 # Which venv `uv sync` fills, and which interpreter it builds it from: python3 as found,
 # never one uv would download.
@@ -32,7 +34,7 @@ run: $(RUN_STAMP)  ## The gateway plus the embedded PBX simulator, GraphiQL at h
 	$(PY) -m gateway demo --host $(HOST) --port $(PORT) --pbx-port $(PBX_PORT)
 
 test: lock-check lint system-deps web-example schema-check-tools bench-peers $(DEV_STAMP) $(CODEGEN)  ## The whole suite: the lock, lint, types, then pytest
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS)
 
 system-deps:  ## Debian packages the tests use (redis-server, chromium, node), when root
 	scripts/install-system-deps
