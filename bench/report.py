@@ -259,9 +259,18 @@ def targets(document: dict[str, Any]) -> str:
             continue
         share, apollo = pair.get("gateway/limit"), pair.get("gateway/apollo")
         ok = None if share is None else share >= floor and (apollo is None or apollo > 1)
+        settings = next(
+            (
+                run.get("settings")
+                for run in document.get("runs", [])
+                if run.get("workload") == label and run.get("target") == "gateway"
+            ),
+            "",
+        )
         lines.append(
             f"  {what}: {_num(share, 3)} of the ceiling (target >= {floor}), "
             f"{_times(apollo)} Apollo's rate (target > 1x): {verdict(ok)}"
+            f" ({'shipped defaults, except ' + settings if settings else 'shipped defaults'})"
         )
     for row in document.get("cold_burst", []):
         if row["target"] == "gateway":

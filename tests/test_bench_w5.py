@@ -9,6 +9,7 @@ import random
 from bench import workloads
 from bench.client import drawer
 from bench.loadgen import wrk_script
+from bench.runner import TARGETS, Options
 
 
 def test_bench_w5_client_draws_one_document_with_fresh_numbers() -> None:
@@ -43,3 +44,16 @@ def test_bench_w5_wrk_script_draws_instead_of_picking() -> None:
     assert "return prepared[math.random(#prepared)]" not in drawn
     picked = wrk_script(w5.bodies, "/graphql")
     assert "return prepared[math.random(#prepared)]" in picked
+
+
+def test_bench_w5_rooms_stay_fresh_through_every_round() -> None:
+    """w5 reads rooms already in the store: its TTL outlasts the head-to-head (each target
+    started, checked, warmed and measured, with a margin), so no round measures rooms
+    expired into stale-while-revalidate and PBX refreshes (the default 30 s TTL did: the
+    second round ran at half the first's rate)."""
+    options = Options()
+    w5 = workloads.w5(options.duration)
+    targets = len(TARGETS)  # every target there is, as an upper bound
+    longest = targets * (options.start_cost + options.warmup + options.duration) * 3
+    assert w5.gateway_settings["cache_ttl"] > longest
+    assert "cache TTL" in w5.settings_label  # named beside the figures
