@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from gateway import conference_codec as codec
+from gateway.fleet.cancelled import stop_if_cancelled
 from gateway.fleet.link import RedisLink, script
 from gateway.fleet.sealing import Sealer
 from gateway.pbx.conferences import Conference, Room, UnreadableRoom, in_order
@@ -254,6 +255,7 @@ class SharedCache:
     async def listen(self, on_forget: Callable[[str], None]) -> None:
         """Apply every replica's ``forget`` here too; reconnects while Redis comes and goes."""
         while True:
+            stop_if_cancelled()  # redis-py may have swallowed the cancel (its connection error)
             if not self._link.up:
                 await asyncio.sleep(0.5)
                 continue
@@ -261,6 +263,7 @@ class SharedCache:
                 async with self._link.client.pubsub() as pubsub:
                     await pubsub.subscribe(self.channel)
                     async for message in pubsub.listen():
+                        stop_if_cancelled()
                         if message.get("type") == "message":
                             data = message.get("data")
                             text = data.decode() if isinstance(data, bytes) else str(data)

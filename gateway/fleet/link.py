@@ -22,6 +22,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeout
 
+from gateway.fleet.cancelled import stop_if_cancelled
 from gateway.secrets import Secret
 from gateway.settings import Settings
 
@@ -129,6 +130,7 @@ class RedisLink:
             await asyncio.sleep(PROBE_INTERVAL)
             if not self.up:
                 await self._ping()
+                stop_if_cancelled()  # a ping that swallowed close()'s cancel: stop anyway
 
 
 async def script(link: RedisLink, source: str, keys: list[str], args: list[Any], fallback: T) -> T:

@@ -43,9 +43,9 @@ from typing import Any, Final
 
 from redis.exceptions import RedisError
 
+from gateway.fleet.cancelled import stop_if_cancelled
 from gateway.fleet.link import RedisLink
 from gateway.fleet.sealing import Sealer
-from gateway.live.cancelled import stop_if_cancelled
 from gateway.live.channel import subscribed
 from gateway.live.contracts import LiveSink
 from gateway.live.fleet_watch import FleetWatch

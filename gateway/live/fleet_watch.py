@@ -20,9 +20,9 @@ import asyncio
 import time
 from typing import Any, Final
 
+from gateway.fleet.cancelled import stop_if_cancelled
 from gateway.fleet.link import RedisLink
 from gateway.fleet.sealing import Sealer
-from gateway.live.cancelled import stop_if_cancelled
 from gateway.live.contracts import LiveSink
 from gateway.live.wire import Unreadable, read_rooms
 

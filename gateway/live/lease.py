@@ -38,8 +38,8 @@ from typing import Any, Final
 
 from redis.exceptions import RedisError
 
+from gateway.fleet.cancelled import stop_if_cancelled
 from gateway.fleet.link import RedisLink, script
-from gateway.live.cancelled import stop_if_cancelled
 from gateway.live.channel import subscribed
 from gateway.live.contracts import LiveSink, LiveSource
 

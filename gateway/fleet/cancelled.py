@@ -5,9 +5,10 @@ Python 3.11 ``asyncio.wait_for`` (which redis-py wraps around each write) return
 result instead when the write finishes in the same turn as the cancellation, and redis-py
 may report an interrupted command as its own connection error, which
 :class:`~gateway.fleet.link.RedisLink` turns into a fallback value. The request to cancel
-is still recorded (``Task.cancelling()``), so the live loops, which call Redis forever,
-check it at every turn: otherwise a cancelled lease or bus task would run on and the
-app's shutdown would wait for it forever.
+is still recorded (``Task.cancelling()``), so every loop that calls Redis forever (the
+live lease and bus, the fleet cache's invalidation listener, the link's rejoin probe)
+checks it at every turn: otherwise a cancelled task would run on and the app's shutdown
+would wait for it forever.
 """
 
 from __future__ import annotations
