@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import random
+import time
+import tracemalloc
 from typing import Any
 
-from gateway.schema.response_cache import canonical_variables, key_for
+import orjson
+
+from gateway.schema.response_cache import CachedAnswer, ResponseCache, canonical_variables, key_for
 from gateway.security.api_keys import StoredKey, hash_key, new_key
 from gateway.security.config import SecuritySettings
 from gateway.security.identity import PINS, READ
@@ -168,3 +173,36 @@ def test_response_cache_key_is_one_text_per_variables_value() -> None:
     texts = {canonical_variables(value) for value in values}
     assert len(texts) == len(values)
     assert key_for("q", "", None, frozenset()) == key_for("q", None, {}, frozenset())
+
+
+def test_response_cache_memory_stays_within_the_bytes_it_counts() -> None:
+    """Filled past its budget with random reads' answers encoded as the gateway encodes
+    them (orjson, the compiled path's way), the cache's traced memory stays within its
+    budget. orjson's bytes keep the whole buffer they grew in (4 KB for a 1 KB answer):
+    kept as they came, a 32 MiB budget held about 119 MB."""
+    budget = 4 * 1024 * 1024
+    cache = ResponseCache(budget, ttl=300)
+    document = (
+        "query Rooms($numbers: [String!]) { conferences(numbers: $numbers) "
+        "{ number name participantPassword moderatorPassword moderators prompt } }"
+    )
+    scopes = frozenset({READ, PINS})
+    draw = random.Random(7)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        while cache.evictions < 1_000:
+            numbers = [str(6400 + draw.randrange(10_000)) for _ in range(draw.randint(1, 10))]
+            rooms = [
+                {"number": n, "name": f"Room {n}", "participantPassword": "1234",
+                 "moderatorPassword": "5678", "moderators": ["4001"], "prompt": "DEFAULT"}
+                for n in numbers
+            ]  # fmt: skip
+            key = key_for(document, None, {"numbers": numbers}, scopes)
+            body = orjson.dumps({"data": {"conferences": rooms}})
+            cache.put(key, CachedAnswer(body, tuple((n, 1) for n in numbers), time.monotonic()))
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert cache.bytes_held <= budget
+    assert held <= budget * 1.1, f"{held / budget:.2f} times the budget"
