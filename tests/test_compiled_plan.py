@@ -354,19 +354,33 @@ async def test_compiled_answers_fall_back_for_what_plans_do_not_cover(
     assert gateway.compiled.answered == 0
 
 
-async def test_compiled_answer_is_kept_for_the_fast_path(pair_factory: PairFactory) -> None:
-    """A clean compiled answer goes into the response cache; the same request then gets
-    the same bytes from it (no plan run), and the reference gives them too."""
+async def test_compiled_answer_is_kept_for_the_fast_path_at_its_second_sight(
+    pair_factory: PairFactory,
+) -> None:
+    """A clean compiled answer goes into the response cache the second time its key is
+    seen; the same request then gets the same bytes from it (no plan run), and the
+    reference gives them too. Reads asked once (numbers drawn anew) never enter it."""
     pair: Pair = await pair_factory(response_cache_bytes=1 << 20)
     await pair.both({"query": "{ conferences { number } }"}, "reader")
     body = {"query": ROOMS_BY_VARIABLE, "variables": {"numbers": ["6401", "6402"]}}
     await pair.both({**body, "variables": {"numbers": ["6400"]}}, "reader")  # validates it
+    answers, reader = pair.compiled.runtime.metrics.registry, pair.keys["reader"]
+    entries = answers.get_sample_value("gateway_response_cache_entries")
+    assert entries is not None
+    for one, other in zip(KNOWN[:10], KNOWN[2:], strict=False):  # ten reads, each asked once
+        await pair.compiled.post({**body, "variables": {"numbers": [one, other]}}, reader)
+    assert pair.compiled.compiled.answered == 10
+    assert answers.get_sample_value("gateway_response_cache_entries") == entries
+
     first, reference = await pair.both(body, "reader")
     same(first, reference)
-    assert pair.compiled.compiled.answered == 1
-    again = await pair.compiled.post(body, pair.keys["reader"])
-    assert again.content == first.content
-    assert pair.compiled.compiled.answered == 1  # the fast path answered
+    assert pair.compiled.compiled.answered == 11
+    second = await pair.compiled.post(body, reader)
+    assert pair.compiled.compiled.answered == 12  # run again, and kept this time
+    again = await pair.compiled.post(body, reader)
+    assert again.content == second.content == first.content
+    assert pair.compiled.compiled.answered == 12  # the fast path answered
+    assert answers.get_sample_value("gateway_response_cache_entries") == entries + 1
 
 
 def test_compile_plan_leaves_out_mutations_and_unnamed_choices() -> None:

@@ -5,11 +5,13 @@ whose document is known and valid and whose operation a plan covers
 (:mod:`gateway.schema.compiled_plan`) is answered here: the plan reads the store and
 builds the data, and this module writes what strawberry's way would: the same JSON
 bytes, status, media type and caching headers, the request's log line and metrics. A
-clean answer is kept in the response cache (under the key the fast path looks up), and an
-answer kept there is served as strawberry's extension would serve it. Authentication, rate limits
-and the security gate ran before, as for every request. Anything else, or anything the
-plan cannot answer exactly (it raises :class:`~gateway.schema.compiled_plan.Fallback`
-before it changes anything), goes the long way: strawberry, the reference.
+clean answer is kept in the response cache (under the key the fast path looks up) the
+second time its key is seen (:mod:`gateway.schema.second_sight`: a read nobody repeats
+never fills the cache), and an answer kept there is served as strawberry's extension
+would serve it. Authentication, rate limits and the security gate ran before, as for
+every request. Anything else, or anything the plan cannot answer exactly (it raises
+:class:`~gateway.schema.compiled_plan.Fallback` before it changes anything), goes the
+long way: strawberry, the reference.
 
 Most such reads are answered before the view: the hot path (:mod:`gateway.http.hot_path`)
 calls :meth:`CompiledPath.run` on a response-cache miss, below Starlette's routing, and
@@ -41,6 +43,7 @@ from gateway.schema.compiled_plan import Fallback
 from gateway.schema.document_budget import CostLimits, RequestBudget
 from gateway.schema.document_cache import Documents
 from gateway.schema.response_cache import CachedAnswer, Operation, ResponseCache, operation_of
+from gateway.schema.second_sight import SecondSight
 from gateway.security.identity import Identity
 
 try:
@@ -69,6 +72,7 @@ class CompiledPath:
         self._caching = caching
         self._limits = limits
         self._clock = clock
+        self._sightings = SecondSight()
         self.answered = 0
         """Requests answered by running a plan (strawberry executed nothing for them)."""
 
@@ -141,7 +145,12 @@ class CompiledPath:
         if stale:
             answer["extensions"] = {"stale": report.as_json()}
         body = orjson.dumps(answer)
-        if not stale and report.sources and oldest is not None:  # as ResponseCaching keeps it
+        if (
+            not stale
+            and report.sources
+            and oldest is not None  # as ResponseCaching keeps it
+            and self._sightings.seen_before(key)  # a read asked once is not worth keeping
+        ):
             # The bytes CachedAnswer.of would encode again: {"data": ...}, nothing else.
             self._answers.put(
                 key, CachedAnswer(body, tuple(report.sources.items()), oldest, operation_name)
