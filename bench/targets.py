@@ -11,6 +11,7 @@ and hands the gateway its URL and a fresh token key.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import time
 from collections.abc import Iterator, Mapping
@@ -154,6 +155,9 @@ class TargetFactory:
     ) -> None:
         self.workdir, self.stack = workdir, stack
         self.latency, self.jitter, self.nice = latency, jitter, nice
+        # The OS often hands the same free port out again: a target's files carry a
+        # serial too, so a later target on a reused port never meets an earlier one's.
+        self._serials = itertools.count(1)
 
     @contextlib.contextmanager
     def simulator(self, rooms: int, *, events: bool = True) -> Iterator[Simulator]:
@@ -223,7 +227,8 @@ class TargetFactory:
         see ``bench.serve``), on uvloop when installed, whatever ``stack`` says."""
         stack = stack or self.stack
         port = free_port()
-        info_path = self.workdir / f"{kind}-{port}.info.json"
+        serial = next(self._serials)
+        info_path = self.workdir / f"{kind}-{port}-{serial}.info.json"
         env = {
             "BENCH_PBX_URL": simulator.url,
             "BENCH_SETTINGS": json.dumps(dict(settings or {})),
@@ -231,7 +236,7 @@ class TargetFactory:
         }
         if simulator.report_port:
             env["BENCH_REPORT_PORT"] = str(simulator.report_port)
-        ready_dir = self.workdir / f"ready-{port}"
+        ready_dir = self.workdir / f"ready-{port}-{serial}"
         if kind == "gateway":
             ready_dir.mkdir()
             env["BENCH_READY_DIR"] = str(ready_dir)
@@ -239,7 +244,7 @@ class TargetFactory:
             env["BENCH_REDIS_URL"] = redis.url
             env["BENCH_REDIS_TOKEN_KEY"] = Fernet.generate_key().decode()
         if replies is not None:
-            replies_path = self.workdir / f"replies-{port}.json"
+            replies_path = self.workdir / f"replies-{port}-{serial}.json"
             save_replies(replies_path, replies)
             env["BENCH_REPLIES"] = str(replies_path)
         argv = [

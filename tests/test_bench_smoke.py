@@ -197,3 +197,24 @@ def test_bench_fanout_delivers_every_change_to_every_subscriber(tmp_path: Path) 
     assert poll["pbx"]["tcp_events_sent"] == 0
     assert "GATEWAY_LIVE_SOURCE=poll" in poll["settings"]
     assert "burst" not in poll
+
+
+def test_bench_targets_started_one_after_another_on_a_reused_port_both_serve(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The OS often hands the same free port out again (a full run crashed on it: the
+    fleet's second gateway found the first one's ready folder). Two gateways started one
+    after the other on one port each start, wait for their own workers, and answer."""
+    from bench import targets, workloads
+    from bench.processes import free_port
+    from bench.targets import Stack, TargetFactory
+
+    factory = TargetFactory(tmp_path, Stack("asyncio", "h11"), latency=0.0, jitter=0.0)
+    with factory.simulator(10) as simulator:
+        port = free_port()
+        monkeypatch.setattr(targets, "free_port", lambda: port)
+        for _ in range(2):
+            with factory.target("gateway", simulator) as target:
+                assert target.process.port == port
+                reply = json.loads(target.post(workloads.single_room(1)))
+                assert reply["data"]["conference"]["number"] == workloads.room(1)
