@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 from bench import workloads
 from bench.client import drawer
-from bench.loadgen import wrk_script
+from bench.loadgen import Load, PythonClient, wrk_script
 from bench.runner import TARGETS, Options
 
 
@@ -57,3 +58,20 @@ def test_bench_w5_rooms_stay_fresh_through_every_round() -> None:
     longest = targets * (options.start_cost + options.warmup + options.duration) * 3
     assert w5.gateway_settings["cache_ttl"] > longest
     assert "cache TTL" in w5.settings_label  # named beside the figures
+
+
+def test_bench_w5_each_run_draws_a_sequence_of_its_own(tmp_path: Path) -> None:
+    """Every run of a load generator (each warm-up, each round) seeds its draws anew: with
+    one seed for all, w5's rounds replayed the warm-up's bodies, and a gateway keeping
+    answers served those replays from its response cache instead of executing them."""
+    client = PythonClient()
+    load = Load("http://127.0.0.1:9", (), 1, 0.2, timeout=0.2, random=workloads.w5(1.0).random)
+    seeds = []
+    for run in range(2):
+        folder = tmp_path / str(run)
+        folder.mkdir()
+        client.run(load, folder)  # port 9 refuses: only the spec written matters here
+        seeds.append(json.loads((folder / "client-0.json").read_text())["seed"])
+    assert seeds[0] != seeds[1]
+    w5 = workloads.w5(1.0, pool=3)
+    assert "math.randomseed(2000 + id)" in wrk_script(w5.bodies, "/graphql", w5.random, seed=2000)
