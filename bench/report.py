@@ -79,11 +79,7 @@ def workload_header(workload: Workload, loadgen: str, *, rounds: int | None = No
         if rounds
         else f"{workload.duration:g} s"
     )
-    settings = (
-        f"\n   gateway settings: shipped defaults, except {workload.settings_label}"
-        if (workload.settings_label)
-        else "\n   gateway settings: shipped defaults"
-    )
+    settings = f"\n   gateway settings: {settings_words(workload.settings_label)}"
     bodies = (
         f"bodies drawn per request, {len(workload.bodies)} to check and warm"
         if workload.random
@@ -246,6 +242,11 @@ def _fanout(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def settings_words(label: str) -> str:
+    """The gateway's settings in a workload's words: ``label`` says what differs, if anything."""
+    return f"shipped defaults, except {label}" if label else "shipped defaults"
+
+
 def targets(document: dict[str, Any]) -> str:
     """Issue 19's targets against this run's figures: met or not."""
     ratios, lines = document["ratios"], ["\n== Targets (issue 19), this run"]
@@ -270,7 +271,7 @@ def targets(document: dict[str, Any]) -> str:
         lines.append(
             f"  {what}: {_num(share, 3)} of the ceiling (target >= {floor}), "
             f"{_times(apollo)} Apollo's rate (target > 1x): {verdict(ok)}"
-            f" ({'shipped defaults, except ' + settings if settings else 'shipped defaults'})"
+            f" ({settings_words(settings)})"
         )
     for row in document.get("cold_burst", []):
         if row["target"] == "gateway":

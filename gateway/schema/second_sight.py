@@ -44,7 +44,7 @@ class SecondSight:
         if self._bitmap[index] & flag:
             return True
         if self._marks >= self._marks_per_round:
-            self._bitmap[:] = bytes(len(self._bitmap))
+            self._bitmap = bytearray(len(self._bitmap))
             self._marks = 0
         self._bitmap[index] |= flag
         self._marks += 1
